@@ -1,0 +1,96 @@
+"""The contract every attention variant follows, and the registry that names them.
+
+A variant holds only the attention math: ``forward(q, k, v, mask=None) -> out`` on ``(B, H, T, D)``.
+Projections and heads live in ``emule_models.layers.MultiHeadAttention``. Each variant also states, as pure
+functions of its shape, why it cannot serve a config and how many FLOPs it costs, so a search space is checked
+and costed before any compute is spent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+ATTENTION: dict[str, type[Attention]] = {}
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    """What a variant needs to know about where it is used.
+
+    Args:
+        heads: number of heads.
+        head_dim: width of one head.
+        max_q: largest number of query tokens it will see.
+        max_k: largest number of key tokens it will see.
+        options: variant options, e.g. ``{"features": 64}`` for performer.
+    """
+
+    heads: int
+    head_dim: int
+    max_q: int
+    max_k: int
+    options: dict[str, Any]
+
+
+def register(cls: type[Attention]) -> type[Attention]:
+    """Class decorator adding a variant to ``ATTENTION`` under ``cls.name``; refuses duplicates."""
+    if not getattr(cls, "name", None):
+        raise TypeError(f"{cls.__qualname__} has no 'name'")
+    if cls.name in ATTENTION:
+        raise ValueError(f"attention {cls.name!r} registered twice ({ATTENTION[cls.name].__qualname__}, {cls.__qualname__})")
+    ATTENTION[cls.name] = cls
+    return cls
+
+
+def get_attention(name: str) -> type[Attention]:
+    try:
+        return ATTENTION[name]
+    except KeyError:
+        raise ValueError(f"attention: {name!r} is not a known variant; accepted: {sorted(ATTENTION)}") from None
+
+
+class Attention(nn.Module):
+    """Base class. Subclasses set ``name`` and ``defaults`` (their options) and implement ``forward``/``flops``.
+
+    ``mask`` is a key padding mask ``(B, Tk)``, True for real tokens. Outputs for real query tokens must not
+    depend on anything at padded key positions.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    complexity: ClassVar[str] = "linear"  # "quadratic" or "linear" in sequence length
+
+    def __init__(self, shape: AttentionShape):
+        super().__init__()
+        self.shape = shape
+        self.options = self.resolve_options(shape.options)
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(options) - set(cls.defaults)
+        if unknown:
+            raise ValueError(
+                f"attention_options: {sorted(unknown)} not accepted by {cls.name!r}; accepted: {sorted(cls.defaults)}"
+            )
+        return {**cls.defaults, **options}
+
+    @classmethod
+    def not_supported_reasons(cls, shape: AttentionShape) -> list[str]:
+        """Why this variant cannot serve ``shape``; empty when it can."""
+        reasons = []
+        unknown = set(shape.options) - set(cls.defaults)
+        if unknown:
+            reasons.append(f"attention_options {sorted(unknown)} not accepted by {cls.name!r}; accepted: {sorted(cls.defaults)}")
+        return reasons
+
+    @classmethod
+    def flops(cls, t_q: int, t_k: int, shape: AttentionShape) -> int:
+        """Forward matmul FLOPs for one sample (all heads), counted as 2 per multiply-add."""
+        raise NotImplementedError
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError

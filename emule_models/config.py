@@ -1,0 +1,153 @@
+"""Model configuration: frozen, validated at construction, unknown keys refused."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MODALITY_KINDS = ("series", "image")
+CHANNEL_MODES = ("mixing", "independent")
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One input modality, declared by the data.
+
+    Args:
+        name: the input key.
+        kind: ``series`` (channels x time, padded to ``length``) or ``image`` (channels x height x width).
+        channels: number of channels.
+        length: longest series (series only).
+        height, width: image size (image only).
+    """
+
+    name: str
+    kind: str
+    channels: int
+    length: int = 0
+    height: int = 0
+    width: int = 0
+
+    def __post_init__(self):
+        if self.kind not in MODALITY_KINDS:
+            raise ValueError(f"modalities.{self.name}.kind: {self.kind!r} not accepted; accepted: {list(MODALITY_KINDS)}")
+        if self.channels < 1:
+            raise ValueError(f"modalities.{self.name}.channels: {self.channels} must be >= 1")
+        if self.kind == "series" and self.length < 1:
+            raise ValueError(f"modalities.{self.name}.length: {self.length} must be >= 1 for a series")
+        if self.kind == "image" and (self.height < 1 or self.width < 1):
+            raise ValueError(f"modalities.{self.name}: image size {self.height}x{self.width} must be >= 1x1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything ``build_model`` needs; a sampler proposes the architecture fields, the data fixes the rest.
+
+    Args:
+        modalities: the inputs, from the dataset.
+        num_classes: number of labels.
+        attention: a name in ``emule_models.attention.ATTENTION``.
+        attention_options: options of that variant (e.g. ``{"features": 64}`` for performer).
+        depth: encoder layers.
+        width: token width; must be divisible by ``heads``.
+        heads: attention heads.
+        mlp_ratio: hidden width of the feed-forward block over ``width``.
+        dropout: dropout rate inside the encoder.
+        fusion: how modalities are combined; see ``emule_models.fusion``.
+        patch_len, patch_stride: time-series patching (stride defaults to patch_len: no overlap).
+        channel_mode: ``mixing`` (one token per patch over all channels) or ``independent`` (one per channel and patch).
+        image_patch: side of the square ViT patch.
+    """
+
+    modalities: tuple[ModalitySpec, ...]
+    num_classes: int
+    attention: str = "softmax"
+    attention_options: dict[str, Any] = field(default_factory=dict)
+    depth: int = 2
+    width: int = 64
+    heads: int = 4
+    mlp_ratio: float = 2.0
+    dropout: float = 0.0
+    fusion: str = "early"
+    patch_len: int = 16
+    patch_stride: int = 0
+    channel_mode: str = "mixing"
+    image_patch: int = 8
+
+    def __post_init__(self):
+        object.__setattr__(self, "modalities", tuple(
+            m if isinstance(m, ModalitySpec) else ModalitySpec(**m) for m in self.modalities))
+        object.__setattr__(self, "attention_options", dict(self.attention_options))
+        if self.patch_stride == 0:
+            object.__setattr__(self, "patch_stride", self.patch_len)
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def problems(self) -> list[str]:
+        """Every reason this config cannot be built, each naming the field, the value and what is accepted."""
+        from emule_models.attention import ATTENTION, get_attention
+
+        out = []
+        if not self.modalities:
+            out.append("modalities: empty; at least one series or image modality is needed")
+        if self.num_classes < 2:
+            out.append(f"num_classes: {self.num_classes} must be >= 2")
+        for name, value, low in (("depth", self.depth, 1), ("width", self.width, 1), ("heads", self.heads, 1),
+                                 ("patch_len", self.patch_len, 1), ("patch_stride", self.patch_stride, 1),
+                                 ("image_patch", self.image_patch, 1)):
+            if value < low:
+                out.append(f"{name}: {value} must be >= {low}")
+        if self.heads >= 1 and self.width % self.heads:
+            divisors = [h for h in range(1, self.width + 1) if self.width % h == 0]
+            out.append(f"width: {self.width} is not divisible by heads={self.heads}; heads accepted: {divisors}")
+        if not 0.0 <= self.dropout < 1.0:
+            out.append(f"dropout: {self.dropout} must be in [0, 1)")
+        if self.mlp_ratio <= 0:
+            out.append(f"mlp_ratio: {self.mlp_ratio} must be > 0")
+        from emule_models.fusion import FUSION
+
+        if self.fusion not in FUSION:
+            out.append(f"fusion: {self.fusion!r} not accepted; accepted: {sorted(FUSION)}")
+        if self.channel_mode not in CHANNEL_MODES:
+            out.append(f"channel_mode: {self.channel_mode!r} not accepted; accepted: {list(CHANNEL_MODES)}")
+        for m in self.modalities:
+            if m.kind == "series" and self.patch_len > m.length:
+                out.append(f"patch_len: {self.patch_len} is longer than series {m.name!r} (length {m.length}); "
+                           f"accepted: 1..{m.length}")
+            if m.kind == "image" and self.image_patch > min(m.height, m.width):
+                out.append(f"image_patch: {self.image_patch} is larger than image {m.name!r} "
+                           f"({m.height}x{m.width}); accepted: 1..{min(m.height, m.width)}")
+        if self.attention not in ATTENTION:
+            out.append(f"attention: {self.attention!r} is not a known variant; accepted: {sorted(ATTENTION)}")
+        elif not out:
+            variant = get_attention(self.attention)
+            for shape in FUSION[self.fusion].shapes(self):
+                out.extend(f"attention={self.attention}: {r}" for r in variant.not_supported_reasons(shape))
+        return list(dict.fromkeys(out))
+
+    # --- token geometry, shared by the model and the closed-form cost ---
+    def series_patches(self, m: ModalitySpec) -> int:
+        return (m.length - self.patch_len) // self.patch_stride + 1 if m.length >= self.patch_len else 0
+
+    def tokens(self, m: ModalitySpec) -> int:
+        if m.kind == "series":
+            n = self.series_patches(m)
+            return n * m.channels if self.channel_mode == "independent" else n
+        return (m.height // self.image_patch) * (m.width // self.image_patch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Build from a plain dict (e.g. exported YAML); unknown keys raise."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"model: unknown keys {unknown}; accepted: {sorted(known)}")
+        d = dict(d)
+        d["modalities"] = tuple(ModalitySpec(**m) if isinstance(m, dict) else m for m in d.get("modalities", ()))
+        return cls(**d)
+

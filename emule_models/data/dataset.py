@@ -1,0 +1,76 @@
+"""The decoded, in-memory form of a dataset: padded NumPy arrays per split, ready to batch without Python loops.
+
+Arrow is the storage and interchange format (see ``emule_models.data.arrow``); a ``Dataset`` is what trials
+train on. Its arrays are plain NumPy, so a Ray object store shares them between trials without copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from emule_models.config import ModalitySpec
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split. ``inputs``: series (N, C, L) / image (N, C, H, W) float32; ``valid``: per series (N, L) bool,
+    True on real (unpadded) steps; ``labels``: (N,) int64 class indices."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+    valid: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, idx: np.ndarray) -> Split:
+        return Split({k: v[idx] for k, v in self.inputs.items()}, self.labels[idx],
+                     {k: v[idx] for k, v in self.valid.items()})
+
+    def batch(self, idx: np.ndarray, device: torch.device | str = "cpu"):
+        """Tensors for the rows ``idx``: (inputs, valid, labels), one fancy-index per array."""
+        inputs = {k: torch.from_numpy(v[idx]).to(device) for k, v in self.inputs.items()}
+        valid = {k: torch.from_numpy(v[idx]).to(device) for k, v in self.valid.items()}
+        return inputs, valid, torch.from_numpy(self.labels[idx]).to(device)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    modalities: tuple[ModalitySpec, ...]
+    classes: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise ValueError(f"split: {name!r} not accepted; accepted: {list(SPLITS)}")
+        return getattr(self, name)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "classes": len(self.classes), "train": len(self.train), "val": len(self.val),
+                "test": len(self.test),
+                "modalities": {m.name: m.kind + str(_shape(m)) for m in self.modalities}}
+
+
+def _shape(m: ModalitySpec) -> tuple[int, ...]:
+    return (m.channels, m.length) if m.kind == "series" else (m.channels, m.height, m.width)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified split of row indices: (kept, carved) with about ``fraction`` of each class carved
+    (at least one per class where the class has two or more rows)."""
+    rng = np.random.default_rng(seed)
+    kept, carved = [], []
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        n = min(len(rows) - 1, max(1, round(fraction * len(rows)))) if len(rows) > 1 else 0
+        carved.append(rows[:n])
+        kept.append(rows[n:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(carved))

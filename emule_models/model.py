@@ -1,0 +1,43 @@
+"""The multimodal Transformer classifier and ``build_model``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from emule_models.config import ModelConfig
+from emule_models.embed import build_embed
+from emule_models.fusion import FUSION
+
+
+class MultimodalClassifier(nn.Module):
+    """Tokenize each modality, fuse, classify.
+
+    ``forward(inputs, valid=None)``: ``inputs`` maps modality name to a batch tensor (series (B, C, L), image
+    (B, C, H, W)); ``valid`` optionally maps a series name to its (B, L) mask of real (unpadded) steps.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.ModuleDict({m.name: build_embed(cfg, m) for m in cfg.modalities})
+        self.fusion = FUSION[cfg.fusion](cfg)
+        self.head = nn.Linear(cfg.width, cfg.num_classes)
+
+    def forward(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        valid = valid or {}
+        tokens, masks = {}, {}
+        for name, embed in self.embed.items():
+            if name in inputs:  # a missing modality contributes nothing; see emule_models.fusion
+                tokens[name], masks[name] = embed(inputs[name], valid.get(name))
+        if not tokens:
+            raise ValueError(f"inputs: none of the modalities {list(self.embed)} given")
+        return self.head(self.fusion(tokens, masks))  # (B, classes)
+
+
+def build_model(config: ModelConfig | dict[str, Any]) -> MultimodalClassifier:
+    """Build the model a config describes; a dict is validated like YAML (unknown keys raise)."""
+    cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+    return MultimodalClassifier(cfg)
