@@ -1,0 +1,1 @@
+"""EMuLe's search: specs, Ray Tune + Optuna orchestration, MLflow tracking, Pareto fronts, export."""

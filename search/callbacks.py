@@ -1,0 +1,138 @@
+"""Driver-side Tune callback: logs every trial to MLflow, keeps the live front, prints progress.
+
+Runs on the driver only, so workers need no tracking credentials. Child runs are looked up by trial id first,
+so a resumed driver continues the runs it made instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from search.front import Front, Record, compute_front, write_artifacts
+from search.searcher import BUDGET_DONE
+from search.spec import Spec
+from search.tracking import Tracker
+
+# Result keys that are bookkeeping, not metrics.
+NOT_METRICS = {"epoch", "node_id", BUDGET_DONE, "done", "trial_id", "date", "hostname", "node_ip", "pid",
+               "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
+               "training_iteration", "experiment_tag", "checkpoint_dir_name", "should_checkpoint", "config"}
+
+
+class SearchCallback(Callback):
+    """Mirror Tune's trials into MLflow and keep the front current.
+
+    Args:
+        spec: the search spec (objectives, reference point).
+        tracker: MLflow access.
+        parent_id: the search's parent run.
+        candidate_of: trial config -> full candidate dict (logged as ``candidate.json`` for export).
+        refresh_every: rewrite the front table and plot after this many finished trials (and at the end).
+        out: where progress lines go.
+    """
+
+    def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, candidate_of: Callable[[dict], dict],
+                 refresh_every: int = 5, out=sys.stdout):
+        self.spec, self.tracker, self.parent_id = spec, tracker, parent_id
+        self.candidate_of, self.refresh_every, self.out = candidate_of, refresh_every, out
+        self.runs: dict[str, str] = tracker.child_runs(parent_id)
+        self.finished: dict[str, Record] = {}
+        self.failed = self.stopped = 0
+        self.start = time.monotonic()
+        self.front = Front([], [], 0.0, None)
+
+    # --- Tune hooks ---
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        if trial.trial_id not in self.runs:
+            self.runs[trial.trial_id] = self.tracker.start_candidate(
+                self.parent_id, trial.trial_id, f"{self.spec.name}-{trial.trial_id}", _flat(trial.config))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
+        self.on_trial_start(iteration, trials, trial)
+        metrics = {k: v for k, v in result.items() if k not in NOT_METRICS}
+        self.tracker.log_metrics(self.runs[trial.trial_id], metrics, step=int(result.get("epoch", iteration)))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        result = trial.last_result or {}
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is None:
+            return
+        budget_done = bool(result.get(BUDGET_DONE))
+        tags = {"budget_done": str(budget_done).lower(), "node_id": result.get("node_id", "")}
+        self.tracker.finish_candidate(run_id, "FINISHED", tags, self.candidate_of(trial.config))
+        if budget_done:
+            self.finished[trial.trial_id] = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
+            self._update_front(final=False)
+        else:
+            self.stopped += 1
+        self._progress(trials, f"{trial.trial_id} {'done' if budget_done else 'stopped early'}", result)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self.failed += 1
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is not None:
+            error = _error_text(trial)
+            self.tracker.finish_candidate(run_id, "FAILED", {"budget_done": "false", "error": error[:5000]})
+        self._progress(trials, f"{trial.trial_id} failed", {})
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self._update_front(final=True)
+
+    # --- front and progress ---
+    def _update_front(self, final: bool) -> None:
+        n = len(self.finished)
+        self.front = compute_front(list(self.finished.values()), self.spec.objectives)
+        if n == 0:
+            return
+        if final or n % self.refresh_every == 0:
+            with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
+                table, plot = write_artifacts(self.front, self.spec.objectives, Path(tmp))
+                self.tracker.log_front(self.parent_id, [r.run_id for r in self.front.members],
+                                       [r.run_id for r in self.finished.values()], table, plot,
+                                       self.front.hypervolume, step=n)
+        else:  # cheap live view: hypervolume and front size as metrics
+            self.tracker.log_search_metrics(self.parent_id, {"hypervolume": self.front.hypervolume,
+                                                             "front_size": len(self.front.members)}, step=n)
+
+    def _progress(self, trials: list, event: str, result: dict) -> None:
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        shown = " ".join(f"{m}={_short(result[m])}" for m in self.spec.metrics if m in result)
+        print(f"[{time.monotonic() - self.start:6.1f}s] {len(self.finished):>3}/{self.spec.search.trials} done, "
+              f"{running} running, {self.stopped} stopped, {self.failed} failed | front {len(self.front.members)}, "
+              f"HV {self.front.hypervolume:.4g} | {event} {shown}", file=self.out, flush=True)
+
+
+def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _numbers(result: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in result.items()
+            if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None) or ""
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"

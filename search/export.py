@@ -1,0 +1,146 @@
+"""From a finished search to deployable configs, and back to a trained model.
+
+``export`` writes one YAML per chosen front member: the full candidate (model + data + training) plus where it
+came from and what it scored. ``retrain`` reads such a file, trains it again and saves the weights;
+``emule_models.build_model(candidate["model"])`` rebuilds the same architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from emule_models import build_model
+from emule_models.cost import count_params
+from emule_models.train import evaluate, fit
+from search.candidate import Candidate, build_seeded, candidate_dataset, training_rows
+from search.front import Front, Record, compute_front
+from search.spec import Spec, parse_spec
+from search.tracking import Tracker
+
+SELECTIONS = ("front", "knee", "budget")
+
+
+@dataclass
+class SearchRecord:
+    name: str
+    parent_id: str
+    spec: Spec
+    front: Front
+
+
+def load_search(tracker: Tracker, name: str) -> SearchRecord:
+    """A search's spec and front, rebuilt from MLflow (candidates that finished their full budget)."""
+    parent_id = tracker.find_search(name)
+    if parent_id is None:
+        raise LookupError(f"search: no search named {name!r} in {tracker.uri}; run `emule search SPEC` first")
+    spec_text = tracker.client.download_artifacts(parent_id, "spec.yaml", _tmp())
+    spec = parse_spec(yaml.safe_load(Path(spec_text).read_text()))
+    records = [Record(r.data.tags["emule.trial_id"], r.info.run_id, dict(r.data.metrics), dict(r.data.params))
+               for r in tracker.candidates(parent_id)
+               if r.data.tags.get("budget_done") == "true" and all(m in r.data.metrics for m in spec.metrics)]
+    return SearchRecord(tracker.search_name(parent_id), parent_id, spec, compute_front(records, spec.objectives))
+
+
+def choose(front: Front, how: str, limits: dict[str, float] | None = None) -> list[Record]:
+    """``front``: every member; ``knee``: the balanced one; ``budget``: the best first-objective member within
+    ``limits`` (e.g. ``{"params": 20000}``)."""
+    if how not in SELECTIONS:
+        raise ValueError(f"--select: {how!r} not accepted; accepted: {list(SELECTIONS)}")
+    if how == "front":
+        return list(front.members)
+    if how == "knee":
+        return [front.knee] if front.knee else []
+    if not limits:
+        raise ValueError("--select budget needs at least one limit, e.g. --max-params 20000")
+    within = [r for r in front.members if all(r.metrics.get(k, float("inf")) <= v for k, v in limits.items())]
+    return within
+
+
+def export(tracker: Tracker, name: str, out: Path, how: str = "front",
+           limits: dict[str, float] | None = None) -> list[Path]:
+    record = load_search(tracker, name)
+    chosen = choose(record.front, how, limits)
+    if how == "budget" and chosen:  # best on the first objective among those within budget
+        first = record.spec.objectives[0]
+        chosen = [(max if first.mode == "max" else min)(chosen, key=lambda r: r.metrics[first.metric])]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for r in chosen:
+        doc = tracker.candidate(r.run_id)
+        doc["source"] = {"search": record.name, "trial_id": r.trial_id, "run_id": r.run_id, "tracking_uri": tracker.uri,
+                         "metrics": {k: r.metrics[k] for k in sorted(r.metrics)}}
+        path = out / f"{record.name}-{r.trial_id}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        paths.append(path)
+    return paths
+
+
+def read_candidate(path: Path) -> tuple[Candidate, dict[str, Any]]:
+    doc = yaml.safe_load(Path(path).read_text())
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not an exported candidate (expected a mapping with model, training, data)")
+    source = doc.pop("source", {})
+    return Candidate.from_dict(doc), source
+
+
+def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[str, float]:
+    """Train an exported candidate again from scratch and save ``{"candidate", "state_dict"}`` to ``weights``."""
+    cand, source = read_candidate(path)
+    dataset = candidate_dataset(cand)
+    rows = training_rows(cand, dataset)
+    model = build_seeded(cand)
+    params = count_params(model)
+    logged = source.get("metrics", {}).get("params")
+    if logged is not None and int(logged) != params:
+        raise RuntimeError(f"model: rebuilt with {params} parameters but the search logged {int(logged)}")
+    log(f"training {path.name}: {cand.model.attention} depth {cand.model.depth} width {cand.model.width}, "
+        f"{params} parameters, {len(rows)} training samples, {cand.training.epochs} epochs")
+    fit(model, dataset.train.take(rows), dataset.val, cand.training, device=device,
+        report=lambda m: log(f"  epoch {m['epoch']:>3}: train_loss {m['train_loss']:.4f} "
+                             f"val_accuracy {m['val_accuracy']:.4f}"))
+    test = evaluate(model, dataset.test, device=device)
+    val = evaluate(model, dataset.val, device=device)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, weights)
+    return {"params": params, "val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"]}
+
+
+def load_weights(weights: Path) -> torch.nn.Module:
+    """A model saved by ``retrain``, rebuilt from its config (weights only: no code is unpickled)."""
+    blob = torch.load(weights, map_location="cpu", weights_only=True)
+    model = build_model(Candidate.from_dict(blob["candidate"]).model)
+    model.load_state_dict(blob["state_dict"])
+    return model
+
+
+def _number(text: str) -> Any:
+    """MLflow keeps params as strings; show numbers as numbers."""
+    try:
+        return float(text) if "." in text or "e" in text else int(text)
+    except ValueError:
+        return text
+
+
+def _tmp() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="emule-")
+
+
+def front_rows(front: Front, metrics: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for r in sorted(front.members, key=lambda r: r.metrics.get("params", 0)):
+        row = {"trial": r.trial_id, **{m: r.metrics.get(m) for m in metrics}}
+        row["test_accuracy"] = r.metrics.get("test_accuracy")
+        for k in ("attention", "depth", "width", "heads", "data_fraction", "selection"):
+            if k in r.params:
+                row[k] = _number(r.params[k])
+        row["knee"] = "*" if r is front.knee else ""
+        rows.append(row)
+    return rows

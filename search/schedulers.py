@@ -1,0 +1,341 @@
+"""Early stopping for the search: asynchronous successive halving, one or several objectives.
+
+``MultiObjectiveHalving`` is the decision logic of MO-ASHA (Schmucker et al. 2021, "Multi-objective
+multi-fidelity hyperparameter optimization with application to fairness"; Syne Tune's ``MOASHA``), plain Python
+that a test drives with fake trials. ``MOASHAScheduler`` adapts it to Ray Tune's ``TrialScheduler`` interface;
+``build_scheduler`` turns the spec's ``search.scheduler`` name into a scheduler.
+
+Promotion rule (the exact one; ``eta`` is ``reduction_factor``):
+
+1. Rungs lie at ``grace_period * eta**k`` for k = 0, 1, ... while the level is below ``max_t``.
+2. A result from a trial this scheduler already stopped: "stop" again, nothing recorded.
+3. A result at ``resource >= max_t``: "stop" - the trial has its full budget; nothing is promoted past ``max_t``
+   (such a trial does not count as stopped early).
+4. Otherwise take the highest rung at or below ``resource``. None (``resource < grace_period``), or the trial is
+   already recorded there: "continue". A rung the trial's reports jumped over stays skipped, never back-filled.
+5. Record the trial's objective vector at that rung, turned into "minimize" by ``search.pareto.to_minimize``;
+   a vector with a NaN becomes +inf in every objective (a diverged trial is worse than any finite one). Records
+   are never removed or replaced: n = the trials recorded at the rung so far, this one included.
+6. Order the n vectors by non-dominated rank (0 = the front), then within one rank by crowding distance computed
+   over that rank's members alone, larger first. The trial's position p = the number of recorded trials strictly
+   ahead of it (a lower rank, or the same rank and a strictly larger crowding distance); ties share the better
+   position.
+7. "continue" if ``p * eta < n`` - the trial is among the top ``ceil(n / eta)`` - else "stop". Asynchronous
+   halving decides once, when the trial reaches the rung; a later arrival never revokes an earlier decision.
+
+While fewer than eta trials have reached a rung, ``ceil(n / eta) = 1``: a trial continues only if no earlier trial
+at that rung is ahead of it. The first trial at a rung always continues; a later one continues if nothing recorded
+dominates it and, within its front, none has a larger crowding distance (with one or two points in a front every
+crowding distance is inf, so they tie). This is Syne Tune's convention (continue iff ``p / n <= 1 / eta``, which
+agrees for n < eta) and ASHA's (the first trial at a rung continues; a later one only if it beats the cutoff of those
+before it). For n >= eta it is stricter than Syne Tune's by one when eta divides n: exactly ``n / eta`` pass.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from ray.tune.result import DONE
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from search.pareto import crowding_distance, non_dominated_rank, to_minimize
+
+if TYPE_CHECKING:
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+Decision = Literal["continue", "stop"]
+CONTINUE: Decision = "continue"
+STOP: Decision = "stop"
+
+SCHEDULERS = ("none", "asha", "mo-asha")
+MODES = ("max", "min")
+
+
+def rung_levels(grace_period: float, reduction_factor: float, max_t: float) -> tuple[float, ...]:
+    """Resource levels where halving decides: ``grace_period * reduction_factor**k`` below ``max_t``.
+
+    Multiplied out rather than taken from logarithms, so 3**5 stays 243 and does not round to 242.99.
+    """
+    _check_budget(grace_period, reduction_factor, max_t)
+    levels = []
+    level = grace_period
+    while level < max_t:
+        levels.append(level)
+        level *= reduction_factor
+    return tuple(levels)
+
+
+def rung_positions(points: np.ndarray) -> np.ndarray:
+    """(N, M) minimized objective vectors -> (N,) int position in the promotion order, 0 = best.
+
+    Order: non-dominated rank first, then crowding distance within the rank (larger first). A point's position is
+    the number of points strictly ahead of it, so tied points share a position.
+    """
+    points = np.asarray(points, dtype=float)
+    rank = non_dominated_rank(points)
+    crowd = np.zeros(len(points))
+    for r in np.unique(rank):
+        members = rank == r
+        crowd[members] = crowding_distance(points[members])
+    # inf - inf inside crowding_distance (points with infinite objectives) gives NaN; count it as no spacing
+    crowd = np.nan_to_num(crowd, nan=0.0, posinf=np.inf)
+    ahead = (rank[None, :] < rank[:, None]) | ((rank[None, :] == rank[:, None]) & (crowd[None, :] > crowd[:, None]))
+    return ahead.sum(axis=1)
+
+
+class MultiObjectiveHalving:
+    """MO-ASHA's decisions, with no Ray: feed every result, get "continue" or "stop" (rule in the module docstring).
+
+    Args:
+        modes: ``"max"`` or ``"min"`` per objective, in the order of the values passed to ``on_result``.
+        max_t: full budget, in the unit of ``resource`` (epochs); a trial reaching it is stopped as done.
+        grace_period: first rung; no trial is stopped before it.
+        reduction_factor: eta; about 1/eta of the trials at a rung go on to the next.
+        log: per objective, rank on log10 scale (changes crowding distances, not dominance).
+    """
+
+    def __init__(
+        self,
+        modes: Sequence[str],
+        *,
+        max_t: float,
+        grace_period: float = 1,
+        reduction_factor: float = 3,
+        log: Sequence[bool] | None = None,
+    ) -> None:
+        self.modes = tuple(_check_modes(modes))
+        self.log = tuple(bool(x) for x in log) if log is not None else (False,) * len(self.modes)
+        if len(self.log) != len(self.modes):
+            raise ValueError(f"log: {list(log)!r} has {len(self.log)} entries; need one per objective ({len(modes)})")
+        self.max_t = max_t
+        self.grace_period = grace_period
+        self.reduction_factor = reduction_factor
+        self.rungs = rung_levels(grace_period, reduction_factor, max_t)
+        self._recorded: dict[float, dict[str, np.ndarray]] = {level: {} for level in self.rungs}
+        self._stopped: set[str] = set()
+
+    @property
+    def stopped_early(self) -> frozenset[str]:
+        """Trials this scheduler stopped before ``max_t``: their last values are low-fidelity."""
+        return frozenset(self._stopped)
+
+    def recorded(self, level: float) -> dict[str, np.ndarray]:
+        """Minimized objective vectors recorded at one rung, by trial id, in arrival order (a copy)."""
+        return dict(self._recorded[level])
+
+    def on_result(self, trial_id: str, resource: float, values: Sequence[float]) -> Decision:
+        """One result of one trial -> whether it should keep training."""
+        if trial_id in self._stopped:
+            return STOP
+        if resource >= self.max_t:
+            return STOP
+        level = self._new_rung(trial_id, resource)
+        if level is None:
+            return CONTINUE
+        recorded = self._recorded[level]
+        recorded[trial_id] = self._point(values)
+        position = rung_positions(np.stack(list(recorded.values())))[list(recorded).index(trial_id)]
+        if position * self.reduction_factor < len(recorded):
+            return CONTINUE
+        self._stopped.add(trial_id)
+        return STOP
+
+    def record(self, trial_id: str, resource: float, values: Sequence[float]) -> None:
+        """Record a result without deciding, for a trial that ended on its own (e.g. a stopper ended it, so the
+        scheduler never saw this result). It then counts for later arrivals at its rung."""
+        level = None if resource >= self.max_t else self._new_rung(trial_id, resource)
+        if level is not None:
+            self._recorded[level][trial_id] = self._point(values)
+
+    def _new_rung(self, trial_id: str, resource: float) -> float | None:
+        """The highest rung at or below ``resource``, if the trial is not recorded there yet."""
+        reached = [level for level in self.rungs if level <= resource]
+        if not reached or trial_id in self._recorded[reached[-1]]:
+            return None
+        return reached[-1]
+
+    def _point(self, values: Sequence[float]) -> np.ndarray:
+        if len(values) != len(self.modes):
+            raise ValueError(
+                f"values: {list(values)!r} has {len(values)} entries; need one per objective ({len(self.modes)})"
+            )
+        point = to_minimize(np.asarray(values, dtype=float)[None, :], self.modes, self.log)[0]
+        return np.full_like(point, np.inf) if np.isnan(point).any() else point
+
+    def debug_string(self) -> str:
+        rungs = " | ".join(f"{level}: {len(self._recorded[level])} recorded" for level in self.rungs)
+        return f"stopped early: {len(self._stopped)}; rungs {rungs or '(none)'}"
+
+
+class MOASHAScheduler(FIFOScheduler):
+    """Ray Tune scheduler: multi-objective asynchronous successive halving (``MultiObjectiveHalving``).
+
+    Unlike Tune's own schedulers it takes lists of metrics and modes, so leave ``metric``/``mode`` out of
+    ``TuneConfig`` (which would also make the search single-objective). Its ``metric`` property stays None, so
+    Tune's own check for reported metrics, which handles only one name, skips it; this scheduler checks every
+    result itself and names what is missing.
+
+    Args:
+        metrics: result keys of the objectives.
+        modes: ``"max"`` or ``"min"`` per metric.
+        time_attr: result key of the resource (monotonic), epochs by default.
+        max_t, grace_period, reduction_factor, log: as for ``MultiObjectiveHalving``.
+    """
+
+    def __init__(
+        self,
+        metrics: Sequence[str],
+        modes: Sequence[str],
+        *,
+        time_attr: str = "epoch",
+        max_t: float,
+        grace_period: float = 1,
+        reduction_factor: float = 3,
+        log: Sequence[bool] | None = None,
+    ) -> None:
+        metrics, modes = _check_objectives(metrics, modes)
+        super().__init__()
+        self._metrics = tuple(metrics)
+        self._time_attr = time_attr
+        self._halving = MultiObjectiveHalving(
+            modes, max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor, log=log
+        )
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self._metrics
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return self._halving.modes
+
+    @property
+    def halving(self) -> MultiObjectiveHalving:
+        """The decision logic, e.g. for ``halving.stopped_early``."""
+        return self._halving
+
+    def set_search_properties(self, metric: str | list[str] | None, mode: str | list[str] | None, **spec) -> bool:
+        """Tune passes ``TuneConfig``'s metric/mode here. None, or exactly this scheduler's objectives: accepted.
+        Anything else: False, and Tune raises its error about a scheduler that has its own metric and mode."""
+        if metric is None and mode is None:
+            return True
+        metric_ok = metric is None or list(_as_list(metric)) == list(self._metrics)
+        mode_ok = mode is None or list(_as_list(mode)) == list(self.modes)
+        return metric_ok and mode_ok
+
+    def on_trial_result(self, tune_controller: TuneController, trial: Trial, result: dict) -> str:
+        read = self._read(trial, result)
+        if read is None:
+            return TrialScheduler.CONTINUE
+        decision = self._halving.on_result(str(trial.trial_id), *read)
+        return TrialScheduler.STOP if decision == STOP else TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
+        # A stopper-ended trial's last result reaches only this hook; raising here would turn it into an error
+        if self._time_attr in result and all(m in result for m in self._metrics):
+            self._halving.record(str(trial.trial_id), *self._read(trial, result))
+
+    def _read(self, trial: Trial, result: dict) -> tuple[float, list[float]] | None:
+        """(resource, values) from a result; None for the bare "done" result of a trial that never reported."""
+        keys = (self._time_attr, *self._metrics)
+        missing = [k for k in keys if k not in result]
+        if not missing:
+            return result[self._time_attr], [result[m] for m in self._metrics]
+        if len(missing) == len(keys) and result.get(DONE):
+            return None
+        raise ValueError(
+            f"MOASHAScheduler: trial {trial.trial_id} reported a result without {', '.join(map(repr, missing))} "
+            f"(metrics {list(self._metrics)}, time_attr {self._time_attr!r}); keys present: {sorted(result)}"
+        )
+
+    def debug_string(self) -> str:
+        return f"Using MO-ASHA over {list(self._metrics)}: {self._halving.debug_string()}"
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+
+
+def build_scheduler(
+    name: str,
+    metrics: Sequence[str],
+    modes: Sequence[str],
+    log: Sequence[bool] | None,
+    max_t: int,
+    grace_period: int,
+    reduction_factor: int,
+    time_attr: str = "epoch",
+) -> TrialScheduler | None:
+    """The spec's ``search.scheduler`` -> a Tune scheduler.
+
+    ``"none"``: None (Tune runs every trial to the end, FIFO). ``"asha"``: Tune's ASHA on the first objective alone
+    (its metric and mode set on the scheduler, never in ``TuneConfig``; ``log`` is not used). ``"mo-asha"``:
+    ``MOASHAScheduler`` over all objectives.
+    """
+    if name not in SCHEDULERS:
+        raise ValueError(f"search.scheduler: {name!r} not accepted; accepted: {list(SCHEDULERS)}")
+    metrics, modes = _check_objectives(metrics, modes)
+    if name == "none":
+        return None
+    _check_budget(grace_period, reduction_factor, max_t)
+    if name == "asha":
+        return ASHAScheduler(
+            time_attr=time_attr,
+            metric=metrics[0],
+            mode=modes[0],
+            max_t=max_t,
+            grace_period=grace_period,
+            reduction_factor=reduction_factor,
+        )
+    return MOASHAScheduler(
+        metrics,
+        modes,
+        time_attr=time_attr,
+        max_t=max_t,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+        log=log,
+    )
+
+
+def _as_list(x: str | Sequence[str]) -> list[str]:
+    return [x] if isinstance(x, str) else list(x)
+
+
+def _check_modes(modes: Sequence[str]) -> list[str]:
+    modes = _as_list(modes)
+    if not modes:
+        raise ValueError("modes: empty; need one of ['max', 'min'] per objective")
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise ValueError(f"modes: {bad!r} not accepted; accepted: {list(MODES)}")
+    return modes
+
+
+def _check_objectives(metrics: Sequence[str], modes: Sequence[str]) -> tuple[list[str], list[str]]:
+    metrics, modes = _as_list(metrics), _check_modes(modes)
+    if len(metrics) != len(modes):
+        raise ValueError(f"metrics: {metrics!r} and modes: {modes!r} differ in length; need one mode per metric")
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(f"metrics: {metrics!r} repeats a name")
+    return metrics, modes
+
+
+def _check_budget(grace_period: float, reduction_factor: float, max_t: float) -> None:
+    if not grace_period > 0:
+        raise ValueError(f"grace_period: {grace_period!r} not accepted; must be > 0")
+    if not reduction_factor > 1:
+        raise ValueError(f"reduction_factor: {reduction_factor!r} not accepted; must be > 1")
+    if not max_t >= grace_period:
+        raise ValueError(f"max_t: {max_t!r} not accepted; must be >= grace_period ({grace_period!r})")
+    if math.isinf(max_t):
+        raise ValueError(f"max_t: {max_t!r} not accepted; must be finite")

@@ -1,0 +1,267 @@
+"""The search spec: a validated model of a YAML file in spaces/.
+
+Every error names the field, the value and what is accepted, and is raised here - before Ray, MLflow or any
+training is touched. ``load_spec`` is the boundary; ``SpecError`` carries one line for the terminal.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Which candidate setting each space key drives. Anything else in `space` is refused.
+MODEL_KEYS = ("attention", "depth", "width", "heads", "mlp_ratio", "dropout", "fusion", "patch_len", "patch_stride",
+              "channel_mode", "image_patch")
+DATA_KEYS = ("data_fraction", "selection")
+TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
+SPACE_KEYS = MODEL_KEYS + DATA_KEYS + TRAINING_KEYS
+INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size")
+SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "qmc")
+# Metrics a trial reports that can be objectives, with the direction that makes sense for each.
+OBJECTIVE_METRICS = {"val_accuracy": "max", "params": "min", "flops": "min", "latency_ms": "min",
+                     "training_compute": "min", "train_time_s": "min"}
+
+
+class SpecError(ValueError):
+    """A spec problem, as one line: ``<field>: <value> - <what is accepted>``."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(Strict):
+    """A numeric range, bounds inclusive; ``log`` samples on a log scale; ``step`` quantizes."""
+
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.low > self.high:
+            raise ValueError(f"low={self.low:g} > high={self.high:g}; accepted: low <= high")
+        if self.log and self.low <= 0:
+            raise ValueError(f"low={self.low:g} with log=true; accepted: low > 0 on a log scale")
+        if self.log and self.step is not None:
+            raise ValueError("log=true with a step; accepted: one of the two")
+        return self
+
+    def is_int(self) -> bool:
+        return float(self.low).is_integer() and float(self.high).is_integer() and (
+            self.step is None or float(self.step).is_integer())
+
+    def corners(self) -> list[float]:
+        return [self.low, self.high]
+
+
+Param = Range | list[Any] | str | int | float  # list: categorical choices; scalar: fixed
+
+
+class DataSpec(Strict):
+    name: str = Field(description="a built-in dataset (see `emule datasets`)")
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+
+
+class Objective(Strict):
+    metric: str
+    mode: Literal["max", "min"]
+    reference: float = Field(description="hypervolume reference point, in the metric's own units")
+    log: bool = False
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in OBJECTIVE_METRICS:
+            raise ValueError(f"{v!r} is not a metric trials report; accepted: {sorted(OBJECTIVE_METRICS)}")
+        return v
+
+
+class Training(Strict):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+
+
+class SearchSettings(Strict):
+    sampler: Literal[SAMPLERS] = "nsga2"  # type: ignore[valid-type]
+    trials: int = Field(12, ge=1)
+    concurrency: int = Field(2, ge=1)
+    seed: int = 0
+    cpus_per_trial: float = Field(1.0, gt=0)
+    storage: str = Field("emule_runs", description="where Ray Tune keeps experiment state (made absolute)")
+
+
+class Tracking(Strict):
+    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<cwd>/mlflow.db")
+    experiment: str = "emule"
+
+
+class Spec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    data: DataSpec
+    objectives: list[Objective] = Field(min_length=1)
+    space: dict[str, Param]
+    attention_options: dict[str, dict[str, Param]] = Field(default_factory=dict)
+    training: Training = Training()
+    search: SearchSettings = SearchSettings()
+    tracking: Tracking = Tracking()
+
+    @field_validator("space")
+    @classmethod
+    def _space_keys(cls, space: dict[str, Any]) -> dict[str, Any]:
+        for key, param in space.items():
+            if key not in SPACE_KEYS:
+                raise ValueError(f"{key!r} is not a searchable setting; accepted: {list(SPACE_KEYS)}")
+            if isinstance(param, list) and not param:
+                raise ValueError(f"{key}: empty list; accepted: a non-empty list of choices")
+            _check_values(key, param)
+        return space
+
+    @model_validator(mode="after")
+    def _objectives_unique(self):
+        names = [o.metric for o in self.objectives]
+        if len(set(names)) != len(names):
+            raise ValueError(f"objectives: {names} repeat a metric; accepted: each metric once")
+        return self
+
+    # --- helpers for the rest of search/ ---
+    @property
+    def metrics(self) -> list[str]:
+        return [o.metric for o in self.objectives]
+
+    @property
+    def modes(self) -> list[str]:
+        return [o.mode for o in self.objectives]
+
+    def storage_path(self) -> Path:
+        return Path(self.search.storage).expanduser().resolve()
+
+
+def _check_values(key: str, param: Any) -> None:
+    """Per-key value rules (a depth is an int >= 1, a fraction is in (0, 1], ...)."""
+    values = param.corners() if isinstance(param, Range) else param if isinstance(param, list) else [param]
+    if key in INT_KEYS:
+        if isinstance(param, Range) and not param.is_int():
+            raise ValueError(f"{key}: {param.low:g}..{param.high:g} is not an integer range; accepted: integers")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 1:
+                raise ValueError(f"{key}: {v!r} not accepted; accepted: integers >= 1")
+    if key == "data_fraction":
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+                raise ValueError(f"data_fraction: {v!r} not accepted; accepted: numbers in (0, 1]")
+    names = _named_choices().get(key)
+    if names is not None:
+        for v in values:
+            if v not in names:
+                raise ValueError(f"{key}: {v!r} not accepted; accepted: {sorted(names)}")
+    if key in ("lr", "weight_decay", "mlp_ratio", "dropout"):
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers")
+
+
+def _named_choices() -> dict[str, Any]:
+    from emule_models.attention import ATTENTION
+    from emule_models.config import CHANNEL_MODES
+    from emule_models.data import STRATEGIES
+    from emule_models.fusion import FUSION
+
+    return {"attention": ATTENTION, "fusion": FUSION, "channel_mode": CHANNEL_MODES, "selection": STRATEGIES}
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and fully validate a spec file (syntax, fields, and the space against the dataset's shape)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec: {str(path)!r} is not a file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"spec: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    return parse_spec(raw)
+
+
+def parse_spec(raw: Any) -> Spec:
+    if not isinstance(raw, dict):
+        raise SpecError(f"spec: top level is {type(raw).__name__}; accepted: a mapping with name, data, objectives, "
+                        "space")
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as e:
+        raise SpecError(_one_line(e)) from None
+    check_space_buildable(spec)
+    return spec
+
+
+def _one_line(e: ValidationError) -> str:
+    err = e.errors()[0]
+    # pydantic lists union branches in the location; keep only the user's field path
+    loc = ".".join(str(p) for p in err["loc"] if not _is_type_tag(p))
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    if err["type"] == "missing":
+        return f"{loc}: missing - required"
+    if isinstance(value, dict):  # our own validators name the key and value inside msg
+        return f"{loc}.{msg}" if msg.split(":")[0].isidentifier() and ":" in msg else f"{loc}: {msg}"
+    return f"{loc}: {value!r} - {msg}"
+
+
+def _is_type_tag(part: Any) -> bool:
+    """pydantic puts union branch names (``Range``, ``list[any]``, ``function-after[...]``) into locations."""
+    return isinstance(part, str) and (part in ("Range", "str", "int", "float")
+                                      or part.startswith(("function-", "list[")))
+
+
+def choices(param: Any) -> list[Any]:
+    """The values of a space entry worth checking: its choices, or a range's two bounds."""
+    if isinstance(param, Range):
+        return [int(v) if param.is_int() else v for v in param.corners()]
+    return list(param) if isinstance(param, list) else [param]
+
+
+def check_space_buildable(spec: Spec) -> None:
+    """Refuse a space containing models that cannot be built (heads not dividing width, a patch longer than
+    the series, a variant that cannot serve the token count ...), by building every corner config. Loads only
+    the dataset's shape, never trains."""
+    from emule_models.attention import ATTENTION
+    from emule_models.data import BUILTIN
+
+    if spec.data.name not in BUILTIN:
+        raise SpecError(f"data.name: {spec.data.name!r} - not a built-in dataset; accepted: {sorted(BUILTIN)}")
+    for variant, options in spec.attention_options.items():
+        if variant not in ATTENTION:
+            raise SpecError(f"attention_options.{variant}: not a known variant; accepted: {sorted(ATTENTION)}")
+        allowed = ATTENTION[variant].defaults
+        for opt in options:
+            if opt not in allowed:
+                raise SpecError(f"attention_options.{variant}.{opt}: not an option of {variant!r}; accepted: "
+                                f"{sorted(allowed)}")
+    from search.candidate import model_config_problems
+
+    model_space = {k: choices(v) for k, v in spec.space.items() if k in MODEL_KEYS}
+    names = list(model_space)
+    combos = list(itertools.islice(itertools.product(*model_space.values()), 20000))
+    for combo in combos:
+        values = dict(zip(names, combo))
+        attention = values.get("attention", "softmax")
+        for opts in _option_corners(spec.attention_options.get(attention, {})):
+            problems = model_config_problems(spec, values, opts)
+            if problems:
+                shown = ", ".join(f"{k}={v}" for k, v in values.items())
+                raise SpecError(f"space: the candidate ({shown}) cannot be built - {problems[0]}")
+
+
+def _option_corners(options: dict[str, Any]) -> list[dict[str, Any]]:
+    if not options:
+        return [{}]
+    keys = list(options)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(choices(options[k]) for k in keys))]

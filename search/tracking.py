@@ -1,0 +1,137 @@
+"""Everything EMuLe writes to or reads from MLflow. The only module that imports mlflow.
+
+Layout: one experiment (``tracking.experiment``); one parent run per search (tag ``emule.search``); one child
+run per trial (``mlflow.parentRunId`` = parent, tag ``emule.trial_id``). The trial -> run map lives in MLflow
+itself (that tag), so a resumed driver finds the runs it already made instead of logging them twice.
+Uses an explicit ``MlflowClient``: ``mlflow.set_experiment``/``set_tracking_uri`` leak into environment
+variables that later calls silently prefer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+SEARCH_TAG = "emule.search"
+TRIAL_TAG = "emule.trial_id"
+PARENT_TAG = "mlflow.parentRunId"
+PARAM_LIMIT = 6000  # MLflow's param value limit; longer values are cut (they are in the candidate artifact anyway)
+
+
+def default_uri() -> str:
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def resolve_uri(uri: str | None) -> str:
+    return uri or os.environ.get("EMULE_TRACKING_URI") or default_uri()
+
+
+class Tracker:
+    """MLflow records of searches and their candidates."""
+
+    def __init__(self, uri: str | None, experiment: str):
+        self.uri = resolve_uri(uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        try:
+            exp = self.client.get_experiment_by_name(experiment)
+        except Exception as e:  # unreachable server, bad URI, locked file: say so before any training
+            raise ConnectionError(f"tracking.uri: cannot reach MLflow at {self.uri!r} ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+
+    # --- searches ---
+    def start_search(self, name: str, params: dict[str, Any], spec_text: str) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={SEARCH_TAG: name, "emule.kind": "search"})
+        self._log_params(run.info.run_id, params)
+        self.client.log_text(run.info.run_id, spec_text, "spec.yaml")
+        return run.info.run_id
+
+    def find_search(self, name: str) -> str | None:
+        """The parent run of the search ``name``; a spec name alone picks its newest search."""
+        for flt in (f"tags.`{SEARCH_TAG}` = '{name}' and tags.`emule.kind` = 'search'",
+                    f"tags.`{SEARCH_TAG}` LIKE '{name}-%' and tags.`emule.kind` = 'search'"):
+            runs = self.client.search_runs([self.experiment_id], flt, order_by=["attributes.start_time DESC"],
+                                           max_results=1)
+            if runs:
+                return runs[0].info.run_id
+        return None
+
+    def search_name(self, parent_id: str) -> str:
+        return self.client.get_run(parent_id).data.tags[SEARCH_TAG]
+
+    def finish_search(self, parent_id: str, status: str) -> None:
+        self.client.set_tag(parent_id, "emule.status", status)
+        self.client.set_terminated(parent_id, "FINISHED" if status == "complete" else "KILLED")
+
+    def log_search_metrics(self, parent_id: str, metrics: dict[str, float], step: int) -> None:
+        self.client.log_batch(parent_id, metrics=[Metric(k, float(v), _now(), step) for k, v in metrics.items()])
+
+    # --- candidates ---
+    def child_runs(self, parent_id: str) -> dict[str, str]:
+        """trial_id -> run_id of the candidates already logged under a search."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'",
+                                       max_results=50000)
+        return {r.data.tags[TRIAL_TAG]: r.info.run_id for r in runs if TRIAL_TAG in r.data.tags}
+
+    def start_candidate(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={
+            PARENT_TAG: parent_id, TRIAL_TAG: trial_id, SEARCH_TAG: self.search_name(parent_id),
+            "emule.kind": "candidate"})
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        rows = [Metric(k, float(v), _now(), step) for k, v in metrics.items() if _is_number(v)]
+        if rows:
+            self.client.log_batch(run_id, metrics=rows)
+
+    def finish_candidate(self, run_id: str, status: str, tags: dict[str, str], candidate: dict | None = None) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if candidate is not None:
+            self.client.log_dict(run_id, candidate, "candidate.json")
+        self.client.set_terminated(run_id, status)
+
+    def candidate(self, run_id: str) -> dict:
+        path = self.client.download_artifacts(run_id, "candidate.json", tempfile.mkdtemp(prefix="emule-"))
+        return json.loads(Path(path).read_text())
+
+    def candidates(self, parent_id: str) -> list:
+        """The child runs of a search (mlflow Run objects), oldest first."""
+        return self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'",
+                                       max_results=50000, order_by=["attributes.start_time ASC"])
+
+    # --- the front ---
+    def log_front(self, parent_id: str, front_run_ids: Sequence[str], all_run_ids: Sequence[str],
+                  table_path: Path, plot_path: Path, hypervolume: float, step: int) -> None:
+        front = set(front_run_ids)
+        for run_id in all_run_ids:
+            self.client.set_tag(run_id, "pareto", "true" if run_id in front else "false")
+        self.client.log_artifact(parent_id, str(table_path))
+        self.client.log_artifact(parent_id, str(plot_path))
+        self.log_search_metrics(parent_id, {"hypervolume": hypervolume, "front_size": len(front)}, step)
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        items = [Param(k, str(v)[:PARAM_LIMIT]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time() * 1000)
+

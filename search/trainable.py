@@ -1,0 +1,52 @@
+"""What runs on a Ray worker for one trial: resolve the candidate, subset the data, train, measure, report.
+
+The dataset arrives through the Ray object store (``tune.with_parameters``), decoded once on the driver, so no
+trial re-reads or re-decodes it. Every result carries the objectives, so a scheduler can rank at any epoch;
+only the last one has ``budget_done`` (the full training budget was spent), which is what admits a trial to the
+Pareto front.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ray import tune
+
+from emule_models.cost import count_params, forward_flops, latency_ms, training_flops
+from emule_models.data import Dataset
+from emule_models.train import evaluate, fit
+from search.candidate import build_seeded, resolve, training_rows
+from search.spec import Spec
+
+LATENCY_BATCH = 1
+
+
+def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset) -> None:
+    threads = max(1, int(spec.search.cpus_per_trial))
+    torch.set_num_threads(threads)
+    # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES), so this only picks CUDA when one is assigned.
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cand = resolve(spec, config, dataset.modalities, len(dataset.classes))
+    rows = training_rows(cand, dataset)
+    train = dataset.train.take(rows)
+    model = build_seeded(cand).to(device)
+    sample, _, _ = dataset.val.batch(np.arange(LATENCY_BATCH), device)
+    static = {"params": count_params(model), "flops": forward_flops(cand.model),
+              "latency_ms": latency_ms(model, sample), "train_samples": len(rows), "node_id": _node_id()}
+
+    def report(metrics: dict[str, Any]) -> None:
+        row = {**metrics, **static, "training_compute": training_flops(cand.model, metrics["samples_seen"])}
+        if metrics["epoch"] == cand.training.epochs:
+            test = evaluate(model, dataset.test, device=device)
+            row.update(test_accuracy=test["accuracy"], test_loss=test["loss"], budget_done=True)
+        tune.report(row)
+
+    fit(model, train, dataset.val, cand.training, report=report, device=device)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()

@@ -1,0 +1,106 @@
+"""End to end with real parts: a real local Ray, Optuna, an MLflow store in a temp dir, real OSULeaf data."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from emule_models import ModelConfig, build_model
+from emule_models.cost import count_params
+from search.export import export, load_search, load_weights, retrain
+from search.pareto import dominates, to_minimize
+from search.runner import run_search
+from search.spec import parse_spec
+from search.tracking import PARENT_TAG, Tracker
+
+pytestmark = pytest.mark.slow
+
+TRIALS = 6
+
+
+@pytest.fixture(scope="module")
+def finished_search(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    spec = parse_spec({
+        "name": "tiny",
+        "data": {"name": "osuleaf"},
+        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
+                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True},
+                       {"metric": "flops", "mode": "min", "reference": 1e9, "log": True}],
+        "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 2}, "width": [16, 32],
+                  "heads": [1, 2], "patch_len": [16, 32], "data_fraction": {"low": 0.3, "high": 1.0},
+                  "lr": {"low": 1e-3, "high": 3e-3, "log": True}},
+        "training": {"epochs": 2, "batch_size": 32},
+        "search": {"sampler": "random", "trials": TRIALS, "concurrency": 2, "seed": 1, "storage": str(tmp / "runs")},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "e2e"},
+    })
+    out = io.StringIO()
+    result = run_search(spec, name="tiny-run", out=out)
+    return spec, result, Tracker(spec.tracking.uri, "e2e"), tmp, out.getvalue()
+
+
+def test_every_trial_logged_once_under_the_parent(finished_search):
+    spec, result, tracker, _, _ = finished_search
+    assert result.status == "complete" and result.finished == TRIALS
+    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{PARENT_TAG}` = '{result.parent_run_id}'")
+    assert len(runs) == TRIALS
+    assert len({r.data.tags["emule.trial_id"] for r in runs}) == TRIALS
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert {"val_accuracy", "test_accuracy", "params", "flops", "train_time_s", "latency_ms"} <= set(r.data.metrics)
+        history = tracker.client.get_metric_history(r.info.run_id, "val_accuracy")
+        assert [m.step for m in history] == [1, 2]  # per-epoch validation metrics
+
+
+def test_front_is_exactly_the_non_dominated_set(finished_search):
+    spec, result, tracker, _, _ = finished_search
+    runs = tracker.candidates(result.parent_run_id)
+    points = {r.info.run_id: to_minimize(np.array([[r.data.metrics[m] for m in spec.metrics]]), spec.modes,
+                                         [o.log for o in spec.objectives])[0] for r in runs}
+    front = [r.info.run_id for r in runs if r.data.tags["pareto"] == "true"]
+    rest = [r.info.run_id for r in runs if r.data.tags["pareto"] == "false"]
+    assert front and len(front) + len(rest) == TRIALS
+    for a in front:
+        assert not any(dominates(points[b], points[a]) for b in points)
+    for a in rest:
+        assert any(dominates(points[b], points[a]) for b in front)
+
+
+def test_parent_run_has_front_artifacts_and_hypervolume(finished_search, tmp_path):
+    spec, result, tracker, _, out = finished_search
+    parent = tracker.client.get_run(result.parent_run_id)
+    assert parent.data.tags["emule.status"] == "complete"
+    assert parent.data.metrics["hypervolume"] == pytest.approx(result.front.hypervolume)
+    assert parent.data.params["search.sampler"] == "random"
+    names = {a.path for a in tracker.client.list_artifacts(result.parent_run_id)}
+    assert {"spec.yaml", "pareto.parquet", "pareto.png"} <= names
+    table = pq.read_table(tracker.client.download_artifacts(result.parent_run_id, "pareto.parquet", str(tmp_path)))
+    assert table.num_rows == len(result.front.members)
+    assert set(table.column("run_id").to_pylist()) == {r.run_id for r in result.front.members}
+    assert f"{TRIALS}/{TRIALS} done" in out  # progress lines
+
+
+def test_export_then_train_reproduces_the_config(finished_search, tmp_path):
+    spec, result, tracker, _, _ = finished_search
+    paths = export(tracker, "tiny-run", tmp_path / "exports", "knee")
+    assert len(paths) == 1
+    doc = yaml.safe_load(paths[0].read_text())
+    cfg = ModelConfig.from_dict(doc["model"])
+    assert count_params(build_model(cfg)) == int(doc["source"]["metrics"]["params"])
+    logs = []
+    metrics = retrain(paths[0], tmp_path / "w.pt", log=logs.append)
+    assert metrics["params"] == int(doc["source"]["metrics"]["params"])
+    model = load_weights(tmp_path / "w.pt")
+    assert model.cfg == cfg
+    assert len(logs) == 1 + doc["training"]["epochs"]
+
+
+def test_pareto_lookup_by_spec_name(finished_search):
+    spec, result, tracker, _, _ = finished_search
+    record = load_search(tracker, "tiny")
+    assert record.name == "tiny-run"
+    assert {r.run_id for r in record.front.members} == {r.run_id for r in result.front.members}
