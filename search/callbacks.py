@@ -16,14 +16,17 @@ from typing import Any
 from ray.tune import Callback
 
 from search.front import Front, Record, compute_front, write_artifacts
-from search.searcher import BUDGET_DONE
+from search.searcher import BUDGET_DONE, INFEASIBLE
 from search.spec import Spec
 from search.tracking import Tracker
 
 # Result keys that are bookkeeping, not metrics.
-NOT_METRICS = {"epoch", "node_id", BUDGET_DONE, "done", "trial_id", "date", "hostname", "node_ip", "pid",
-               "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
-               "training_iteration", "experiment_tag", "checkpoint_dir_name", "should_checkpoint", "config"}
+NOT_METRICS = {"epoch", "node_id", BUDGET_DONE, INFEASIBLE, "violations", "done", "trial_id", "date", "hostname",
+               "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
+               "iterations_since_restore", "training_iteration", "experiment_tag", "checkpoint_dir_name",
+               "should_checkpoint", "config"}
+
+MEASURED_WITHOUT_TRAINING = {"params", "flops", "latency_ms", "train_samples", "work_time_s"}
 
 
 class SearchCallback(Callback):
@@ -36,15 +39,18 @@ class SearchCallback(Callback):
         candidate_of: trial config -> full candidate dict (logged as ``candidate.json`` for export).
         refresh_every: rewrite the front table and plot after this many finished trials (and at the end).
         out: where progress lines go.
+        earlier: finished candidates of the search being extended.
     """
 
     def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, candidate_of: Callable[[dict], dict],
-                 refresh_every: int = 5, out=sys.stdout):
+                 refresh_every: int = 5, out=sys.stdout, earlier: list[Record] | None = None):
         self.spec, self.tracker, self.parent_id = spec, tracker, parent_id
         self.candidate_of, self.refresh_every, self.out = candidate_of, refresh_every, out
         self.runs: dict[str, str] = tracker.child_runs(parent_id)
-        self.finished: dict[str, Record] = {}
-        self.failed = self.stopped = 0
+        # candidates an extended search already finished count towards its front
+        self.finished: dict[str, Record] = {r.trial_id: r for r in earlier or []}
+        self.preloaded = len(self.finished)
+        self.failed = self.stopped = self.infeasible = 0
         self.start = time.monotonic()
         self.front = Front([], [], 0.0, None)
 
@@ -57,6 +63,8 @@ class SearchCallback(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
         self.on_trial_start(iteration, trials, trial)
         metrics = {k: v for k, v in result.items() if k not in NOT_METRICS}
+        if result.get(INFEASIBLE):  # log what was measured, not the reference-point stand-ins
+            metrics = {k: v for k, v in metrics.items() if k in MEASURED_WITHOUT_TRAINING}
         self.tracker.log_metrics(self.runs[trial.trial_id], metrics, step=int(result.get("epoch", iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
@@ -65,14 +73,23 @@ class SearchCallback(Callback):
         if run_id is None:
             return
         budget_done = bool(result.get(BUDGET_DONE))
-        tags = {"budget_done": str(budget_done).lower(), "node_id": result.get("node_id", "")}
+        infeasible = bool(result.get(INFEASIBLE))
+        tags = {"budget_done": str(budget_done).lower(), "feasible": str(not infeasible).lower(),
+                "node_id": result.get("node_id", "")}
+        if infeasible:
+            tags["violations"] = result.get("violations", "")
         self.tracker.finish_candidate(run_id, "FINISHED", tags, self.candidate_of(trial.config))
         if budget_done:
             self.finished[trial.trial_id] = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
             self._update_front(final=False)
+            event = "done"
+        elif infeasible:
+            self.infeasible += 1
+            event = f"infeasible ({result.get('violations', '')})"
         else:
             self.stopped += 1
-        self._progress(trials, f"{trial.trial_id} {'done' if budget_done else 'stopped early'}", result)
+            event = f"stopped early at epoch {result.get('epoch', '?')}"
+        self._progress(trials, f"{trial.trial_id} {event}", {} if infeasible else result)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self.failed += 1
@@ -103,9 +120,11 @@ class SearchCallback(Callback):
 
     def _progress(self, trials: list, event: str, result: dict) -> None:
         running = sum(1 for t in trials if t.status == "RUNNING")
+        ended = len(self.finished) - self.preloaded + self.stopped + self.infeasible + self.failed
         shown = " ".join(f"{m}={_short(result[m])}" for m in self.spec.metrics if m in result)
-        print(f"[{time.monotonic() - self.start:6.1f}s] {len(self.finished):>3}/{self.spec.search.trials} done, "
-              f"{running} running, {self.stopped} stopped, {self.failed} failed | front {len(self.front.members)}, "
+        print(f"[{time.monotonic() - self.start:6.1f}s] {ended:>3}/{self.spec.search.trials} ended "
+              f"({len(self.finished) - self.preloaded} full, {self.stopped} stopped, {self.infeasible} infeasible, "
+              f"{self.failed} failed), {running} running | front {len(self.front.members)}, "
               f"HV {self.front.hypervolume:.4g} | {event} {shown}", file=self.out, flush=True)
 
 

@@ -1,29 +1,66 @@
-"""Ray's OptunaSearch, told the truth about trials that did not finish their budget.
+"""Ray's OptunaSearch, told the truth about each trial's outcome.
 
 Stock ``OptunaSearch`` hands a trial stopped early by a scheduler to Optuna as COMPLETE with its last,
-low-fidelity values, so the sampler learns from partial results as if they were final. Here a trial whose last
-result lacks ``budget_done`` is told as PRUNED (no values), and an errored one as FAIL.
+low-fidelity values, so the sampler learns from partial results as if they were final. Here:
+
+- a trial whose last result has ``budget_done`` is COMPLETE with its values;
+- a trial stopped early (no ``budget_done``) is PRUNED, with no values: samplers skip it;
+- an infeasible trial (over a spec constraint; never trained) is COMPLETE with its measured costs, its training
+  objectives at the spec's reference point (the worst value the spec accepts), and its constraint violations,
+  so the constrained samplers learn to avoid that region;
+- an errored trial is FAIL.
+
+Every told trial carries its constraint values (``Trial.set_constraint``, <= 0 feasible, Optuna 5's way) when the
+spec has constraints. ``history`` adds finished trials of an earlier search, so an extended search keeps learning
+from them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 BUDGET_DONE = "budget_done"
+INFEASIBLE = "infeasible"
 
 
 class BudgetAwareOptunaSearch(OptunaSearch):
+    def __init__(self, *args, limits: dict[str, float] | None = None,
+                 history: list[optuna.trial.FrozenTrial] | None = None, **kwargs):
+        self._limits = dict(limits or {})
+        self._history = list(history or [])
+        super().__init__(*args, **kwargs)
+
+    def _setup_study(self, mode):
+        super()._setup_study(mode)
+        if self._history:
+            self._ot_study.add_trials(self._history)
+
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        if result and self._limits:
+            for key, value in zip(self._limits, constraint_violations(result, self._limits)):
+                ot_trial.set_constraint(key, value)
         if error or not result:
             self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
-        elif not result.get(BUDGET_DONE):
-            self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
-        else:
+        elif result.get(BUDGET_DONE) or result.get(INFEASIBLE):
             self._ot_study.tell(ot_trial, [result[m] for m in self.metric], state=TrialState.COMPLETE)
+        else:
+            self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
+
+
+def constraint_violations(measured: dict[str, Any], limits: dict[str, float]) -> list[float]:
+    """One value per limit, relative to it: (measured - limit) / limit, so <= 0 is feasible and the scale of
+    parameters and milliseconds compare."""
+    return [(float(measured[k]) - limit) / limit for k, limit in limits.items()]
+
+
+def violated(measured: dict[str, Any], limits: dict[str, float]) -> list[str]:
+    """Human-readable list of the limits ``measured`` exceeds."""
+    return [f"{k} {float(measured[k]):.4g} > {limit:.4g}" for k, limit in limits.items() if measured[k] > limit]

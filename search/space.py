@@ -6,12 +6,13 @@ when that variant is picked, under the name ``<variant>.<option>``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from search.candidate import OPTION_SEP
-from search.spec import INT_KEYS, Range, Spec
+from search.spec import INT_KEYS, Range, Spec, SpecError
 
 
 def suggest(trial: optuna.Trial, name: str, param: Any, as_int: bool = False) -> Any:
@@ -60,17 +61,98 @@ def _is_fixed(param: Any) -> bool:
 
 def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
     """The spec's sampler, seeded. NSGA-II/III population sizes follow the trial budget so that small searches
-    still get past their first generation."""
+    still get past their first generation. Constraint values reach the samplers through each trial
+    (``Trial.set_constraint``, see ``search.searcher``): nsga2, nsga3, tpe and gp learn from them; random and qmc
+    ignore them."""
     name, seed = spec.search.sampler, spec.search.seed
     population = max(4, min(50, spec.search.trials // 3))
+    startup = max(2, spec.search.trials // 4)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     if name == "nsga3":
         return optuna.samplers.NSGAIIISampler(population_size=population, seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, spec.search.trials // 4))
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(2, spec.search.trials // 4))
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)
+
+
+def warm_start_points(spec: Spec) -> list[dict[str, Any]]:
+    """Sampler parameters of the exported candidates in ``search.warm_start``, tried first (Optuna's enqueue).
+
+    Each must lie inside the space: a value outside it would be silently re-sampled by Optuna.
+    """
+    import yaml
+
+    points = []
+    for i, path in enumerate(spec.search.warm_start):
+        field = f"search.warm_start[{i}]"
+        try:
+            doc = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise SpecError(f"{field}: {path!r} cannot be read ({type(e).__name__})") from None
+        if not isinstance(doc, dict) or not {"model", "training", "data"} <= set(doc):
+            raise SpecError(f"{field}: {path!r} is not an exported candidate; accepted: YAML from `emule export`")
+        sources = {**doc["training"], **doc["data"], **doc["model"]}
+        point = {}
+        for name, param in spec.space.items():
+            if name not in sources:
+                raise SpecError(f"{field}: {path!r} has no {name!r}")
+            point[name] = _inside(field, name, sources[name], param)
+        attention = point.get("attention", sources.get("attention"))
+        given = doc["model"].get("attention_options", {})
+        for option, param in spec.attention_options.get(attention, {}).items():
+            name = attention + OPTION_SEP + option
+            if option in given:
+                point[name] = _inside(field, name, given[option], param)
+        points.append(point)
+    return points
+
+
+def _inside(field: str, name: str, value: Any, param: Any) -> Any:
+    if isinstance(param, Range):
+        ok = isinstance(value, (int, float)) and param.low <= value <= param.high
+        accepted = f"{param.low:g}..{param.high:g}"
+    elif isinstance(param, list):
+        ok, accepted = value in param, str(param)
+    else:
+        ok, accepted = value == param, repr(param)
+    if not ok:
+        raise SpecError(f"{field}: {name}={value!r} lies outside the space; accepted: {accepted}")
+    return value
+
+
+def typed_params(spec: Spec, logged: dict[str, str]) -> dict[str, Any]:
+    """Sampler parameters as MLflow logged them (strings) -> typed values of the spec's space."""
+    out: dict[str, Any] = {}
+    params = dict(spec.space)
+    attention = logged.get("attention")
+    for option, param in spec.attention_options.get(attention, {}).items():
+        params[attention + OPTION_SEP + option] = param
+    for name, param in params.items():
+        if name not in logged:
+            continue
+        text = logged[name]
+        if isinstance(param, Range):
+            out[name] = int(float(text)) if param.is_int() and name in INT_KEYS else float(text)
+        else:
+            options = param if isinstance(param, list) else [param]
+            out[name] = next((c for c in options if str(c) == text), text)
+    return out
+
+
+def history_trials(spec: Spec, rows: list[tuple[dict[str, Any], list[float]]]) -> list[optuna.trial.FrozenTrial]:
+    """Finished candidates of an earlier search as Optuna trials of this space (params with their
+    distributions, objective values), for a study to learn from without training them again."""
+    directions = ["maximize" if m == "max" else "minimize" for m in spec.modes]
+    scratch = optuna.create_study(directions=directions)
+    space = DefineByRun(spec)
+    for params, values in rows:
+        scratch.enqueue_trial(params, skip_if_exists=False)
+        trial = scratch.ask()
+        space(trial)
+        scratch.tell(trial, values)
+    return scratch.get_trials(deepcopy=True)

@@ -21,6 +21,7 @@ TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
 SPACE_KEYS = MODEL_KEYS + DATA_KEYS + TRAINING_KEYS
 INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size")
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "qmc")
+SCHEDULERS = ("none", "asha", "mo-asha")
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
 OBJECTIVE_METRICS = {"val_accuracy": "max", "params": "min", "flops": "min", "latency_ms": "min",
                      "training_compute": "min", "train_time_s": "min"}
@@ -90,8 +91,25 @@ class Training(Strict):
     weight_decay: float = Field(0.01, ge=0)
 
 
+class Constraints(Strict):
+    """Hard budgets: a candidate over any of them is infeasible - measured, never trained, never on the front."""
+
+    max_params: float | None = Field(None, gt=0)
+    max_flops: float | None = Field(None, gt=0)
+    max_latency_ms: float | None = Field(None, gt=0)
+
+    def limits(self) -> dict[str, float]:
+        """metric -> limit, for the constraints that are set."""
+        pairs = (("params", self.max_params), ("flops", self.max_flops), ("latency_ms", self.max_latency_ms))
+        return {metric: limit for metric, limit in pairs if limit is not None}
+
+
 class SearchSettings(Strict):
     sampler: Literal[SAMPLERS] = "nsga2"  # type: ignore[valid-type]
+    scheduler: Literal[SCHEDULERS] = "none"  # type: ignore[valid-type]
+    grace_period: int = Field(1, ge=1, description="epochs before the first halving decision")
+    reduction_factor: int = Field(3, ge=2, description="keep 1 in reduction_factor at each rung")
+    warm_start: list[str] = Field(default_factory=list, description="exported candidate YAMLs to try first")
     trials: int = Field(12, ge=1)
     concurrency: int = Field(2, ge=1)
     seed: int = 0
@@ -110,6 +128,7 @@ class Spec(Strict):
     objectives: list[Objective] = Field(min_length=1)
     space: dict[str, Param]
     attention_options: dict[str, dict[str, Param]] = Field(default_factory=dict)
+    constraints: Constraints = Constraints()
     training: Training = Training()
     search: SearchSettings = SearchSettings()
     tracking: Tracking = Tracking()
@@ -130,6 +149,9 @@ class Spec(Strict):
         names = [o.metric for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objectives: {names} repeat a metric; accepted: each metric once")
+        if self.search.scheduler != "none" and self.search.grace_period >= self.training.epochs:
+            raise ValueError(f"search.grace_period: {self.search.grace_period} leaves no room to stop early with "
+                             f"training.epochs={self.training.epochs}; accepted: 1..{self.training.epochs - 1}")
         return self
 
     # --- helpers for the rest of search/ ---
@@ -187,10 +209,12 @@ def load_spec(path: str | Path) -> Spec:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise SpecError(f"spec: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_spec(raw)
+    return parse_spec(raw, base_dir=path.parent)
 
 
-def parse_spec(raw: Any) -> Spec:
+def parse_spec(raw: Any, base_dir: Path | None = None) -> Spec:
+    """Validate a spec given as data. ``search.warm_start`` paths are taken relative to ``base_dir`` (the spec
+    file's folder) and made absolute."""
     if not isinstance(raw, dict):
         raise SpecError(f"spec: top level is {type(raw).__name__}; accepted: a mapping with name, data, objectives, "
                         "space")
@@ -198,7 +222,14 @@ def parse_spec(raw: Any) -> Spec:
         spec = Spec.model_validate(raw)
     except ValidationError as e:
         raise SpecError(_one_line(e)) from None
+    if spec.search.warm_start:
+        base = base_dir or Path.cwd()
+        paths = [str((base / p).resolve()) for p in spec.search.warm_start]
+        spec = spec.model_copy(update={"search": spec.search.model_copy(update={"warm_start": paths})})
     check_space_buildable(spec)
+    from search.space import warm_start_points
+
+    warm_start_points(spec)  # refuses files that are missing, malformed or outside the space
     return spec
 
 
@@ -208,6 +239,8 @@ def _one_line(e: ValidationError) -> str:
     loc = ".".join(str(p) for p in err["loc"] if not _is_type_tag(p))
     msg = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
+    if not loc:  # a whole-spec rule: the message names its fields
+        return msg
     if err["type"] == "missing":
         return f"{loc}: missing - required"
     if isinstance(value, dict):  # our own validators name the key and value inside msg

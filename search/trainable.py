@@ -8,6 +8,7 @@ Pareto front.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,14 @@ from emule_models.cost import count_params, forward_flops, latency_ms, training_
 from emule_models.data import Dataset
 from emule_models.train import evaluate, fit
 from search.candidate import build_seeded, resolve, training_rows
+from search.searcher import INFEASIBLE, violated
 from search.spec import Spec
 
 LATENCY_BATCH = 1
 
 
 def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset) -> None:
+    start = time.perf_counter()
     threads = max(1, int(spec.search.cpus_per_trial))
     torch.set_num_threads(threads)
     # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES), so this only picks CUDA when one is assigned.
@@ -35,12 +38,19 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset) -> Non
     sample, _, _ = dataset.val.batch(np.arange(LATENCY_BATCH), device)
     static = {"params": count_params(model), "flops": forward_flops(cand.model),
               "latency_ms": latency_ms(model, sample), "train_samples": len(rows), "node_id": _node_id()}
+    over = violated(static, spec.constraints.limits())
+    if over:  # over budget: measured, never trained; training objectives stand at the reference point
+        unmeasured = {o.metric: o.reference for o in spec.objectives if o.metric not in static}
+        tune.report({**static, **unmeasured, INFEASIBLE: True, "violations": "; ".join(over),
+                     "epoch": 0, "samples_seen": 0, "work_time_s": time.perf_counter() - start})
+        return
 
     def report(metrics: dict[str, Any]) -> None:
         row = {**metrics, **static, "training_compute": training_flops(cand.model, metrics["samples_seen"])}
         if metrics["epoch"] == cand.training.epochs:
             test = evaluate(model, dataset.test, device=device)
-            row.update(test_accuracy=test["accuracy"], test_loss=test["loss"], budget_done=True)
+            row.update(test_accuracy=test["accuracy"], test_loss=test["loss"], budget_done=True,
+                       work_time_s=time.perf_counter() - start)  # everything this trial did; the rest is overhead
         tune.report(row)
 
     fit(model, train, dataset.val, cand.training, report=report, device=device)

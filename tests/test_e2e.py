@@ -81,7 +81,7 @@ def test_parent_run_has_front_artifacts_and_hypervolume(finished_search, tmp_pat
     table = pq.read_table(tracker.client.download_artifacts(result.parent_run_id, "pareto.parquet", str(tmp_path)))
     assert table.num_rows == len(result.front.members)
     assert set(table.column("run_id").to_pylist()) == {r.run_id for r in result.front.members}
-    assert f"{TRIALS}/{TRIALS} done" in out  # progress lines
+    assert f"{TRIALS}/{TRIALS} ended ({TRIALS} full" in out  # progress lines
 
 
 def test_export_then_train_reproduces_the_config(finished_search, tmp_path):

@@ -1,0 +1,111 @@
+"""Per-trial overhead of `emule search` against a plain in-process loop over the same candidates.
+
+Runs a real search (local Ray, Optuna, MLflow in a temp dir) with one trial at a time, then trains the very same
+candidates in a plain Python loop in this process, and reports:
+- the wall-time ratio search / loop,
+- per-trial overhead in the search: the time between consecutive trial completions seen by the driver, minus
+  the trial's own work (data subset, build, latency measurement, training, evaluation - ``work_time_s``),
+  as a median after the first (warm-up) trial.
+
+    python bench/overhead.py --trials 12 --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from ray.tune import Callback
+
+from emule_models.cost import count_params, forward_flops, latency_ms
+from emule_models.train import evaluate, fit
+from search.candidate import Candidate, build_seeded, candidate_dataset, training_rows
+from search.runner import run_search
+from search.spec import load_spec, parse_spec
+from search.tracking import Tracker
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class CompletionClock(Callback):
+    """Driver-side wall clock of each trial's completion."""
+
+    def __init__(self):
+        self.done: list[tuple[float, str]] = []
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done.append((time.perf_counter(), trial.trial_id))
+
+
+def plain_loop(candidates: list[Candidate]) -> list[float]:
+    """Train each candidate in-process: the same work a trial does, with nothing around it."""
+    times = []
+    torch.set_num_threads(1)  # as in a 1-CPU trial
+    for cand in candidates:
+        start = time.perf_counter()
+        dataset = candidate_dataset(cand)
+        rows = training_rows(cand, dataset)
+        model = build_seeded(cand)
+        count_params(model), forward_flops(cand.model)
+        latency_ms(model, dataset.val.batch(range(1))[0])
+        fit(model, dataset.train.take(rows), dataset.val, cand.training)
+        evaluate(model, dataset.test)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=5)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="emule-bench-"))
+    raw = load_spec(ROOT / "spaces" / "quickstart.yaml").model_dump(mode="json")
+    raw["training"]["epochs"] = args.epochs
+    raw["search"].update(trials=args.trials, concurrency=1, storage=str(tmp / "runs"))
+    raw["tracking"] = {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "bench"}
+    spec = parse_spec(raw)
+
+    clock = CompletionClock()
+    start = time.perf_counter()
+    result = run_search(spec, name="overhead", out=io.StringIO(), num_cpus=2, callbacks=[clock])
+    search_wall = time.perf_counter() - start
+
+    tracker = Tracker(spec.tracking.uri, "bench")
+    runs = {r.data.tags["emule.trial_id"]: r for r in tracker.candidates(result.parent_run_id)}
+    work = {tid: r.data.metrics["work_time_s"] for tid, r in runs.items()}
+    overheads, previous = [], None
+    for t, tid in clock.done:
+        if previous is not None:
+            overheads.append(t - previous - work[tid])
+        previous = t
+    candidates = [Candidate.from_dict(tracker.candidate(runs[tid].info.run_id)) for _, tid in clock.done]
+
+    candidate_dataset(candidates[0])  # data load outside the timed loop, as the search loads it once up front
+    start = time.perf_counter()
+    loop_times = plain_loop(candidates)
+    loop_wall = time.perf_counter() - start
+
+    print(f"command: python bench/overhead.py --trials {args.trials} --epochs {args.epochs}")
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, python {sys.version.split()[0]}")
+    print(f"trials: {args.trials} (one at a time), {args.epochs} epochs each, quickstart space on OSULeaf")
+    print(f"emule search wall time (Ray start, MLflow, search, front): {search_wall:8.2f} s")
+    print(f"plain in-process loop wall time:                          {loop_wall:8.2f} s")
+    print(f"ratio search / loop:                                      {search_wall / loop_wall:8.2f}")
+    print(f"median in-trial work (search) / plain per-trial time:    {statistics.median(work.values()):8.3f} s / "
+          f"{statistics.median(loop_times):.3f} s")
+    print(f"per-trial overhead after warm-up: median {statistics.median(overheads):.3f} s, "
+          f"max {max(overheads):.3f} s, over {len(overheads)} trial gaps")
+    fixed = search_wall - sum(work.values()) - sum(overheads)
+    print(f"fixed cost (Ray start, first trial's actor, final front): {fixed:8.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Search features end to end with real Ray, Optuna and MLflow: MO-ASHA early stopping, constraints, warm start,
+extending a finished search."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from search.export import export, load_search
+from search.runner import run_search
+from search.searcher import BudgetAwareOptunaSearch
+from search.space import DefineByRun, build_sampler, history_trials, typed_params
+from search.spec import SpecError, parse_spec
+from search.tracking import Tracker
+
+
+def tiny(tmp, **changes) -> dict:
+    raw = {
+        "name": "feat",
+        "data": {"name": "osuleaf"},
+        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
+                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+        "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 2}, "width": [16, 32, 64],
+                  "heads": [1, 2], "lr": {"low": 1e-3, "high": 3e-3, "log": True}},
+        "training": {"epochs": 3, "batch_size": 32},
+        "search": {"sampler": "random", "trials": 6, "concurrency": 2, "seed": 3, "storage": str(tmp / "runs")},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "feat"},
+    }
+    for section, values in changes.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    return raw
+
+
+def test_searcher_tells_pruned_failed_infeasible_and_complete():
+    """Unit: the outcome each kind of trial reaches Optuna with (no Ray cluster needed)."""
+    spec = parse_spec(tiny(Path("/tmp"), constraints={"max_params": 10_000}))
+    searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
+                                       sampler=build_sampler(spec), limits=spec.constraints.limits())
+    for tid in "abcd":
+        searcher.suggest(tid)
+    searcher.on_trial_complete("a", {"val_accuracy": 0.5, "params": 5000, "budget_done": True})
+    searcher.on_trial_complete("b", {"val_accuracy": 0.2, "params": 5000})  # stopped early
+    searcher.on_trial_complete("c", None, error=True)
+    searcher.on_trial_complete("d", {"val_accuracy": 0.0, "params": 20_000, "infeasible": True})
+    states = [t.state for t in searcher._ot_study.get_trials()]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                      optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    trials = searcher._ot_study.get_trials()
+    assert trials[0].constraints == {"params": pytest.approx(-0.5)}
+    assert trials[3].constraints == {"params": pytest.approx(1.0)}
+    assert trials[1].values is None
+
+
+@pytest.mark.slow
+def test_mo_asha_stops_trials_early_and_keeps_them_off_the_front(ray_local, tmp_path):
+    spec = parse_spec(tiny(tmp_path, training={"epochs": 4}, search={"scheduler": "mo-asha", "trials": 8,
+                                                                     "grace_period": 1, "reduction_factor": 2}))
+    result = run_search(spec, name="asha", out=io.StringIO())
+    assert result.stopped >= 1 and result.finished + result.stopped == 8
+    tracker = Tracker(spec.tracking.uri, "feat")
+    runs = tracker.candidates(result.parent_run_id)
+    stopped = [r for r in runs if r.data.tags["budget_done"] == "false"]
+    assert len(stopped) == result.stopped
+    assert all(r.data.tags.get("pareto") != "true" for r in stopped)
+    assert all(r.data.metrics["epoch"] < 4 if "epoch" in r.data.metrics else True for r in stopped)
+
+
+@pytest.mark.slow
+def test_constraints_skip_training_and_mark_infeasible(ray_local, tmp_path):
+    spec = parse_spec(tiny(tmp_path, constraints={"max_params": 15_000}, search={"sampler": "nsga2"}))
+    out = io.StringIO()
+    result = run_search(spec, name="cons", out=out)
+    tracker = Tracker(spec.tracking.uri, "feat")
+    runs = tracker.candidates(result.parent_run_id)
+    infeasible = [r for r in runs if r.data.tags["feasible"] == "false"]
+    assert len(infeasible) == result.infeasible >= 1
+    for r in infeasible:
+        assert r.data.metrics["params"] > 15_000
+        assert "val_accuracy" not in r.data.metrics  # never trained, no stand-in logged
+        assert "params" in r.data.tags["violations"]
+    assert all(r.metrics["params"] <= 15_000 for r in result.front.members)
+
+
+@pytest.mark.slow
+def test_warm_start_then_extend_keeps_history(ray_local, tmp_path):
+    first = parse_spec(tiny(tmp_path, search={"trials": 3}))
+    run_search(first, name="base", out=io.StringIO())
+    tracker = Tracker(first.tracking.uri, "feat")
+    [knee] = export(tracker, "base", tmp_path / "exports", "knee")
+
+    warm = tiny(tmp_path, search={"trials": 2, "warm_start": [str(knee)]})
+    spec = parse_spec(warm)
+    result = run_search(spec, out=io.StringIO(), extend="base")
+    record = load_search(tracker, "base")
+    assert len(tracker.candidates(record.parent_id)) == 5  # 3 earlier + 2 new, all under one parent
+    first_new = [r for r in tracker.candidates(record.parent_id)][3]
+    knee_doc = yaml.safe_load(knee.read_text())
+    assert first_new.data.params["width"] == str(knee_doc["model"]["width"])  # the warm start ran first
+    assert result.finished == 2
+
+
+def test_warm_start_outside_space_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"width": 128, "depth": 1, "heads": 1, "attention": "linear"},
+                                    "training": {"lr": 1e-3}, "data": {}}))
+    with pytest.raises(SpecError, match=r"search.warm_start\[0\]: width=128 lies outside the space"):
+        parse_spec(tiny(tmp_path, search={"warm_start": [str(path)]}))
+
+
+def test_history_trials_roundtrip_logged_strings(tmp_path):
+    spec = parse_spec(tiny(tmp_path))
+    logged = {"attention": "linear", "depth": "2", "width": "32", "heads": "2", "lr": "0.002"}
+    params = typed_params(spec, logged)
+    assert params == {"attention": "linear", "depth": 2, "width": 32, "heads": 2, "lr": 0.002}
+    [trial] = history_trials(spec, [(params, [0.5, 1234.0])])
+    assert trial.params == params and trial.values == [0.5, 1234.0]
+
+
+def test_scheduler_grace_period_must_leave_room(tmp_path):
+    with pytest.raises(SpecError, match="search.grace_period: 3 leaves no room"):
+        parse_spec(tiny(tmp_path, search={"scheduler": "mo-asha", "grace_period": 3}))
