@@ -9,13 +9,13 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from search.front import Front, Record, compute_front, write_artifacts
+from search.candidate import resolve
+from search.front import Record, compute_front, write_artifacts
 from search.searcher import BUDGET_DONE, INFEASIBLE
 from search.spec import Spec
 from search.tracking import Tracker
@@ -32,44 +32,55 @@ MEASURED_WITHOUT_TRAINING = {"params", "flops", "latency_ms", "train_samples", "
 class SearchCallback(Callback):
     """Mirror Tune's trials into MLflow and keep the front current.
 
+    Its state (trial -> run map, finished candidates, counts) is rebuilt from MLflow whenever Tune starts or
+    resumes the experiment (``setup``), so a restarted driver continues the runs it made instead of duplicating
+    them, and an extended search counts the candidates it already has.
+
     Args:
         spec: the search spec (objectives, reference point).
         tracker: MLflow access.
         parent_id: the search's parent run.
-        candidate_of: trial config -> full candidate dict (logged as ``candidate.json`` for export).
+        modalities, num_classes: the dataset's shape, to log each trial's full candidate (for export).
+        target: trials this search will have under its parent when done (for progress lines).
         refresh_every: rewrite the front table and plot after this many finished trials (and at the end).
-        out: where progress lines go.
-        earlier: finished candidates of the search being extended.
     """
 
-    def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, candidate_of: Callable[[dict], dict],
-                 refresh_every: int = 5, out=sys.stdout, earlier: list[Record] | None = None):
+    def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, modalities: tuple, num_classes: int,
+                 target: int, refresh_every: int = 5):
         self.spec, self.tracker, self.parent_id = spec, tracker, parent_id
-        self.candidate_of, self.refresh_every, self.out = candidate_of, refresh_every, out
-        self.runs: dict[str, str] = tracker.child_runs(parent_id)
-        # candidates an extended search already finished count towards its front
-        self.finished: dict[str, Record] = {r.trial_id: r for r in earlier or []}
-        self.preloaded = len(self.finished)
-        self.failed = self.stopped = self.infeasible = 0
+        self.modalities, self.num_classes, self.target = modalities, num_classes, target
+        self.refresh_every = refresh_every
+        self.out = None  # sys.stdout at print time: Tune pickles callbacks with the experiment
+        self._load_state()
+
+    def _load_state(self) -> None:
         self.start = time.monotonic()
-        self.front = Front([], [], 0.0, None)
+        self.state = self.tracker.search_state(self.parent_id, self.spec.objectives)
+
+    def candidate_of(self, config: dict) -> dict:
+        return resolve(self.spec, config, self.modalities, self.num_classes).to_dict()
 
     # --- Tune hooks ---
+    def setup(self, **info) -> None:
+        self._load_state()
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        if trial.trial_id not in self.runs:
-            self.runs[trial.trial_id] = self.tracker.start_candidate(
+        if trial.trial_id not in self.state.runs:
+            self.state.runs[trial.trial_id] = self.tracker.start_candidate(
                 self.parent_id, trial.trial_id, f"{self.spec.name}-{trial.trial_id}", _flat(trial.config))
+        else:  # resumed: the trial restarts from scratch inside the run it already has
+            self.tracker.client.update_run(self.state.runs[trial.trial_id], status="RUNNING")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
         self.on_trial_start(iteration, trials, trial)
         metrics = {k: v for k, v in result.items() if k not in NOT_METRICS}
         if result.get(INFEASIBLE):  # log what was measured, not the reference-point stand-ins
             metrics = {k: v for k, v in metrics.items() if k in MEASURED_WITHOUT_TRAINING}
-        self.tracker.log_metrics(self.runs[trial.trial_id], metrics, step=int(result.get("epoch", iteration)))
+        self.tracker.log_metrics(self.state.runs[trial.trial_id], metrics, step=int(result.get("epoch", iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
         result = trial.last_result or {}
-        run_id = self.runs.get(trial.trial_id)
+        run_id = self.state.runs.get(trial.trial_id)
         if run_id is None:
             return
         budget_done = bool(result.get(BUDGET_DONE))
@@ -80,20 +91,20 @@ class SearchCallback(Callback):
             tags["violations"] = result.get("violations", "")
         self.tracker.finish_candidate(run_id, "FINISHED", tags, self.candidate_of(trial.config))
         if budget_done:
-            self.finished[trial.trial_id] = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
+            self.state.finished[trial.trial_id] = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
             self._update_front(final=False)
             event = "done"
         elif infeasible:
-            self.infeasible += 1
+            self.state.infeasible += 1
             event = f"infeasible ({result.get('violations', '')})"
         else:
-            self.stopped += 1
+            self.state.stopped += 1
             event = f"stopped early at epoch {result.get('epoch', '?')}"
         self._progress(trials, f"{trial.trial_id} {event}", {} if infeasible else result)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self.failed += 1
-        run_id = self.runs.get(trial.trial_id)
+        self.state.failed += 1
+        run_id = self.state.runs.get(trial.trial_id)
         if run_id is not None:
             error = _error_text(trial)
             self.tracker.finish_candidate(run_id, "FAILED", {"budget_done": "false", "error": error[:5000]})
@@ -101,31 +112,35 @@ class SearchCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._update_front(final=True)
+        # runs of trials that did not end (Ctrl-C, budget stop): closed as KILLED; a resume continues them
+        for run in self.tracker.candidates(self.parent_id):
+            if run.info.status == "RUNNING":
+                self.tracker.client.set_terminated(run.info.run_id, "KILLED")
 
     # --- front and progress ---
     def _update_front(self, final: bool) -> None:
-        n = len(self.finished)
-        self.front = compute_front(list(self.finished.values()), self.spec.objectives)
+        n = len(self.state.finished)
+        self.state.front = compute_front(list(self.state.finished.values()), self.spec.objectives)
         if n == 0:
             return
         if final or n % self.refresh_every == 0:
             with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
-                table, plot = write_artifacts(self.front, self.spec.objectives, Path(tmp))
-                self.tracker.log_front(self.parent_id, [r.run_id for r in self.front.members],
-                                       [r.run_id for r in self.finished.values()], table, plot,
-                                       self.front.hypervolume, step=n)
+                table, plot = write_artifacts(self.state.front, self.spec.objectives, Path(tmp))
+                self.tracker.log_front(self.parent_id, [r.run_id for r in self.state.front.members],
+                                       [r.run_id for r in self.state.finished.values()], table, plot,
+                                       self.state.front.hypervolume, step=n)
         else:  # cheap live view: hypervolume and front size as metrics
-            self.tracker.log_search_metrics(self.parent_id, {"hypervolume": self.front.hypervolume,
-                                                             "front_size": len(self.front.members)}, step=n)
+            self.tracker.log_search_metrics(self.parent_id, {"hypervolume": self.state.front.hypervolume,
+                                                             "front_size": len(self.state.front.members)}, step=n)
 
     def _progress(self, trials: list, event: str, result: dict) -> None:
         running = sum(1 for t in trials if t.status == "RUNNING")
-        ended = len(self.finished) - self.preloaded + self.stopped + self.infeasible + self.failed
+        ended = self.state.ended
         shown = " ".join(f"{m}={_short(result[m])}" for m in self.spec.metrics if m in result)
-        print(f"[{time.monotonic() - self.start:6.1f}s] {ended:>3}/{self.spec.search.trials} ended "
-              f"({len(self.finished) - self.preloaded} full, {self.stopped} stopped, {self.infeasible} infeasible, "
-              f"{self.failed} failed), {running} running | front {len(self.front.members)}, "
-              f"HV {self.front.hypervolume:.4g} | {event} {shown}", file=self.out, flush=True)
+        print(f"[{time.monotonic() - self.start:6.1f}s] {ended:>3}/{self.target} ended "
+              f"({len(self.state.finished)} full, {self.state.stopped} stopped, {self.state.infeasible} infeasible, "
+              f"{self.state.failed} failed), {running} running | front {len(self.state.front.members)}, "
+              f"HV {self.state.front.hypervolume:.4g} | {event} {shown}", file=self.out or sys.stdout, flush=True)
 
 
 def _flat(config: dict, prefix: str = "") -> dict[str, Any]:

@@ -19,6 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", help="search name (default: the spec's name plus a timestamp)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
     p.add_argument("--address", default=None, help="attach to a running Ray cluster instead (ray://... or HOST:PORT)")
+    p.add_argument("--extend", metavar="NAME", default=None,
+                   help="add the spec's trials to finished search NAME, learning from its candidates")
+
+    p = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, Ctrl-C)")
+    p.add_argument("name", help="search name, or a spec name for its newest search")
+    p.add_argument("--storage", default="emule_runs", help="the spec's search.storage (default: emule_runs)")
+    p.add_argument("--num-cpus", type=int, default=None)
+    p.add_argument("--address", default=None)
 
     p = sub.add_parser("pareto", help="print a search's Pareto front")
     p.add_argument("name", help="search name, or a spec name for its newest search")
@@ -37,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="weights file (default: next to the config, .pt)")
 
     sub.add_parser("datasets", help="list the built-in datasets")
+    _job_parsers(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -61,10 +70,23 @@ def cmd_search(args) -> int:
     from search.runner import run_search
 
     result = run_search(spec, spec_text=args.spec.read_text(), name=args.name, num_cpus=args.num_cpus,
-                        ray_address=args.address)
-    print(f"inspect: mlflow ui --backend-store-uri {spec.tracking.uri or 'sqlite:///mlflow.db'}   |   "
-          f"emule pareto {result.name}   |   emule export {result.name} --out exports/")
-    return 0 if result.status == "complete" else 130
+                        ray_address=args.address, extend=args.extend)
+    return _finished(result, spec.tracking.uri)
+
+
+def cmd_resume(args) -> int:
+    from search.runner import resume_search
+
+    result = resume_search(args.name, storage=args.storage, num_cpus=args.num_cpus, ray_address=args.address)
+    return _finished(result, None)
+
+
+def _finished(result, uri: str | None) -> int:
+    if result.status == "complete":
+        print(f"inspect: mlflow ui --backend-store-uri {uri or 'sqlite:///mlflow.db'}   |   "
+              f"emule pareto {result.name}   |   emule export {result.name} --out exports/")
+        return 0
+    return 130
 
 
 def cmd_pareto(args) -> int:
@@ -133,8 +155,96 @@ def _cell(v) -> str:
     return "" if v is None else str(v)
 
 
-COMMANDS = {"search": cmd_search, "pareto": cmd_pareto, "export": cmd_export, "train": cmd_train,
-            "datasets": cmd_datasets}
+def _job_parsers(sub) -> None:
+    """submit / status / logs / stop: a search as a job on a Ray cluster (the Ray Jobs API; see cluster/README.md)."""
+    address = {"default": None, "help": "the head's dashboard, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
+               "then $RAY_ADDRESS)"}
+    p = sub.add_parser("submit", help="run a search spec on a Ray cluster as a job; prints the job id")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--address", **address)
+    p.add_argument("--name", help="search name (default: the spec's name plus a timestamp)")
+    p.add_argument("--tracking-uri", default=None, help="override tracking.uri: an MLflow server the head reaches")
+    p.add_argument("--storage", default=None, help="override search.storage: s3://..., gs://... or a shared path")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment variable for the job (credentials ...); repeatable")
+    p.add_argument("--job-id", default=None, help="submission id (default: one Ray makes up)")
+    p.add_argument("--python", default="python", help="the interpreter on the cluster (default: python)")
+    p.add_argument("--follow", action="store_true", help="then print the job's output until it ends")
+
+    p = sub.add_parser("status", help="the state of a submitted search")
+    p.add_argument("job_id")
+    p.add_argument("--address", **address)
+    p.add_argument("--wait", action="store_true", help="wait until the job ends; exit 0 only if it succeeded")
+    p.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
+
+    p = sub.add_parser("logs", help="the output of a submitted search")
+    p.add_argument("job_id")
+    p.add_argument("--address", **address)
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+
+    p = sub.add_parser("stop", help="stop a submitted search")
+    p.add_argument("job_id")
+    p.add_argument("--address", **address)
+
+
+def cmd_submit(args) -> int:
+    from search import jobs
+
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env: {item!r} - accepted: KEY=VALUE")
+        env[key] = value
+    sub = jobs.submit(args.spec, args.address, name=args.name, tracking_uri=args.tracking_uri, storage=args.storage,
+                      env=env, job_id=args.job_id, python=args.python)
+    print(sub.job_id)
+    print(f"search {sub.search} submitted to {sub.address}; MLflow: {sub.tracking_uri}; storage: {sub.storage}\n"
+          f"follow: emule logs {sub.job_id} --follow   |   emule status {sub.job_id}   |   emule stop {sub.job_id}",
+          file=sys.stderr)
+    if not args.follow:
+        return 0
+    jobs.logs(sub.job_id, args.address, follow=True)
+    return _job_exit(jobs.status(sub.job_id, args.address))
+
+
+def cmd_status(args) -> int:
+    from search import jobs
+
+    try:
+        state = jobs.wait(args.job_id, args.address, args.timeout) if args.wait else jobs.status(args.job_id,
+                                                                                                  args.address)
+    except TimeoutError as e:
+        print(f"emule status: {e}", file=sys.stderr)
+        return 1
+    took = f", {state.end - state.start:.0f}s" if state.start and state.end else ""
+    print(f"{state.job_id} {state.status}{took} search={state.search or '?'} {state.message}".rstrip())
+    return _job_exit(state) if args.wait else 0
+
+
+def cmd_logs(args) -> int:
+    from search import jobs
+
+    jobs.logs(args.job_id, args.address, follow=args.follow)
+    return _job_exit(jobs.status(args.job_id, args.address)) if args.follow else 0
+
+
+def cmd_stop(args) -> int:
+    from search import jobs
+
+    if jobs.stop(args.job_id, args.address):
+        print(f"stop requested for {args.job_id}")
+    else:
+        print(f"{args.job_id} had already ended ({jobs.status(args.job_id, args.address).status})")
+    return 0
+
+
+def _job_exit(state) -> int:
+    return 0 if state.status == "SUCCEEDED" else 1
+
+
+COMMANDS = {"search": cmd_search, "resume": cmd_resume, "pareto": cmd_pareto, "export": cmd_export, "train": cmd_train,
+            "datasets": cmd_datasets, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs, "stop": cmd_stop}
 
 if __name__ == "__main__":
     sys.exit(main())

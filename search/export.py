@@ -19,7 +19,7 @@ from emule_models import build_model
 from emule_models.cost import count_params
 from emule_models.train import evaluate, fit
 from search.candidate import Candidate, build_seeded, candidate_dataset, training_rows
-from search.front import Front, Record, compute_front
+from search.front import Front, Record
 from search.spec import Spec, parse_spec
 from search.tracking import Tracker
 
@@ -41,10 +41,8 @@ def load_search(tracker: Tracker, name: str) -> SearchRecord:
         raise LookupError(f"search: no search named {name!r} in {tracker.uri}; run `emule search SPEC` first")
     spec_text = tracker.client.download_artifacts(parent_id, "spec.yaml", _tmp())
     spec = parse_spec(yaml.safe_load(Path(spec_text).read_text()))
-    records = [Record(r.data.tags["emule.trial_id"], r.info.run_id, dict(r.data.metrics), dict(r.data.params))
-               for r in tracker.candidates(parent_id)
-               if r.data.tags.get("budget_done") == "true" and all(m in r.data.metrics for m in spec.metrics)]
-    return SearchRecord(tracker.search_name(parent_id), parent_id, spec, compute_front(records, spec.objectives))
+    front = tracker.search_state(parent_id, spec.objectives).front
+    return SearchRecord(tracker.search_name(parent_id), parent_id, spec, front)
 
 
 def choose(front: Front, how: str, limits: dict[str, float] | None = None) -> list[Record]:

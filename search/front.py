@@ -36,6 +36,22 @@ class Front:
     knee: Record | None
 
 
+@dataclass
+class SearchState:
+    """One search's candidates as the record holds them: trial -> run map, finished candidates, counts, front."""
+
+    runs: dict[str, str] = field(default_factory=dict)
+    finished: dict[str, Record] = field(default_factory=dict)
+    stopped: int = 0
+    infeasible: int = 0
+    failed: int = 0
+    front: Front = field(default_factory=lambda: Front([], [], 0.0, None))
+
+    @property
+    def ended(self) -> int:
+        return len(self.finished) + self.stopped + self.infeasible + self.failed
+
+
 def compute_front(records: Sequence[Record], objectives: Sequence[Objective]) -> Front:
     """Non-dominated set over the objectives, its hypervolume against the spec's fixed reference point, and
     the knee (balanced compromise)."""

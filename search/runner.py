@@ -6,6 +6,7 @@ server costs nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -14,21 +15,41 @@ from pathlib import Path
 
 import optuna
 import yaml
+from ray.tune.stopper import Stopper
 
+from search import storage as store
 from search.callbacks import SearchCallback
-from search.candidate import resolve, spec_dataset
+from search.candidate import spec_dataset
 from search.export import load_search
-from search.front import Front, Record
+from search.front import Front
 from search.schedulers import build_scheduler
 from search.searcher import BudgetAwareOptunaSearch
 from search.space import DefineByRun, build_sampler, history_trials, typed_params, warm_start_points
-from search.spec import Spec
+from search.spec import Spec, parse_spec
 from search.tracking import Tracker
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Our own progress lines replace Tune's periodic status tables.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Save experiment state every second (Tune's default adapts to >= 10 s): a killed driver loses seconds, not trials.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class EpochBudget(Stopper):
+    """Ends the whole search once the trials together have trained ``budget`` epochs. Trials still running are
+    stopped early, so they stay off the front."""
+
+    def __init__(self, budget: int | None):
+        self.budget, self.spent = budget, 0
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        if result.get("epoch", 0) > 0 and not result.get("done"):
+            self.spent += 1
+        return False
+
+    def stop_all(self) -> bool:
+        return self.budget is not None and self.spent >= self.budget
 
 
 @dataclass
@@ -41,7 +62,7 @@ class SearchResult:
     stopped: int
     infeasible: int
     status: str  # complete | interrupted
-    storage: Path
+    storage: str  # the experiment's folder or URI
 
 
 def search_params(spec: Spec) -> dict[str, object]:
@@ -53,6 +74,9 @@ def search_params(spec: Spec) -> dict[str, object]:
     return out
 
 
+SESSION_FILE = "emule_search.json"  # beside Tune's own state: what `emule resume` needs to continue
+
+
 def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None, out=sys.stdout,
                ray_address: str | None = None, num_cpus: int | None = None, callbacks: list | None = None,
                extend: str | None = None) -> SearchResult:
@@ -62,75 +86,138 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
         extend: name of a finished search to add ``spec.search.trials`` more trials to: they log under its parent
             run, the sampler learns from its finished candidates, and its front counts them.
     """
-    import ray
     from ray import tune
-
-    from search.trainable import train_candidate
 
     tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)  # fails fast when unreachable
     points = warm_start_points(spec)
-    earlier: list[Record] = []
-    history = []
+    history, target = [], spec.search.trials
     if extend:
         record = load_search(tracker, extend)
-        parent_id, base = record.parent_id, record.name
-        earlier = record.front.members + record.front.others
+        parent_id, earlier = record.parent_id, record.front.members + record.front.others
         history = history_trials(spec, [(typed_params(spec, r.params), [r.metrics[m] for m in spec.metrics])
                                         for r in earlier])
-        name = name or f"{base}.more-{time.strftime('%Y%m%d-%H%M%S')}"
+        target += len(tracker.candidates(parent_id))
+        name = name or f"{record.name}.more-{time.strftime('%Y%m%d-%H%M%S')}"
     else:
         name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        parent_id = tracker.start_search(name, search_params(spec),
+                                         spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
     dataset = spec_dataset(spec)
     print(f"search {name}: {spec.search.trials} trials on {spec.data.name} "
           f"({len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test), sampler "
           f"{spec.search.sampler}, scheduler {spec.search.scheduler}, {spec.search.concurrency} at a time"
-          f"{f', extending {extend} ({len(earlier)} finished)' if extend else ''}; MLflow: {tracker.uri}",
+          f"{f', extending {extend} ({len(history)} finished)' if extend else ''}; MLflow: {tracker.uri}",
           file=out, flush=True)
-    if not extend:
-        parent_id = tracker.start_search(name, search_params(spec),
-                                         spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
+    experiment = store.join(spec.storage_uri(), name)  # a local folder, a shared path or a URI (s3://, gs://)
+    store.write_text(store.join(experiment, SESSION_FILE), json.dumps({
+        "spec": spec.model_dump(mode="json"), "parent_run_id": parent_id, "tracking_uri": tracker.uri,
+        "experiment": spec.tracking.experiment, "target": target}))
 
-    started_ray = not ray.is_initialized()
-    if started_ray:
-        ray.init(address=ray_address, num_cpus=num_cpus if ray_address is None else None, include_dashboard=False,
-                 logging_level="WARNING", log_to_driver=True)
-
-    def candidate_of(config: dict) -> dict:
-        return resolve(spec, config, dataset.modalities, len(dataset.classes)).to_dict()
-
-    callback = SearchCallback(spec, tracker, parent_id, candidate_of, out=out, earlier=earlier)
+    callback = SearchCallback(spec, tracker, parent_id, dataset.modalities, len(dataset.classes), target)
+    callback.out = out
     searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
                                        sampler=build_sampler(spec), points_to_evaluate=points or None,
                                        limits=spec.constraints.limits(), history=history)
     scheduler = build_scheduler(spec.search.scheduler, spec.metrics, spec.modes, [o.log for o in spec.objectives],
                                 max_t=spec.training.epochs, grace_period=spec.search.grace_period,
                                 reduction_factor=spec.search.reduction_factor)
-    trainable = tune.with_resources(tune.with_parameters(train_candidate, spec=spec, dataset=dataset),
-                                    {"cpu": spec.search.cpus_per_trial})
-    storage = spec.storage_path()
+    started_ray = _init_ray(ray_address, num_cpus)
     tuner = tune.Tuner(
-        trainable,
+        _trainable(spec, dataset),
         # metric/mode stay off TuneConfig: there they would make the search single-objective.
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
                                     max_concurrent_trials=spec.search.concurrency, reuse_actors=True),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=[callback, *(callbacks or [])],
-                                  verbose=0),
+        run_config=tune.RunConfig(name=name, storage_path=spec.storage_uri(),
+                                  callbacks=[callback, *(callbacks or [])], stop=EpochBudget(spec.search.epoch_budget),
+                                  failure_config=tune.FailureConfig(max_failures=spec.search.retries), verbose=0),
     )
-    status = "complete"
+    return _fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out)
+
+
+def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, ray_address: str | None = None,
+                  num_cpus: int | None = None) -> SearchResult:
+    """Continue a search whose driver stopped (killed, crashed, Ctrl-C): finished trials are kept and not run
+    again, the Optuna study comes back from Tune's experiment state, unfinished trials start again inside their
+    MLflow runs. ``name`` is the search name, or its spec name for the newest search of that spec."""
+    from ray import tune
+
+    experiment = find_experiment(name, storage)
+    session = json.loads((experiment / SESSION_FILE).read_text())
+    spec = parse_spec(session["spec"])
+    tracker = Tracker(session["tracking_uri"], session["experiment"])
+    dataset = spec_dataset(spec)
+    print(f"resuming search {experiment.name} from {experiment}; MLflow: {tracker.uri}", file=out, flush=True)
+    started_ray = _init_ray(ray_address, num_cpus)
+    tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset), resume_unfinished=True,
+                               resume_errored=False)
+    return _fit(tuner, spec, tracker, session["parent_run_id"], experiment.name, experiment, started_ray, out)
+
+
+def find_experiment(name: str, storage: str | Path | None = None) -> Path:
+    """The experiment folder of search ``name`` (or the newest search of spec ``name``) under ``storage``."""
+    root = Path(storage or "emule_runs").expanduser().resolve()
+    exact = root / name
+    if (exact / SESSION_FILE).is_file():
+        return exact
+    candidates = sorted((p for p in root.glob(f"{name}-*") if (p / SESSION_FILE).is_file()),
+                        key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise LookupError(f"search: no search named {name!r} under {root}; pass --storage where it ran")
+    return candidates[-1]
+
+
+def _init_ray(address: str | None, num_cpus: int | None) -> bool:
+    import ray
+
+    if ray.is_initialized():
+        return False
+    # "local" starts a fresh instance rather than attaching to one another process started on this machine
+    ray.init(address=address or "local", num_cpus=num_cpus if address is None else None, include_dashboard=False,
+             logging_level="WARNING")
+    return True
+
+
+def _trainable(spec: Spec, dataset):
+    from ray import tune
+
+    from search.trainable import train_candidate
+
+    return tune.with_resources(tune.with_parameters(train_candidate, spec=spec, dataset=dataset),
+                               {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial})
+
+
+def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: Path, started_ray: bool,
+         out) -> SearchResult:
+    import ray
+
+    status = "interrupted"
     try:
         grid = tuner.fit()
-        if len(grid) < spec.search.trials:
-            status = "interrupted"
+        status = "complete" if _all_done(grid, spec) else "interrupted"
     except KeyboardInterrupt:
-        status = "interrupted"
+        pass
     finally:
         tracker.finish_search(parent_id, status)
         if started_ray:
             ray.shutdown()
-    front = callback.front
-    finished = len(callback.finished) - callback.preloaded
-    print(f"search {name} {status}: {finished} finished, {callback.stopped} stopped early, {callback.infeasible} "
-          f"infeasible, {callback.failed} failed; Pareto front {len(front.members)} candidates, hypervolume "
-          f"{front.hypervolume:.4g}", file=out, flush=True)
-    return SearchResult(name, parent_id, front, finished, callback.failed, callback.stopped, callback.infeasible,
-                        status, storage / name)
+    summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
+    front = summary.front
+    print(f"search {name} {status}: {len(summary.finished)} finished, {summary.stopped} stopped early, "
+          f"{summary.infeasible} infeasible, {summary.failed} failed; Pareto front {len(front.members)} candidates, "
+          f"hypervolume {front.hypervolume:.4g}", file=out, flush=True)
+    if status != "complete":
+        print(f"continue it with: emule resume {name}", file=out, flush=True)
+    return SearchResult(name, parent_id, front, len(summary.finished), summary.failed, summary.stopped,
+                        summary.infeasible, status, experiment)
+
+
+def _all_done(grid, spec: Spec) -> bool:
+    """Every trial reached an end, and all were started - or the epoch budget ended the search."""
+    if any(r.metrics is None and r.error is None for r in grid):
+        return False
+    states = {t.status for t in getattr(grid, "_trials", [])}
+    if states - {"TERMINATED", "ERROR"}:
+        return False
+    spent = sum(int((r.metrics or {}).get("epoch", 0)) for r in grid)
+    return len(grid) >= spec.search.trials or (spec.search.epoch_budget is not None
+                                               and spent >= spec.search.epoch_budget)

@@ -13,6 +13,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from search.storage import absolute as absolute_storage
+from search.storage import is_uri
+
 # Which candidate setting each space key drives. Anything else in `space` is refused.
 MODEL_KEYS = ("attention", "depth", "width", "heads", "mlp_ratio", "dropout", "fusion", "patch_len", "patch_stride",
               "channel_mode", "image_patch")
@@ -110,11 +113,16 @@ class SearchSettings(Strict):
     grace_period: int = Field(1, ge=1, description="epochs before the first halving decision")
     reduction_factor: int = Field(3, ge=2, description="keep 1 in reduction_factor at each rung")
     warm_start: list[str] = Field(default_factory=list, description="exported candidate YAMLs to try first")
+    epoch_budget: int | None = Field(None, ge=1, description="stop the search once trials trained this many epochs "
+                                     "in total (a compute budget; `trials` stays the cap on candidates)")
     trials: int = Field(12, ge=1)
     concurrency: int = Field(2, ge=1)
     seed: int = 0
     cpus_per_trial: float = Field(1.0, gt=0)
-    storage: str = Field("emule_runs", description="where Ray Tune keeps experiment state (made absolute)")
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; a fraction shares one GPU between trials")
+    retries: int = Field(0, ge=0, description="times a failed trial is started again before it counts as failed")
+    storage: str = Field("emule_runs", description="where Ray Tune keeps experiment state: a local folder (made "
+                         "absolute), a path every node mounts, or a URI (s3://, gs://, ...)")
 
 
 class Tracking(Strict):
@@ -164,7 +172,14 @@ class Spec(Strict):
         return [o.mode for o in self.objectives]
 
     def storage_path(self) -> Path:
+        """The experiment storage as an absolute local path. A URI storage has none: see ``storage_uri``."""
+        if is_uri(self.search.storage):
+            raise ValueError(f"search.storage: {self.search.storage!r} is a URI, not a local path; use storage_uri()")
         return Path(self.search.storage).expanduser().resolve()
+
+    def storage_uri(self) -> str:
+        """The experiment storage as Ray Tune's ``storage_path`` takes it: a URI as given, a path made absolute."""
+        return absolute_storage(self.search.storage)
 
 
 def _check_values(key: str, param: Any) -> None:

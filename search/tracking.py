@@ -22,6 +22,8 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from search.front import Record, SearchState, compute_front  # noqa: E402
+
 SEARCH_TAG = "emule.search"
 TRIAL_TAG = "emule.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
@@ -109,6 +111,24 @@ class Tracker:
         """The child runs of a search (mlflow Run objects), oldest first."""
         return self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'",
                                        max_results=50000, order_by=["attributes.start_time ASC"])
+
+    def search_state(self, parent_id: str, objectives: Sequence) -> SearchState:
+        """The search's candidates as MLflow holds them; the front among those that finished their budget."""
+        state = SearchState()
+        for run in self.candidates(parent_id):
+            tags, trial_id = run.data.tags, run.data.tags.get(TRIAL_TAG)
+            state.runs[trial_id] = run.info.run_id
+            metrics = dict(run.data.metrics)
+            if tags.get("budget_done") == "true" and all(o.metric in metrics for o in objectives):
+                state.finished[trial_id] = Record(trial_id, run.info.run_id, metrics, dict(run.data.params))
+            elif tags.get("feasible") == "false":
+                state.infeasible += 1
+            elif run.info.status == "FAILED":
+                state.failed += 1
+            elif run.info.status == "FINISHED":
+                state.stopped += 1
+        state.front = compute_front(list(state.finished.values()), objectives)
+        return state
 
     # --- the front ---
     def log_front(self, parent_id: str, front_run_ids: Sequence[str], all_run_ids: Sequence[str],

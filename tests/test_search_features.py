@@ -91,16 +91,20 @@ def test_warm_start_then_extend_keeps_history(ray_local, tmp_path):
     run_search(first, name="base", out=io.StringIO())
     tracker = Tracker(first.tracking.uri, "feat")
     [knee] = export(tracker, "base", tmp_path / "exports", "knee")
+    earlier = load_search(tracker, "base").front
+    earlier_records = earlier.members + earlier.others
 
     warm = tiny(tmp_path, search={"trials": 2, "warm_start": [str(knee)]})
     spec = parse_spec(warm)
     result = run_search(spec, out=io.StringIO(), extend="base")
     record = load_search(tracker, "base")
-    assert len(tracker.candidates(record.parent_id)) == 5  # 3 earlier + 2 new, all under one parent
-    first_new = [r for r in tracker.candidates(record.parent_id)][3]
+    runs = tracker.candidates(record.parent_id)
+    assert len(runs) == 5  # 3 earlier + 2 new, all under one parent
     knee_doc = yaml.safe_load(knee.read_text())
-    assert first_new.data.params["width"] == str(knee_doc["model"]["width"])  # the warm start ran first
-    assert result.finished == 2
+    knee_params = {"width": str(knee_doc["model"]["width"]), "lr": str(knee_doc["training"]["lr"])}
+    new = [r for r in runs if r.data.tags["emule.trial_id"] not in {k.trial_id for k in earlier_records}]
+    assert any({k: r.data.params[k] for k in knee_params} == knee_params for r in new)  # the warm start ran
+    assert result.finished == 5  # the extended search counts its earlier candidates too
 
 
 def test_warm_start_outside_space_is_refused(tmp_path):
@@ -123,3 +127,15 @@ def test_history_trials_roundtrip_logged_strings(tmp_path):
 def test_scheduler_grace_period_must_leave_room(tmp_path):
     with pytest.raises(SpecError, match="search.grace_period: 3 leaves no room"):
         parse_spec(tiny(tmp_path, search={"scheduler": "mo-asha", "grace_period": 3}))
+
+
+@pytest.mark.slow
+def test_epoch_budget_ends_the_search(ray_local, tmp_path):
+    spec = parse_spec(tiny(tmp_path, search={"trials": 50, "epoch_budget": 10}))
+    result = run_search(spec, name="budget", out=io.StringIO())
+    assert result.status == "complete"
+    runs = Tracker(spec.tracking.uri, "feat").candidates(result.parent_run_id)
+    epochs = sum(len(Tracker(spec.tracking.uri, "feat").client.get_metric_history(r.info.run_id, "val_accuracy"))
+                 for r in runs)
+    assert 10 <= epochs <= 10 + 2 * spec.search.concurrency  # trials in flight may finish their epoch
+    assert len(runs) < 50

@@ -1,0 +1,59 @@
+"""Where a search keeps its experiment state: a local folder, a shared path, or a URI (s3://, gs://, ...).
+
+Ray Tune reads and writes URIs through ``pyarrow.fs``; the few files EMuLe keeps beside Tune's state go the same
+way, so one storage setting serves a laptop and a cluster. On a cluster every node must reach the storage: an
+object store URI, or a path mounted at the same place on every node (NFS, a shared volume).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(storage: str) -> bool:
+    """``s3://bucket/x``, ``gs://...``, ``file:///...``: a scheme followed by ``://``."""
+    return bool(_SCHEME.match(storage))
+
+
+def absolute(storage: str) -> str:
+    """A URI as given (without a trailing slash); a local path made absolute (``~`` expanded)."""
+    if is_uri(storage):
+        return storage.rstrip("/")
+    return str(Path(storage).expanduser().resolve())
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts]) if is_uri(base) else str(Path(base, *parts))
+
+
+def write_text(target: str, text: str) -> None:
+    """Write ``text`` to a local path or a URI, creating the folders above it."""
+    if not is_uri(target):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(text)
+        return
+    fs, path = _filesystem(target)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
+def read_text(target: str) -> str:
+    if not is_uri(target):
+        return Path(target).read_text()
+    fs, path = _filesystem(target)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def _filesystem(uri: str):
+    import pyarrow.fs
+
+    try:
+        return pyarrow.fs.FileSystem.from_uri(uri)
+    except Exception as e:  # unknown scheme, missing credentials, pyarrow built without that filesystem
+        raise ValueError(f"search.storage: cannot open {uri!r} ({type(e).__name__}: {e}); accepted: a local path or "
+                         "a URI pyarrow.fs opens (s3://, gs://, hdfs://, file://)") from None
