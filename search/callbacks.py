@@ -16,13 +16,13 @@ from ray.tune import Callback
 
 from search.candidate import resolve
 from search.front import Record, compute_front, write_artifacts
-from search.searcher import BUDGET_DONE, INFEASIBLE
+from search.searcher import BUDGET_DONE, INFEASIBLE, REPLAYED
 from search.spec import Spec
-from search.tracking import Tracker
+from search.tracking import TRIAL_TAG, Tracker
 
 # Result keys that are bookkeeping, not metrics.
-NOT_METRICS = {"epoch", "node_id", BUDGET_DONE, INFEASIBLE, "violations", "done", "trial_id", "date", "hostname",
-               "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
+NOT_METRICS = {"epoch", "node_id", BUDGET_DONE, INFEASIBLE, REPLAYED, "violations", "done", "trial_id", "date",
+               "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
                "iterations_since_restore", "training_iteration", "experiment_tag", "checkpoint_dir_name",
                "should_checkpoint", "config"}
 
@@ -73,6 +73,8 @@ class SearchCallback(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
         self.on_trial_start(iteration, trials, trial)
+        if result.get(REPLAYED):  # already in MLflow
+            return
         metrics = {k: v for k, v in result.items() if k not in NOT_METRICS}
         if result.get(INFEASIBLE):  # log what was measured, not the reference-point stand-ins
             metrics = {k: v for k, v in metrics.items() if k in MEASURED_WITHOUT_TRAINING}
@@ -112,10 +114,14 @@ class SearchCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._update_front(final=True)
-        # runs of trials that did not end (Ctrl-C, budget stop): closed as KILLED; a resume continues them
+        known = {t.trial_id for t in trials}
         for run in self.tracker.candidates(self.parent_id):
-            if run.info.status == "RUNNING":
+            if run.info.status != "RUNNING":
+                continue
+            if run.data.tags.get(TRIAL_TAG) in known:  # did not end (Ctrl-C, budget stop): a resume continues it
                 self.tracker.client.set_terminated(run.info.run_id, "KILLED")
+            else:  # started after Tune last saved its state, then the driver died: Tune ran it again under a new id
+                self.tracker.discard_orphan(run.info.run_id)
 
     # --- front and progress ---
     def _update_front(self, final: bool) -> None:

@@ -82,15 +82,15 @@ def prepare(spec_path: Path, tracking_uri: str | None = None, storage: str | Non
     """
     spec = load_spec(spec_path)
     raw = yaml.safe_load(spec_path.read_text())
+    raw["tracking"], raw["search"] = raw.get("tracking") or {}, raw.get("search") or {}
     if tracking_uri is not None:
-        raw.setdefault("tracking", {})["uri"] = tracking_uri
+        raw["tracking"]["uri"] = tracking_uri
     if storage is not None:
-        raw.setdefault("search", {})["storage"] = storage
-    uri = (raw.get("tracking") or {}).get("uri") or os.environ.get("EMULE_TRACKING_URI")
-    check_tracking_uri(uri)
-    if uri and not (raw.get("tracking") or {}).get("uri"):
-        raw.setdefault("tracking", {})["uri"] = uri  # from this machine's EMULE_TRACKING_URI: the job has none
-    check_storage((raw.get("search") or {}).get("storage", spec.search.storage))
+        raw["search"]["storage"] = storage
+    # the job has no EMULE_TRACKING_URI of its own: this machine's goes into the shipped spec
+    raw["tracking"]["uri"] = raw["tracking"].get("uri") or os.environ.get("EMULE_TRACKING_URI")
+    check_tracking_uri(raw["tracking"]["uri"])
+    check_storage(raw["search"].get("storage", spec.search.storage))
     name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return spec, raw, name
 
@@ -106,8 +106,8 @@ def check_tracking_uri(uri: str | None) -> None:
         relative = not uri.startswith("sqlite:////")  # sqlite:///x.db is relative, sqlite:////x.db absolute
     elif uri.startswith("file:"):
         relative = not uri.startswith("file:///")
-    else:
-        relative = "://" not in uri and not Path(uri).is_absolute()
+    else:  # no scheme: a local path, except MLflow's named targets
+        relative = "://" not in uri and uri != "databricks" and not Path(uri).is_absolute()
     if relative:
         raise SpecError(f"tracking.uri: {uri!r} is relative - {why}; {accepted}")
 
@@ -165,7 +165,7 @@ def submit(spec_path: Path, address: str | None = None, *, name: str | None = No
             raise ConnectionError(f"submit: the Ray Jobs API at {address_or_env(address)!r} refused the job "
                                   f"({_first_line(e)})") from None
     return Submission(job, search, address_or_env(address), raw["tracking"]["uri"],
-                      raw.get("search", {}).get("storage", spec.search.storage))
+                      raw["search"].get("storage", spec.search.storage))
 
 
 @dataclass(frozen=True)

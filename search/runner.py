@@ -86,7 +86,6 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
         extend: name of a finished search to add ``spec.search.trials`` more trials to: they log under its parent
             run, the sampler learns from its finished candidates, and its front counts them.
     """
-    from ray import tune
 
     tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)  # fails fast when unreachable
     points = warm_start_points(spec)
@@ -112,6 +111,15 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
     store.write_text(store.join(experiment, SESSION_FILE), json.dumps({
         "spec": spec.model_dump(mode="json"), "parent_run_id": parent_id, "tracking_uri": tracker.uri,
         "experiment": spec.tracking.experiment, "target": target}))
+    return _launch(spec, tracker, parent_id, name, experiment, dataset, points, history, target, out, ray_address,
+                   num_cpus, callbacks)
+
+
+def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, dataset, points: list,
+            history: list, target: int, out, ray_address: str | None, num_cpus: int | None,
+            callbacks: list | None) -> SearchResult:
+    """Build the Tuner for a new (or never-saved) experiment and run it."""
+    from ray import tune
 
     callback = SearchCallback(spec, tracker, parent_id, dataset.modalities, len(dataset.classes), target)
     callback.out = out
@@ -146,11 +154,23 @@ def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, 
     spec = parse_spec(session["spec"])
     tracker = Tracker(session["tracking_uri"], session["experiment"])
     dataset = spec_dataset(spec)
-    print(f"resuming search {experiment.name} from {experiment}; MLflow: {tracker.uri}", file=out, flush=True)
+    parent_id = session["parent_run_id"]
+    finished = tracker.search_state(parent_id, spec.objectives).finished
+    print(f"resuming search {experiment.name} from {experiment} ({len(finished)} finished); MLflow: {tracker.uri}",
+          file=out, flush=True)
+    if not (experiment / "tuner.pkl").is_file():  # stopped before Tune saved anything: start it again in place
+        history = history_trials(spec, [(typed_params(spec, r.params), [r.metrics[m] for m in spec.metrics])
+                                        for r in finished.values()])
+        remaining = spec.search.model_copy(update={"trials": max(0, spec.search.trials - len(finished))})
+        return _launch(spec.model_copy(update={"search": remaining}), tracker, parent_id, experiment.name,
+                       experiment, dataset, warm_start_points(spec), history, session["target"], out, ray_address,
+                       num_cpus, None)
+    # trials MLflow holds as finished but Tune's last saved state does not (the crash fell in between)
+    replay = {tid: {k: v for k, v in r.metrics.items()} for tid, r in finished.items()}
     started_ray = _init_ray(ray_address, num_cpus)
-    tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset), resume_unfinished=True,
+    tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset, replay), resume_unfinished=True,
                                resume_errored=False)
-    return _fit(tuner, spec, tracker, session["parent_run_id"], experiment.name, experiment, started_ray, out)
+    return _fit(tuner, spec, tracker, parent_id, experiment.name, experiment, started_ray, out)
 
 
 def find_experiment(name: str, storage: str | Path | None = None) -> Path:
@@ -177,12 +197,12 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-def _trainable(spec: Spec, dataset):
+def _trainable(spec: Spec, dataset, replay: dict | None = None):
     from ray import tune
 
     from search.trainable import train_candidate
 
-    return tune.with_resources(tune.with_parameters(train_candidate, spec=spec, dataset=dataset),
+    return tune.with_resources(tune.with_parameters(train_candidate, spec=spec, dataset=dataset, replay=replay),
                                {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial})
 
 

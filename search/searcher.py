@@ -25,6 +25,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 BUDGET_DONE = "budget_done"
 INFEASIBLE = "infeasible"
+REPLAYED = "replayed"  # a result recorded before a driver crash, reported again on resume
 
 
 class BudgetAwareOptunaSearch(OptunaSearch):

@@ -92,6 +92,13 @@ class Tracker:
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
+    def discard_orphan(self, run_id: str) -> None:
+        """A partial run whose trial the experiment state lost: soft-deleted (``mlflow runs restore`` brings it
+        back), tagged ``emule.orphan``, so the search shows one run per trial."""
+        self.client.set_tag(run_id, "emule.orphan", "true")
+        self.client.set_terminated(run_id, "KILLED")
+        self.client.delete_run(run_id)
+
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         rows = [Metric(k, float(v), _now(), step) for k, v in metrics.items() if _is_number(v)]
         if rows:

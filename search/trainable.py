@@ -19,14 +19,21 @@ from emule_models.cost import count_params, forward_flops, latency_ms, training_
 from emule_models.data import Dataset
 from emule_models.train import evaluate, fit
 from search.candidate import build_seeded, resolve, training_rows
-from search.searcher import INFEASIBLE, violated
+from search.searcher import INFEASIBLE, REPLAYED, violated
 from search.spec import Spec
 
 LATENCY_BATCH = 1
 
 
-def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset) -> None:
+def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
+                    replay: dict[str, dict[str, float]] | None = None) -> None:
+    """One trial. ``replay`` holds the final results of trials that finished before a driver crash but after
+    Tune last saved its state: those report their recorded result again instead of training twice."""
     start = time.perf_counter()
+    trial_id = tune.get_context().get_trial_id()
+    if replay and trial_id in replay:
+        tune.report({**replay[trial_id], "epoch": spec.training.epochs, "budget_done": True, REPLAYED: True})
+        return
     threads = max(1, int(spec.search.cpus_per_trial))
     torch.set_num_threads(threads)
     # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES), so this only picks CUDA when one is assigned.

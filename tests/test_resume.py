@@ -1,0 +1,188 @@
+"""Fault injection on the driver: SIGKILL at several points and Ctrl-C, then `emule resume`.
+
+Each case runs the real CLI in a subprocess (its own local Ray, a real MLflow store in a temp dir), kills it at a
+chosen moment, resumes, and checks: every trial ends exactly once in MLflow (no duplicate child runs), trials
+finished before the kill are not run again, nothing is left RUNNING, and the front is the non-dominated set.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from search.pareto import dominates, to_minimize
+from search.spec import load_spec
+from search.tracking import Tracker
+
+pytestmark = pytest.mark.slow
+
+TRIALS, EPOCHS = 4, 6
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def write_spec(tmp: Path) -> Path:
+    spec = {
+        "name": "crash",
+        "data": {"name": "osuleaf"},
+        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
+                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+        "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 2}, "width": [16, 32],
+                  "heads": [1, 2], "lr": {"low": 1e-3, "high": 3e-3, "log": True}},
+        "training": {"epochs": EPOCHS},
+        "search": {"sampler": "random", "trials": TRIALS, "concurrency": 1, "seed": 5, "storage": str(tmp / "runs")},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "crash"},
+    }
+    path = tmp / "crash.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def emule(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def epochs_logged(db: Path) -> int:
+    """Per-epoch validation results in the store so far (read-only peek while the driver writes)."""
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+        try:
+            return con.execute("select count(*) from metrics where key = 'val_accuracy'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of every process below ``pid``, from /proc."""
+    parent_of = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent_of[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        children = [p for p, ppid in parent_of.items() if ppid == current]
+        found += children
+        frontier += children
+    return found
+
+
+def kill_when(proc: subprocess.Popen, ready, sig=signal.SIGKILL, timeout: float = 240) -> str:
+    """Read the driver's output until ``ready(lines)`` holds, then send ``sig``; SIGKILL leaves Ray's processes
+    behind, so those (children of the driver, by PID) are stopped too."""
+    lines: list[str] = []
+    os.set_blocking(proc.stdout.fileno(), False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ready(lines):
+        chunk = proc.stdout.readline()
+        if chunk:
+            lines.append(chunk)
+        elif proc.poll() is not None:
+            raise AssertionError("driver ended before the kill point:\n" + "".join(lines))
+        else:
+            time.sleep(0.05)
+    children = descendants(proc.pid)
+    proc.send_signal(sig)
+    if sig == signal.SIGKILL:
+        proc.wait(30)
+        for child in children:  # the driver's own Ray instance, orphaned by the kill
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    else:
+        proc.wait(120)
+    return "".join(lines) + proc.stdout.read()
+
+
+def check_record(tmp: Path, spec_path: Path, finished_before: dict[str, int]) -> None:
+    spec = load_spec(spec_path)
+    tracker = Tracker(spec.tracking.uri, "crash")
+    [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
+    assert parent.data.tags["emule.status"] == "complete"
+    runs = tracker.candidates(parent.info.run_id)
+    trial_ids = [r.data.tags["emule.trial_id"] for r in runs]
+    assert len(runs) == TRIALS and len(set(trial_ids)) == TRIALS  # no duplicate child runs
+    assert all(r.info.status == "FINISHED" and r.data.tags["budget_done"] == "true" for r in runs)
+    for r in runs:
+        history = tracker.client.get_metric_history(r.info.run_id, "val_accuracy")
+        tid = r.data.tags["emule.trial_id"]
+        if tid in finished_before:  # finished before the kill: not trained again
+            assert len(history) == finished_before[tid] == EPOCHS
+    points = {r.info.run_id: to_minimize(np.array([[r.data.metrics[m] for m in spec.metrics]]), spec.modes,
+                                         [o.log for o in spec.objectives])[0] for r in runs}
+    for r in runs:
+        dominated = any(dominates(points[o], points[r.info.run_id]) for o in points)
+        assert (r.data.tags["pareto"] == "true") == (not dominated)
+
+
+def finished_trials(tmp: Path) -> dict[str, int]:
+    db = tmp / "mlflow.db"
+    if not db.exists():
+        return {}
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        rows = con.execute(
+            "select t.value, count(m.key) from tags t join runs r on r.run_uuid = t.run_uuid "
+            "join tags b on b.run_uuid = t.run_uuid and b.key = 'budget_done' and b.value = 'true' "
+            "left join metrics m on m.run_uuid = t.run_uuid and m.key = 'val_accuracy' "
+            "where t.key = 'emule.trial_id' group by t.value").fetchall()
+    return dict(rows)
+
+
+KILL_POINTS = {
+    "before-first-result": lambda lines: any(line.startswith("search crash-") for line in lines),
+    "between-trials": lambda lines: any(" 1/4 ended" in line for line in lines),
+    "while-logging-front": lambda lines: any(" 4/4 ended" in line for line in lines),
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_sigkill_then_resume(tmp_path, point):
+    spec = write_spec(tmp_path)
+    kill_when(emule("search", str(spec), cwd=tmp_path), KILL_POINTS[point])
+    before = finished_trials(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "resume", "crash", "--storage",
+                           str(tmp_path / "runs")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    check_record(tmp_path, spec, before)
+
+
+def test_sigkill_mid_trial_then_resume(tmp_path):
+    spec = write_spec(tmp_path)
+    db = tmp_path / "mlflow.db"
+    kill_when(emule("search", str(spec), cwd=tmp_path), lambda lines: epochs_logged(db) >= EPOCHS + 2)
+    before = finished_trials(tmp_path)
+    assert 1 <= len(before) < TRIALS
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "resume", "crash", "--storage",
+                           str(tmp_path / "runs")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    check_record(tmp_path, spec, before)
+
+
+def test_ctrl_c_records_interrupted_then_resume_completes(tmp_path):
+    spec = write_spec(tmp_path)
+    proc = emule("search", str(spec), cwd=tmp_path)
+    out = kill_when(proc, KILL_POINTS["between-trials"], sig=signal.SIGINT)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out and "emule resume" in out
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "crash")
+    [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
+    assert parent.data.tags["emule.status"] == "interrupted"
+    done = subprocess.run([sys.executable, "-m", "search.cli", "resume", "crash", "--storage",
+                           str(tmp_path / "runs")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check_record(tmp_path, spec, finished_trials(tmp_path))
