@@ -31,7 +31,8 @@ class ModalitySpec:
 
     def __post_init__(self):
         if self.kind not in MODALITY_KINDS:
-            raise ValueError(f"modalities.{self.name}.kind: {self.kind!r} not accepted; accepted: {list(MODALITY_KINDS)}")
+            raise ValueError(f"modalities.{self.name}.kind: {self.kind!r} not accepted; "
+                             f"accepted: {list(MODALITY_KINDS)}")
         if self.channels < 1:
             raise ValueError(f"modalities.{self.name}.channels: {self.channels} must be >= 1")
         if self.kind == "series" and self.length < 1:
@@ -55,7 +56,12 @@ class ModelConfig:
         mlp_ratio: hidden width of the feed-forward block over ``width``.
         dropout: dropout rate inside the encoder.
         fusion: how modalities are combined; see ``emule_models.fusion``.
-        patch_len, patch_stride: time-series patching (stride defaults to patch_len: no overlap).
+        fusion_layer: for ``cross`` and ``bottleneck``, the first layer (0-based) at which modalities exchange
+            information; layers before it see their own modality only. Ignored by ``early`` and ``late``, so that a
+            sampler drawing every field independently never proposes an invalid config.
+        bottleneck_tokens: number of shared fusion tokens of ``bottleneck``; ignored by the other fusions.
+        patch_len, patch_stride: time-series patching (stride defaults to patch_len: no overlap); the series is
+            zero-padded at the end so that the last patch reaches its last step.
         channel_mode: ``mixing`` (one token per patch over all channels) or ``independent`` (one per channel and patch).
         image_patch: side of the square ViT patch.
     """
@@ -70,6 +76,8 @@ class ModelConfig:
     mlp_ratio: float = 2.0
     dropout: float = 0.0
     fusion: str = "early"
+    fusion_layer: int = 0
+    bottleneck_tokens: int = 4
     patch_len: int = 16
     patch_stride: int = 0
     channel_mode: str = "mixing"
@@ -96,7 +104,8 @@ class ModelConfig:
             out.append(f"num_classes: {self.num_classes} must be >= 2")
         for name, value, low in (("depth", self.depth, 1), ("width", self.width, 1), ("heads", self.heads, 1),
                                  ("patch_len", self.patch_len, 1), ("patch_stride", self.patch_stride, 1),
-                                 ("image_patch", self.image_patch, 1)):
+                                 ("image_patch", self.image_patch, 1),
+                                 ("bottleneck_tokens", self.bottleneck_tokens, 1)):
             if value < low:
                 out.append(f"{name}: {value} must be >= {low}")
         if self.heads >= 1 and self.width % self.heads:
@@ -110,6 +119,9 @@ class ModelConfig:
 
         if self.fusion not in FUSION:
             out.append(f"fusion: {self.fusion!r} not accepted; accepted: {sorted(FUSION)}")
+        elif FUSION[self.fusion].uses_fusion_layer and self.depth >= 1 and not 0 <= self.fusion_layer < self.depth:
+            out.append(f"fusion_layer: {self.fusion_layer} not accepted for fusion={self.fusion} with "
+                       f"depth={self.depth}; accepted: 0..{self.depth - 1}")
         if self.channel_mode not in CHANNEL_MODES:
             out.append(f"channel_mode: {self.channel_mode!r} not accepted; accepted: {list(CHANNEL_MODES)}")
         for m in self.modalities:
@@ -129,7 +141,11 @@ class ModelConfig:
 
     # --- token geometry, shared by the model and the closed-form cost ---
     def series_patches(self, m: ModalitySpec) -> int:
-        return (m.length - self.patch_len) // self.patch_stride + 1 if m.length >= self.patch_len else 0
+        """Patches of a series: enough that the last reaches the last step (the series is zero-padded at the end
+        for it), and none that starts past the end (with stride > patch_len some steps fall between patches)."""
+        if m.length < self.patch_len:
+            return 0
+        return min(-(-(m.length - self.patch_len) // self.patch_stride) + 1, -(-m.length // self.patch_stride))
 
     def tokens(self, m: ModalitySpec) -> int:
         if m.kind == "series":

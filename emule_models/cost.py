@@ -1,16 +1,32 @@
 """What a candidate costs: parameters, forward FLOPs (closed form, cross-checked), latency, peak memory,
-training compute. Pure functions of the config where possible, so costs are known before training."""
+training compute. Pure functions of the config where possible, so costs are known before training.
+
+FLOPs count matrix products only (2 per multiply-add), as ``torch.utils.flop_counter`` does; element-wise work
+(softmax, exp, normalisation) is left out of both.
+
+Peak memory is the most bytes held at once by tensors allocated while the measured call runs, above what was
+allocated when it started (so it excludes weights and inputs). On CUDA it is read from the caching allocator's
+statistics (``torch.cuda.max_memory_allocated``). The CPU allocator keeps no such statistics, so on CPU the call
+runs under ``torch.profiler`` with ``profile_memory=True``: every allocation and free is then recorded as a
+``[memory]`` event with its size, and the running sum of those events, in time order, peaks at the answer. It
+counts what torch's allocator hands out, including buffers freed inside one kernel, and nothing that other
+libraries allocate on the side (``tracemalloc`` would see none of torch's allocations; resident-set size would
+see the allocator's caching instead).
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils import flop_counter
 
 from emule_models.config import ModelConfig
+from emule_models.embed import embed_flops
 from emule_models.fusion import FUSION
 
 
@@ -27,16 +43,10 @@ def param_count(cfg: ModelConfig) -> int:
 
 
 def forward_flops(cfg: ModelConfig) -> int:
-    """Forward matmul FLOPs for one sample at full (padded) length, in closed form."""
-    embed = 0
-    for m in cfg.modalities:
-        tokens = cfg.tokens(m)
-        if m.kind == "series":
-            in_dim = cfg.patch_len if cfg.channel_mode == "independent" else cfg.patch_len * m.channels
-        else:
-            in_dim = m.channels * cfg.image_patch ** 2
-        embed += 2 * tokens * in_dim * cfg.width
-    return embed + FUSION[cfg.fusion].flops(cfg) + 2 * cfg.width * cfg.num_classes
+    """Forward matmul FLOPs for one sample at full (padded) length with every modality present, in closed form."""
+    embed = sum(embed_flops(cfg, m) for m in cfg.modalities)
+    head = 2 * FUSION[cfg.fusion].out_width(cfg) * cfg.num_classes
+    return embed + FUSION[cfg.fusion].flops(cfg) + head
 
 
 def training_flops(cfg: ModelConfig, samples_seen: int) -> int:
@@ -55,29 +65,100 @@ def _register_cpu_sdpa_formula() -> None:
         return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
+def counted_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of ``fn()`` as torch's FlopCounterMode counts them, without autograd."""
+    _register_cpu_sdpa_formula()
+    with torch.no_grad(), flop_counter.FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def measured_flops(model: nn.Module, inputs: dict[str, torch.Tensor]) -> int:
     """Forward FLOPs per sample as torch's FlopCounterMode counts them (for cross-checking the closed form)."""
-    _register_cpu_sdpa_formula()
     batch = next(iter(inputs.values())).shape[0]
-    with torch.no_grad(), flop_counter.FlopCounterMode(display=False) as counter:
-        model(inputs)
-    return counter.get_total_flops() // batch
+    return counted_flops(lambda: model(inputs)) // batch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def latency_ms(model: nn.Module, inputs: dict[str, torch.Tensor], repeats: int = 20, warmup: int = 3) -> float:
     """Median wall time of a forward pass on the inputs' device, in milliseconds (CUDA synchronised)."""
     device = next(iter(inputs.values())).device
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     was_training = model.training
     model.eval()
     times = []
     with torch.no_grad():
         for i in range(warmup + repeats):
-            sync()
+            _sync(device)
             start = time.perf_counter()
             model(inputs)
-            sync()
+            _sync(device)
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
     model.train(was_training)
     return statistics.median(times)
+
+
+def peak_memory_bytes(fn: Callable[[], Any], device: torch.device | str = "cpu") -> int:
+    """Peak bytes allocated by torch while ``fn()`` runs, above those allocated when it starts (method in the
+    module docstring)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        fn()
+        _sync(device)
+        return torch.cuda.max_memory_allocated(device) - start
+    if device.type != "cpu":
+        raise ValueError(f"device: {device.type!r} not accepted for peak memory; accepted: ['cpu', 'cuda']")
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
+    held = peak = 0
+    for _, nbytes in events:  # frees are negative
+        held += nbytes
+        peak = max(peak, held)
+    return peak
+
+
+def measure(model: nn.Module, cfg: ModelConfig, train_batch: int, device: torch.device | str = "cpu",
+            repeats: int = 20) -> dict[str, float]:
+    """Measured costs of ``model`` on ``device`` (the trial's own), on random inputs of ``cfg``'s shapes.
+
+    Returns:
+        latency_ms_batch1, latency_ms_train_batch: median forward time (eval mode, no grad) at batch 1 and at
+            the training batch.
+        peak_memory_bytes_batch1: peak of one such forward at batch 1 (what serving one sample needs).
+        peak_memory_bytes_train_step: peak of one training-mode forward and backward at the training batch
+            (what a trial needs besides weights and optimiser state).
+    """
+    from emule_models.model import example_inputs
+
+    device = torch.device(device)
+    model.to(device)
+    one, batch = example_inputs(cfg, 1, device), example_inputs(cfg, train_batch, device)
+    out = {"latency_ms_batch1": latency_ms(model, one, repeats),
+           "latency_ms_train_batch": latency_ms(model, batch, repeats)}
+    was_training = model.training
+
+    def serve() -> None:
+        with torch.no_grad():
+            model(one)
+
+    def train_step() -> None:
+        model(batch).sum().backward()
+
+    model.eval()
+    out["peak_memory_bytes_batch1"] = peak_memory_bytes(serve, device)
+    model.train()
+    out["peak_memory_bytes_train_step"] = peak_memory_bytes(train_step, device)
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return out

@@ -1,8 +1,13 @@
-"""Tokenizers: time-series patches (channel-mixing or channel-independent) and ViT-style image patches."""
+"""Tokenizers: time-series patches (channel-mixing or channel-independent) and ViT-style image patches.
+
+Each turns one modality's batch into ``(B, T, W)`` tokens with a ``(B, T)`` mask of tokens that hold real data;
+a data set may declare any number of modalities, each a series or an image.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from emule_models.config import ModalitySpec, ModelConfig
@@ -13,43 +18,47 @@ class SeriesEmbed(nn.Module):
 
     ``mixing``: one token per patch over all channels (T = patches). ``independent``: one token per channel and
     patch with a shared patch projection plus a channel embedding (T = channels x patches), as in PatchTST.
+
+    Variable lengths: ``valid`` (B, L) marks the real steps. Padded steps are zeroed before patching, so what the
+    padding holds never reaches a real token, and a patch is real when its first step is.
     """
 
     def __init__(self, cfg: ModelConfig, m: ModalitySpec):
         super().__init__()
         self.patch_len, self.stride, self.mode = cfg.patch_len, cfg.patch_stride, cfg.channel_mode
         self.patches = cfg.series_patches(m)
-        in_dim = cfg.patch_len if self.mode == "independent" else cfg.patch_len * m.channels
-        self.proj = nn.Linear(in_dim, cfg.width)
+        # zeros appended so that the last patch covers the last step (patches x stride need not meet L exactly)
+        self.tail = max(0, (self.patches - 1) * self.stride + self.patch_len - m.length)
+        self.proj = nn.Linear(series_patch_dim(cfg, m), cfg.width)
         self.pos = nn.Parameter(torch.zeros(self.patches, cfg.width))
         self.channel = nn.Parameter(torch.zeros(m.channels, 1, cfg.width)) if self.mode == "independent" else None
         nn.init.trunc_normal_(self.pos, std=0.02)
+        if self.channel is not None:
+            nn.init.trunc_normal_(self.channel, std=0.02)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, _ = x.shape
-        patches = x.unfold(-1, self.patch_len, self.stride)[:, :, : self.patches]  # (B, C, N, P)
         if valid is None:
-            mask = torch.ones(b, self.patches, dtype=torch.bool, device=x.device)
-        else:  # a patch is real when its first step is real
-            mask = valid.unfold(-1, self.patch_len, self.stride)[:, : self.patches, 0]  # (B, N)
+            mask = torch.ones(b, self.patches, dtype=torch.bool, device=x.device)  # (B, N)
+        else:
+            x = x.masked_fill(~valid[:, None, :], 0.0)  # masked_fill: padding may hold NaN
+            mask = valid[:, :: self.stride][:, : self.patches]  # (B, N), each patch's first step
+        patches = F.pad(x, (0, self.tail)).unfold(-1, self.patch_len, self.stride)[:, :, : self.patches]  # (B, C, N, P)
         if self.mode == "independent":
             tokens = self.proj(patches) + self.pos + self.channel  # (B, C, N, W)
             return tokens.reshape(b, c * self.patches, -1), mask.repeat(1, c)  # (B, C*N, W), (B, C*N)
         tokens = self.proj(patches.permute(0, 2, 1, 3).reshape(b, self.patches, -1))  # (B, N, W)
         return tokens + self.pos, mask
 
-    def flops(self) -> int:
-        tokens = self.patches * (self.channel.shape[0] if self.channel is not None else 1)
-        return 2 * tokens * self.proj.in_features * self.proj.out_features
-
 
 class ImageEmbed(nn.Module):
-    """(B, C, H, W) image -> (B, T, W) tokens, one per non-overlapping square patch."""
+    """(B, C, H, W) image -> (B, T, W) tokens, one per non-overlapping square patch (edge pixels beyond the last
+    whole patch are dropped). Images have no padding: every token is real."""
 
     def __init__(self, cfg: ModelConfig, m: ModalitySpec):
         super().__init__()
         self.p = cfg.image_patch
-        self.patches = (m.height // self.p) * (m.width // self.p)
+        self.patches = cfg.tokens(m)
         self.proj = nn.Linear(m.channels * self.p * self.p, cfg.width)
         self.pos = nn.Parameter(torch.zeros(self.patches, cfg.width))
         nn.init.trunc_normal_(self.pos, std=0.02)
@@ -62,8 +71,16 @@ class ImageEmbed(nn.Module):
         mask = torch.ones(b, self.patches, dtype=torch.bool, device=x.device)
         return self.proj(x) + self.pos, mask
 
-    def flops(self) -> int:
-        return 2 * self.patches * self.proj.in_features * self.proj.out_features
+
+def series_patch_dim(cfg: ModelConfig, m: ModalitySpec) -> int:
+    """Input width of one series token: a patch of one channel, or of all channels together."""
+    return cfg.patch_len if cfg.channel_mode == "independent" else cfg.patch_len * m.channels
+
+
+def embed_flops(cfg: ModelConfig, m: ModalitySpec) -> int:
+    """Forward matmul FLOPs of one modality's tokenizer for one sample."""
+    in_dim = series_patch_dim(cfg, m) if m.kind == "series" else m.channels * cfg.image_patch ** 2
+    return 2 * cfg.tokens(m) * in_dim * cfg.width
 
 
 def build_embed(cfg: ModelConfig, m: ModalitySpec) -> nn.Module:

@@ -1,11 +1,21 @@
 """How modalities are combined, one categorical name each, registered in ``FUSION``.
 
 A fusion takes per-modality tokens ``{name: (B, T, W)}`` with masks ``{name: (B, T)}`` and returns one pooled
-``(B, W)`` vector per sample. Each also states, in closed form, where attention is used (for the variants'
-``not_supported_reasons``) and its forward FLOPs.
+``(B, out_width)`` vector per sample. Each also states, in closed form, where attention is used (for the
+variants' ``not_supported_reasons``) and its forward FLOPs.
 
-- ``early``: all modalities' tokens, each with a learned modality embedding, go through one encoder. A missing
-  modality simply contributes no tokens.
+- ``early``: all modalities' tokens, each with a learned modality embedding, go through one encoder.
+  A missing modality simply contributes no tokens.
+- ``late``: one encoder per modality; each is pooled and the pooled vectors are concatenated
+  (``out_width = width x modalities``). A missing modality's slot is zeros.
+- ``cross``: one encoder per modality; from ``fusion_layer`` on, every layer adds a cross-attention block in which
+  each modality's tokens attend to the tokens of all the other modalities. The pooled vectors are averaged.
+  A missing modality is left out of the others' context and of the average; alone, a modality skips the
+  cross-attention blocks.
+- ``bottleneck``: one encoder per modality; from ``fusion_layer`` on, ``bottleneck_tokens`` shared tokens join each
+  modality's sequence and the modalities exchange information only through them: after each layer the
+  bottleneck tokens are averaged over the modalities (Nagrani et al., 2021, "Attention Bottlenecks for Multimodal
+  Fusion"). The pooled modality vectors are averaged. A missing modality is left out of both averages.
 """
 
 from __future__ import annotations
@@ -41,19 +51,44 @@ def attention_shapes(cfg: ModelConfig) -> list[AttentionShape]:
 
 class Fusion(nn.Module):
     name: ClassVar[str] = ""
+    uses_fusion_layer: ClassVar[bool] = False  # whether ``cfg.fusion_layer`` means anything to it
 
     @classmethod
     def shapes(cls, cfg: ModelConfig) -> list[AttentionShape]:
+        """Every attention shape the fusion builds, so each can be checked against the variant."""
         raise NotImplementedError
 
     @classmethod
     def flops(cls, cfg: ModelConfig) -> int:
+        """Forward matmul FLOPs for one sample with every modality present."""
         raise NotImplementedError
+
+    @classmethod
+    def out_width(cls, cfg: ModelConfig) -> int:
+        """Width of the pooled vector handed to the classifier head."""
+        return cfg.width
 
 
 def self_shape(cfg: ModelConfig, tokens: int) -> AttentionShape:
-    return AttentionShape(heads=cfg.heads, head_dim=cfg.width // cfg.heads, max_q=tokens, max_k=tokens,
+    return cross_shape(cfg, tokens, tokens)
+
+
+def cross_shape(cfg: ModelConfig, queries: int, keys: int) -> AttentionShape:
+    return AttentionShape(heads=cfg.heads, head_dim=cfg.width // cfg.heads, max_q=queries, max_k=keys,
                           options=cfg.attention_options)
+
+
+def block(cfg: ModelConfig, shape: AttentionShape, cross: bool = False) -> Block:
+    return Block(cfg.width, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.attention, shape, cross=cross)
+
+
+def block_flops(cfg: ModelConfig, t_q: int, t_k: int) -> int:
+    return Block.flops(cfg.width, cfg.mlp_ratio, cfg.attention, cross_shape(cfg, t_q, t_k), t_q, t_k)
+
+
+def pooled_mean(xs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], norms: nn.ModuleDict) -> torch.Tensor:
+    """Average over the given modalities of their normalised, mask-pooled tokens -> (B, W)."""
+    return torch.stack([masked_mean(norms[n](x), masks[n]) for n, x in xs.items()]).mean(0)
 
 
 @register_fusion
@@ -65,8 +100,7 @@ class EarlyFusion(Fusion):
         self.names = [m.name for m in cfg.modalities]
         self.modality = nn.ParameterDict({n: nn.Parameter(torch.zeros(cfg.width)) for n in self.names})
         shape = self_shape(cfg, self.total_tokens(cfg))
-        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.attention, shape)
-                                    for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(block(cfg, shape) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width)
 
     @staticmethod
@@ -80,12 +114,155 @@ class EarlyFusion(Fusion):
     @classmethod
     def flops(cls, cfg: ModelConfig) -> int:
         t = cls.total_tokens(cfg)
-        return cfg.depth * Block.flops(cfg.width, cfg.mlp_ratio, cfg.attention, cls.shapes(cfg)[0], t, t)
+        return cfg.depth * block_flops(cfg, t, t)
 
     def forward(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
         present = [n for n in self.names if n in tokens]
         x = torch.cat([tokens[n] + self.modality[n] for n in present], dim=1)  # (B, T, W)
         mask = torch.cat([masks[n] for n in present], dim=1)  # (B, T)
-        for block in self.blocks:
-            x = block(x, mask=mask)
+        for b in self.blocks:
+            x = b(x, mask=mask)
         return masked_mean(self.norm(x), mask)  # (B, W)
+
+
+@register_fusion
+class LateFusion(Fusion):
+    name = "late"
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.names = [m.name for m in cfg.modalities]
+        self.width = cfg.width
+        self.encoders = nn.ModuleDict({
+            m.name: nn.ModuleList(block(cfg, self_shape(cfg, cfg.tokens(m))) for _ in range(cfg.depth))
+            for m in cfg.modalities})
+        self.norms = nn.ModuleDict({n: nn.LayerNorm(cfg.width) for n in self.names})
+
+    @classmethod
+    def shapes(cls, cfg: ModelConfig) -> list[AttentionShape]:
+        return [self_shape(cfg, cfg.tokens(m)) for m in cfg.modalities]
+
+    @classmethod
+    def flops(cls, cfg: ModelConfig) -> int:
+        return sum(cfg.depth * block_flops(cfg, cfg.tokens(m), cfg.tokens(m)) for m in cfg.modalities)
+
+    @classmethod
+    def out_width(cls, cfg: ModelConfig) -> int:
+        return cfg.width * len(cfg.modalities)
+
+    def forward(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        some = next(iter(tokens.values()))
+        pooled = []
+        for n in self.names:
+            if n not in tokens:  # fixed slots keep the head's input layout; an absent modality's slot is zeros
+                pooled.append(some.new_zeros(some.shape[0], self.width))
+                continue
+            x = tokens[n]
+            for b in self.encoders[n]:
+                x = b(x, mask=masks[n])
+            pooled.append(masked_mean(self.norms[n](x), masks[n]))  # (B, W)
+        return torch.cat(pooled, dim=-1)  # (B, W * modalities)
+
+
+@register_fusion
+class CrossFusion(Fusion):
+    name = "cross"
+    uses_fusion_layer = True
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.depth, self.fusion_layer = cfg.depth, cfg.fusion_layer
+        self.encoders = nn.ModuleDict({
+            m.name: nn.ModuleList(block(cfg, self_shape(cfg, cfg.tokens(m))) for _ in range(cfg.depth))
+            for m in cfg.modalities})
+        # Only with something to attend to: a single modality gets no cross blocks.
+        self.cross = nn.ModuleDict({
+            m.name: nn.ModuleList(block(cfg, cross_shape(cfg, cfg.tokens(m), self.context_tokens(cfg, m.name)),
+                                        cross=True) for _ in range(cfg.depth - cfg.fusion_layer))
+            for m in cfg.modalities} if len(cfg.modalities) > 1 else {})
+        self.norms = nn.ModuleDict({m.name: nn.LayerNorm(cfg.width) for m in cfg.modalities})
+
+    @staticmethod
+    def context_tokens(cfg: ModelConfig, name: str) -> int:
+        return sum(cfg.tokens(m) for m in cfg.modalities if m.name != name)
+
+    @classmethod
+    def shapes(cls, cfg: ModelConfig) -> list[AttentionShape]:
+        shapes = [self_shape(cfg, cfg.tokens(m)) for m in cfg.modalities]
+        if len(cfg.modalities) > 1:
+            shapes += [cross_shape(cfg, cfg.tokens(m), cls.context_tokens(cfg, m.name)) for m in cfg.modalities]
+        return shapes
+
+    @classmethod
+    def flops(cls, cfg: ModelConfig) -> int:
+        total = 0
+        for m in cfg.modalities:
+            t = cfg.tokens(m)
+            total += cfg.depth * block_flops(cfg, t, t)
+            if len(cfg.modalities) > 1:
+                total += (cfg.depth - cfg.fusion_layer) * block_flops(cfg, t, cls.context_tokens(cfg, m.name))
+        return total
+
+    def forward(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        xs = {n: tokens[n] for n in self.encoders if n in tokens}
+        for layer in range(self.depth):
+            xs = {n: self.encoders[n][layer](x, mask=masks[n]) for n, x in xs.items()}
+            if layer < self.fusion_layer or len(xs) < 2:
+                continue
+            # every modality reads the others' tokens of this same layer, so the order of modalities is irrelevant
+            xs = {n: self.cross[n][layer - self.fusion_layer](
+                x, mask=masks[n], context=torch.cat([xs[o] for o in xs if o != n], dim=1),  # (B, Tk, W)
+                context_mask=torch.cat([masks[o] for o in xs if o != n], dim=1))  # (B, Tk)
+                for n, x in xs.items()}
+        return pooled_mean(xs, masks, self.norms)  # (B, W)
+
+
+@register_fusion
+class BottleneckFusion(Fusion):
+    name = "bottleneck"
+    uses_fusion_layer = True
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.depth, self.fusion_layer = cfg.depth, cfg.fusion_layer
+        self.bottleneck = nn.Parameter(torch.zeros(cfg.bottleneck_tokens, cfg.width))
+        nn.init.trunc_normal_(self.bottleneck, std=0.02)
+        self.encoders = nn.ModuleDict({
+            m.name: nn.ModuleList(
+                block(cfg, self_shape(cfg, cfg.tokens(m) + (cfg.bottleneck_tokens if layer >= cfg.fusion_layer else 0)))
+                for layer in range(cfg.depth))
+            for m in cfg.modalities})
+        self.norms = nn.ModuleDict({m.name: nn.LayerNorm(cfg.width) for m in cfg.modalities})
+
+    @classmethod
+    def shapes(cls, cfg: ModelConfig) -> list[AttentionShape]:
+        shapes = [self_shape(cfg, cfg.tokens(m) + cfg.bottleneck_tokens) for m in cfg.modalities]
+        if cfg.fusion_layer > 0:
+            shapes += [self_shape(cfg, cfg.tokens(m)) for m in cfg.modalities]
+        return shapes
+
+    @classmethod
+    def flops(cls, cfg: ModelConfig) -> int:
+        total = 0
+        for m in cfg.modalities:
+            t, fused = cfg.tokens(m), cfg.tokens(m) + cfg.bottleneck_tokens
+            total += cfg.fusion_layer * block_flops(cfg, t, t) + (cfg.depth - cfg.fusion_layer) * block_flops(
+                cfg, fused, fused)
+        return total
+
+    def forward(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        xs = {n: tokens[n] for n in self.encoders if n in tokens}
+        b = next(iter(xs.values())).shape[0]
+        z = self.bottleneck.expand(b, -1, -1)  # (B, Z, W)
+        z_mask = torch.ones(b, z.shape[1], dtype=torch.bool, device=z.device)  # (B, Z)
+        for layer in range(self.depth):
+            if layer < self.fusion_layer:
+                xs = {n: self.encoders[n][layer](x, mask=masks[n]) for n, x in xs.items()}
+                continue
+            joint = {n: self.encoders[n][layer](torch.cat([x, z], dim=1),  # (B, T + Z, W)
+                                                mask=torch.cat([masks[n], z_mask], dim=1))
+                     for n, x in xs.items()}
+            xs = {n: h[:, : xs[n].shape[1]] for n, h in joint.items()}  # (B, T, W) each
+            # the averaged bottleneck tokens are the only path between modalities
+            z = torch.stack([h[:, -z.shape[1]:] for h in joint.values()]).mean(0)  # (B, Z, W)
+        return pooled_mean(xs, masks, self.norms)  # (B, W)

@@ -19,14 +19,22 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(width, width)
         self.attend = get_attention(attention)(shape)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``x`` (B, Tq, W) attends to ``context`` (B, Tk, W; default ``x``); ``mask`` (B, Tk) is True for real keys."""
-        context = x if context is None else context
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, Tq, W) attends to ``context`` (B, Tk, W; default ``x``).
+
+        ``mask`` (B, Tq) and ``context_mask`` (B, Tk) are True for real tokens; without a context, ``mask`` masks
+        the keys too.
+        """
+        if context is None:
+            context, context_mask = x, mask
         b, tq, w = x.shape
         tk = context.shape[1]
-        q = self.q(x).view(b, tq, self.heads, -1).transpose(1, 2)  # (B, H, Tq, D)
-        k, v = self.kv(context).view(b, tk, 2, self.heads, -1).permute(2, 0, 3, 1, 4)  # 2 x (B, H, Tk, D)
-        out = self.attend(q, k, v, mask)  # (B, H, Tq, D)
+        q = self.q(x).view(b, tq, self.heads, -1).transpose(1, 2)  # (B, H, Tq, D), strided
+        kv = self.kv(context).view(b, tk, 2, self.heads, -1).permute(2, 0, 3, 1, 4)  # (2, B, H, Tk, D), strided
+        if self.attend.contiguous:
+            q, kv = q.contiguous(), kv.contiguous()
+        out = self.attend(q, kv[0], kv[1], mask=context_mask, q_mask=mask)  # (B, H, Tq, D)
         return self.out(out.transpose(1, 2).reshape(b, tq, w))  # (B, Tq, W)
 
     @staticmethod
@@ -35,11 +43,15 @@ class MultiHeadAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer block; with ``context`` it cross-attends instead of self-attending."""
+    """Pre-norm Transformer block. Built with ``cross=True`` it cross-attends to a ``context`` given at each call,
+    which it normalises with its own LayerNorm: the context is another stream's residual, whose scale is its own.
+    """
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float, attention: str, shape: AttentionShape):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float, attention: str, shape: AttentionShape,
+                 cross: bool = False):
         super().__init__()
         self.norm1 = nn.LayerNorm(width)
+        self.norm_context = nn.LayerNorm(width) if cross else None
         self.attn = MultiHeadAttention(width, heads, attention, shape)
         self.norm2 = nn.LayerNorm(width)
         hidden = mlp_hidden(width, mlp_ratio)
@@ -48,11 +60,12 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.norm1(x)
-        if context is None:
-            x = x + self.drop(self.attn(h, mask=mask))
-        else:
-            x = x + self.drop(self.attn(h, context=context, mask=context_mask))
+        """``x`` (B, T, W) with ``mask`` (B, T); ``context`` (B, Tk, W) with ``context_mask`` (B, Tk)."""
+        if (context is None) != (self.norm_context is None):
+            raise ValueError("Block: a context is given exactly when the block was built with cross=True")
+        if context is not None:
+            context = self.norm_context(context)
+        x = x + self.drop(self.attn(self.norm1(x), context=context, mask=mask, context_mask=context_mask))
         return x + self.drop(self.mlp(self.norm2(x)))
 
     @staticmethod

@@ -24,7 +24,7 @@ class MultimodalClassifier(nn.Module):
         self.cfg = cfg
         self.embed = nn.ModuleDict({m.name: build_embed(cfg, m) for m in cfg.modalities})
         self.fusion = FUSION[cfg.fusion](cfg)
-        self.head = nn.Linear(cfg.width, cfg.num_classes)
+        self.head = nn.Linear(FUSION[cfg.fusion].out_width(cfg), cfg.num_classes)
 
     def forward(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         valid = valid or {}
@@ -38,6 +38,16 @@ class MultimodalClassifier(nn.Module):
 
 
 def build_model(config: ModelConfig | dict[str, Any]) -> MultimodalClassifier:
-    """Build the model a config describes; a dict is validated like YAML (unknown keys raise)."""
+    """Build the model a config describes; a dict is validated like YAML (unknown keys raise).
+
+    Raises ValueError naming the field, its value and the accepted values when the config cannot be built.
+    """
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
     return MultimodalClassifier(cfg)
+
+
+def example_inputs(cfg: ModelConfig, batch: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Random inputs of the shapes ``cfg``'s modalities declare, all present and unpadded (for costing)."""
+    return {m.name: torch.randn(batch, m.channels, *((m.length,) if m.kind == "series" else (m.height, m.width)),
+                                device=device)
+            for m in cfg.modalities}

@@ -10,15 +10,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ray.tune import Callback
 
 from search.candidate import resolve
-from search.front import Record, compute_front, write_artifacts
+from search.front import Record, SearchState, compute_front, write_artifacts
 from search.searcher import BUDGET_DONE, INFEASIBLE, REPLAYED
 from search.spec import Spec
-from search.tracking import TRIAL_TAG, Tracker
+from search.tracking import TRIAL_TAG, Tracker, redact
 
 # Result keys that are bookkeeping, not metrics.
 NOT_METRICS = {"epoch", "node_id", BUDGET_DONE, INFEASIBLE, REPLAYED, "violations", "done", "trial_id", "date",
@@ -45,9 +46,9 @@ class SearchCallback(Callback):
         refresh_every: rewrite the front table and plot after this many finished trials (and at the end).
     """
 
-    def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, modalities: tuple, num_classes: int,
-                 target: int, refresh_every: int = 5):
-        self.spec, self.tracker, self.parent_id = spec, tracker, parent_id
+    def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, name: str, modalities: tuple,
+                 num_classes: int, target: int, refresh_every: int = 5):
+        self.spec, self.tracker, self.parent_id, self.name = spec, tracker, parent_id, name
         self.modalities, self.num_classes, self.target = modalities, num_classes, target
         self.refresh_every = refresh_every
         self.out = None  # sys.stdout at print time: Tune pickles callbacks with the experiment
@@ -55,7 +56,23 @@ class SearchCallback(Callback):
 
     def _load_state(self) -> None:
         self.start = time.monotonic()
-        self.state = self.tracker.search_state(self.parent_id, self.spec.objectives)
+        self.offline = False
+        self.state = self._mlflow(self.tracker.search_state, self.parent_id, self.spec.objectives) or SearchState()
+
+    def _mlflow(self, call, *args, **kwargs):
+        """One MLflow call. The first failure turns tracking off for the rest of this run: the search goes on,
+        Tune's experiment state keeps every result, and ``emule sync`` logs what is missing later."""
+        if self.offline:
+            return None
+        try:
+            return call(*args, **kwargs)
+        except Exception as e:  # any failure of the tracking store must not stop the training
+            self.offline = True
+            print(f"warning: MLflow at {redact(self.tracker.uri)} failed ({type(e).__name__}: "
+                  f"{redact(str(e).splitlines()[0]) if str(e) else ''}); the search goes on and keeps its results; "
+                  f"log them with `emule sync {self.name}` once MLflow is back", file=self.out or sys.stderr,
+                  flush=True)
+            return None
 
     def candidate_of(self, config: dict) -> dict:
         return resolve(self.spec, config, self.modalities, self.num_classes).to_dict()
@@ -65,33 +82,37 @@ class SearchCallback(Callback):
         self._load_state()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        if trial.trial_id not in self.state.runs:
-            self.state.runs[trial.trial_id] = self.tracker.start_candidate(
-                self.parent_id, trial.trial_id, f"{self.spec.name}-{trial.trial_id}", _flat(trial.config))
+        run_id = self.state.runs.get(trial.trial_id)
+        if run_id is None:
+            run_id = self._mlflow(self.tracker.start_candidate, self.parent_id, trial.trial_id,
+                                  f"{self.spec.name}-{trial.trial_id}", _flat(trial.config))
+            if run_id is not None:
+                self.state.runs[trial.trial_id] = run_id
         else:  # resumed: the trial restarts from scratch inside the run it already has
-            self.tracker.client.update_run(self.state.runs[trial.trial_id], status="RUNNING")
+            self._mlflow(self.tracker.client.update_run, run_id, status="RUNNING")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
-        self.on_trial_start(iteration, trials, trial)
-        if result.get(REPLAYED):  # already in MLflow
+        if trial.trial_id not in self.state.runs:
+            self.on_trial_start(iteration, trials, trial)
+        run_id = self.state.runs.get(trial.trial_id)
+        if result.get(REPLAYED) or run_id is None:  # already in MLflow, or MLflow is away
             return
-        metrics = {k: v for k, v in result.items() if k not in NOT_METRICS}
+        metrics = {k: v for k, v in result.items() if k not in NOT_METRICS and "/" not in k}
         if result.get(INFEASIBLE):  # log what was measured, not the reference-point stand-ins
             metrics = {k: v for k, v in metrics.items() if k in MEASURED_WITHOUT_TRAINING}
-        self.tracker.log_metrics(self.state.runs[trial.trial_id], metrics, step=int(result.get("epoch", iteration)))
+        self._mlflow(self.tracker.log_metrics, run_id, metrics, step=int(result.get("epoch", iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
         result = trial.last_result or {}
-        run_id = self.state.runs.get(trial.trial_id)
-        if run_id is None:
-            return
+        run_id = self.state.runs.get(trial.trial_id, "")
         budget_done = bool(result.get(BUDGET_DONE))
         infeasible = bool(result.get(INFEASIBLE))
         tags = {"budget_done": str(budget_done).lower(), "feasible": str(not infeasible).lower(),
                 "node_id": result.get("node_id", "")}
         if infeasible:
             tags["violations"] = result.get("violations", "")
-        self.tracker.finish_candidate(run_id, "FINISHED", tags, self.candidate_of(trial.config))
+        if run_id:
+            self._mlflow(self.tracker.finish_candidate, run_id, "FINISHED", tags, self.candidate_of(trial.config))
         if budget_done:
             self.state.finished[trial.trial_id] = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
             self._update_front(final=False)
@@ -107,15 +128,16 @@ class SearchCallback(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self.state.failed += 1
         run_id = self.state.runs.get(trial.trial_id)
+        error = _error_text(trial)
         if run_id is not None:
-            error = _error_text(trial)
-            self.tracker.finish_candidate(run_id, "FAILED", {"budget_done": "false", "error": error[:5000]})
-        self._progress(trials, f"{trial.trial_id} failed", {})
+            self._mlflow(self.tracker.finish_candidate, run_id, "FAILED",
+                         {"budget_done": "false", "error": error[:5000]})
+        self._progress(trials, f"{trial.trial_id} failed: {error[:200]}", {})
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._update_front(final=True)
         known = {t.trial_id for t in trials}
-        for run in self.tracker.candidates(self.parent_id):
+        for run in self._mlflow(self.tracker.candidates, self.parent_id) or []:
             if run.info.status != "RUNNING":
                 continue
             if run.data.tags.get(TRIAL_TAG) in known:  # did not end (Ctrl-C, budget stop): a resume continues it
@@ -123,20 +145,32 @@ class SearchCallback(Callback):
             else:  # started after Tune last saved its state, then the driver died: Tune ran it again under a new id
                 self.tracker.discard_orphan(run.info.run_id)
 
+    def settle(self, grid) -> None:
+        """After ``fit``: a trial whose last epoch spent the epoch budget is ended by Tune without
+        ``on_trial_complete``; record those full-budget trials like any other, then refresh the front."""
+        missed = [r for r in grid if r.metrics and r.metrics.get(BUDGET_DONE)
+                  and r.metrics.get("trial_id") not in self.state.finished]
+        for r in missed:
+            trial = SimpleNamespace(trial_id=r.metrics["trial_id"], last_result=r.metrics, config=r.config,
+                                    status="TERMINATED")
+            self.on_trial_complete(0, [], trial)
+        if missed:
+            self._update_front(final=True)
+
     # --- front and progress ---
     def _update_front(self, final: bool) -> None:
         n = len(self.state.finished)
         self.state.front = compute_front(list(self.state.finished.values()), self.spec.objectives)
-        if n == 0:
+        if n == 0 or self.offline:
             return
         if final or n % self.refresh_every == 0:
             with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
                 table, plot = write_artifacts(self.state.front, self.spec.objectives, Path(tmp))
-                self.tracker.log_front(self.parent_id, [r.run_id for r in self.state.front.members],
+                self._mlflow(self.tracker.log_front, self.parent_id, [r.run_id for r in self.state.front.members],
                                        [r.run_id for r in self.state.finished.values()], table, plot,
                                        self.state.front.hypervolume, step=n)
         else:  # cheap live view: hypervolume and front size as metrics
-            self.tracker.log_search_metrics(self.parent_id, {"hypervolume": self.state.front.hypervolume,
+            self._mlflow(self.tracker.log_search_metrics, self.parent_id, {"hypervolume": self.state.front.hypervolume,
                                                              "front_size": len(self.state.front.members)}, step=n)
 
     def _progress(self, trials: list, event: str, result: dict) -> None:

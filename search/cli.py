@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--address", default=None)
 
+    p = sub.add_parser("sync", help="log to MLflow what a search kept while MLflow was unreachable")
+    p.add_argument("name", help="search name, or a spec name for its newest search")
+    p.add_argument("--storage", default="emule_runs", help="the spec's search.storage (default: emule_runs)")
+
     p = sub.add_parser("pareto", help="print a search's Pareto front")
     p.add_argument("name", help="search name, or a spec name for its newest search")
     _tracking_args(p)
@@ -67,6 +71,9 @@ def cmd_search(args) -> int:
     from search.spec import load_spec
 
     spec = load_spec(args.spec)  # every spec error surfaces here, before Ray starts
+    from search.tracking import Tracker
+
+    Tracker(spec.tracking.uri, spec.tracking.experiment)  # so does an unreachable MLflow
     from search.runner import run_search
 
     result = run_search(spec, spec_text=args.spec.read_text(), name=args.name, num_cpus=args.num_cpus,
@@ -79,6 +86,13 @@ def cmd_resume(args) -> int:
 
     result = resume_search(args.name, storage=args.storage, num_cpus=args.num_cpus, ray_address=args.address)
     return _finished(result, None)
+
+
+def cmd_sync(args) -> int:
+    from search.runner import sync_search
+
+    sync_search(args.name, storage=args.storage)
+    return 0
 
 
 def _finished(result, uri: str | None) -> int:
@@ -243,8 +257,9 @@ def _job_exit(state) -> int:
     return 0 if state.status == "SUCCEEDED" else 1
 
 
-COMMANDS = {"search": cmd_search, "resume": cmd_resume, "pareto": cmd_pareto, "export": cmd_export, "train": cmd_train,
-            "datasets": cmd_datasets, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs, "stop": cmd_stop}
+COMMANDS = {"search": cmd_search, "resume": cmd_resume, "sync": cmd_sync, "pareto": cmd_pareto, "export": cmd_export,
+            "train": cmd_train, "datasets": cmd_datasets, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
+            "stop": cmd_stop}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,12 +21,12 @@ from search import storage as store
 from search.callbacks import SearchCallback
 from search.candidate import spec_dataset
 from search.export import load_search
-from search.front import Front
+from search.front import Front, SearchState
 from search.schedulers import build_scheduler
 from search.searcher import BudgetAwareOptunaSearch
 from search.space import DefineByRun, build_sampler, history_trials, typed_params, warm_start_points
 from search.spec import Spec, parse_spec
-from search.tracking import Tracker
+from search.tracking import Tracker, redact
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Our own progress lines replace Tune's periodic status tables.
@@ -121,7 +121,7 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
     """Build the Tuner for a new (or never-saved) experiment and run it."""
     from ray import tune
 
-    callback = SearchCallback(spec, tracker, parent_id, dataset.modalities, len(dataset.classes), target)
+    callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes), target)
     callback.out = out
     searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
                                        sampler=build_sampler(spec), points_to_evaluate=points or None,
@@ -139,7 +139,7 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
                                   callbacks=[callback, *(callbacks or [])], stop=EpochBudget(spec.search.epoch_budget),
                                   failure_config=tune.FailureConfig(max_failures=spec.search.retries), verbose=0),
     )
-    return _fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out)
+    return _fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, callback)
 
 
 def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, ray_address: str | None = None,
@@ -171,6 +171,49 @@ def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, 
     tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset, replay), resume_unfinished=True,
                                resume_errored=False)
     return _fit(tuner, spec, tracker, parent_id, experiment.name, experiment, started_ray, out)
+
+
+def sync_search(name: str, storage: str | Path | None = None, out=sys.stdout) -> SearchResult:
+    """Log to MLflow what a search recorded while MLflow was unreachable, from Tune's experiment state: missing
+    child runs, epochs and final results, then the front. Runs already complete are left as they are."""
+    from ray.tune import ExperimentAnalysis
+
+    experiment = find_experiment(name, storage)
+    session = json.loads((experiment / SESSION_FILE).read_text())
+    spec = parse_spec(session["spec"])
+    tracker = Tracker(session["tracking_uri"], session["experiment"])
+    dataset = spec_dataset(spec)
+    parent_id = session["parent_run_id"]
+    callback = SearchCallback(spec, tracker, parent_id, experiment.name, dataset.modalities, len(dataset.classes),
+                              session["target"])
+    callback.out = out
+    analysis = ExperimentAnalysis(str(experiment))
+    frames = analysis.trial_dataframes
+    trials = analysis.trials
+    synced = 0
+    for trial in trials:
+        run_id = callback.state.runs.get(trial.trial_id)
+        if run_id is not None and tracker.client.get_run(run_id).info.status in ("FINISHED", "FAILED"):
+            continue
+        logged = len(tracker.client.get_metric_history(run_id, "val_accuracy")) if run_id else 0
+        frame = frames.get(trial.trial_id)
+        rows = [] if frame is None else frame.to_dict("records")
+        for row in rows:
+            if row.get("epoch", 0) > logged:
+                callback.on_trial_result(0, trials, trial, row)
+        if trial.status == "ERROR":
+            callback.on_trial_error(0, trials, trial)
+        elif trial.status == "TERMINATED":
+            callback.on_trial_complete(0, trials, trial)
+        synced += 1
+    callback.on_experiment_end(trials)
+    if all(t.status in ("TERMINATED", "ERROR") for t in trials) and len(trials) >= spec.search.trials:
+        tracker.finish_search(parent_id, "complete")
+    state = tracker.search_state(parent_id, spec.objectives)
+    print(f"synced {synced} trials of {experiment.name} to {redact(tracker.uri)}; {len(state.finished)} finished, "
+          f"Pareto front {len(state.front.members)}, hypervolume {state.front.hypervolume:.4g}", file=out, flush=True)
+    return SearchResult(experiment.name, parent_id, state.front, len(state.finished), state.failed, state.stopped,
+                        state.infeasible, "complete", experiment)
 
 
 def find_experiment(name: str, storage: str | Path | None = None) -> Path:
@@ -207,20 +250,27 @@ def _trainable(spec: Spec, dataset, replay: dict | None = None):
 
 
 def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: Path, started_ray: bool,
-         out) -> SearchResult:
+         out, callback: SearchCallback | None = None) -> SearchResult:
     import ray
 
     status = "interrupted"
     try:
         grid = tuner.fit()
+        if callback is not None:
+            callback.settle(grid)
         status = "complete" if _all_done(grid, spec) else "interrupted"
     except KeyboardInterrupt:
         pass
     finally:
-        tracker.finish_search(parent_id, status)
         if started_ray:
             ray.shutdown()
-    summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
+    try:
+        tracker.finish_search(parent_id, status)
+        summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
+    except Exception as e:  # tracking went away: the experiment state still holds every result
+        print(f"warning: MLflow unreachable at the end ({type(e).__name__}); after it is back: emule sync {name}",
+              file=out, flush=True)
+        summary = callback.state if callback is not None else SearchState()
     front = summary.front
     print(f"search {name} {status}: {len(summary.finished)} finished, {summary.stopped} stopped early, "
           f"{summary.infeasible} infeasible, {summary.failed} failed; Pareto front {len(front.members)} candidates, "

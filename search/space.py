@@ -65,8 +65,12 @@ def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
     (``Trial.set_constraint``, see ``search.searcher``): nsga2, nsga3, tpe and gp learn from them; random and qmc
     ignore them."""
     name, seed = spec.search.sampler, spec.search.seed
-    population = max(4, min(50, spec.search.trials // 3))
-    startup = max(2, spec.search.trials // 4)
+    # with an epoch budget, `trials` is only a cap: size the samplers for the full trials the budget affords
+    expected = spec.search.trials
+    if spec.search.epoch_budget is not None:
+        expected = min(expected, max(1, spec.search.epoch_budget // spec.training.epochs))
+    population = max(4, min(50, expected // 3))
+    startup = max(2, expected // 4)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
     if name == "nsga3":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,10 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow's HTTP client retries for minutes by default; a search notices an unreachable server in seconds and
+# keeps going on its own experiment state (`emule sync` logs what is missing later).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -28,6 +33,11 @@ SEARCH_TAG = "emule.search"
 TRIAL_TAG = "emule.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
 PARAM_LIMIT = 6000  # MLflow's param value limit; longer values are cut (they are in the candidate artifact anyway)
+
+
+def redact(text: str) -> str:
+    """Hide the password of any ``scheme://user:password@host`` inside ``text``."""
+    return re.sub(r"(\w[\w+.-]*://[^/\s:@]+):[^@\s/]+@", r"\1:***@", text)
 
 
 def default_uri() -> str:
@@ -47,8 +57,8 @@ class Tracker:
         try:
             exp = self.client.get_experiment_by_name(experiment)
         except Exception as e:  # unreachable server, bad URI, locked file: say so before any training
-            raise ConnectionError(f"tracking.uri: cannot reach MLflow at {self.uri!r} ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0] if str(e) else ''})") from None
+            raise ConnectionError(f"tracking.uri: cannot reach MLflow at {redact(self.uri)!r} ({type(e).__name__}: "
+                                  f"{redact(str(e).splitlines()[0]) if str(e) else ''})") from None
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
 
     # --- searches ---

@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from search.pareto import (crowding_distance, dominates, hypervolume, knee_point, non_dominated_mask,
-                           non_dominated_rank, to_minimize)
+from search.pareto import (
+    crowding_distance,
+    dominates,
+    hypervolume,
+    knee_point,
+    non_dominated_mask,
+    non_dominated_rank,
+    to_minimize,
+)
 
 
 def test_to_minimize_negates_max_and_logs():

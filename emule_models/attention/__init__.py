@@ -3,7 +3,15 @@
 Variants are imported explicitly here (no directory scanning): adding one means adding a module and a line.
 """
 
-from emule_models.attention import linear, softmax  # noqa: F401  (registers the variants)
+from emule_models.attention import (  # noqa: F401  (registers the variants)
+    cosformer,
+    linear,
+    linformer,
+    local,
+    nystrom,
+    performer,
+    softmax,
+)
 from emule_models.attention.base import ATTENTION, Attention, AttentionShape, get_attention, register
 
 __all__ = ["ATTENTION", "Attention", "AttentionShape", "get_attention", "register"]

@@ -1,6 +1,6 @@
 """The contract every attention variant follows, and the registry that names them.
 
-A variant holds only the attention math: ``forward(q, k, v, mask=None) -> out`` on ``(B, H, T, D)``.
+A variant holds only the attention math: ``forward(q, k, v, mask=None, q_mask=None) -> out`` on ``(B, H, T, D)``.
 Projections and heads live in ``emule_models.layers.MultiHeadAttention``. Each variant also states, as pure
 functions of its shape, why it cannot serve a config and how many FLOPs it costs, so a search space is checked
 and costed before any compute is spent.
@@ -25,7 +25,8 @@ class AttentionShape:
         heads: number of heads.
         head_dim: width of one head.
         max_q: largest number of query tokens it will see.
-        max_k: largest number of key tokens it will see.
+        max_k: largest number of key tokens it will see; 0 when no bound is known (variants whose parameters
+            depend on the length, like linformer, then refuse the shape).
         options: variant options, e.g. ``{"features": 64}`` for performer.
     """
 
@@ -41,7 +42,8 @@ def register(cls: type[Attention]) -> type[Attention]:
     if not getattr(cls, "name", None):
         raise TypeError(f"{cls.__qualname__} has no 'name'")
     if cls.name in ATTENTION:
-        raise ValueError(f"attention {cls.name!r} registered twice ({ATTENTION[cls.name].__qualname__}, {cls.__qualname__})")
+        raise ValueError(f"attention {cls.name!r} registered twice "
+                         f"({ATTENTION[cls.name].__qualname__}, {cls.__qualname__})")
     ATTENTION[cls.name] = cls
     return cls
 
@@ -57,17 +59,26 @@ class Attention(nn.Module):
     """Base class. Subclasses set ``name`` and ``defaults`` (their options) and implement ``forward``/``flops``.
 
     ``mask`` is a key padding mask ``(B, Tk)``, True for real tokens. Outputs for real query tokens must not
-    depend on anything at padded key positions.
+    depend on anything at padded key positions. ``q_mask`` ``(B, Tq)`` marks the real queries; most variants
+    treat queries independently and ignore it, but one that summarises the queries (nystrom's query landmarks)
+    must leave padded queries out. Self-attention passes the same mask for both.
     """
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     complexity: ClassVar[str] = "linear"  # "quadratic" or "linear" in sequence length
+    # Whether the layer should hand over q, k, v as contiguous (B, H, T, D) tensors. The projections leave them
+    # strided; a variant built on batched matmuls would copy them again at every use, one copy each is cheaper.
+    # SDPA reads strided heads directly, so variants built on it say False.
+    contiguous: ClassVar[bool] = True
 
     def __init__(self, shape: AttentionShape):
         super().__init__()
         self.shape = shape
         self.options = self.resolve_options(shape.options)
+        reasons = self.not_supported_reasons(shape)
+        if reasons:  # a variant built directly (not through ModelConfig) is checked too
+            raise ValueError(f"attention={self.name}: " + "; ".join(reasons))
 
     @classmethod
     def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +95,8 @@ class Attention(nn.Module):
         reasons = []
         unknown = set(shape.options) - set(cls.defaults)
         if unknown:
-            reasons.append(f"attention_options {sorted(unknown)} not accepted by {cls.name!r}; accepted: {sorted(cls.defaults)}")
+            reasons.append(f"attention_options {sorted(unknown)} not accepted by {cls.name!r}; "
+                           f"accepted: {sorted(cls.defaults)}")
         return reasons
 
     @classmethod
@@ -92,5 +104,16 @@ class Attention(nn.Module):
         """Forward matmul FLOPs for one sample (all heads), counted as 2 per multiply-add."""
         raise NotImplementedError
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
+                q_mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+
+def positive_int_reasons(options: dict[str, Any], *names: str) -> list[str]:
+    """Reasons for each named option that is not an integer >= 1 (shared by the variants' checks)."""
+    reasons = []
+    for name in names:
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            reasons.append(f"attention_options.{name}: {value!r} not accepted; accepted: an integer >= 1")
+    return reasons

@@ -1,7 +1,20 @@
-"""Datasets: built-in real data, decoded into padded arrays, and training-subset selection."""
+"""Datasets: Arrow tables (built-in real data, a user's Parquet) decoded into padded arrays, derived views,
+training-subset selection and the proxy scores it uses.
 
-from emule_models.data.builtin import BUILTIN, DESCRIPTIONS, load_builtin
+Entry points: ``load_data(spec["data"])`` -> ``Dataset``; ``proxy_scores(dataset, cache_dir=...)`` once per search;
+``select(dataset.train.labels, fraction, strategy, seed, scores=..., embeddings=...)`` per trial.
+"""
+
+from emule_models.data.arrow import ColumnSpec, TableSpec, dataset_from_table, dataset_to_table
+from emule_models.data.builtin import BUILTIN, DESCRIPTIONS, TABLES, describe_builtins, load_builtin
 from emule_models.data.dataset import Dataset, Split
-from emule_models.data.selection import STRATEGIES, select
+from emule_models.data.load import load_data
+from emule_models.data.parquet import read_parquet, write_parquet
+from emule_models.data.scoring import proxy_scores
+from emule_models.data.selection import STRATEGIES, needs_scores, select
+from emule_models.data.synthetic import synthetic
+from emule_models.data.views import VIEWS, with_view
 
-__all__ = ["BUILTIN", "DESCRIPTIONS", "STRATEGIES", "Dataset", "Split", "load_builtin", "select"]
+__all__ = ["BUILTIN", "DESCRIPTIONS", "STRATEGIES", "TABLES", "VIEWS", "ColumnSpec", "Dataset", "Split", "TableSpec",
+           "dataset_from_table", "dataset_to_table", "describe_builtins", "load_builtin", "load_data",
+           "needs_scores", "proxy_scores", "read_parquet", "select", "synthetic", "with_view", "write_parquet"]

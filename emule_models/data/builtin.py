@@ -1,73 +1,119 @@
-"""Built-in real datasets, loaded offline from a package that bundles them (sktime)."""
+"""Built-in real datasets, loaded offline from a package that bundles them (sktime 1.2).
+
+Each built-in is first an Arrow table (one row per sample, a ``split`` column with the official ``train``/``test``
+split, its spec in the schema metadata) and is decoded by the same code as a user's Parquet file. Validation is
+carved from train, seeded and stratified. ``TABLES[name]()`` gives the table, e.g. to write it as Parquet.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+import json
+from collections.abc import Callable
 
 import numpy as np
+import pyarrow as pa
 
-from emule_models.config import ModalitySpec
-from emule_models.data.dataset import Dataset, Split, stratified_split
-from emule_models.data.views import polar_silhouette
+from emule_models.data.arrow import METADATA_KEY, ColumnSpec, TableSpec, dataset_from_table, series_array
+from emule_models.data.dataset import Dataset
+from emule_models.data.views import with_view
 
-BUILTIN: dict[str, Callable[[int, float], Dataset]] = {}
+BUILTIN: dict[str, Callable[..., Dataset]] = {}
 DESCRIPTIONS: dict[str, str] = {}
+TABLES: dict[str, Callable[[], pa.Table]] = {}
 
 
-def builtin(name: str, description: str):
-    def wrap(fn):
+def builtin(name: str, description: str, views: tuple[tuple[str, str, str], ...] = ()):
+    """Register a function returning the dataset's table. ``views``: (view, source, name) always added."""
+
+    def wrap(table_fn: Callable[[], pa.Table]) -> Callable[[], pa.Table]:
         if name in BUILTIN:
             raise ValueError(f"dataset {name!r} registered twice")
-        BUILTIN[name], DESCRIPTIONS[name] = fn, description
-        return fn
+        cached = functools.lru_cache(maxsize=None)(table_fn)  # tables are immutable: parse the files once
+
+        def load(seed: int = 0, val_fraction: float = 0.2, view: str | None = None, view_size: int = 32) -> Dataset:
+            spec = TableSpec.from_dict({**json.loads(cached().schema.metadata[METADATA_KEY]),
+                                        "seed": seed, "val_fraction": val_fraction})
+            dataset = dataset_from_table(cached(), spec)
+            for v, source, vname in views:
+                dataset = with_view(dataset, v, 32, source=source, name=vname)
+            return with_view(dataset, view, view_size) if view else dataset
+
+        load.__doc__ = description
+        BUILTIN[name], DESCRIPTIONS[name], TABLES[name] = load, description, cached
+        return cached
+
     return wrap
 
 
-def load_builtin(name: str, seed: int = 0, val_fraction: float = 0.2) -> Dataset:
+def load_builtin(name: str, seed: int = 0, val_fraction: float = 0.2, view: str | None = None,
+                 view_size: int = 32) -> Dataset:
+    """A built-in dataset, decoded and split.
+
+    Args:
+        name: a name in ``BUILTIN``.
+        seed: seed of the validation split carved from train.
+        val_fraction: share of train held out for validation.
+        view: an image view derived from each series modality (``emule_models.data.views.VIEWS``); it adds no
+            new information, only another way for the model to look at the same series.
+        view_size: side of the derived image.
+    """
     if name not in BUILTIN:
         raise ValueError(f"data.name: {name!r} is not a built-in dataset; accepted: {sorted(BUILTIN)}")
-    return BUILTIN[name](seed, val_fraction)
+    return BUILTIN[name](seed, val_fraction, view=view, view_size=view_size)
 
 
-def _sktime(loader_name: str):
+def _sktime(loader_name: str) -> dict[str, tuple[list[list[np.ndarray]], np.ndarray]]:
+    """Official splits as per-sample lists of channel arrays (lengths may differ between samples)."""
     try:
         import sktime.datasets as sk
     except ImportError as e:  # pragma: no cover - sktime is a declared dependency
-        raise ImportError("built-in datasets need sktime: pip install 'sktime>=1.2'") from e
-    loader = getattr(sk, loader_name)
+        raise ImportError("built-in datasets need sktime: pip install 'sktime>=1.2,<1.3'") from e
     out = {}
     for split in ("train", "test"):
-        x, y = loader(split=split, return_type="numpy3D")
-        out[split] = (np.asarray(x, dtype=np.float32), np.asarray(y).astype(str))
+        x, y = getattr(sk, loader_name)(split=split)  # nested pandas: one cell per sample and channel
+        rows = [[np.asarray(cell, dtype=np.float32) for cell in row] for row in x.itertuples(index=False)]
+        out[split] = (rows, np.asarray(y).astype(str))
     return out
 
 
-def _splits(train_x: dict, train_y, test_x: dict, test_y, seed: int, val_fraction: float):
-    """Official train/test; validation carved from train, seeded and stratified."""
-    classes = tuple(sorted(set(train_y) | set(test_y), key=_natural))
-    index = {c: i for i, c in enumerate(classes)}
-    ytr = np.array([index[c] for c in train_y], dtype=np.int64)
-    yte = np.array([index[c] for c in test_y], dtype=np.int64)
-    keep, val = stratified_split(ytr, val_fraction, seed)
-    full = Split(train_x, ytr)
-    return classes, full.take(keep), full.take(val), Split(test_x, yte)
+def _table(name: str, raw: dict, modalities: dict[str, list[int]], normalize: str = "none") -> pa.Table:
+    """One table over both official splits: a ``list<list<float>>`` column per modality (channels picked from the
+    raw channels), ``label`` and ``split``; the values as the package ships them, ``normalize`` in the spec."""
+    rows = raw["train"][0] + raw["test"][0]
+    steps = np.array([len(r[0]) for r in rows])
+    columns = {}
+    for mod, channels in modalities.items():
+        x = np.zeros((len(rows), len(channels), steps.max()), np.float32)  # (N, C, L)
+        for i, r in enumerate(rows):  # once per process (the table is cached), not per trial
+            x[i, :, : steps[i]] = np.stack([r[c] for c in channels])
+        columns[mod] = series_array(x, steps)
+    columns["label"] = pa.array(np.concatenate([raw["train"][1], raw["test"][1]]).astype(object), pa.string())
+    columns["split"] = pa.array(["train"] * len(raw["train"][0]) + ["test"] * len(raw["test"][0]), pa.string())
+    columns_spec = {m: ColumnSpec("series", normalize=normalize) for m in modalities}
+    spec = TableSpec(label="label", columns=columns_spec, split="split", name=name)
+    return pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(spec.to_dict()).encode()})
 
 
-def _natural(label: str):
-    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+@builtin("osuleaf", "OSULeaf: leaf outlines (6 classes, 200 train / 242 test, length 427) + a silhouette image "
+                    "rendered from them", views=(("silhouette", "outline", "silhouette"),))
+def osuleaf_table() -> pa.Table:
+    return _table("osuleaf", _sktime("load_osuleaf"), {"outline": [0]})
 
 
-@builtin("osuleaf", "OSULeaf: leaf outlines (6 classes, length 427) + a silhouette image rendered from them")
-def osuleaf(seed: int = 0, val_fraction: float = 0.2) -> Dataset:
-    raw = _sktime("load_osuleaf")
-    size = 32
+@builtin("plaid", "PLAID: appliance current (11 classes, 537 train / 537 test, variable length 100-1344, "
+                  "z-normalised per sample)")
+def plaid_table() -> pa.Table:
+    # amplitudes span four orders of magnitude between appliances; as stored, quiet ones look like zeros
+    return _table("plaid", _sktime("load_plaid"), {"current": [0]}, normalize="sample")
 
-    def views(x):
-        return {"outline": x, "silhouette": polar_silhouette(x[:, 0], size)}
 
-    classes, train, val, test = _splits(views(raw["train"][0]), raw["train"][1], views(raw["test"][0]),
-                                        raw["test"][1], seed, val_fraction)
-    length = raw["train"][0].shape[-1]
-    modalities = (ModalitySpec("outline", "series", 1, length=length),
-                  ModalitySpec("silhouette", "image", 1, height=size, width=size))
-    return Dataset("osuleaf", modalities, classes, train, val, test)
+@builtin("basicmotions", "BasicMotions: smartwatch accelerometer and gyroscope, two 3-channel series modalities "
+                         "(4 activities, 40 train / 40 test, length 100)")
+def basicmotions_table() -> pa.Table:
+    return _table("basicmotions", _sktime("load_basic_motions"), {"accel": [0, 1, 2], "gyro": [3, 4, 5]})
+
+
+def describe_builtins() -> list[dict]:
+    """One row per built-in: name, description and the sizes read from the decoded data (for ``emule datasets``)."""
+    return [{"name": name, "description": DESCRIPTIONS[name], **load_builtin(name).describe()} for name in BUILTIN]

@@ -1,0 +1,140 @@
+"""A search submitted with `emule submit` to a real 2-node Ray cluster on 127.0.0.1 (head + worker, token auth),
+started by cluster/local_cluster.py with a temp dir of its own and stopped by PID - never `ray stop`.
+
+The cluster is separate from the session's local Ray (``ray_local``): the test talks to it only through
+subprocesses (`emule submit/status/logs/stop`) and its dashboard, and the job's driver attaches to it
+(`--address auto` reads the RAY_ADDRESS that Ray sets for a job).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.tracking import PARENT_TAG, SEARCH_TAG, Tracker
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+TRIALS = 4
+
+
+def _load(name: str):
+    """cluster/ holds scripts, not a package: load one as a module."""
+    spec = importlib.util.spec_from_file_location(f"emule_cluster_{name}", ROOT / "cluster" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+local_cluster = _load("local_cluster")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if not Path(local_cluster._ray_cli()).exists() and shutil.which("ray") is None:
+        pytest.skip("the `ray` command is not installed (pip install 'ray[default]')")
+    # short: Ray's socket paths under it must stay within the 107-byte Unix socket limit
+    root = Path(tempfile.mkdtemp(prefix="emule-rt-", dir="/tmp"))
+    try:
+        yield local_cluster.start(root, workers=1, cpus=1)  # head + 1 worker, 1 CPU each
+    finally:
+        local_cluster.stop(root)
+        left = local_cluster._pids_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"processes of the test cluster survived stop(): {left}"
+
+
+def emule(cluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "search.cli", *args], env=cluster.client_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_spec(path: Path, tmp: Path, trials: int, epochs: int, storage: str) -> Path:
+    path.write_text(yaml.safe_dump({
+        "name": "cluster-tiny",
+        "data": {"name": "osuleaf"},
+        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
+                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+        "space": {"attention": ["softmax", "linear"], "depth": 1, "width": [16, 32], "heads": 1,
+                  "patch_len": [16, 32], "data_fraction": {"low": 0.3, "high": 0.6}},
+        "training": {"epochs": epochs, "batch_size": 32},
+        # one trial per node at a time: concurrency 2 on two 1-CPU nodes
+        "search": {"sampler": "random", "trials": trials, "concurrency": 2, "seed": 0, "cpus_per_trial": 1,
+                   "storage": storage},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "cluster"},
+    }))
+    return path
+
+
+def test_submitted_search_runs_on_both_nodes(cluster, tmp_path):
+    # a file:// URI exercises the URI storage path (pyarrow.fs) on every node
+    spec = write_spec(tmp_path / "spec.yaml", tmp_path, TRIALS, 2, f"file://{tmp_path / 'runs'}")
+    sub = emule(cluster, "submit", str(spec), "--address", cluster.dashboard_url, "--name", "on-two-nodes")
+    assert sub.returncode == 0, sub.stderr
+    ids = [ln for ln in sub.stdout.splitlines() if re.fullmatch(r"raysubmit_\w+", ln.strip())]
+    assert len(ids) == 1, sub.stdout
+    job = ids[0].strip()
+
+    done = emule(cluster, "status", job, "--address", cluster.dashboard_url, "--wait", "--timeout", "150",
+                 timeout=170)
+    logs = emule(cluster, "logs", job, "--address", cluster.dashboard_url)
+    assert done.returncode == 0, f"{done.stdout}{done.stderr}\n--- job output ---\n{logs.stdout[-4000:]}"
+    assert f"{job} SUCCEEDED" in done.stdout
+    assert "search on-two-nodes complete: 4 finished" in logs.stdout
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "cluster")
+    parent = tracker.find_search("on-two-nodes")
+    assert parent is not None
+    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{PARENT_TAG}` = '{parent}'")
+    assert len(runs) == TRIALS and all(r.info.status == "FINISHED" for r in runs)
+    nodes = {r.data.tags["node_id"] for r in runs}
+    # both nodes of this cluster: the driver attached to it rather than starting a Ray of its own
+    assert nodes == set(cluster.node_ids()), "trials should have run on both the head and the worker"
+    # the front exists: tagged on the candidates, attached to the parent run
+    assert any(r.data.tags["pareto"] == "true" for r in runs)
+    assert {r.data.tags["pareto"] for r in runs} <= {"true", "false"}
+    artifacts = {a.path for a in tracker.client.list_artifacts(parent)}
+    assert {"spec.yaml", "pareto.parquet", "pareto.png"} <= artifacts
+    assert tracker.client.get_run(parent).data.tags[SEARCH_TAG] == "on-two-nodes"
+    assert (tmp_path / "runs" / "on-two-nodes").is_dir()  # Tune's state went to the file:// storage
+
+
+def test_stop_ends_a_running_search(cluster, tmp_path):
+    spec = write_spec(tmp_path / "spec.yaml", tmp_path, 40, 30, str(tmp_path / "runs"))
+    sub = emule(cluster, "submit", str(spec), "--address", cluster.dashboard_url, "--job-id", "emule-test-stop")
+    assert sub.returncode == 0, sub.stderr
+    assert "emule-test-stop" in sub.stdout.splitlines()
+    deadline = time.monotonic() + 60
+    while "RUNNING" not in (state := emule(cluster, "status", "emule-test-stop", "--address",
+                                           cluster.dashboard_url).stdout):
+        assert time.monotonic() < deadline, f"job never started: {state}"
+        time.sleep(1)
+    stopped = emule(cluster, "stop", "emule-test-stop", "--address", cluster.dashboard_url)
+    assert stopped.returncode == 0 and "stop requested" in stopped.stdout
+    done = emule(cluster, "status", "emule-test-stop", "--address", cluster.dashboard_url, "--wait", "--timeout",
+                 "60", timeout=80)
+    assert done.returncode == 1 and "STOPPED" in done.stdout
+
+
+def test_cli_errors_are_one_line(cluster, tmp_path):
+    unknown = emule(cluster, "status", "no-such-job", "--address", cluster.dashboard_url)
+    assert unknown.returncode == 2 and "'no-such-job' is not a job of the cluster" in unknown.stderr
+    env = {k: v for k, v in cluster.client_env().items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token either
+    no_token = subprocess.run([sys.executable, "-m", "search.cli", "status", "x", "--address", cluster.dashboard_url],
+                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert no_token.returncode == 2 and "RAY_AUTH_MODE=token" in no_token.stderr, no_token.stderr
+    relative = write_spec(tmp_path / "rel.yaml", tmp_path, 2, 1, "emule_runs")
+    refused = emule(cluster, "submit", str(relative), "--address", cluster.dashboard_url)
+    assert refused.returncode == 2 and "search.storage: 'emule_runs' is relative" in refused.stderr

@@ -1,0 +1,54 @@
+"""Failing candidates with real faults: a diverging loss (NaN) and an allocation larger than the machine (out
+of memory). Each is recorded as failed with its reason, kept off the front, told to Optuna as failed, and the
+search goes on to the end."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from search.runner import run_search
+from search.spec import parse_spec
+from search.tracking import Tracker
+
+pytestmark = pytest.mark.slow
+
+
+def spec_with(tmp, space: dict, trials: int, retries: int = 0):
+    return parse_spec({
+        "name": "faults",
+        "data": {"name": "osuleaf"},
+        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
+                       {"metric": "params", "mode": "min", "reference": 1e12, "log": True}],
+        "space": {"depth": 1, "heads": 1, "patch_len": 16, **space},
+        "training": {"epochs": 2},
+        "search": {"sampler": "random", "trials": trials, "concurrency": 1, "seed": 0, "retries": retries,
+                   "storage": str(tmp / "runs")},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "faults"},
+    })
+
+
+def test_diverging_and_out_of_memory_trials_fail_cleanly(ray_local, tmp_path):
+    # lr 1e6 makes the loss non-finite in the first epoch; width 2**20 asks for terabytes of weights
+    spec = spec_with(tmp_path, {"lr": [1e-3, 1e6], "width": [16, 2**20]}, trials=6, retries=1)
+    out = io.StringIO()
+    result = run_search(spec, name="faults", out=out)
+    assert result.status == "complete"
+    tracker = Tracker(spec.tracking.uri, "faults")
+    runs = tracker.candidates(result.parent_run_id)
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    ok = [r for r in runs if r.info.status == "FINISHED"]
+    assert len(runs) == 6 and failed and ok, out.getvalue()
+    assert result.failed == len(failed)
+    reasons = {r.data.params["lr"] + "/" + r.data.params["width"]: r.data.tags["error"] for r in failed}
+    for key, reason in reasons.items():
+        lr, width = key.split("/")
+        if width == str(2**20):
+            assert "allocate" in reason or "memory" in reason.lower(), reason
+        else:
+            assert float(lr) == 1e6 and "non-finite training loss" in reason, reason
+    assert all(r.data.tags.get("pareto") != "true" for r in failed)
+    assert all(r.data.tags["pareto"] in ("true", "false") for r in ok)
+    assert {r.run_id for r in result.front.members} <= {r.info.run_id for r in ok}
+    assert "failed" in out.getvalue()

@@ -1,0 +1,237 @@
+"""The model family: tokenizers, fusions, every variant x fusion end to end, and configs refused at the boundary."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from emule_models import ModalitySpec, ModelConfig, build_model
+from emule_models.attention import ATTENTION
+from emule_models.embed import ImageEmbed, SeriesEmbed
+from emule_models.fusion import FUSION
+from emule_models.model import example_inputs
+
+torch.set_num_threads(1)
+
+SERIES = {"name": "outline", "kind": "series", "channels": 2, "length": 22}
+IMAGE = {"name": "silhouette", "kind": "image", "channels": 1, "height": 8, "width": 8}
+TINY = {"performer": {"features": 8}, "nystrom": {"landmarks": 4}, "linformer": {"proj_len": 4},
+        "local": {"window": 3}}
+COMBOS = list(itertools.product(sorted(ATTENTION), sorted(FUSION)))
+# CUDA runs only where there is a GPU: the same checks then cover the kernels SDPA picks there.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+def config(attention: str = "softmax", fusion: str = "early", modalities=(SERIES, IMAGE), **overrides) -> ModelConfig:
+    fields = dict(modalities=modalities, num_classes=3, attention=attention, attention_options=TINY.get(attention, {}),
+                  depth=2, width=16, heads=2, fusion=fusion, fusion_layer=1, patch_len=4, patch_stride=3,
+                  image_patch=4)
+    return ModelConfig(**{**fields, **overrides})
+
+
+def valid_steps(batch: int, length: int, real: list[int]) -> torch.Tensor:
+    return torch.arange(length)[None, :] < torch.tensor(real)[:, None]  # (B, L)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("attention,fusion", COMBOS)
+def test_every_variant_and_fusion_builds_and_trains_a_step(attention, fusion, device):
+    torch.manual_seed(0)
+    cfg = config(attention, fusion)
+    model = build_model(cfg).to(device)
+    inputs = example_inputs(cfg, 4, device)
+    valid = {"outline": valid_steps(4, 22, [22, 15, 9, 22]).to(device)}
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    loss = F.cross_entropy(model(inputs, valid), torch.tensor([0, 1, 2, 0], device=device))
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    changed = sum(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert changed > len(before) // 2
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("attention,fusion", COMBOS)
+def test_padded_steps_change_no_output(attention, fusion, device):
+    torch.manual_seed(0)
+    cfg = config(attention, fusion)
+    model = build_model(cfg).to(device).eval()
+    inputs = example_inputs(cfg, 3, device)
+    valid = {"outline": valid_steps(3, 22, [22, 14, 7]).to(device)}
+    garbage = dict(inputs, outline=torch.where(valid["outline"][:, None, :], inputs["outline"], 100.0))
+    garbage["outline"][2, :, -1] = float("nan")  # padding may hold anything
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs, valid), model(garbage, valid), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSION))
+@pytest.mark.parametrize("present", ["outline", "silhouette"])
+def test_a_missing_modality_is_served(fusion, present):
+    torch.manual_seed(0)
+    cfg = config("softmax", fusion)
+    model = build_model(cfg).eval()
+    inputs = example_inputs(cfg, 2)
+    with torch.no_grad():
+        logits = model({present: inputs[present]})
+        pooled = model.fusion(*embedded(model, {present: inputs[present]}))
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+    if fusion == "late":  # fixed slots: the absent modality's is zeros
+        slot = [m.name for m in cfg.modalities].index(present)
+        absent = pooled.view(2, len(cfg.modalities), cfg.width)[:, 1 - slot]
+        assert torch.equal(absent, torch.zeros_like(absent))
+
+
+def embedded(model, inputs):
+    tokens, masks = {}, {}
+    for name, x in inputs.items():
+        tokens[name], masks[name] = model.embed[name](x)
+    return tokens, masks
+
+
+def test_no_modality_at_all_is_an_error():
+    with pytest.raises(ValueError, match="none of the modalities"):
+        build_model(config())({})
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSION))
+def test_any_number_of_modalities(fusion):
+    torch.manual_seed(0)
+    third = {"name": "pressure", "kind": "series", "channels": 3, "length": 10}
+    for modalities in [(SERIES,), (SERIES, IMAGE, third)]:
+        cfg = config("softmax", fusion, modalities=modalities)
+        out = build_model(cfg)(example_inputs(cfg, 2))
+        assert out.shape == (2, 3)
+
+
+def test_cross_fusion_alone_builds_no_cross_blocks():
+    assert len(build_model(config("softmax", "cross", modalities=(SERIES,))).fusion.cross) == 0
+
+
+@pytest.mark.parametrize("fusion,exchanges", [("early", True), ("late", False), ("cross", True),
+                                               ("bottleneck", True)])
+def test_modalities_exchange_information_only_from_fusion_layer_on(fusion, exchanges):
+    torch.manual_seed(0)
+    cfg = config("softmax", fusion, depth=3, fusion_layer=1)
+    model = build_model(cfg).eval()
+    inputs = example_inputs(cfg, 2)
+    other = dict(inputs, silhouette=torch.randn_like(inputs["silhouette"]))
+    seen = []
+    if fusion == "early":
+        seen_at = [model.fusion.blocks[0], model.fusion.norm]  # one joint stream: exchange from the first layer
+    else:
+        seen_at = [model.fusion.encoders["outline"][0], model.fusion.norms["outline"]]  # the series' own stream
+    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(out)) for m in seen_at]
+    with torch.no_grad():
+        model(inputs)
+        model(other)
+    for h in hooks:
+        h.remove()
+    (first, last), (first2, last2) = seen[:2], seen[2:]
+    if fusion != "early":  # layer 0 is before fusion_layer: the series stream cannot have seen the image yet
+        torch.testing.assert_close(first, first2)
+    assert (not torch.allclose(last, last2)) == exchanges
+
+
+def test_series_patching_with_stride_covers_every_step():
+    cfg = config(modalities=({"name": "s", "kind": "series", "channels": 2, "length": 21},), patch_len=8,
+                 patch_stride=4)
+    embed = SeriesEmbed(cfg, cfg.modalities[0])
+    assert cfg.series_patches(cfg.modalities[0]) == embed.patches == 5  # starts 0, 4, 8, 12, 16; last padded by 3
+    x = torch.randn(1, 2, 21)
+    x2 = x.clone()
+    x2[..., -1] += 1.0
+    tokens, mask = embed(x)
+    tokens2, _ = embed(x2)
+    assert tokens.shape == (1, 5, cfg.width) and mask.all()
+    changed = (tokens - tokens2).abs().sum(-1)[0] > 0
+    assert changed.tolist() == [False, False, False, False, True]
+
+
+def test_stride_longer_than_patch_starts_no_patch_past_the_end():
+    cfg = config(modalities=({"name": "s", "kind": "series", "channels": 1, "length": 10},), patch_len=2,
+                 patch_stride=5)
+    assert cfg.series_patches(cfg.modalities[0]) == 2  # starts 0 and 5
+
+
+@pytest.mark.parametrize("mode,tokens", [("mixing", 5), ("independent", 10)])
+def test_channel_mixing_and_channel_independent_tokens(mode, tokens):
+    cfg = config(modalities=({"name": "s", "kind": "series", "channels": 2, "length": 20},), patch_len=4,
+                 patch_stride=4, channel_mode=mode)
+    embed = SeriesEmbed(cfg, cfg.modalities[0])
+    x = torch.randn(3, 2, 20)
+    out, mask = embed(x, valid_steps(3, 20, [20, 9, 4]))
+    assert out.shape == (3, tokens, cfg.width) and cfg.tokens(cfg.modalities[0]) == tokens
+    per_channel = [True, True, True, False, False]  # real length 9: patches starting at 0, 4, 8
+    expected = per_channel if mode == "mixing" else per_channel * 2
+    assert mask[1].tolist() == expected
+    if mode == "independent":  # one channel's values reach only that channel's tokens
+        x2 = x.clone()
+        x2[:, 1] += 1.0
+        changed = ((embed(x2)[0] - embed(x)[0]).abs().sum(-1) > 0)[0]
+        assert changed.tolist() == [False] * 5 + [True] * 5
+
+
+def test_image_patches_are_local():
+    cfg = config(modalities=(IMAGE,), image_patch=4)
+    embed = ImageEmbed(cfg, cfg.modalities[0])
+    x = torch.randn(1, 1, 8, 8)
+    x2 = x.clone()
+    x2[0, 0, 5, 1] += 1.0  # row 5, column 1: the bottom-left patch, token 2 in row-major order
+    changed = ((embed(x2)[0] - embed(x)[0]).abs().sum(-1) > 0)[0]
+    assert changed.tolist() == [False, False, True, False]
+
+
+def base_dict(**overrides) -> dict:
+    d = dict(modalities=[SERIES, IMAGE], num_classes=3, width=16, heads=2, patch_len=4, image_patch=4)
+    return {**d, **overrides}
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (dict(width=30, heads=4), r"width: 30 is not divisible by heads=4; heads accepted: \[1, 2, 3, 5, 6"),
+    (dict(attention="flash"), r"attention: 'flash' is not a known variant; accepted: \['cosformer'"),
+    (dict(patch_len=23), r"patch_len: 23 is longer than series 'outline' \(length 22\); accepted: 1\.\.22"),
+    (dict(image_patch=9), r"image_patch: 9 .*accepted: 1\.\.8"),
+    (dict(fusion="mid"), r"fusion: 'mid' not accepted; accepted: \['bottleneck', 'cross', 'early', 'late'\]"),
+    (dict(fusion="bottleneck", depth=2, fusion_layer=2), r"fusion_layer: 2 .*accepted: 0\.\.1"),
+    (dict(bottleneck_tokens=0), r"bottleneck_tokens: 0 must be >= 1"),
+    (dict(channel_mode="both"), r"channel_mode: 'both' not accepted; accepted: \['mixing', 'independent'\]"),
+    (dict(attention="performer", attention_options={"features": 0}),
+     r"attention=performer: attention_options\.features: 0 not accepted; accepted: an integer >= 1"),
+    (dict(attention="nystrom", attention_options={"rank": 4}),
+     r"attention_options \['rank'\] not accepted by 'nystrom'; accepted: \['landmarks', 'pinv_iters'\]"),
+    (dict(dropout=1.0), r"dropout: 1\.0 must be in \[0, 1\)"),
+    (dict(hidden=4), r"model: unknown keys \['hidden'\]; accepted: \["),
+])
+def test_unbuildable_config_raises_a_value_error_naming_field_and_accepted(overrides, expected):
+    with pytest.raises(ValueError, match=expected):
+        build_model(base_dict(**overrides))
+
+
+def test_linformer_without_a_length_bound_is_refused_at_build_model():
+    # A series declares its (padded) length; without one there is no bound for linformer's projections, and the
+    # data declaration is refused before any variant is consulted. The variant's own check is in test_attention.
+    unbounded = dict(SERIES, length=0)
+    with pytest.raises(ValueError, match=r"modalities\.outline\.length: 0 must be >= 1"):
+        build_model(base_dict(attention="linformer", modalities=[unbounded]))
+
+
+def test_fusion_layer_is_ignored_by_fusions_without_layers_to_choose():
+    for fusion in ("early", "late"):
+        assert build_model(base_dict(fusion=fusion, depth=2, fusion_layer=7)).cfg.fusion_layer == 7
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = config("performer", "bottleneck")
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert dataclasses.replace(cfg, depth=3).depth == 3
+
+
+def test_modality_spec_is_declared_by_the_data():
+    with pytest.raises(ValueError, match=r"modalities\.x\.kind: 'audio' not accepted; accepted: \['series', 'image'\]"):
+        ModalitySpec("x", "audio", 1, length=4)

@@ -1,0 +1,55 @@
+"""search.storage and the spec's storage setting: local folders made absolute, URIs kept, files through pyarrow.fs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search import storage
+from search.spec import parse_spec
+
+
+@pytest.mark.parametrize("value, uri", [("s3://b/x", True), ("gs://b", True), ("file:///tmp/x", True),
+                                        ("hdfs://nn:8020/x", True), ("emule_runs", False), ("/shared/runs", False),
+                                        ("~/runs", False), ("C:/x", False)])
+def test_is_uri(value, uri):
+    assert storage.is_uri(value) is uri
+
+
+def test_absolute_keeps_uris_and_resolves_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert storage.absolute("s3://bucket/runs/") == "s3://bucket/runs"
+    assert storage.absolute("runs") == str(tmp_path / "runs")
+    assert storage.join("s3://bucket/runs", "a", "b.json") == "s3://bucket/runs/a/b.json"
+    assert storage.join(str(tmp_path), "a") == str(tmp_path / "a")
+
+
+@pytest.mark.parametrize("as_uri", [False, True])
+def test_write_then_read(tmp_path, as_uri):
+    base = f"file://{tmp_path}" if as_uri else str(tmp_path)
+    target = storage.join(base, "deep", "er", "state.json")
+    storage.write_text(target, '{"a": 1}')
+    assert (tmp_path / "deep" / "er" / "state.json").read_text() == '{"a": 1}'
+    assert storage.read_text(target) == '{"a": 1}'
+
+
+def test_unknown_scheme_names_the_field():
+    with pytest.raises(ValueError, match=r"^search.storage: cannot open 'nope://x/y'"):
+        storage.write_text("nope://x/y", "")
+
+
+def test_spec_storage(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw = {"name": "s", "data": {"name": "osuleaf"},
+           "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
+           "space": {"depth": 1, "width": 16, "heads": 1}}
+    local = parse_spec({**raw, "search": {"storage": "runs", "gpus_per_trial": 0.5}})
+    assert local.storage_path() == tmp_path / "runs" and local.storage_uri() == str(tmp_path / "runs")
+    assert local.search.gpus_per_trial == 0.5
+    remote = parse_spec({**raw, "search": {"storage": "s3://bucket/runs"}})
+    assert remote.storage_uri() == "s3://bucket/runs"
+    with pytest.raises(ValueError, match="is a URI"):
+        remote.storage_path()
+    assert parse_spec(raw).search.gpus_per_trial == 0
+    assert Path(parse_spec(raw).storage_uri()).is_absolute()
