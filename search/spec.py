@@ -17,12 +17,12 @@ from search.storage import absolute as absolute_storage
 from search.storage import is_uri
 
 # Which candidate setting each space key drives. Anything else in `space` is refused.
-MODEL_KEYS = ("attention", "depth", "width", "heads", "mlp_ratio", "dropout", "fusion", "patch_len", "patch_stride",
-              "channel_mode", "image_patch")
+MODEL_KEYS = ("attention", "depth", "width", "heads", "mlp_ratio", "dropout", "fusion", "fusion_layer",
+              "bottleneck_tokens", "patch_len", "patch_stride", "channel_mode", "image_patch")
 DATA_KEYS = ("data_fraction", "selection")
 TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
 SPACE_KEYS = MODEL_KEYS + DATA_KEYS + TRAINING_KEYS
-INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size")
+INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size", "bottleneck_tokens")
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "qmc")
 SCHEDULERS = ("none", "asha", "mo-asha")
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
@@ -185,6 +185,10 @@ class Spec(Strict):
 def _check_values(key: str, param: Any) -> None:
     """Per-key value rules (a depth is an int >= 1, a fraction is in (0, 1], ...)."""
     values = param.corners() if isinstance(param, Range) else param if isinstance(param, list) else [param]
+    if key == "fusion_layer":
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 0:
+                raise ValueError(f"{key}: {v!r} not accepted; accepted: integers >= 0")
     if key in INT_KEYS:
         if isinstance(param, Range) and not param.is_int():
             raise ValueError(f"{key}: {param.low:g}..{param.high:g} is not an integer range; accepted: integers")
