@@ -97,7 +97,9 @@ def cmd_sync(args) -> int:
 
 def _finished(result, uri: str | None) -> int:
     if result.status == "complete":
-        print(f"inspect: mlflow ui --backend-store-uri {uri or 'sqlite:///mlflow.db'}   |   "
+        from search.tracking import redact
+
+        print(f"inspect: mlflow ui --backend-store-uri {redact(uri or 'sqlite:///mlflow.db')}   |   "
               f"emule pareto {result.name}   |   emule export {result.name} --out exports/")
         return 0
     return 130

@@ -21,7 +21,7 @@ from emule_models.train import evaluate, fit
 from search.candidate import Candidate, build_seeded, candidate_dataset, training_rows
 from search.front import Front, Record
 from search.spec import Spec, parse_spec
-from search.tracking import Tracker
+from search.tracking import Tracker, redact
 
 SELECTIONS = ("front", "knee", "budget")
 
@@ -38,7 +38,7 @@ def load_search(tracker: Tracker, name: str) -> SearchRecord:
     """A search's spec and front, rebuilt from MLflow (candidates that finished their full budget)."""
     parent_id = tracker.find_search(name)
     if parent_id is None:
-        raise LookupError(f"search: no search named {name!r} in {tracker.uri}; run `emule search SPEC` first")
+        raise LookupError(f"search: no search named {name!r} in {redact(tracker.uri)}; run `emule search SPEC` first")
     spec_text = tracker.client.download_artifacts(parent_id, "spec.yaml", _tmp())
     spec = parse_spec(yaml.safe_load(Path(spec_text).read_text()))
     front = tracker.search_state(parent_id, spec.objectives).front
@@ -71,8 +71,8 @@ def export(tracker: Tracker, name: str, out: Path, how: str = "front",
     paths = []
     for r in chosen:
         doc = tracker.candidate(r.run_id)
-        doc["source"] = {"search": record.name, "trial_id": r.trial_id, "run_id": r.run_id, "tracking_uri": tracker.uri,
-                         "metrics": {k: r.metrics[k] for k in sorted(r.metrics)}}
+        doc["source"] = {"search": record.name, "trial_id": r.trial_id, "run_id": r.run_id,
+                         "tracking_uri": redact(tracker.uri), "metrics": {k: r.metrics[k] for k in sorted(r.metrics)}}
         path = out / f"{record.name}-{r.trial_id}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         paths.append(path)

@@ -105,7 +105,7 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
     print(f"search {name}: {spec.search.trials} trials on {spec.data.name} "
           f"({len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test), sampler "
           f"{spec.search.sampler}, scheduler {spec.search.scheduler}, {spec.search.concurrency} at a time"
-          f"{f', extending {extend} ({len(history)} finished)' if extend else ''}; MLflow: {tracker.uri}",
+          f"{f', extending {extend} ({len(history)} finished)' if extend else ''}; MLflow: {redact(tracker.uri)}",
           file=out, flush=True)
     experiment = store.join(spec.storage_uri(), name)  # a local folder, a shared path or a URI (s3://, gs://)
     store.write_text(store.join(experiment, SESSION_FILE), json.dumps({
@@ -156,8 +156,8 @@ def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, 
     dataset = spec_dataset(spec)
     parent_id = session["parent_run_id"]
     finished = tracker.search_state(parent_id, spec.objectives).finished
-    print(f"resuming search {experiment.name} from {experiment} ({len(finished)} finished); MLflow: {tracker.uri}",
-          file=out, flush=True)
+    print(f"resuming search {experiment.name} from {experiment} ({len(finished)} finished); "
+          f"MLflow: {redact(tracker.uri)}", file=out, flush=True)
     if not (experiment / "tuner.pkl").is_file():  # stopped before Tune saved anything: start it again in place
         history = history_trials(spec, [(typed_params(spec, r.params), [r.metrics[m] for m in spec.metrics])
                                         for r in finished.values()])

@@ -19,6 +19,8 @@ from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow prints a "View run" link per run, with the tracking URI's credentials in it; our progress says enough.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 # MLflow's HTTP client retries for minutes by default; a search notices an unreachable server in seconds and
 # keeps going on its own experiment state (`emule sync` logs what is missing later).
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -65,7 +67,7 @@ class Tracker:
     def start_search(self, name: str, params: dict[str, Any], spec_text: str) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={SEARCH_TAG: name, "emule.kind": "search"})
         self._log_params(run.info.run_id, params)
-        self.client.log_text(run.info.run_id, spec_text, "spec.yaml")
+        self.client.log_text(run.info.run_id, redact(spec_text), "spec.yaml")  # no credentials in the record
         return run.info.run_id
 
     def find_search(self, name: str) -> str | None:

@@ -3,31 +3,19 @@ experiment state, and `emule sync` logs what is missing once a real MLflow serve
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from servers import ENV, MlflowServer, free_port
 
 from search.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
-       "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
 TRIALS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_spec(tmp: Path, uri: str) -> Path:
@@ -43,38 +31,6 @@ def write_spec(tmp: Path, uri: str) -> Path:
         "tracking": {"uri": uri, "experiment": "outage"},
     }))
     return path
-
-
-class MlflowServer:
-    """A real `mlflow server` (one worker, job execution off) on a sqlite store, in its own process group."""
-
-    def __init__(self, folder: Path, port: int):
-        self.folder, self.port, self.proc = folder, port, None
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
-               "--artifacts-destination", str(self.folder / "artifacts")]
-        self.proc = subprocess.Popen(cmd, cwd=self.folder, env=ENV, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2)
-                return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("mlflow server did not answer /health within 90 s")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
 
 
 def test_unreachable_at_start_fails_fast_before_ray(tmp_path):
