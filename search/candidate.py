@@ -4,18 +4,21 @@ model, training and data-subset settings that train it. Export writes this same 
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from emule_models import ModalitySpec, ModelConfig, MultimodalClassifier, build_model
-from emule_models.data import Dataset, load_builtin, select
+from emule_models.data import Dataset, load_data, needs_scores, proxy_scores, select
 from emule_models.train import TrainConfig
 from search.spec import DATA_KEYS, MODEL_KEYS, TRAINING_KEYS, Spec
 
 OPTION_SEP = "."  # sampler parameter "performer.features" -> attention_options["features"] of performer
+SCORES_CACHE = Path(".emule") / "scores"
 
 
 @dataclass(frozen=True)
@@ -35,13 +38,22 @@ class Candidate:
         return cls(ModelConfig.from_dict(d["model"]), TrainConfig(**d["training"]), dict(d["data"]))
 
 
+SUBSET_KEYS = ("data_fraction", "selection", "subset_seed", "proxy")  # which rows, not which dataset
+
+
 @functools.lru_cache(maxsize=4)
-def load_data(name: str, seed: int, val_fraction: float) -> Dataset:
-    return load_builtin(name, seed=seed, val_fraction=val_fraction)
+def _load(section_json: str) -> Dataset:
+    return load_data(json.loads(section_json))
+
+
+def load_section(section: dict[str, Any]) -> Dataset:
+    """The dataset a spec's (or candidate's) ``data`` section names; decoded once per process."""
+    source = {k: v for k, v in section.items() if k not in SUBSET_KEYS}
+    return _load(json.dumps(source, sort_keys=True))
 
 
 def spec_dataset(spec: Spec) -> Dataset:
-    return load_data(spec.data.name, spec.data.seed, spec.data.val_fraction)
+    return load_section(spec.data)
 
 
 def _model_kwargs(flat: dict[str, Any], fixed_options: dict[str, Any]) -> dict[str, Any]:
@@ -69,9 +81,22 @@ def resolve(spec: Spec, flat: dict[str, Any], modalities: tuple[ModalitySpec, ..
     training = {**spec.training.model_dump(), **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
     training = TrainConfig(epochs=training["epochs"], batch_size=int(training["batch_size"]), lr=float(training["lr"]),
                            weight_decay=float(training["weight_decay"]), seed=spec.search.seed)
-    data = {**spec.data.model_dump(), "data_fraction": 1.0, "selection": "random", "subset_seed": spec.search.seed,
+    data = {**spec.data, "data_fraction": 1.0, "selection": "random", "subset_seed": spec.search.seed,
             **{k: flat[k] for k in DATA_KEYS if k in flat}}
+    if needs_scores(data["selection"]):
+        data["proxy"] = spec.proxy.model_dump()
     return Candidate(model, training, data)
+
+
+def quality_scores(dataset: Dataset, proxy: dict[str, Any], cache_dir: str | Path = SCORES_CACHE,
+                   log=None) -> dict[str, np.ndarray]:
+    """EL2N scores and proxy embeddings of the train split: computed once (a few proxy trainings), then cached
+    by dataset content and proxy settings, so a search and every retrain share them."""
+    if log is not None:
+        log(f"quality scores for subset selection: proxy width {proxy['width']}, {proxy['epochs']} epochs x "
+            f"{proxy['seeds']} seeds (cached in {cache_dir})")
+    return proxy_scores(dataset, epochs=proxy["epochs"], seeds=proxy["seeds"], width=proxy["width"],
+                        cache_dir=cache_dir)
 
 
 def build_seeded(cand: Candidate) -> MultimodalClassifier:
@@ -80,11 +105,17 @@ def build_seeded(cand: Candidate) -> MultimodalClassifier:
     return build_model(cand.model)
 
 
-def training_rows(cand: Candidate, dataset: Dataset) -> np.ndarray:
-    """The train-split rows this candidate learns from (its data fraction, chosen by its selection strategy)."""
+def training_rows(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The train-split rows this candidate learns from (its data fraction, chosen by its selection strategy).
+
+    ``scores`` are the search's shared quality scores; computed here (cached) when the strategy needs them and
+    none were passed, as for a retrain."""
+    if scores is None and needs_scores(cand.data["selection"]):
+        scores = quality_scores(dataset, cand.data["proxy"])
+    scores = scores or {}
     return select(dataset.train.labels, cand.data["data_fraction"], cand.data["selection"],
-                  seed=cand.data["subset_seed"])
+                  seed=cand.data["subset_seed"], scores=scores.get("el2n"), embeddings=scores.get("embeddings"))
 
 
 def candidate_dataset(cand: Candidate) -> Dataset:
-    return load_data(cand.data["name"], cand.data["seed"], cand.data["val_fraction"])
+    return load_section(cand.data)

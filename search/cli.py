@@ -142,15 +142,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from emule_models.data import DESCRIPTIONS, load_builtin
+    from emule_models.data import describe_builtins
 
-    rows = []
-    for name in sorted(DESCRIPTIONS):
-        d = load_builtin(name).describe()
-        rows.append({"name": name, "classes": d["classes"], "train": d["train"], "val": d["val"], "test": d["test"],
-                     "modalities": ", ".join(f"{k} {v}" for k, v in d["modalities"].items()),
-                     "description": DESCRIPTIONS[name]})
+    rows = [{"name": d["name"], "classes": d["classes"], "train": d["train"], "val": d["val"], "test": d["test"],
+             "modalities": ", ".join(f"{k} {v}" for k, v in d["modalities"].items()), "description": d["description"]}
+            for d in describe_builtins()]
     print(_table(rows))
+    print("A built-in is named in a spec as data: {name: NAME}; series-only ones take a derived image view with "
+          "view: gaf | spectrogram (a re-encoding of the series: no new information).")
     return 0
 
 

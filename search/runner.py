@@ -19,7 +19,7 @@ from ray.tune.stopper import Stopper
 
 from search import storage as store
 from search.callbacks import SearchCallback
-from search.candidate import spec_dataset
+from search.candidate import quality_scores, spec_dataset
 from search.export import load_search
 from search.front import Front, SearchState
 from search.schedulers import build_scheduler
@@ -69,7 +69,7 @@ def search_params(spec: Spec) -> dict[str, object]:
     """Search settings logged as parent-run params."""
     out = {f"search.{k}": v for k, v in spec.search.model_dump().items()}
     out.update({f"training.{k}": v for k, v in spec.training.model_dump().items()})
-    out.update({"data.name": spec.data.name, "objectives": ",".join(f"{o.metric}:{o.mode}" for o in spec.objectives),
+    out.update({"data": spec.data_label, "objectives": ",".join(f"{o.metric}:{o.mode}" for o in spec.objectives),
                 "reference_point": ",".join(f"{o.reference:g}" for o in spec.objectives)})
     return out
 
@@ -102,7 +102,7 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
         parent_id = tracker.start_search(name, search_params(spec),
                                          spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
     dataset = spec_dataset(spec)
-    print(f"search {name}: {spec.search.trials} trials on {spec.data.name} "
+    print(f"search {name}: {spec.search.trials} trials on {spec.data_label} "
           f"({len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test), sampler "
           f"{spec.search.sampler}, scheduler {spec.search.scheduler}, {spec.search.concurrency} at a time"
           f"{f', extending {extend} ({len(history)} finished)' if extend else ''}; MLflow: {redact(tracker.uri)}",
@@ -131,7 +131,7 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
                                 reduction_factor=spec.search.reduction_factor)
     started_ray = _init_ray(ray_address, num_cpus)
     tuner = tune.Tuner(
-        _trainable(spec, dataset),
+        _trainable(spec, dataset, out=out),
         # metric/mode stay off TuneConfig: there they would make the search single-objective.
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
                                     max_concurrent_trials=spec.search.concurrency, reuse_actors=True),
@@ -168,8 +168,8 @@ def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, 
     # trials MLflow holds as finished but Tune's last saved state does not (the crash fell in between)
     replay = {tid: {k: v for k, v in r.metrics.items()} for tid, r in finished.items()}
     started_ray = _init_ray(ray_address, num_cpus)
-    tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset, replay), resume_unfinished=True,
-                               resume_errored=False)
+    tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset, replay, out),
+                               resume_unfinished=True, resume_errored=False)
     return _fit(tuner, spec, tracker, parent_id, experiment.name, experiment, started_ray, out)
 
 
@@ -240,12 +240,18 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-def _trainable(spec: Spec, dataset, replay: dict | None = None):
+def _trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
+    """The trial function with the data (and the quality scores, computed once here when the space's selection
+    strategies need them) placed in the object store once for all trials."""
     from ray import tune
 
     from search.trainable import train_candidate
 
-    return tune.with_resources(tune.with_parameters(train_candidate, spec=spec, dataset=dataset, replay=replay),
+    scores = None
+    if spec.needs_scores():
+        scores = quality_scores(dataset, spec.proxy.model_dump(), log=lambda m: print(m, file=out, flush=True))
+    return tune.with_resources(tune.with_parameters(train_candidate, spec=spec, dataset=dataset, replay=replay,
+                                                    scores=scores),
                                {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial})
 
 

@@ -67,10 +67,13 @@ class Range(Strict):
 Param = Range | list[Any] | str | int | float  # list: categorical choices; scalar: fixed
 
 
-class DataSpec(Strict):
-    name: str = Field(description="a built-in dataset (see `emule datasets`)")
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    seed: int = 0
+class Proxy(Strict):
+    """The small proxy model whose EL2N scores and embeddings drive the quality-aware selection strategies
+    (``el2n``, ``kcenter``, ``ccs``). Computed once per search on the driver, cached, shared with every trial."""
+
+    epochs: int = Field(10, ge=1)
+    seeds: int = Field(3, ge=1)
+    width: int = Field(32, ge=1)
 
 
 class Objective(Strict):
@@ -132,7 +135,9 @@ class Tracking(Strict):
 
 class Spec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    data: DataSpec
+    data: dict[str, Any] = Field(description="a built-in {name: ...} or a user's Parquet {path: ..., label: ..., "
+                                 "columns: ...}; see emule_models.data.load")
+    proxy: Proxy = Proxy()
     objectives: list[Objective] = Field(min_length=1)
     space: dict[str, Param]
     attention_options: dict[str, dict[str, Param]] = Field(default_factory=dict)
@@ -140,6 +145,14 @@ class Spec(Strict):
     training: Training = Training()
     search: SearchSettings = SearchSettings()
     tracking: Tracking = Tracking()
+
+    @field_validator("data")
+    @classmethod
+    def _data_source(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if ("name" in data) == ("path" in data):
+            raise ValueError(f"{sorted(data)} names no source; accepted: either name (a built-in, see "
+                             "`emule datasets`) or path (a Parquet file or folder) with label and columns")
+        return data
 
     @field_validator("space")
     @classmethod
@@ -170,6 +183,16 @@ class Spec(Strict):
     @property
     def modes(self) -> list[str]:
         return [o.mode for o in self.objectives]
+
+    @property
+    def data_label(self) -> str:
+        return str(self.data.get("name") or Path(self.data["path"]).name)
+
+    def needs_scores(self) -> bool:
+        """Whether any selection strategy in the space needs the proxy's quality scores."""
+        from emule_models.data import needs_scores
+
+        return any(needs_scores(s) for s in choices(self.space.get("selection", "random")))
 
     def storage_path(self) -> Path:
         """The experiment storage as an absolute local path. A URI storage has none: see ``storage_uri``."""
@@ -241,8 +264,10 @@ def parse_spec(raw: Any, base_dir: Path | None = None) -> Spec:
         spec = Spec.model_validate(raw)
     except ValidationError as e:
         raise SpecError(_one_line(e)) from None
+    base = base_dir or Path.cwd()
+    if "path" in spec.data and not Path(spec.data["path"]).is_absolute():
+        spec = spec.model_copy(update={"data": {**spec.data, "path": str((base / spec.data["path"]).resolve())}})
     if spec.search.warm_start:
-        base = base_dir or Path.cwd()
         paths = [str((base / p).resolve()) for p in spec.search.warm_start]
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"warm_start": paths})})
     check_space_buildable(spec)
@@ -286,9 +311,15 @@ def check_space_buildable(spec: Spec) -> None:
     the dataset's shape, never trains."""
     from emule_models.attention import ATTENTION
     from emule_models.data import BUILTIN
+    from search.candidate import spec_dataset
 
-    if spec.data.name not in BUILTIN:
-        raise SpecError(f"data.name: {spec.data.name!r} - not a built-in dataset; accepted: {sorted(BUILTIN)}")
+    if "name" in spec.data and spec.data["name"] not in BUILTIN:
+        raise SpecError(f"data.name: {spec.data['name']!r} - not a built-in dataset; accepted: {sorted(BUILTIN)}")
+    try:
+        spec_dataset(spec)  # reads and checks the data itself: a bad column fails here, before Ray
+    except (ValueError, OSError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SpecError(message if message.startswith("data") else f"data: {message}") from None
     for variant, options in spec.attention_options.items():
         if variant not in ATTENTION:
             raise SpecError(f"attention_options.{variant}: not a known variant; accepted: {sorted(ATTENTION)}")

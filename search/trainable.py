@@ -26,9 +26,11 @@ LATENCY_BATCH = 1
 
 
 def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
-                    replay: dict[str, dict[str, float]] | None = None) -> None:
-    """One trial. ``replay`` holds the final results of trials that finished before a driver crash but after
-    Tune last saved its state: those report their recorded result again instead of training twice."""
+                    replay: dict[str, dict[str, float]] | None = None,
+                    scores: dict[str, np.ndarray] | None = None) -> None:
+    """One trial. ``scores`` are the search's quality scores (computed once on the driver) for the selection
+    strategies that need them. ``replay`` holds the final results of trials that finished before a driver crash
+    but after Tune last saved its state: those report their recorded result again instead of training twice."""
     start = time.perf_counter()
     trial_id = tune.get_context().get_trial_id()
     if replay and trial_id in replay:
@@ -39,7 +41,7 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
     # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES), so this only picks CUDA when one is assigned.
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cand = resolve(spec, config, dataset.modalities, len(dataset.classes))
-    rows = training_rows(cand, dataset)
+    rows = training_rows(cand, dataset, scores)
     train = dataset.train.take(rows)
     model = build_seeded(cand).to(device)
     sample, _, _ = dataset.val.batch(np.arange(LATENCY_BATCH), device)

@@ -91,3 +91,9 @@ def test_cli_refuses_bad_spec_before_ray_starts(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert lines == ["emule search: space.depth: low=0 > high=-1; accepted: low <= high"]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "spaces").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_spec_validates(path):
+    spec = load_spec(path)
+    assert spec.name and spec.objectives
