@@ -151,6 +151,7 @@ def main() -> int:
               f"{two['per_min'] / one['per_min']:.2f} (others used {one['others']:.2f} / {two['others']:.2f} cores)",
               flush=True)
     ratios = [two["per_min"] / one["per_min"] for one, two in pairs]
+    per_core = [(two["per_min"] / two["ours"]) / (one["per_min"] / one["ours"]) for one, two in pairs]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
                             ).stdout.strip() or "?"
     lines = [
@@ -169,14 +170,19 @@ def main() -> int:
         "everything else on the machine.",
         "",
         "| pair | worker nodes | trials | nodes used | trial window (s) | job wall (s) | trials/min | median "
-        "train_time_s | cores: cluster | cores: others |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "train_time_s | cores: cluster | cores: others | trials/min per cluster core |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *(f"| {i} | {r['workers']} | {r['trials']} | {r['nodes']} | {r['window_s']:.1f} | {r['wall_s']:.1f} | "
-          f"{r['per_min']:.2f} | {r['median_train_s']:.2f} | {r['ours']:.2f} | {r['others']:.2f} |"
-          for i, pair in enumerate(pairs, 1) for r in pair),
+          f"{r['per_min']:.2f} | {r['median_train_s']:.2f} | {r['ours']:.2f} | {r['others']:.2f} | "
+          f"{r['per_min'] / r['ours']:.2f} |" for i, pair in enumerate(pairs, 1) for r in pair),
         "",
         f"**Ratio (trials/min, 2 workers / 1 worker): {', '.join(f'{x:.2f}' for x in ratios)}; median "
         f"{statistics.median(ratios):.2f}** (target >= 1.8).",
+        "",
+        "Per core the cluster got, 2 workers / 1 worker: "
+        f"{', '.join(f'{x:.2f}' for x in per_core)} "
+        "(1.0 = the second node adds throughput in proportion to the CPU it gets; where other work holds part of "
+        "the cores, 2 x this is the ratio to expect with both cores free - an estimate, not a measurement).",
         "",
     ]
     text = "\n".join(lines)

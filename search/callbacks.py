@@ -22,12 +22,13 @@ from search.spec import Spec
 from search.tracking import TRIAL_TAG, Tracker, redact
 
 # Result keys that are bookkeeping, not metrics.
-NOT_METRICS = {"epoch", "node_id", BUDGET_DONE, INFEASIBLE, REPLAYED, "violations", "done", "trial_id", "date",
-               "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore",
-               "iterations_since_restore", "training_iteration", "experiment_tag", "checkpoint_dir_name",
-               "should_checkpoint", "config"}
+NOT_METRICS = {"epoch", "node_id", "device", BUDGET_DONE, INFEASIBLE, REPLAYED, "violations", "done", "trial_id",
+               "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
+               "time_since_restore", "iterations_since_restore", "training_iteration", "experiment_tag",
+               "checkpoint_dir_name", "should_checkpoint", "config"}
 
-MEASURED_WITHOUT_TRAINING = {"params", "flops", "latency_ms", "train_samples", "work_time_s"}
+MEASURED_WITHOUT_TRAINING = {"params", "flops", "latency_ms", "latency_train_batch_ms", "peak_memory_bytes",
+                             "serve_memory_bytes", "train_samples", "work_time_s"}
 
 
 class SearchCallback(Callback):
@@ -108,7 +109,7 @@ class SearchCallback(Callback):
         budget_done = bool(result.get(BUDGET_DONE))
         infeasible = bool(result.get(INFEASIBLE))
         tags = {"budget_done": str(budget_done).lower(), "feasible": str(not infeasible).lower(),
-                "node_id": result.get("node_id", "")}
+                "node_id": result.get("node_id", ""), "device": result.get("device", "")}
         if infeasible:
             tags["violations"] = result.get("violations", "")
         if run_id:

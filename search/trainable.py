@@ -15,14 +15,12 @@ import numpy as np
 import torch
 from ray import tune
 
-from emule_models.cost import count_params, forward_flops, latency_ms, training_flops
+from emule_models.cost import count_params, forward_flops, measure, training_flops
 from emule_models.data import Dataset
 from emule_models.train import evaluate, fit
 from search.candidate import build_seeded, resolve, training_rows
 from search.searcher import INFEASIBLE, REPLAYED, violated
 from search.spec import Spec
-
-LATENCY_BATCH = 1
 
 
 def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
@@ -44,9 +42,12 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
     rows = training_rows(cand, dataset, scores)
     train = dataset.train.take(rows)
     model = build_seeded(cand).to(device)
-    sample, _, _ = dataset.val.batch(np.arange(LATENCY_BATCH), device)
+    measured = measure(model, cand.model, cand.training.batch_size, device)  # on the trial's own device
     static = {"params": count_params(model), "flops": forward_flops(cand.model),
-              "latency_ms": latency_ms(model, sample), "train_samples": len(rows), "node_id": _node_id()}
+              "latency_ms": measured["latency_ms_batch1"], "latency_train_batch_ms": measured["latency_ms_train_batch"],
+              "peak_memory_bytes": measured["peak_memory_bytes_train_step"],
+              "serve_memory_bytes": measured["peak_memory_bytes_batch1"], "train_samples": len(rows),
+              "node_id": _node_id(), "device": device}
     over = violated(static, spec.constraints.limits())
     if over:  # over budget: measured, never trained; training objectives stand at the reference point
         unmeasured = {o.metric: o.reference for o in spec.objectives if o.metric not in static}

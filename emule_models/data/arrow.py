@@ -374,7 +374,10 @@ def _decode_images(arr: pa.Array, col: str, cs: ColumnSpec) -> np.ndarray:
         try:
             img = Image.open(io.BytesIO(raw))
             img.load()
-        except (UnidentifiedImageError, OSError) as e:
+        except UnidentifiedImageError:  # its message shows only a BytesIO address: show the bytes instead
+            raise ValueError(f"data.columns.{col}: row {row} is not a decodable image (unknown format, starts "
+                             f"{raw[:12]!r}); accepted: PNG or JPEG bytes") from None
+        except OSError as e:
             raise ValueError(f"data.columns.{col}: row {row} is not a decodable image ({e}); "
                              "accepted: PNG or JPEG bytes") from None
         images.append(img)
@@ -451,9 +454,10 @@ def _check_class_sizes(labels: np.ndarray, classes: tuple[str, ...], spec: Table
         c = small[0]
         asked = " and ".join(f"{s}_fraction={fractions[s]}" for s in carved) or "training"
         what = "training rows" if spec.split is not None else "rows"
+        hint = f"at least {need} {what} per class (one per split), or fractions of 0" if carved else \
+            f"at least one {what[:-1]} per class"
         raise ValueError(f"data.columns.{spec.label}: class {classes[c]!r} has {counts[c]} {what}, "
-                         f"too few for {asked}; accepted: at least {need} {what} per class (one per split), "
-                         "or fractions of 0")
+                         f"too few for {asked}; accepted: {hint}")
 
 
 def natural_key(label: str) -> tuple:

@@ -26,6 +26,9 @@ def read_table(path: str | Path, spec: TableSpec | Mapping[str, Any] | None = No
     except (pa.ArrowInvalid, OSError) as e:
         raise ValueError(f"data.path: {str(path)!r} is not readable as Parquet ({e}); "
                          "accepted: a Parquet file or a directory of them") from None
+    if not source.files:
+        raise ValueError(f"data.path: {str(path)!r} holds no Parquet files; "
+                         "accepted: a Parquet file or a directory of them")
     if spec is None:
         spec = spec_from_metadata(source.schema)
         if spec is None:
@@ -35,7 +38,28 @@ def read_table(path: str | Path, spec: TableSpec | Mapping[str, Any] | None = No
         spec = TableSpec.from_dict(spec)
     check_columns(source.schema, spec)
     wanted = [spec.label, *spec.columns, *([spec.split] if spec.split else [])]
-    return source.to_table(columns=wanted), spec
+    try:
+        return source.to_table(columns=wanted), spec
+    except pa.ArrowException as e:  # e.g. the files of a directory disagree on a column's type
+        raise ValueError(f"data.path: {str(path)!r} {_unreadable(source, wanted, e)}") from None
+
+
+def _unreadable(source: pads.FileSystemDataset, columns: list[str], error: Exception) -> str:
+    """Why the files do not read as one table (the schema is the first file's): the first file that fails and,
+    where that is a type, the column it disagrees on."""
+    first = Path(source.files[0]).name
+    for fragment in source.get_fragments():
+        try:
+            fragment.to_table(schema=source.schema, columns=columns)
+        except pa.ArrowException as e:
+            error, name, types = e, Path(fragment.path).name, fragment.physical_schema
+            for col in columns:
+                want = source.schema.field(col).type
+                if col in types.names and types.field(col).type != want:
+                    return (f"is not one table: column {col} is {want} in {first} but {types.field(col).type} in "
+                            f"{name}; accepted: one type per column in every file")
+            break
+    return f"is not readable ({str(error).splitlines()[0]}); accepted: a Parquet file or a directory of them"
 
 
 def read_parquet(path: str | Path, spec: TableSpec | Mapping[str, Any] | None = None) -> Dataset:
