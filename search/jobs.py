@@ -2,7 +2,8 @@
 
 A job is ``emule search`` run by a driver on the cluster. Its working directory is a staging folder built here:
 the ``search`` and ``emule_models`` packages as they are on this machine (so every node runs the same code), the
-spec, and the exported candidates its ``search.warm_start`` names. The cluster's Python environment must hold the
+spec, the exported candidates its ``search.warm_start`` names and the user's Parquet data (``data.path``; the driver
+reads it and hands it to the trials through Ray's object store). The cluster's Python environment must hold the
 project's dependencies (see cluster/README.md); it need not hold the project.
 
 Everything a submitted search needs from outside the cluster is checked here, before anything is sent: the spec
@@ -38,6 +39,8 @@ ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")  # what `ray job submit`
 # Every job gets these; the user's --env adds to them.
 JOB_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+# A job's working directory travels through Ray's GCS (at most 512 MiB, zipped); user data rides along up to this.
+DATA_LIMIT_MIB = 256
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,23 @@ def check_storage(storage: str) -> None:
 
 
 def stage(spec: Spec, raw: dict[str, Any], into: Path) -> Path:
-    """Build the job's working directory under ``into``: the packages, the spec, its warm-start files."""
+    """Build the job's working directory under ``into``: the packages, the spec, its warm-start files and data."""
     root = Path(__file__).resolve().parent.parent
+    if "path" in spec.data:  # load_spec made it absolute on this machine; ship it beside the spec
+        source = Path(spec.data["path"])
+        size = source.stat().st_size if source.is_file() else sum(f.stat().st_size for f in source.rglob("*")
+                                                                    if f.is_file())
+        if size > DATA_LIMIT_MIB * 2**20:
+            raise SpecError(f"data.path: {str(source)!r} holds {size / 2**20:.0f} MiB; a submitted search ships its "
+                            f"data with the job, at most {DATA_LIMIT_MIB} MiB; accepted: a smaller table (fewer rows "
+                            "or columns), or run `emule search` where the data is")
+        target = Path("data") / source.name
+        (into / "data").mkdir()
+        if source.is_file():
+            shutil.copy2(source, into / target)
+        else:
+            shutil.copytree(source, into / target)
+        raw["data"]["path"] = str(target)
     for pkg in PACKAGES:
         shutil.copytree(root / pkg, into / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if spec.search.warm_start:  # load_spec made them absolute on this machine; ship them beside the spec
@@ -154,9 +172,9 @@ def submit(spec_path: Path, address: str | None = None, *, name: str | None = No
     """
     spec_path = Path(spec_path)
     spec, raw, search = prepare(spec_path, tracking_uri, storage, name)
-    jobs = client(address)
     with tempfile.TemporaryDirectory(prefix="emule-job-") as tmp:
-        workdir = stage(spec, raw, Path(tmp))
+        workdir = stage(spec, raw, Path(tmp))  # refuses oversized data before the cluster is touched
+        jobs = client(address)
         runtime_env = {"working_dir": str(workdir), "env_vars": {**JOB_ENV, **(env or {})}}
         try:
             job = jobs.submit_job(entrypoint=entrypoint(search, python), runtime_env=runtime_env,

@@ -93,8 +93,7 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
     if extend:
         record = load_search(tracker, extend)
         parent_id, earlier = record.parent_id, record.front.members + record.front.others
-        history = history_trials(spec, [(typed_params(spec, r.params), [r.metrics[m] for m in spec.metrics])
-                                        for r in earlier])
+        history = _history(spec, earlier)
         target += len(tracker.candidates(parent_id))
         name = name or f"{record.name}.more-{time.strftime('%Y%m%d-%H%M%S')}"
     else:
@@ -149,22 +148,16 @@ def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, 
     MLflow runs. ``name`` is the search name, or its spec name for the newest search of that spec."""
     from ray import tune
 
-    experiment = find_experiment(name, storage)
-    session = json.loads((experiment / SESSION_FILE).read_text())
-    spec = parse_spec(session["spec"])
-    tracker = Tracker(session["tracking_uri"], session["experiment"])
-    dataset = spec_dataset(spec)
+    experiment, session, spec, tracker, dataset = _open(name, storage)
     parent_id = session["parent_run_id"]
     finished = tracker.search_state(parent_id, spec.objectives).finished
     print(f"resuming search {experiment.name} from {experiment} ({len(finished)} finished); "
           f"MLflow: {redact(tracker.uri)}", file=out, flush=True)
     if not (experiment / "tuner.pkl").is_file():  # stopped before Tune saved anything: start it again in place
-        history = history_trials(spec, [(typed_params(spec, r.params), [r.metrics[m] for m in spec.metrics])
-                                        for r in finished.values()])
         remaining = spec.search.model_copy(update={"trials": max(0, spec.search.trials - len(finished))})
         return _launch(spec.model_copy(update={"search": remaining}), tracker, parent_id, experiment.name,
-                       experiment, dataset, warm_start_points(spec), history, session["target"], out, ray_address,
-                       num_cpus, None)
+                       experiment, dataset, warm_start_points(spec), _history(spec, finished.values()),
+                       session["target"], out, ray_address, num_cpus, None)
     # trials MLflow holds as finished but Tune's last saved state does not (the crash fell in between)
     replay = {tid: {k: v for k, v in r.metrics.items()} for tid, r in finished.items()}
     started_ray = _init_ray(ray_address, num_cpus)
@@ -178,11 +171,7 @@ def sync_search(name: str, storage: str | Path | None = None, out=sys.stdout) ->
     child runs, epochs and final results, then the front. Runs already complete are left as they are."""
     from ray.tune import ExperimentAnalysis
 
-    experiment = find_experiment(name, storage)
-    session = json.loads((experiment / SESSION_FILE).read_text())
-    spec = parse_spec(session["spec"])
-    tracker = Tracker(session["tracking_uri"], session["experiment"])
-    dataset = spec_dataset(spec)
+    experiment, session, spec, tracker, dataset = _open(name, storage)
     parent_id = session["parent_run_id"]
     callback = SearchCallback(spec, tracker, parent_id, experiment.name, dataset.modalities, len(dataset.classes),
                               session["target"])
@@ -214,6 +203,20 @@ def sync_search(name: str, storage: str | Path | None = None, out=sys.stdout) ->
           f"Pareto front {len(state.front.members)}, hypervolume {state.front.hypervolume:.4g}", file=out, flush=True)
     return SearchResult(experiment.name, parent_id, state.front, len(state.finished), state.failed, state.stopped,
                         state.infeasible, "complete", experiment)
+
+
+def _open(name: str, storage: str | Path | None):
+    """A search's experiment folder, its session record, spec, tracker and dataset."""
+    experiment = find_experiment(name, storage)
+    session = json.loads((experiment / SESSION_FILE).read_text())
+    spec = parse_spec(session["spec"])
+    return experiment, session, spec, Tracker(session["tracking_uri"], session["experiment"]), spec_dataset(spec)
+
+
+def _history(spec: Spec, records) -> list:
+    """Finished candidates as Optuna trials, for a sampler to learn from without training them again."""
+    return history_trials(spec, [(typed_params(spec, r.params), [r.metrics[m] for m in spec.metrics])
+                                 for r in records])
 
 
 def find_experiment(name: str, storage: str | Path | None = None) -> Path:

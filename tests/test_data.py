@@ -185,7 +185,11 @@ BAD = [
     ("bad split value", lambda: _table(split=["train"] * 10 + ["holdout"] * 2), {**SPEC, "split": "split"}, "split",
      ["holdout"]),
     ("class missing from train", lambda: _table(split=["train"] * 10 + ["test"] * 2, y=["a", "b"] * 5 + ["c"] * 2),
-     {**SPEC, "split": "split"}, "y", ["class 'c' has 0 training rows"]),
+     {**SPEC, "split": "split"}, "y", ["class 'c' has 0 training rows", "at least 2 training rows per class"]),
+    ("class only in test, nothing to carve", lambda: _table(split=["train"] * 8 + ["val", "val", "test", "test"],
+                                                            y=["a", "b"] * 5 + ["c"] * 2),
+     {**SPEC, "split": "split"}, "y", ["class 'c' has 0 training rows", "accepted: at least one training row per "
+                                       "class"]),
     ("one class", lambda: _table(y=["a"] * 12), SPEC, "y", ["one class"]),
 ]
 
@@ -202,7 +206,12 @@ def test_empty_table():
 def test_undecodable_image_bytes():
     table = pa.table({"pic": [b"not an image"] * 4, "s": [[1.0]] * 4, "y": ["a", "b"] * 2})
     spec = {"label": "y", "columns": {"pic": "image", "s": "series"}, "val_fraction": 0, "test_fraction": 0}
-    _assert_error(lambda: dataset_from_table(table, spec), "pic", "row 0", "PNG or JPEG")
+    _assert_error(lambda: dataset_from_table(table, spec), "pic", "row 0", "starts b'not an image'", "PNG or JPEG")
+    with pytest.raises(ValueError, match="^(?!.*BytesIO)"):  # Pillow's message names only an object address
+        dataset_from_table(table, spec)
+    whole = _png(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8))
+    table = table.set_column(0, "pic", pa.array([whole, whole[:len(whole) // 2], whole, whole]))
+    _assert_error(lambda: dataset_from_table(table, spec), "pic", "row 1", "image file is truncated")
 
 
 def test_encoded_images_of_several_sizes_need_a_size():
@@ -276,6 +285,26 @@ def test_parquet_schema_checked_before_rows_are_read(tmp_path):
     (tmp_path / "junk.parquet").write_bytes(b"junk")
     with pytest.raises(ValueError, match=r"^data.path: .* not readable as Parquet"):
         read_parquet(tmp_path / "junk.parquet", SPEC)
+
+
+def test_parquet_directory_without_files(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".gitkeep").write_text("")
+    with pytest.raises(ValueError, match=r"^data.path: .*empty' holds no Parquet files; accepted: a Parquet file"):
+        read_parquet(tmp_path / "empty", SPEC)
+
+
+def test_parquet_files_disagreeing_on_a_column_type(tmp_path):
+    """Arrow takes the schema from the first file and fails to cast the others: the error names column and file."""
+    (tmp_path / "d").mkdir()
+    pq.write_table(_table(), tmp_path / "d" / "a.parquet")
+    pq.write_table(_table(sig=["1 2 3"] * 12), tmp_path / "d" / "b.parquet")
+    with pytest.raises(ValueError) as info:
+        read_parquet(tmp_path / "d", SPEC)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("data.path: "), message
+    assert "column sig is list<element: list<element: double>> in a.parquet but string in b.parquet" in message
+    assert "accepted: one type per column in every file" in message
 
 
 def test_load_data_from_a_spec_section(tmp_path):

@@ -27,7 +27,7 @@ def write_spec(tmp: Path, **changes) -> Path:
         "tracking": {"uri": "http://mlflow:5000"},
     }
     for section, values in changes.items():
-        raw[section] = {**raw[section], **values} if isinstance(values, dict) else values
+        raw[section] = values if section == "data" else {**raw[section], **values}  # data: replaced whole
     path = tmp / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -81,6 +81,31 @@ def test_stage_ships_the_code_the_spec_and_its_warm_starts(tmp_path):
     shipped = load_spec(out / jobs.SPEC_NAME)  # valid where it lands, warm start included
     assert [Path(p).parent for p in shipped.search.warm_start] == [out / "warm_start"]
     assert shipped.search.storage == "s3://bucket/runs"
+
+
+def test_stage_ships_user_data_and_refuses_too_much(tmp_path, monkeypatch):
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    n = 60
+    pq.write_table(pa.table({"y": [f"c{i % 3}" for i in range(n)],
+                             "split": ["train"] * 36 + ["val"] * 12 + ["test"] * 12,
+                             "x": pa.array(rng.normal(size=(n, 32)).astype(np.float32).tolist(),
+                                           type=pa.list_(pa.float32()))}), tmp_path / "mine.parquet")
+    path = write_spec(tmp_path, data={"path": "mine.parquet", "label": "y", "split": "split",
+                                      "columns": {"x": "series"}})
+    spec, raw, _ = jobs.prepare(path)
+    out = tmp_path / "stage"
+    out.mkdir()
+    jobs.stage(spec, raw, out)
+    assert raw["data"]["path"] == "data/mine.parquet" and (out / "data" / "mine.parquet").is_file()
+    assert load_spec(out / jobs.SPEC_NAME).data["path"] == str(out / "data" / "mine.parquet")
+    monkeypatch.setattr(jobs, "DATA_LIMIT_MIB", 0)
+    spec, raw, _ = jobs.prepare(path)
+    with pytest.raises(SpecError, match=r"^data.path: .*mine.parquet' holds 0 MiB; a submitted search ships"):
+        jobs.stage(spec, raw, tmp_path / "stage2")
 
 
 def test_entrypoint_attaches_to_the_jobs_cluster():

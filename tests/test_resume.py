@@ -150,14 +150,18 @@ KILL_POINTS = {
 }
 
 
+def resume(tmp: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "resume", "crash", "--storage", str(tmp / "runs")],
+                          cwd=tmp, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_sigkill_then_resume(tmp_path, point):
     spec = write_spec(tmp_path)
     kill_when(emule("search", str(spec), cwd=tmp_path), KILL_POINTS[point])
     before = finished_trials(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "resume", "crash", "--storage",
-                           str(tmp_path / "runs")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    resume(tmp_path)
     check_record(tmp_path, spec, before)
 
 
@@ -167,9 +171,7 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
     kill_when(emule("search", str(spec), cwd=tmp_path), lambda lines: epochs_logged(db) >= EPOCHS + 2)
     before = finished_trials(tmp_path)
     assert 1 <= len(before) < TRIALS
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "resume", "crash", "--storage",
-                           str(tmp_path / "runs")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    resume(tmp_path)
     check_record(tmp_path, spec, before)
 
 
@@ -182,7 +184,5 @@ def test_ctrl_c_records_interrupted_then_resume_completes(tmp_path):
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "crash")
     [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
     assert parent.data.tags["emule.status"] == "interrupted"
-    done = subprocess.run([sys.executable, "-m", "search.cli", "resume", "crash", "--storage",
-                           str(tmp_path / "runs")], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout + done.stderr
+    resume(tmp_path)
     check_record(tmp_path, spec, finished_trials(tmp_path))

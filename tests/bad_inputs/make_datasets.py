@@ -33,8 +33,8 @@ def png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def leaves(per_class: int = 10, classes: int = 3, steps: int = 48) -> dict[str, list]:
-    """OSULeaf as a user would bring it: a species name, a split, the outline (every 9th point) and the
+def leaves(per_class: int = 10, classes: int = 3, steps: int = 32) -> dict[str, list]:
+    """OSULeaf as a user would bring it: a species name, a split, the outline (every 13th point) and the
     silhouette (16 x 16 PNG); ``per_class`` rows of each of the first ``classes`` species, 6:2:2 train/val/test."""
     from emule_models.data import load_builtin
 
@@ -45,7 +45,7 @@ def leaves(per_class: int = 10, classes: int = 3, steps: int = 48) -> dict[str, 
         for k, i in enumerate(np.flatnonzero(part.labels == c)[:per_class]):
             rows["species"].append(f"species-{data.classes[c]}")
             rows["split"].append("train" if k < 0.6 * per_class else "val" if k < 0.8 * per_class else "test")
-            rows["outline"].append(np.round(part.inputs["outline"][i, 0, ::9][:steps], 3).tolist())
+            rows["outline"].append(np.round(part.inputs["outline"][i, 0, ::13][:steps].astype(float), 3).tolist())
             rows["photo"].append(png(part.inputs["silhouette"][i, 0, ::2, ::2]))
     return rows
 
@@ -70,183 +70,253 @@ def spec(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Case:
     """One malformed dataset.
 
     Args:
         name: file stem of the spec and its data.
         expect: what the one-line error must contain.
-        write: writes the data at the given path (without suffix) and returns the path the spec names.
-        data: changes to the spec's ``data`` section.
+        make: ``leaves()`` rows -> the broken table, written as ``<name>.parquet``; with ``raw``, the path
+            ``<corpus>/<name>`` -> the path the spec names, after writing whatever is there.
+        raw: ``make`` writes the data itself (a folder, a text file, nothing).
+        data: changes to the spec's ``data`` section (None drops a key).
     """
 
     name: str
     expect: str
-    write: Callable[[Path], Path]
+    make: Callable[..., Any]
+    raw: bool = False
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def parquet(make: Callable[[dict[str, list]], pa.Table]) -> Callable[[Path], Path]:
-    """A writer of one Parquet file holding ``make(leaves())``."""
-    def write(stem: Path) -> Path:
-        path = stem.with_suffix(".parquet")
-        pq.write_table(make(leaves()), path)
-        return path
-    return write
+CASES: dict[str, Case] = {}
 
 
-def changed(**columns: Any) -> Callable[[dict[str, list]], dict[str, list]]:
-    """Rows with some columns replaced, each by a function of the rows."""
-    return lambda rows: {**rows, **{k: f(rows) for k, f in columns.items()}}
+def case(expect: str, raw: bool = False, **data: Any) -> Callable:
+    """Register the decorated function as the case of its name."""
+    def register(make: Callable) -> Callable:
+        assert make.__name__ not in CASES, make.__name__
+        CASES[make.__name__] = Case(make.__name__, expect, make, raw, data)
+        return make
+    return register
 
 
-def at(row: int, value: Any, column: str) -> Callable[[dict[str, list]], list]:
-    """A column with one row replaced."""
-    return lambda rows: [value if i == row else v for i, v in enumerate(rows[column])]
+def nested_images(rows: dict[str, list]) -> list:
+    """The silhouettes as H x W float lists."""
+    return [(np.asarray(Image.open(io.BytesIO(raw)), np.float32) / 255).round(2).tolist() for raw in rows["photo"]]
 
 
-def drop(column: str) -> Callable[[dict[str, list]], dict[str, list]]:
-    return lambda rows: {k: v for k, v in rows.items() if k != column}
+# ---------------------------------------------------------------------------------------- files and folders
+@case("no_such_file.parquet' does not exist", raw=True)
+def path_missing(stem: Path) -> Path:
+    return stem.with_name("no_such_file.parquet")
 
 
-def resized(size: tuple[int, int], every: int) -> Callable[[dict[str, list]], list]:
-    """The photo column with every ``every``-th image resized (so the images differ in size)."""
-    def photos(rows: dict[str, list]) -> list:
-        out = []
-        for i, raw in enumerate(rows["photo"]):
-            img = Image.open(io.BytesIO(raw))
-            out.append(png(np.asarray(img.resize(size[::-1]), np.float32) / 255) if i % every == 0 else raw)
-        return out
-    return photos
-
-
-def two_channels_from(row: int) -> Callable[[dict[str, list]], list]:
-    """The outline as list<list<float>>: one channel, and from ``row`` on two (outline and its reverse)."""
-    return lambda rows: [[s] if i < row else [s, s[::-1]] for i, s in enumerate(rows["outline"])]
-
-
-def empty_directory(stem: Path) -> Path:
+@case("directory_without_parquet' holds no Parquet files", raw=True)
+def directory_without_parquet(stem: Path) -> Path:
     stem.mkdir()
-    (stem / ".gitkeep").write_text("")  # git keeps the folder; Parquet readers skip dot files
+    (stem / ".gitkeep").write_text("")  # so git keeps the folder; Parquet readers skip dot files
     return stem
 
 
-def csv_text(stem: Path) -> Path:
+@case("not_parquet.csv' is not readable as Parquet", raw=True)
+def not_parquet(stem: Path) -> Path:
     rows = leaves()
+    lines = [f'{y},{s},"{" ".join(map(str, o))}"' for y, s, o in zip(rows["species"], rows["split"], rows["outline"],
+                                                                     strict=True)]
     path = stem.with_suffix(".csv")
-    path.write_text("species,split,outline\n" + "".join(f'{y},{s},"{" ".join(map(str, o))}"\n' for y, s, o in
-                                                         zip(rows["species"], rows["split"], rows["outline"],
-                                                             strict=True)))
+    path.write_text("\n".join(["species,split,outline", *lines]) + "\n")
     return path
 
 
-def mixed_schema_directory(stem: Path) -> Path:
-    """Two Parquet files of one dataset whose outline columns have different types."""
+@case("is not one table: column outline is list<element: float> in part-0.parquet but string in part-1.parquet",
+      raw=True)
+def directory_mixed_schema(stem: Path) -> Path:
+    """Two files of one dataset; the second stores the outline as text."""
     stem.mkdir()
     rows = leaves()
     half = len(rows["species"]) // 2
-    first = {k: v[:half] for k, v in rows.items()}
-    second = {**{k: v[half:] for k, v in rows.items()}, "outline": [str(o) for o in rows["outline"][half:]]}
+    first, second = ({k: v[part] for k, v in rows.items()} for part in (slice(None, half), slice(half, None)))
+    second["outline"] = [" ".join(map(str, o)) for o in second["outline"]]
     pq.write_table(table(first), stem / "part-0.parquet")
     pq.write_table(table(second, outline=pa.string()), stem / "part-1.parquet")
     return stem
 
 
-def nowhere(stem: Path) -> Path:
-    return stem.with_name("no_such_file.parquet")
+# ---------------------------------------------------------------------------------------- columns and types
+@case("data.columns.species: not in the table")
+def missing_label_column(rows: dict[str, list]) -> pa.Table:
+    rows["class"] = rows.pop("species")
+    return table(rows)
 
 
-def image_lists(rows: dict[str, list]) -> list:
-    """Silhouettes as H x W float lists (decoded from the PNGs)."""
-    return [(np.asarray(Image.open(io.BytesIO(raw)), np.float32) / 255).round(2).tolist() for raw in rows["photo"]]
+@case("data.columns.photo: not in the table")
+def missing_modality_column(rows: dict[str, list]) -> pa.Table:
+    del rows["photo"]
+    return table(rows)
 
 
-NAN, INF = float("nan"), float("inf")
-NESTED = {"outline": "series", "photo": "image"}
-CASES = [
-    Case("missing_label_column", "data.columns.species: not in the table",
-         parquet(lambda r: table(drop("species")(r) | {"class": r["species"]}))),
-    Case("missing_modality_column", "data.columns.photo: not in the table",
-         parquet(lambda r: table(drop("photo")(r)))),
-    Case("label_of_lists", "data.columns.species: label type list<item: string> not accepted",
-         parquet(lambda r: table(changed(species=lambda r: [[y] for y in r["species"]])(r),
-                                 species=pa.list_(pa.string())))),
-    Case("label_of_floats", "data.columns.species: label type double not accepted",
-         parquet(lambda r: table(changed(species=lambda r: [float(y[-1]) for y in r["species"]])(r),
-                                 species=pa.float64()))),
-    Case("series_of_strings", "data.columns.outline: type string is not a series",
-         parquet(lambda r: table(changed(outline=lambda r: [" ".join(map(str, o)) for o in r["outline"]])(r),
-                                 outline=pa.string()))),
-    Case("image_of_ints", "data.columns.photo: type int64 is not an image",
-         parquet(lambda r: table(changed(photo=lambda r: [len(p) for p in r["photo"]])(r), photo=pa.int64()))),
-    Case("inconsistent_channels", "data.columns.outline: inconsistent channel count: row 0 has 1 channels, row 7 has 2",
-         parquet(lambda r: table(changed(outline=two_channels_from(7))(r), outline=pa.list_(pa.list_(pa.float32()))))),
-    Case("empty_table", "data.columns.species: the table has no rows",
-         parquet(lambda r: table(r).slice(0, 0))),
-    Case("nan_in_series", "data.columns.outline: 1 NaN/inf value(s) in 1 row(s), first at row 11",
-         parquet(lambda r: table(changed(outline=at(11, [*r["outline"][11][:-1], NAN], "outline"))(r)))),
-    Case("inf_in_series", "data.columns.outline: 1 NaN/inf value(s) in 1 row(s), first at row 4",
-         parquet(lambda r: table(changed(outline=at(4, [INF, *r["outline"][4][1:]], "outline"))(r)))),
-    Case("null_in_series", "data.columns.outline: 1 null value(s) inside row(s), first at row 9",
-         parquet(lambda r: table(changed(outline=at(9, [*r["outline"][9][:5], None], "outline"))(r)))),
-    Case("null_label", "data.columns.species: 1 null value(s), first at row 5",
-         parquet(lambda r: table(changed(species=at(5, None, "species"))(r)))),
-    Case("one_class", "data.columns.species: one class ['species-1']",
-         parquet(lambda r: table(changed(species=lambda r: ["species-1"] * len(r["species"]))(r)))),
-    Case("class_too_small", "data.columns.species: class 'species-3' has 2 rows, too few for test_fraction=0.2 and "
-         "val_fraction=0.2", parquet(lambda r: table({k: v[:22] for k, v in r.items()})),
-         data={"split": None}),
-    Case("class_missing_from_train", "data.columns.species: class 'species-3' has 0 training rows",
-         parquet(lambda r: table(changed(split=lambda r: [s if y != "species-3" else "test"
-                                                          for s, y in zip(r["split"], r["species"], strict=True)])(r)))),
-    Case("undecodable_image", "data.columns.photo: row 3 is not a decodable image",
-         parquet(lambda r: table(changed(photo=at(3, b"GIF89a-not-really" * 4, "photo"))(r)))),
-    Case("truncated_image", "data.columns.photo: row 0 is not a decodable image",
-         parquet(lambda r: table(changed(photo=at(0, r["photo"][0][:40], "photo"))(r)))),
-    Case("image_sizes_differ", "data.columns.photo: images of several sizes ['12x12', '16x16']",
-         parquet(lambda r: table(changed(photo=resized((12, 12), every=5))(r)))),
-    Case("image_lists_inconsistent", "data.columns.photo: inconsistent image size: dimension 1 is 16 in row 0 but 15",
-         parquet(lambda r: table(changed(photo=lambda r: [im if i != 13 else [row[:-1] for row in im]
-                                                         for i, im in enumerate(image_lists(r))])(r),
-                                 photo=pa.list_(pa.list_(pa.float32())))), data={"columns": NESTED}),
-    Case("split_value_unknown", "data.columns.split: split values ['dev'] not accepted",
-         parquet(lambda r: table(changed(split=lambda r: [s.replace("val", "dev") for s in r["split"]])(r)))),
-    Case("split_without_train", "data.columns.split: no 'train' rows",
-         parquet(lambda r: table(changed(split=lambda r: [s.replace("train", "val") for s in r["split"]])(r)))),
-    Case("split_of_integers", "data.columns.split: split type int64 not accepted",
-         parquet(lambda r: table(changed(split=lambda r: [("train", "val", "test").index(s) for s in r["split"]])(r),
-                                 split=pa.int64()))),
-    Case("unknown_column_kind", "data.columns.outline.kind: 'audio' not accepted",
-         parquet(lambda r: table(r)), data={"columns": {"outline": "audio", "photo": {"kind": "image"}}}),
-    Case("directory_without_parquet", "holds no Parquet files", empty_directory),
-    Case("directory_mixed_schema", "part-1.parquet", mixed_schema_directory),
-    Case("path_missing", "data.path: ", nowhere),
-    Case("not_parquet", "is not readable as Parquet", csv_text),
-]
+@case("data.columns.outline.kind: 'audio' not accepted", columns={**COLUMNS, "outline": "audio"})
+def unknown_column_kind(rows: dict[str, list]) -> pa.Table:
+    return table(rows)
+
+
+@case("data.columns.species: label type list<element: string> not accepted")
+def label_of_lists(rows: dict[str, list]) -> pa.Table:
+    rows["species"] = [[y] for y in rows["species"]]
+    return table(rows, species=pa.list_(pa.string()))
+
+
+@case("data.columns.species: label type double not accepted")
+def label_of_floats(rows: dict[str, list]) -> pa.Table:
+    rows["species"] = [float(y.removeprefix("species-")) for y in rows["species"]]
+    return table(rows, species=pa.float64())
+
+
+@case("data.columns.outline: type string is not a series")
+def series_of_strings(rows: dict[str, list]) -> pa.Table:
+    rows["outline"] = [" ".join(map(str, o)) for o in rows["outline"]]
+    return table(rows, outline=pa.string())
+
+
+@case("data.columns.photo: type int64 is not an image")
+def image_of_ints(rows: dict[str, list]) -> pa.Table:
+    rows["photo"] = [len(p) for p in rows["photo"]]
+    return table(rows, photo=pa.int64())
+
+
+@case("data.columns.split: split type int64 not accepted")
+def split_of_integers(rows: dict[str, list]) -> pa.Table:
+    rows["split"] = [("train", "val", "test").index(s) for s in rows["split"]]
+    return table(rows, split=pa.int64())
+
+
+# ---------------------------------------------------------------------------------------- values
+@case("data.columns.species: the table has no rows")
+def empty_table(rows: dict[str, list]) -> pa.Table:
+    return table(rows).slice(0, 0)
+
+
+@case("data.columns.species: 1 null value(s), first at row 5")
+def null_label(rows: dict[str, list]) -> pa.Table:
+    rows["species"][5] = None
+    return table(rows)
+
+
+@case("data.columns.outline: 1 NaN/inf value(s) in 1 row(s), first at row 11")
+def nan_in_series(rows: dict[str, list]) -> pa.Table:
+    rows["outline"][11][-1] = float("nan")
+    return table(rows)
+
+
+@case("data.columns.outline: 1 NaN/inf value(s) in 1 row(s), first at row 4")
+def inf_in_series(rows: dict[str, list]) -> pa.Table:
+    rows["outline"][4][0] = float("inf")
+    return table(rows)
+
+
+@case("data.columns.outline: 1 null value(s) inside row(s), first at row 9")
+def null_in_series(rows: dict[str, list]) -> pa.Table:
+    rows["outline"][9][5] = None
+    return table(rows)
+
+
+@case("data.columns.outline: inconsistent channel count: row 0 has 1 channels, row 7 has 2")
+def inconsistent_channels(rows: dict[str, list]) -> pa.Table:
+    """list<list<float>> with one channel, and from row 7 on two (the outline and its reverse)."""
+    rows["outline"] = [[o] if i < 7 else [o, o[::-1]] for i, o in enumerate(rows["outline"])]
+    return table(rows, outline=pa.list_(pa.list_(pa.float32())))
+
+
+@case("data.columns.photo: row 3 is not a decodable image (unknown format, starts b'photos/leaf-')")
+def undecodable_image(rows: dict[str, list]) -> pa.Table:
+    rows["photo"][3] = b"photos/leaf-0003.tif"  # a path where the bytes belong
+    return table(rows)
+
+
+@case("data.columns.photo: row 8 is not a decodable image (image file is truncated)")
+def truncated_image(rows: dict[str, list]) -> pa.Table:
+    rows["photo"][8] = rows["photo"][8][:60]
+    return table(rows)
+
+
+@case("data.columns.photo: images of several sizes ['12x12', '16x16']")
+def image_sizes_differ(rows: dict[str, list]) -> pa.Table:
+    """Every fifth silhouette at 12 x 12, and no ``size`` to resize to."""
+    for i in range(0, len(rows["photo"]), 5):
+        img = Image.open(io.BytesIO(rows["photo"][i])).resize((12, 12))
+        rows["photo"][i] = png(np.asarray(img, np.float32) / 255)
+    return table(rows)
+
+
+@case("data.columns.photo: inconsistent image size: dimension 1 is 16 in row 0 but 15 in row 13",
+      columns={"outline": "series", "photo": "image"})
+def image_lists_inconsistent(rows: dict[str, list]) -> pa.Table:
+    """H x W float lists, one of them a column short."""
+    images = nested_images(rows)
+    images[13] = [line[:-1] for line in images[13]]
+    return table({**rows, "photo": images}, photo=pa.list_(pa.list_(pa.float32())))
+
+
+# ---------------------------------------------------------------------------------------- classes and splits
+@case("data.columns.species: one class ['species-1']")
+def one_class(rows: dict[str, list]) -> pa.Table:
+    rows["species"] = ["species-1"] * len(rows["species"])
+    return table(rows)
+
+
+@case("data.columns.species: class 'species-3' has 2 rows, too few for test_fraction=0.2 and val_fraction=0.2",
+      split=None)
+def class_too_small(rows: dict[str, list]) -> pa.Table:
+    """No split column: test and val are carved from each class, and species-3 has two rows."""
+    return table({k: v[:22] for k, v in rows.items()})
+
+
+@case("data.columns.species: class 'species-3' has 0 training rows, too few for training; accepted: at least one "
+      "training row per class")
+def class_missing_from_train(rows: dict[str, list]) -> pa.Table:
+    rows["split"] = ["test" if y == "species-3" else s for y, s in zip(rows["species"], rows["split"], strict=True)]
+    return table(rows)
+
+
+@case("data.columns.split: split values ['dev'] not accepted")
+def split_value_unknown(rows: dict[str, list]) -> pa.Table:
+    rows["split"] = ["dev" if s == "val" else s for s in rows["split"]]
+    return table(rows)
+
+
+@case("data.columns.split: no 'train' rows")
+def split_without_train(rows: dict[str, list]) -> pa.Table:
+    rows["split"] = ["val" if s == "train" else s for s in rows["split"]]
+    return table(rows)
 
 
 def write_case(case: Case, out: Path = OUT) -> Path:
     """Write a case's data and spec into ``out``; returns the spec's path."""
-    target = case.write(out / case.name)
-    data = {"path": target.name, "label": "species", "split": "split", "columns": COLUMNS}
-    data = {k: v for k, v in {**data, **case.data}.items() if v is not None}
+    if case.raw:
+        target = case.make(out / case.name)
+    else:
+        target = out / f"{case.name}.parquet"
+        pq.write_table(case.make(leaves()), target)
+    data = {"path": target.name, "label": "species", "split": "split", "columns": COLUMNS, **case.data}
+    data = {k: v for k, v in data.items() if v is not None}
     path = out / f"{case.name}.yaml"
     path.write_text(f"# expect: {case.expect}\n" + yaml.safe_dump(spec(data), sort_keys=False))
     return path
 
 
 def write_baseline(out: Path) -> Path:
-    """The untouched table and its spec (not part of the corpus: ``emule search`` accepts it)."""
-    return write_case(Case("leaves", "", parquet(table)), out)
+    """The unbroken table and its spec, which ``emule search`` accepts (not part of the corpus)."""
+    return write_case(Case("leaves", "", table), out)
 
 
 def main() -> None:
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir()
-    for case in CASES:
-        write_case(case)
+    for c in CASES.values():
+        write_case(c)
     total = sum(p.stat().st_size for p in OUT.rglob("*") if p.is_file())
     print(f"{len(CASES)} cases, {total / 1024:.0f} KiB in {OUT}")
 
