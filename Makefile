@@ -23,4 +23,4 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check search emule_models tests bench
+	$(BIN)/ruff check search emule_models tests bench cluster

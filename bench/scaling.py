@@ -19,6 +19,7 @@ import importlib.util
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def run(workers: int, trials: int, epochs: int, concurrency: int) -> dict:
     end = max(r.info.end_time for r in runs) / 1000
     ours, others = meter.cores(start, end)
     train = statistics.median(r.data.metrics.get("train_time_s", float("nan")) for r in runs)
+    shutil.rmtree(tmp, ignore_errors=True)  # Ray's logs, Tune's state and the MLflow store of this run
     return {"workers": workers, "trials": len(runs), "window_s": end - start, "wall_s": wall,
             "per_min": len(runs) / (end - start) * 60, "nodes": len({r.data.tags.get("node_id") for r in runs}),
             "median_train_s": train, "ours": ours, "others": others}
