@@ -8,7 +8,6 @@ subprocesses (`emule submit/status/logs/stop`) and its dashboard, and the job's 
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cluster_scripts
 import pytest
 import yaml
 
@@ -28,16 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TRIALS = 4
 
 
-def _load(name: str):
-    """cluster/ holds scripts, not a package: load one as a module."""
-    spec = importlib.util.spec_from_file_location(f"emule_cluster_{name}", ROOT / "cluster" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-local_cluster = _load("local_cluster")
+local_cluster = cluster_scripts.load("local_cluster")
 
 
 @pytest.fixture(scope="module")

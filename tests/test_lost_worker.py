@@ -4,7 +4,6 @@ while trials train on it. The trial is retried on the surviving node and the sea
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
@@ -15,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cluster_scripts
 import pytest
 import yaml
 
@@ -22,19 +22,10 @@ from search.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 TRIALS, EPOCHS = 3, 8
 
 
-def _load_local_cluster():
-    spec = importlib.util.spec_from_file_location("emule_cluster_local_cluster", ROOT / "cluster" / "local_cluster.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-local_cluster = _load_local_cluster()
+local_cluster = cluster_scripts.load("local_cluster")
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
+import cluster_scripts
 import pytest
 
 from search.export import load_search
@@ -20,20 +19,10 @@ from search.tracking import PARENT_TAG, Tracker
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 TRIALS = 4
 
 
-def _load(name: str):
-    """cluster/ holds scripts, not a package: load one as a module."""
-    spec = importlib.util.spec_from_file_location(f"emule_cluster_{name}", ROOT / "cluster" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-local_tracking = _load("local_tracking")
+local_tracking = cluster_scripts.load("local_tracking")
 
 
 @pytest.fixture(scope="module")
