@@ -202,7 +202,7 @@ def sync_search(name: str, storage: str | Path | None = None, out=sys.stdout) ->
     print(f"synced {synced} trials of {experiment.name} to {redact(tracker.uri)}; {len(state.finished)} finished, "
           f"Pareto front {len(state.front.members)}, hypervolume {state.front.hypervolume:.4g}", file=out, flush=True)
     return SearchResult(experiment.name, parent_id, state.front, len(state.finished), state.failed, state.stopped,
-                        state.infeasible, "complete", experiment)
+                        state.infeasible, "complete", str(experiment))
 
 
 def _open(name: str, storage: str | Path | None):
@@ -258,7 +258,7 @@ def _trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
                                {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial})
 
 
-def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: Path, started_ray: bool,
+def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str | Path, started_ray: bool,
          out, callback: SearchCallback | None = None) -> SearchResult:
     import ray
 
@@ -287,7 +287,7 @@ def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experim
     if status != "complete":
         print(f"continue it with: emule resume {name}", file=out, flush=True)
     return SearchResult(name, parent_id, front, len(summary.finished), summary.failed, summary.stopped,
-                        summary.infeasible, status, experiment)
+                        summary.infeasible, status, str(experiment))
 
 
 def _all_done(grid, spec: Spec) -> bool:
