@@ -122,7 +122,7 @@ def check_record(tmp: Path, spec_path: Path, finished_before: dict[str, int]) ->
         history = tracker.client.get_metric_history(r.info.run_id, "val_accuracy")
         tid = r.data.tags["emule.trial_id"]
         if tid in finished_before:  # finished before the kill: not trained again
-            assert len(history) == finished_before[tid] == EPOCHS
+            assert len(history) == finished_before[tid] == EPOCHS, [(m.step, m.value, m.timestamp) for m in history]
     points = {r.info.run_id: to_minimize(np.array([[r.data.metrics[m] for m in spec.metrics]]), spec.modes,
                                          [o.log for o in spec.objectives])[0] for r in runs}
     for r in runs:

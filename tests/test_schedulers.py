@@ -308,20 +308,6 @@ def test_build_scheduler_bad_budget_and_objectives():
 # --- real Ray ----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        import ray
-
-        # address="local": a fresh instance, never one a neighbouring test or session started
-        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
-        try:
-            yield ray
-        finally:
-            ray.shutdown()
-
-
 @pytest.mark.slow
 def test_real_tuner_stops_dominated_trials_early(ray_local, tmp_path):
     from ray import tune
@@ -345,7 +331,8 @@ def test_real_tuner_stops_dominated_trials_early(ray_local, tmp_path):
     tuner = tune.Tuner(
         trainable,
         param_space={"name": tune.grid_search(list(quality))},
-        tune_config=tune.TuneConfig(scheduler=sched),
+        # one at a time: the rung decisions then follow the grid's order, as the assertions below assume
+        tune_config=tune.TuneConfig(scheduler=sched, max_concurrent_trials=1),
         run_config=tune.RunConfig(storage_path=str(tmp_path), name="moasha", verbose=0),
     )
     grid = tuner.fit()
