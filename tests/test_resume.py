@@ -184,5 +184,6 @@ def test_ctrl_c_records_interrupted_then_resume_completes(tmp_path):
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "crash")
     [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
     assert parent.data.tags["emule.status"] == "interrupted"
+    before = finished_trials(tmp_path)
     resume(tmp_path)
-    check_record(tmp_path, spec, finished_trials(tmp_path))
+    check_record(tmp_path, spec, before)
