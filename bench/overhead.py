@@ -3,9 +3,9 @@
 Runs a real search (local Ray, Optuna, MLflow in a temp dir) with one trial at a time, then trains the very same
 candidates in a plain Python loop in this process, and reports:
 - the wall-time ratio search / loop,
-- per-trial overhead in the search: the time between consecutive trial completions seen by the driver, minus
-  the trial's own work (data subset, build, latency measurement, training, evaluation - ``work_time_s``),
-  as a median after the first (warm-up) trial.
+- per-trial overhead: the time between consecutive trial completions seen by the driver minus the same
+  candidate's time in the plain loop (data subset, build, cost measures, training, evaluation), as a median after
+  the first (warm-up) trial; split into time between trials and time inside a trial around the training.
 
     python bench/overhead.py --trials 12 --epochs 5
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from ray.tune import Callback
 
-from emule_models.cost import count_params, forward_flops, latency_ms
+from emule_models.cost import count_params, forward_flops, measure
 from emule_models.train import evaluate, fit
 from search.candidate import Candidate, build_seeded, candidate_dataset, training_rows
 from search.runner import run_search
@@ -54,7 +54,7 @@ def plain_loop(candidates: list[Candidate]) -> list[float]:
         rows = training_rows(cand, dataset)
         model = build_seeded(cand)
         count_params(model), forward_flops(cand.model)
-        latency_ms(model, dataset.val.batch(range(1))[0])
+        measure(model, cand.model, cand.training.batch_size)
         fit(model, dataset.train.take(rows), dataset.val, cand.training)
         evaluate(model, dataset.test)
         times.append(time.perf_counter() - start)
@@ -80,31 +80,36 @@ def main() -> None:
 
     tracker = Tracker(spec.tracking.uri, "bench")
     runs = {r.data.tags["emule.trial_id"]: r for r in tracker.candidates(result.parent_run_id)}
-    work = {tid: r.data.metrics["work_time_s"] for tid, r in runs.items()}
-    overheads, previous = [], None
-    for t, tid in clock.done:
-        if previous is not None:
-            overheads.append(t - previous - work[tid])
-        previous = t
-    candidates = [Candidate.from_dict(tracker.candidate(runs[tid].info.run_id)) for _, tid in clock.done]
+    order = [tid for _, tid in clock.done]
+    work = {tid: runs[tid].data.metrics["work_time_s"] for tid in order}
+    gaps = [t - previous for (t, _), (previous, _) in zip(clock.done[1:], clock.done[:-1])]
+    candidates = [Candidate.from_dict(tracker.candidate(runs[tid].info.run_id)) for tid in order]
 
     candidate_dataset(candidates[0])  # data load outside the timed loop, as the search loads it once up front
     start = time.perf_counter()
     loop_times = plain_loop(candidates)
     loop_wall = time.perf_counter() - start
 
+    # per trial after the first: what the driver saw it take, minus the same candidate's plain in-process time
+    total = [gap - plain for gap, plain in zip(gaps, loop_times[1:])]
+    # split into what happens between trials (scheduling, searcher, MLflow at start and end) and inside a trial
+    # around the training itself (per-epoch result round trips through Tune, reporting)
+    between = [gap - work[tid] for gap, tid in zip(gaps, order[1:])]
+    inside = [work[tid] - plain for tid, plain in zip(order[1:], loop_times[1:])]
     print(f"command: python bench/overhead.py --trials {args.trials} --epochs {args.epochs}")
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, python {sys.version.split()[0]}")
     print(f"trials: {args.trials} (one at a time), {args.epochs} epochs each, quickstart space on OSULeaf")
     print(f"emule search wall time (Ray start, MLflow, search, front): {search_wall:8.2f} s")
     print(f"plain in-process loop wall time:                          {loop_wall:8.2f} s")
     print(f"ratio search / loop:                                      {search_wall / loop_wall:8.2f}")
-    print(f"median in-trial work (search) / plain per-trial time:    {statistics.median(work.values()):8.3f} s / "
-          f"{statistics.median(loop_times):.3f} s")
-    print(f"per-trial overhead after warm-up: median {statistics.median(overheads):.3f} s, "
-          f"max {max(overheads):.3f} s, over {len(overheads)} trial gaps")
-    fixed = search_wall - sum(work.values()) - sum(overheads)
-    print(f"fixed cost (Ray start, first trial's actor, final front): {fixed:8.2f} s")
+    print(f"median plain per-trial time:                              {statistics.median(loop_times):8.3f} s")
+    print(f"per-trial overhead after warm-up (driver-seen time - plain time), over {len(total)} trials:")
+    print(f"  total   median {statistics.median(total):.3f} s, max {max(total):.3f} s")
+    print(f"  between trials (searcher, scheduling, MLflow runs)  median {statistics.median(between):.3f} s")
+    print(f"  inside a trial (per-epoch reports through Tune)     median {statistics.median(inside):.3f} s "
+          f"= {statistics.median(inside) / args.epochs * 1e3:.1f} ms per epoch")
+    fixed = search_wall - sum(gaps)
+    print(f"fixed cost (Ray start, first trial, final front):         {fixed:8.2f} s")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import yaml
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.stopper import Stopper
 
 from search import storage as store
@@ -33,6 +34,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # Save experiment state every second (Tune's default adapts to >= 10 s): a killed driver loses seconds, not trials.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+# Tune's default per-result loggers (JSON, CSV, TensorBoard) cost about 7 ms per epoch on the driver while the
+# trial waits; only the JSON log is kept (added below): `emule sync` reads it.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -135,7 +139,8 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
                                     max_concurrent_trials=spec.search.concurrency, reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=spec.storage_uri(),
-                                  callbacks=[callback, *(callbacks or [])], stop=EpochBudget(spec.search.epoch_budget),
+                                  callbacks=[callback, JsonLoggerCallback(), *(callbacks or [])],
+                                  stop=EpochBudget(spec.search.epoch_budget),
                                   failure_config=tune.FailureConfig(max_failures=spec.search.retries), verbose=0),
     )
     return _fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, callback)
