@@ -91,12 +91,20 @@ class Attention(nn.Module):
 
     @classmethod
     def not_supported_reasons(cls, shape: AttentionShape) -> list[str]:
-        """Why this variant cannot serve ``shape``; empty when it can."""
+        """Why this variant cannot serve ``shape``; empty when it can. Every option is checked against its
+        default: an integer default takes an integer >= 1, a float default a number > 0."""
         reasons = []
         unknown = set(shape.options) - set(cls.defaults)
         if unknown:
             reasons.append(f"attention_options {sorted(unknown)} not accepted by {cls.name!r}; "
                            f"accepted: {sorted(cls.defaults)}")
+        for name, value in shape.options.items():
+            default = cls.defaults.get(name)
+            if isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                reasons.append(f"attention_options.{name}: {value!r} not accepted; accepted: an integer >= 1")
+            elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                 or not value > 0):
+                reasons.append(f"attention_options.{name}: {value!r} not accepted; accepted: a number > 0")
         return reasons
 
     @classmethod
@@ -107,13 +115,3 @@ class Attention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
                 q_mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
-
-
-def positive_int_reasons(options: dict[str, Any], *names: str) -> list[str]:
-    """Reasons for each named option that is not an integer >= 1 (shared by the variants' checks)."""
-    reasons = []
-    for name in names:
-        value = options[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            reasons.append(f"attention_options.{name}: {value!r} not accepted; accepted: an integer >= 1")
-    return reasons

@@ -14,14 +14,6 @@ class LinearAttention(Attention):
     defaults = {"eps": 1e-6}
 
     @classmethod
-    def not_supported_reasons(cls, shape: AttentionShape) -> list[str]:
-        reasons = super().not_supported_reasons(shape)
-        eps = {**cls.defaults, **shape.options}["eps"]
-        if not isinstance(eps, (int, float)) or not eps > 0:
-            reasons.append(f"attention_options.eps: {eps!r} not accepted; accepted: a number > 0")
-        return reasons
-
-    @classmethod
     def flops(cls, t_q: int, t_k: int, shape: AttentionShape) -> int:
         d = shape.head_dim
         # phi(k)^T v: 2*Tk*D*D; phi(q) (k^T v): 2*Tq*D*D; normaliser phi(q) . sum phi(k): 2*Tq*D

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emule_models.attention.base import Attention, AttentionShape, positive_int_reasons, register
+from emule_models.attention.base import Attention, AttentionShape, register
 
 
 @register
@@ -31,7 +31,6 @@ class LinformerAttention(Attention):
     @classmethod
     def not_supported_reasons(cls, shape: AttentionShape) -> list[str]:
         reasons = super().not_supported_reasons(shape)
-        reasons += positive_int_reasons({**cls.defaults, **shape.options}, "proj_len")
         if shape.max_k < 1:
             reasons.append(f"max_k: {shape.max_k} - linformer projects along the sequence and needs a length bound; "
                            "accepted: a maximum key length >= 1 (declare each modality's length)")

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from emule_models.attention.base import Attention, AttentionShape, positive_int_reasons, register
+from emule_models.attention.base import Attention, AttentionShape, register
 
 
 def block_geometry(t_q: int, t_k: int, window: int) -> tuple[int, int, int, int]:
@@ -35,11 +35,6 @@ class LocalAttention(Attention):
     name = "local"
     defaults = {"window": 32}
     contiguous = False
-
-    @classmethod
-    def not_supported_reasons(cls, shape: AttentionShape) -> list[str]:
-        return super().not_supported_reasons(shape) + positive_int_reasons({**cls.defaults, **shape.options},
-                                                                           "window")
 
     @classmethod
     def flops(cls, t_q: int, t_k: int, shape: AttentionShape) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from emule_models.attention.base import Attention, AttentionShape, positive_int_reasons, register
+from emule_models.attention.base import Attention, AttentionShape, register
 
 
 def segment_means(x: torch.Tensor, segments: int, mask: torch.Tensor | None) -> torch.Tensor:
@@ -44,11 +44,6 @@ def iterative_pinv(a: torch.Tensor, iters: int) -> torch.Tensor:
 class NystromAttention(Attention):
     name = "nystrom"
     defaults = {"landmarks": 32, "pinv_iters": 6}
-
-    @classmethod
-    def not_supported_reasons(cls, shape: AttentionShape) -> list[str]:
-        return super().not_supported_reasons(shape) + positive_int_reasons({**cls.defaults, **shape.options},
-                                                                           "landmarks", "pinv_iters")
 
     @classmethod
     def flops(cls, t_q: int, t_k: int, shape: AttentionShape) -> int:

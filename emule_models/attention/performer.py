@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from emule_models.attention.base import Attention, AttentionShape, positive_int_reasons, register
+from emule_models.attention.base import Attention, AttentionShape, register
 
 
 def orthogonal_gaussian(features: int, dim: int) -> torch.Tensor:
@@ -36,11 +36,6 @@ class PerformerAttention(Attention):
         super().__init__(shape)
         # A buffer, not a parameter: fixed at construction, saved with the model so a reload reproduces it.
         self.register_buffer("projection", orthogonal_gaussian(self.options["features"], shape.head_dim))  # (M, D)
-
-    @classmethod
-    def not_supported_reasons(cls, shape: AttentionShape) -> list[str]:
-        return super().not_supported_reasons(shape) + positive_int_reasons({**cls.defaults, **shape.options},
-                                                                           "features")
 
     @classmethod
     def flops(cls, t_q: int, t_k: int, shape: AttentionShape) -> int:
