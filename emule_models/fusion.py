@@ -45,10 +45,6 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
 
 
-def attention_shapes(cfg: ModelConfig) -> list[AttentionShape]:
-    return FUSION[cfg.fusion].shapes(cfg)
-
-
 class Fusion(nn.Module):
     name: ClassVar[str] = ""
     uses_fusion_layer: ClassVar[bool] = False  # whether ``cfg.fusion_layer`` means anything to it

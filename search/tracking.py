@@ -91,12 +91,6 @@ class Tracker:
         self.client.log_batch(parent_id, metrics=[Metric(k, float(v), _now(), step) for k, v in metrics.items()])
 
     # --- candidates ---
-    def child_runs(self, parent_id: str) -> dict[str, str]:
-        """trial_id -> run_id of the candidates already logged under a search."""
-        runs = self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'",
-                                       max_results=50000)
-        return {r.data.tags[TRIAL_TAG]: r.info.run_id for r in runs if TRIAL_TAG in r.data.tags}
-
     def start_candidate(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={
             PARENT_TAG: parent_id, TRIAL_TAG: trial_id, SEARCH_TAG: self.search_name(parent_id),
