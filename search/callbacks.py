@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -53,7 +54,27 @@ class SearchCallback(Callback):
         self.modalities, self.num_classes, self.target = modalities, num_classes, target
         self.refresh_every = refresh_every
         self.out = None  # sys.stdout at print time: Tune pickles callbacks with the experiment
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
         self._load_state()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_writer", "_pending")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _writer=None, _pending=[])
+
+    def _log_later(self, *args, **kwargs) -> None:
+        """Per-epoch metrics go to MLflow from one background thread, in order: a trial's next epoch waits for
+        the driver to take its result, and need not wait for the store's write too."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emule-mlflow")
+        self._pending.append(self._writer.submit(self._mlflow, self.tracker.log_metrics, *args, **kwargs))
+
+    def _flush(self) -> None:
+        for future in self._pending:
+            future.result()
+        self._pending.clear()
 
     def _load_state(self) -> None:
         self.start = time.monotonic()
@@ -101,9 +122,10 @@ class SearchCallback(Callback):
         metrics = {k: v for k, v in result.items() if k not in NOT_METRICS and "/" not in k}
         if result.get(INFEASIBLE):  # log what was measured, not the reference-point stand-ins
             metrics = {k: v for k, v in metrics.items() if k in MEASURED_WITHOUT_TRAINING}
-        self._mlflow(self.tracker.log_metrics, run_id, metrics, step=int(result.get("epoch", iteration)))
+        self._log_later(run_id, metrics, step=int(result.get("epoch", iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._flush()  # every epoch is in MLflow before the run is marked finished
         result = trial.last_result or {}
         run_id = self.state.runs.get(trial.trial_id, "")
         budget_done = bool(result.get(BUDGET_DONE))
@@ -127,6 +149,7 @@ class SearchCallback(Callback):
         self._progress(trials, f"{trial.trial_id} {event}", {} if infeasible else result)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._flush()
         self.state.failed += 1
         run_id = self.state.runs.get(trial.trial_id)
         error = _error_text(trial)
@@ -136,6 +159,10 @@ class SearchCallback(Callback):
         self._progress(trials, f"{trial.trial_id} failed: {error[:200]}", {})
 
     def on_experiment_end(self, trials: list, **info) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
         self._update_front(final=True)
         known = {t.trial_id for t in trials}
         for run in self._mlflow(self.tracker.candidates, self.parent_id) or []:
