@@ -19,7 +19,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,8 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-HOST = "127.0.0.1"
+from local_cluster import HOST, _free_ports  # a sibling script: cluster/ is on sys.path
+
 DEFAULT_DIR = Path("/tmp/emule-mlflow")
 STATE = "tracking.json"
 RECIPE = Path(__file__).resolve().with_name("mlflow_server.sh")
@@ -175,19 +175,6 @@ def _group_alive(pgid: int) -> bool:
 def _beside_python(tool: str) -> str:
     beside = Path(sys.executable).with_name(tool)
     return str(beside) if beside.exists() else tool
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ def load(name: str):
     module_name = f"emule_cluster_{name}"
     if module_name in sys.modules:
         return sys.modules[module_name]
+    if str(CLUSTER) not in sys.path:  # the scripts import each other, as when run from cluster/
+        sys.path.insert(0, str(CLUSTER))
     spec = importlib.util.spec_from_file_location(module_name, CLUSTER / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -1,10 +1,12 @@
-"""Real servers for tests, each in its own process group and stopped by it."""
+"""Real servers for tests, each in its own process group and stopped by it, and a read-only peek into a
+running search's SQLite store."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -53,3 +55,14 @@ class MlflowServer:
                 self.proc.wait(10)
 
 
+
+
+def epochs_logged(db: Path) -> int:
+    """Per-epoch validation results in an MLflow SQLite store so far (read-only peek while a driver writes)."""
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+        try:
+            return con.execute("select count(*) from metrics where key = 'val_accuracy'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from pathlib import Path
 import cluster_scripts
 import pytest
 import yaml
+from servers import epochs_logged
 
 from search.tracking import Tracker
 
@@ -38,16 +38,6 @@ def cluster():
     finally:
         local_cluster.stop(root)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def epochs_logged(db: Path) -> int:
-    if not db.exists():
-        return 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-        try:
-            return con.execute("select count(*) from metrics where key = 'val_accuracy'").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
 
 
 def kill_node(root: str, node: str) -> list[int]:

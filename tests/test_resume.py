@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from servers import epochs_logged
 
 from search.pareto import dominates, to_minimize
 from search.spec import load_spec
@@ -49,17 +50,6 @@ def write_spec(tmp: Path) -> Path:
 def emule(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def epochs_logged(db: Path) -> int:
-    """Per-epoch validation results in the store so far (read-only peek while the driver writes)."""
-    if not db.exists():
-        return 0
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-        try:
-            return con.execute("select count(*) from metrics where key = 'val_accuracy'").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
 
 
 def descendants(pid: int) -> list[int]:
