@@ -25,11 +25,12 @@ import torch
 from ray.tune import Callback
 
 from emule_models.cost import count_params, forward_flops, measure
-from emule_models.train import evaluate, fit
-from search.candidate import Candidate, build_seeded, candidate_dataset, training_rows
+from emule_models.train import evaluate
+from search.candidate import Candidate, build_seeded, candidate_dataset
 from search.runner import run_search
 from search.spec import load_spec, parse_spec
 from search.tracking import Tracker
+from search.validation import cross_validate, refit, selection_folds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,12 +52,13 @@ def plain_loop(candidates: list[Candidate]) -> list[float]:
     for cand in candidates:
         start = time.perf_counter()
         dataset = candidate_dataset(cand)
-        rows = training_rows(cand, dataset)
         model = build_seeded(cand)
         count_params(model), forward_flops(cand.model)
         measure(model, cand.model, cand.training.batch_size)
-        fit(model, dataset.train.take(rows), dataset.val, cand.training)
-        evaluate(model, dataset.test)
+        for _ in cross_validate(cand, dataset, selection_folds(cand.data, dataset)):
+            pass
+        final, _, _ = refit(cand, dataset)
+        evaluate(final, dataset.test)
         times.append(time.perf_counter() - start)
     return times
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,13 +46,24 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device: str 
     return {"accuracy": correct / max(1, len(split)), "loss": loss / max(1, len(split))}
 
 
-def fit(model: nn.Module, train: Split, val: Split, cfg: TrainConfig,
+def fit(model: nn.Module, train: Split, val: Split | None, cfg: TrainConfig,
         report: Callable[[dict], None] | None = None, device: str = "cpu") -> dict[str, float]:
     """Train with AdamW and a cosine schedule; after each epoch call ``report`` with the epoch's metrics.
 
     Raises FloatingPointError on a non-finite loss, so a diverging candidate fails loudly instead of scoring.
     Returns the last epoch's metrics.
     """
+    metrics: dict[str, float] = {}
+    for metrics in train_epochs(model, train, val, cfg, device):
+        if report is not None:
+            report(metrics)
+    return metrics
+
+
+def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainConfig,
+                 device: str = "cpu") -> Iterator[dict[str, float]]:
+    """``fit`` one epoch at a time: yields each epoch's metrics (validation ones only when ``val`` is given), so
+    several models - one per cross-validation fold - can train in step and be reported together."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(device).train()
@@ -61,7 +72,7 @@ def fit(model: nn.Module, train: Split, val: Split, cfg: TrainConfig,
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
-    seen, start, metrics = 0, time.perf_counter(), {}
+    seen, start = 0, time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         order, total = rng.permutation(len(train)), 0.0
         for s in range(0, len(train), cfg.batch_size):
@@ -76,10 +87,9 @@ def fit(model: nn.Module, train: Split, val: Split, cfg: TrainConfig,
             sched.step()
             total += loss.item() * len(labels)
             seen += len(labels)
-        val_metrics = evaluate(model, val, device=device)
-        metrics = {"epoch": epoch, "train_loss": total / len(train), "val_accuracy": val_metrics["accuracy"],
-                   "val_loss": val_metrics["loss"], "samples_seen": seen,
+        metrics = {"epoch": epoch, "train_loss": total / len(train), "samples_seen": seen,
                    "train_time_s": time.perf_counter() - start}
-        if report is not None:
-            report(metrics)
-    return metrics
+        if val is not None:
+            val_metrics = evaluate(model, val, device=device)
+            metrics.update(val_accuracy=val_metrics["accuracy"], val_loss=val_metrics["loss"])
+        yield metrics

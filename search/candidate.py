@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from emule_models import ModalitySpec, ModelConfig, MultimodalClassifier, build_model
-from emule_models.data import Dataset, load_data, needs_scores, proxy_scores, select
+from emule_models.data import Dataset, load_data, needs_scores, proxy_scores
 from emule_models.train import TrainConfig
 from search.spec import DATA_KEYS, MODEL_KEYS, TRAINING_KEYS, Spec
 
@@ -25,7 +25,7 @@ SCORES_CACHE = Path(".emule") / "scores"
 class Candidate:
     model: ModelConfig
     training: TrainConfig
-    data: dict[str, Any]  # name, val_fraction, seed, data_fraction, selection
+    data: dict[str, Any]  # name, val_fraction, seed, cv_folds, data_fraction, selection
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model.to_dict(), "training": asdict(self.training), "data": dict(self.data)}
@@ -38,7 +38,8 @@ class Candidate:
         return cls(ModelConfig.from_dict(d["model"]), TrainConfig(**d["training"]), dict(d["data"]))
 
 
-SUBSET_KEYS = ("data_fraction", "selection", "subset_seed", "proxy")  # which rows, not which dataset
+# Which rows and how they are validated, not which dataset: never passed to the loader.
+SUBSET_KEYS = ("data_fraction", "selection", "subset_seed", "proxy", "cv_folds")
 
 
 @functools.lru_cache(maxsize=4)
@@ -90,12 +91,15 @@ def resolve(spec: Spec, flat: dict[str, Any], modalities: tuple[ModalitySpec, ..
 
 def quality_scores(dataset: Dataset, proxy: dict[str, Any], cache_dir: str | Path = SCORES_CACHE,
                    log=None) -> dict[str, np.ndarray]:
-    """EL2N scores and proxy embeddings of the train split: computed once (a few proxy trainings), then cached
-    by dataset content and proxy settings, so a search and every retrain share them."""
+    """EL2N scores and proxy embeddings of every row of the training pool (``dataset.pool``, row for row):
+    computed once (a few proxy trainings), then cached by dataset content and proxy settings, so a search and
+    every retrain share them."""
     if log is not None:
         log(f"quality scores for subset selection: proxy width {proxy['width']}, {proxy['epochs']} epochs x "
             f"{proxy['seeds']} seeds (cached in {cache_dir})")
-    return proxy_scores(dataset, epochs=proxy["epochs"], seeds=proxy["seeds"], width=proxy["width"],
+    pool = dataset.pool
+    pooled = replace(dataset, train=pool, val=pool.take(np.arange(0)))
+    return proxy_scores(pooled, epochs=proxy["epochs"], seeds=proxy["seeds"], width=proxy["width"],
                         cache_dir=cache_dir)
 
 
@@ -103,18 +107,6 @@ def build_seeded(cand: Candidate) -> MultimodalClassifier:
     """The candidate's model with its initial weights drawn from the candidate's seed, so retraining repeats it."""
     torch.manual_seed(cand.training.seed)
     return build_model(cand.model)
-
-
-def training_rows(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """The train-split rows this candidate learns from (its data fraction, chosen by its selection strategy).
-
-    ``scores`` are the search's shared quality scores; computed here (cached) when the strategy needs them and
-    none were passed, as for a retrain."""
-    if scores is None and needs_scores(cand.data["selection"]):
-        scores = quality_scores(dataset, cand.data["proxy"])
-    scores = scores or {}
-    return select(dataset.train.labels, cand.data["data_fraction"], cand.data["selection"],
-                  seed=cand.data["subset_seed"], scores=scores.get("el2n"), embeddings=scores.get("embeddings"))
 
 
 def candidate_dataset(cand: Candidate) -> Dataset:

@@ -109,11 +109,19 @@ def cmd_pareto(args) -> int:
     from search.export import front_rows, load_search
     from search.tracking import Tracker
 
-    record = load_search(Tracker(args.tracking_uri, args.experiment), args.name)
+    tracker = Tracker(args.tracking_uri, args.experiment)
+    record = load_search(tracker, args.name)
     rows = front_rows(record.front, record.spec.metrics)
     print(f"search {record.name}: {len(rows)} on the Pareto front, hypervolume {record.front.hypervolume:.4g} "
           f"(* = knee)")
     print(_table(rows))
+    from search import yardstick
+    from search.validation import describe
+
+    best = yardstick.best_by_validation(record.front.members + record.front.others)
+    for line in yardstick.lines(best, tracker.baselines(record.parent_id),
+                                describe(record.spec.data.get("cv_folds", "holdout"))):
+        print(line)
     return 0
 
 
@@ -136,7 +144,7 @@ def cmd_train(args) -> int:
 
     out = args.out or args.config.with_suffix(".pt")
     result = retrain(args.config, out)
-    print(f"saved {out}: {result['params']} parameters, val_accuracy {result['val_accuracy']:.4f}, "
+    print(f"saved {out}: {result['params']} parameters, fit on {result['train_samples']} training rows, "
           f"test_accuracy {result['test_accuracy']:.4f}")
     return 0
 

@@ -17,11 +17,12 @@ import yaml
 
 from emule_models import build_model
 from emule_models.cost import count_params
-from emule_models.train import evaluate, fit
-from search.candidate import Candidate, build_seeded, candidate_dataset, training_rows
+from emule_models.train import evaluate
+from search.candidate import Candidate, build_seeded, candidate_dataset
 from search.front import Front, Record
 from search.spec import Spec, parse_spec
 from search.tracking import Tracker, redact
+from search.validation import HOLDOUT, describe, refit
 
 SELECTIONS = ("front", "knee", "budget")
 
@@ -71,7 +72,9 @@ def export(tracker: Tracker, name: str, out: Path, how: str = "front",
     paths = []
     for r in chosen:
         doc = tracker.candidate(r.run_id)
+        cand = Candidate.from_dict(doc)
         doc["source"] = {"search": record.name, "trial_id": r.trial_id, "run_id": r.run_id,
+                         "fit": fit_description(cand, len(candidate_dataset(cand).pool)),
                          "tracking_uri": redact(tracker.uri), "metrics": {k: r.metrics[k] for k in sorted(r.metrics)}}
         path = out / f"{record.name}-{r.trial_id}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -88,25 +91,33 @@ def read_candidate(path: Path) -> tuple[Candidate, dict[str, Any]]:
 
 
 def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[str, float]:
-    """Train an exported candidate again from scratch and save ``{"candidate", "state_dict"}`` to ``weights``."""
+    """Fit an exported candidate again from scratch, as the search fit its reported model: once on every
+    training row (train + validation; its data fraction of them), its own recipe and epochs; the test split only
+    scores it. Saves ``{"candidate", "state_dict"}`` to ``weights``."""
     cand, source = read_candidate(path)
     dataset = candidate_dataset(cand)
-    rows = training_rows(cand, dataset)
     model = build_seeded(cand)
     params = count_params(model)
     logged = source.get("metrics", {}).get("params")
     if logged is not None and int(logged) != params:
         raise RuntimeError(f"model: rebuilt with {params} parameters but the search logged {int(logged)}")
     log(f"training {path.name}: {cand.model.attention} depth {cand.model.depth} width {cand.model.width}, "
-        f"{params} parameters, {len(rows)} training samples, {cand.training.epochs} epochs")
-    fit(model, dataset.train.take(rows), dataset.val, cand.training, device=device,
-        report=lambda m: log(f"  epoch {m['epoch']:>3}: train_loss {m['train_loss']:.4f} "
-                             f"val_accuracy {m['val_accuracy']:.4f}"))
+        f"{params} parameters, {fit_description(cand, len(dataset.pool))}")
+    model, rows, _ = refit(cand, dataset, device=device,
+                           report=lambda m: log(f"  epoch {m['epoch']:>3}: train_loss {m['train_loss']:.4f}"))
     test = evaluate(model, dataset.test, device=device)
-    val = evaluate(model, dataset.val, device=device)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, weights)
-    return {"params": params, "val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"]}
+    return {"params": params, "train_samples": rows, "test_accuracy": test["accuracy"]}
+
+
+def fit_description(cand: Candidate, pool_rows: int) -> str:
+    """How the final model of a candidate is fit, in words (written into exports)."""
+    fraction, selection = cand.data.get("data_fraction", 1.0), cand.data.get("selection", "random")
+    subset = "all of them" if fraction >= 1 else f"{fraction:.0%} of them chosen by {selection}"
+    return (f"refit on the {pool_rows} training rows (train + validation; {subset}) for {cand.training.epochs} "
+            f"epochs, after selection by {describe(cand.data.get('cv_folds', HOLDOUT))}; the test split only "
+            "scores it")
 
 
 def load_weights(weights: Path) -> torch.nn.Module:

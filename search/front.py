@@ -77,17 +77,20 @@ def front_table(front: Front, objectives: Sequence[Objective]) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def write_artifacts(front: Front, objectives: Sequence[Objective], folder: Path) -> tuple[Path, Path]:
+def write_artifacts(front: Front, objectives: Sequence[Objective], folder: Path,
+                    baselines: dict[str, dict] | None = None) -> tuple[Path, Path]:
     """``pareto.parquet`` and ``pareto.png`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     table_path, plot_path = folder / "pareto.parquet", folder / "pareto.png"
     pq.write_table(front_table(front, objectives), table_path)
-    plot_front(front, objectives, plot_path)
+    plot_front(front, objectives, plot_path, baselines)
     return table_path, plot_path
 
 
-def plot_front(front: Front, objectives: Sequence[Objective], path: Path) -> None:
-    """First objective against each other one: every finished candidate, the front drawn as a step line."""
+def plot_front(front: Front, objectives: Sequence[Objective], path: Path,
+               baselines: dict[str, dict] | None = None) -> None:
+    """First objective against each other one: every finished candidate, the front drawn as a step line, and the
+    classical baselines' validation accuracy (same folds) as labelled horizontal lines when that is the y axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,6 +116,11 @@ def plot_front(front: Front, objectives: Sequence[Objective], path: Path) -> Non
         if front.knee is not None:
             ax.scatter([front.knee.metrics[x_obj.metric]], [front.knee.metrics[y_obj.metric]], marker="*", s=160,
                        c="gold", edgecolors="k", label="knee", zorder=3)
+        if y_obj.metric == "val_accuracy":
+            ran = [r for r in (baselines or {}).values() if "val_accuracy" in r]
+            for i, r in enumerate(ran):
+                ax.axhline(r["val_accuracy"], ls="--", lw=1, c=f"C{i + 4}",
+                           label=f"{r['label']}: val {r['val_accuracy']:.3f}, test {r['test_accuracy']:.3f}")
         if x_obj.log:
             ax.set_xscale("log")
         ax.set_xlabel(f"{x_obj.metric} ({x_obj.mode})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,7 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
                                 max_t=spec.training.epochs, grace_period=spec.search.grace_period,
                                 reduction_factor=spec.search.reduction_factor)
     started_ray = _init_ray(ray_address, num_cpus)
+    baselines = _start_baselines(spec, dataset, out)
     tuner = tune.Tuner(
         _trainable(spec, dataset, out=out),
         # metric/mode stay off TuneConfig: there they would make the search single-objective.
@@ -143,7 +145,7 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
                                   stop=EpochBudget(spec.search.epoch_budget),
                                   failure_config=tune.FailureConfig(max_failures=spec.search.retries), verbose=0),
     )
-    return _fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, callback)
+    return _fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, baselines, callback)
 
 
 def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, ray_address: str | None = None,
@@ -166,9 +168,10 @@ def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, 
     # trials MLflow holds as finished but Tune's last saved state does not (the crash fell in between)
     replay = {tid: {k: v for k, v in r.metrics.items()} for tid, r in finished.items()}
     started_ray = _init_ray(ray_address, num_cpus)
+    baselines = _start_baselines(spec, dataset, out)
     tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset, replay, out),
                                resume_unfinished=True, resume_errored=False)
-    return _fit(tuner, spec, tracker, parent_id, experiment.name, experiment, started_ray, out)
+    return _fit(tuner, spec, tracker, parent_id, experiment.name, experiment, started_ray, out, baselines)
 
 
 def sync_search(name: str, storage: str | Path | None = None, out=sys.stdout) -> SearchResult:
@@ -263,36 +266,100 @@ def _trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
                                {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial})
 
 
-def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str | Path, started_ray: bool,
-         out, callback: SearchCallback | None = None) -> SearchResult:
+def _start_baselines(spec: Spec, dataset, out):
+    """The classical baselines as one Ray task beside the trials (a cached result returns at once). It asks for
+    no CPU, so it starts while trials hold them all and never delays the first candidate."""
+    names = spec.baseline_names
+    if not names:
+        return None
     import ray
 
-    status = "interrupted"
+    from search.baselines import METHODS, run_baselines
+    from search.validation import selection_folds
+
+    print(f"classical baselines ({', '.join(METHODS[n].label for n in names)}) run beside the trials on the same "
+          f"folds; each skipped past an estimated {spec.search.baseline_seconds:g} s", file=out, flush=True)
+    task = ray.remote(num_cpus=0, max_retries=0)(run_baselines)
+    return task.remote(dataset, selection_folds(spec.data, dataset), names, spec.search.seed,
+                       spec.search.baseline_seconds)
+
+
+def _collect_baselines(job, out) -> dict[str, dict]:
+    """The baselines' results; waits for them after the last trial (saying so), since they are part of the
+    search's record."""
+    if job is None:
+        return {}
+    import ray
+
+    ready, _ = ray.wait([job], timeout=0)
+    if not ready:
+        print("waiting for the classical baselines to finish ...", file=out, flush=True)
+    try:
+        return ray.get(job)
+    except Exception as e:  # the task itself died (node lost ...): the search result stands without them
+        print(f"warning: classical baselines failed ({type(e).__name__}); the search result stands without them",
+              file=out, flush=True)
+        return {}
+
+
+def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str | Path, started_ray: bool,
+         out, baselines=None, callback: SearchCallback | None = None) -> SearchResult:
+    import ray
+
+    status, results = "interrupted", {}
     try:
         grid = tuner.fit()
         if callback is not None:
             callback.settle(grid)
         status = "complete" if _all_done(grid, spec) else "interrupted"
+        results = _collect_baselines(baselines, out)
     except KeyboardInterrupt:
         pass
     finally:
         if started_ray:
             ray.shutdown()
     try:
-        tracker.finish_search(parent_id, status)
         summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
+        accuracy = _record_accuracy(spec, tracker, parent_id, summary, results)
+        tracker.finish_search(parent_id, status)
     except Exception as e:  # tracking went away: the experiment state still holds every result
         print(f"warning: MLflow unreachable at the end ({type(e).__name__}); after it is back: emule sync {name}",
               file=out, flush=True)
         summary = callback.state if callback is not None else SearchState()
+        accuracy = []
     front = summary.front
     print(f"search {name} {status}: {len(summary.finished)} finished, {summary.stopped} stopped early, "
           f"{summary.infeasible} infeasible, {summary.failed} failed; Pareto front {len(front.members)} candidates, "
           f"hypervolume {front.hypervolume:.4g}", file=out, flush=True)
+    for line in accuracy:
+        print(line, file=out, flush=True)
     if status != "complete":
         print(f"continue it with: emule resume {name}", file=out, flush=True)
     return SearchResult(name, parent_id, front, len(summary.finished), summary.failed, summary.stopped,
                         summary.infeasible, status, str(experiment))
+
+
+def _record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: SearchState,
+                     baselines: dict[str, dict]) -> list[str]:
+    """Baselines and the selection gap on the parent run, the front plot redrawn with the baseline lines; returns
+    the same as lines for the terminal."""
+    from search import yardstick
+    from search.front import write_artifacts
+    from search.validation import describe
+
+    best = yardstick.best_by_validation(summary.finished.values())
+    if baselines:
+        tracker.log_baselines(parent_id, baselines, yardstick.baseline_metrics(baselines))
+        if summary.finished:
+            with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
+                table, plot = write_artifacts(summary.front, spec.objectives, Path(tmp), baselines)
+                tracker.log_front(parent_id, [r.run_id for r in summary.front.members],
+                                  [r.run_id for r in summary.finished.values()], table, plot,
+                                  summary.front.hypervolume, step=len(summary.finished))
+    if best is not None:
+        tracker.log_search_metrics(parent_id, {"selection_gap": yardstick.selection_gap(best)},
+                                   step=len(summary.finished))
+    return yardstick.lines(best, baselines, describe(spec.data.get("cv_folds", "holdout")))
 
 
 def _all_done(grid, spec: Spec) -> bool:

@@ -123,6 +123,8 @@ class SearchSettings(Strict):
     seed: int = 0
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; a fraction shares one GPU between trials")
+    baseline_seconds: float = Field(300.0, gt=0, description="time bound per classical baseline: one whose "
+                                    "estimated run time is above it is skipped (ROCKET falls back to MiniRocket)")
     retries: int = Field(0, ge=0, description="times a failed trial is started again before it counts as failed")
     storage: str = Field("emule_runs", description="where Ray Tune keeps experiment state: a local folder (made "
                          "absolute), a path every node mounts, or a URI (s3://, gs://, ...)")
@@ -138,6 +140,8 @@ class Spec(Strict):
     data: dict[str, Any] = Field(description="a built-in {name: ...} or a user's Parquet {path: ..., label: ..., "
                                  "columns: ...}; see emule_models.data.load")
     proxy: Proxy = Proxy()
+    baselines: list[str] | None = Field(None, description="classical baselines computed once per search beside the "
+                                        "trials (default: all); [] turns them off")
     objectives: list[Objective] = Field(min_length=1)
     space: dict[str, Param]
     attention_options: dict[str, dict[str, Param]] = Field(default_factory=dict)
@@ -152,7 +156,25 @@ class Spec(Strict):
         if ("name" in data) == ("path" in data):
             raise ValueError(f"{sorted(data)} names no source; accepted: either name (a built-in, see "
                              "`emule datasets`) or path (a Parquet file or folder) with label and columns")
+        from search.validation import AUTO, check_setting
+
+        try:
+            check_setting(data.get("cv_folds", AUTO))
+        except ValueError as e:  # named relative to `data`, like the loader's own key errors
+            raise ValueError(str(e).removeprefix("data.")) from None
         return data
+
+    @field_validator("baselines")
+    @classmethod
+    def _baselines_known(cls, names: list[str] | None) -> list[str] | None:
+        from search.baselines import BASELINES
+
+        for name in names or []:
+            if name not in BASELINES:
+                raise ValueError(f"{name!r} not accepted; accepted: {sorted(BASELINES)} (or [] for none)")
+        if names is not None and len(set(names)) != len(names):
+            raise ValueError("a name repeats; accepted: each baseline once")
+        return names
 
     @field_validator("space")
     @classmethod
@@ -183,6 +205,12 @@ class Spec(Strict):
     @property
     def modes(self) -> list[str]:
         return [o.mode for o in self.objectives]
+
+    @property
+    def baseline_names(self) -> list[str]:
+        from search.baselines import DEFAULT
+
+        return list(DEFAULT) if self.baselines is None else list(self.baselines)
 
     @property
     def data_label(self) -> str:
@@ -271,10 +299,24 @@ def parse_spec(raw: Any, base_dir: Path | None = None) -> Spec:
         paths = [str((base / p).resolve()) for p in spec.search.warm_start]
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"warm_start": paths})})
     check_space_buildable(spec)
+    spec = _resolve_folds(spec)
     from search.space import warm_start_points
 
     warm_start_points(spec)  # refuses files that are missing, malformed or outside the space
     return spec
+
+
+def _resolve_folds(spec: Spec) -> Spec:
+    """``data.cv_folds`` made concrete for this dataset (``auto`` picks k-fold or holdout by the pool's size);
+    a fold count the smallest class cannot fill is refused here."""
+    from search.candidate import spec_dataset
+    from search.validation import AUTO, resolve_setting
+
+    try:
+        folds = resolve_setting(spec.data.get("cv_folds", AUTO), spec_dataset(spec).pool.labels)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    return spec.model_copy(update={"data": {**spec.data, "cv_folds": folds}})
 
 
 def _one_line(e: ValidationError) -> str:

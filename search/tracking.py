@@ -90,6 +90,22 @@ class Tracker:
     def log_search_metrics(self, parent_id: str, metrics: dict[str, float], step: int) -> None:
         self.client.log_batch(parent_id, metrics=[Metric(k, float(v), _now(), step) for k, v in metrics.items()])
 
+    def log_baselines(self, parent_id: str, results: dict[str, dict], metrics: dict[str, float]) -> None:
+        """The classical baselines: metrics for charts and comparisons, ``baselines.json`` with the labels and
+        skip reasons, a tag per baseline saying what ran."""
+        tags = [RunTag(f"baseline.{name}", (f"skipped: {r['skipped']}" if "skipped" in r else r["method"])[:5000])
+                for name, r in results.items()]
+        self.client.log_batch(parent_id, metrics=[Metric(k, v, _now(), 0) for k, v in metrics.items()], tags=tags)
+        self.client.log_dict(parent_id, results, "baselines.json")
+
+    def baselines(self, parent_id: str) -> dict[str, dict]:
+        """What ``log_baselines`` recorded for a search ({} when it logged none)."""
+        try:
+            path = self.client.download_artifacts(parent_id, "baselines.json", tempfile.mkdtemp(prefix="emule-"))
+        except Exception:  # no baselines logged (turned off, or the search ended before they did)
+            return {}
+        return json.loads(Path(path).read_text())
+
     # --- candidates ---
     def start_candidate(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={

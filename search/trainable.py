@@ -3,7 +3,8 @@
 The dataset arrives through the Ray object store (``tune.with_parameters``), decoded once on the driver, so no
 trial re-reads or re-decodes it. Every result carries the objectives, so a scheduler can rank at any epoch;
 only the last one has ``budget_done`` (the full training budget was spent), which is what admits a trial to the
-Pareto front.
+Pareto front. Validation metrics are means over the selection folds (``search.validation``); the test accuracy
+comes from a refit on every training row, after the last selection epoch.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from ray import tune
 
 from emule_models.cost import count_params, forward_flops, measure, training_flops
 from emule_models.data import Dataset
-from emule_models.train import evaluate, fit
-from search.candidate import build_seeded, resolve, training_rows
+from emule_models.train import evaluate
+from search.candidate import build_seeded, resolve
 from search.searcher import INFEASIBLE, REPLAYED, violated
 from search.spec import Spec
+from search.validation import cross_validate, refit, selection_folds
 
 
 def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
@@ -39,15 +41,14 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
     # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES), so this only picks CUDA when one is assigned.
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cand = resolve(spec, config, dataset.modalities, len(dataset.classes))
-    rows = training_rows(cand, dataset, scores)
-    train = dataset.train.take(rows)
+    folds = selection_folds(cand.data, dataset)
     model = build_seeded(cand).to(device)
     measured = measure(model, cand.model, cand.training.batch_size, device)  # on the trial's own device
     static = {"params": count_params(model), "flops": forward_flops(cand.model),
               "latency_ms": measured["latency_ms_batch1"], "latency_train_batch_ms": measured["latency_ms_train_batch"],
               "peak_memory_bytes": measured["peak_memory_bytes_train_step"],
-              "serve_memory_bytes": measured["peak_memory_bytes_batch1"], "train_samples": len(rows),
-              "node_id": _node_id(), "device": device}
+              "serve_memory_bytes": measured["peak_memory_bytes_batch1"], "node_id": _node_id(), "device": device}
+    del model
     over = violated(static, spec.constraints.limits())
     if over:  # over budget: measured, never trained; training objectives stand at the reference point
         unmeasured = {o.metric: o.reference for o in spec.objectives if o.metric not in static}
@@ -55,15 +56,17 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
                      "epoch": 0, "samples_seen": 0, "work_time_s": time.perf_counter() - start})
         return
 
-    def report(metrics: dict[str, Any]) -> None:
+    # Every epoch reports the mean over the selection folds: schedulers and the front rank on it.
+    for metrics in cross_validate(cand, dataset, folds, scores, device):
         row = {**metrics, **static, "training_compute": training_flops(cand.model, metrics["samples_seen"])}
         if metrics["epoch"] == cand.training.epochs:
-            test = evaluate(model, dataset.test, device=device)
-            row.update(test_accuracy=test["accuracy"], test_loss=test["loss"], budget_done=True,
+            # Selection is over for this candidate: refit on every training row, then the test split, once.
+            final, rows, seen = refit(cand, dataset, scores, device)
+            test = evaluate(final, dataset.test, device=device)
+            row.update(test_accuracy=test["accuracy"], test_loss=test["loss"], train_samples=rows,
+                       refit_compute=training_flops(cand.model, seen), budget_done=True,
                        work_time_s=time.perf_counter() - start)  # everything this trial did; the rest is overhead
         tune.report(row)
-
-    fit(model, train, dataset.val, cand.training, report=report, device=device)
 
 
 def _node_id() -> str:

@@ -3,6 +3,7 @@ every fusion of the model family is usable from a spec."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,8 +11,9 @@ from emule_models.attention import ATTENTION
 from emule_models.cost import count_params, forward_flops
 from emule_models.fusion import FUSION
 from emule_models.train import TrainConfig, fit
-from search.candidate import Candidate, build_seeded, resolve, spec_dataset, training_rows
+from search.candidate import Candidate, build_seeded, resolve, spec_dataset
 from search.spec import load_spec
+from search.validation import subset
 
 FULL = load_spec(Path(__file__).resolve().parents[1] / "spaces" / "full.yaml")
 
@@ -31,7 +33,7 @@ def test_each_variant_and_fusion_trains_from_the_spec(attention, fusion):
     flat.update({f"{attention}.{k}": v[0] for k, v in FULL.attention_options.get(attention, {}).items()})
     cand = resolve(FULL, flat, data.modalities, len(data.classes))
     assert cand.model.attention == attention and cand.model.fusion == fusion
-    rows = training_rows(cand, data)
+    rows = subset(cand, data.pool.labels, np.arange(len(data.train)), None)
     assert len(rows) < len(data.train)
     model = build_seeded(cand)
     assert count_params(model) > 0 and forward_flops(cand.model) > 0

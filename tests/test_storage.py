@@ -42,6 +42,7 @@ def test_unknown_scheme_names_the_field():
 def test_spec_storage(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     raw = {"name": "s", "data": {"name": "osuleaf"},
+           "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
            "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
            "space": {"depth": 1, "width": 16, "heads": 1}}
     local = parse_spec({**raw, "search": {"storage": "runs", "gpus_per_trial": 0.5}})

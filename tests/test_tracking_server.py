@@ -43,6 +43,7 @@ def test_search_logs_to_a_postgres_backed_server(server, ray_local, tmp_path):
     spec = parse_spec({
         "name": "pg-tiny",
         "data": {"name": "osuleaf"},
+        "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
                        {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": 1, "width": [16, 32], "heads": 1,

@@ -114,6 +114,18 @@ def basicmotions_table() -> pa.Table:
     return _table("basicmotions", _sktime("load_basic_motions"), {"accel": [0, 1, 2], "gyro": [3, 4, 5]})
 
 
+@builtin("gunpoint", "GunPoint: hand position while drawing a gun or pointing (2 classes, 50 train / 150 test, "
+                     "length 150)")
+def gunpoint_table() -> pa.Table:
+    return _table("gunpoint", _sktime("load_gunpoint"), {"position": [0]})
+
+
+@builtin("italypowerdemand", "ItalyPowerDemand: a day of Italian electricity demand, winter or summer (2 classes, "
+                             "67 train / 1029 test, length 24)")
+def italypowerdemand_table() -> pa.Table:
+    return _table("italypowerdemand", _sktime("load_italy_power_demand"), {"demand": [0]})
+
+
 def describe_builtins() -> list[dict]:
     """One row per built-in: name, description and the sizes read from the decoded data (for ``emule datasets``)."""
     return [{"name": name, "description": DESCRIPTIONS[name], **load_builtin(name).describe()} for name in BUILTIN]

@@ -53,10 +53,22 @@ class Dataset:
             raise ValueError(f"split: {name!r} not accepted; accepted: {list(SPLITS)}")
         return getattr(self, name)
 
+    @property
+    def pool(self) -> Split:
+        """Every labelled training row: the train split followed by the validation rows carved from it. Model
+        selection folds, refits and the classical baselines all work on this one pool."""
+        return concat(self.train, self.val)
+
     def describe(self) -> dict:
         return {"name": self.name, "classes": len(self.classes), "train": len(self.train), "val": len(self.val),
                 "test": len(self.test),
                 "modalities": {m.name: m.kind + str(_shape(m)) for m in self.modalities}}
+
+
+def concat(a: Split, b: Split) -> Split:
+    """The rows of ``a`` then those of ``b`` (same modalities)."""
+    return Split({k: np.concatenate([a.inputs[k], b.inputs[k]]) for k in a.inputs},
+                 np.concatenate([a.labels, b.labels]), {k: np.concatenate([a.valid[k], b.valid[k]]) for k in a.valid})
 
 
 def _shape(m: ModalitySpec) -> tuple[int, ...]:
@@ -74,3 +86,16 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         carved.append(rows[:n])
         kept.append(rows[n:])
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(carved))
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Seeded stratified k-fold over row indices: ``k`` pairs (fit rows, validation rows); every row is validated
+    exactly once. Needs at least ``k`` rows of each class."""
+    from sklearn.model_selection import StratifiedKFold
+
+    smallest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
+    if k < 2 or smallest < k:
+        raise ValueError(f"data.cv_folds: {k} needs >= {k} training rows of each class; the smallest class has "
+                         f"{smallest}; accepted: 2..{smallest} folds, or holdout")
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [(np.sort(fit), np.sort(val)) for fit, val in splitter.split(np.zeros(len(labels)), labels)]

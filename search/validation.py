@@ -1,0 +1,116 @@
+"""How a candidate is judged and how its final model is fit.
+
+Selection sees only the training pool (the train split plus the validation rows carved from it): either k
+stratified folds of it (``data.cv_folds: k``), one model per fold trained in step so every epoch reports the fold
+mean, or the single holdout split. The candidate's test accuracy - and the model a user exports - come from one
+refit on the whole pool with the same recipe and epochs. The test split is never used for any choice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from emule_models.data import Dataset, needs_scores, select
+from emule_models.data.dataset import stratified_folds
+from emule_models.train import fit, train_epochs
+from search.candidate import Candidate, build_seeded, quality_scores
+
+HOLDOUT = "holdout"
+AUTO = "auto"
+# `auto`: k-fold while the training pool is small enough for one validation split to be noise, holdout above.
+AUTO_FOLDS = 5
+AUTO_MAX_ROWS = 1000
+
+Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+def check_setting(value: Any) -> None:
+    """Refuse a ``data.cv_folds`` value that is not ``auto``, ``holdout`` or an integer >= 2."""
+    if value in (AUTO, HOLDOUT):
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ValueError(f"data.cv_folds: {value!r} not accepted; accepted: auto, holdout, or an integer >= 2")
+
+
+def resolve_setting(value: Any, labels: np.ndarray) -> int | str:
+    """``data.cv_folds`` for a training pool with these labels: a fold count, or ``holdout``."""
+    check_setting(value)
+    smallest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
+    if value == AUTO:
+        if len(labels) >= AUTO_MAX_ROWS or smallest < 2:
+            return HOLDOUT
+        return min(AUTO_FOLDS, smallest)
+    if value != HOLDOUT and smallest < value:
+        raise ValueError(f"data.cv_folds: {value} needs >= {value} training rows of each class; the smallest class "
+                         f"has {smallest}; accepted: 2..{smallest}, auto, or holdout")
+    return value
+
+
+def describe(setting: int | str) -> str:
+    return "holdout split" if setting == HOLDOUT else f"{setting}-fold cross-validation"
+
+
+def selection_folds(data: dict[str, Any], dataset: Dataset) -> Folds:
+    """(fit rows, validation rows) pairs over ``dataset.pool`` for a (resolved) spec or candidate ``data``
+    section: k stratified folds seeded by ``data.seed``, or the holdout split."""
+    setting = data.get("cv_folds", HOLDOUT)
+    if setting == HOLDOUT:
+        n, m = len(dataset.train), len(dataset.val)
+        return [(np.arange(n), np.arange(n, n + m))]
+    return stratified_folds(dataset.pool.labels, int(setting), seed=int(data.get("seed", 0)))
+
+
+def subset(cand: Candidate, labels: np.ndarray, rows: np.ndarray,
+           scores: dict[str, np.ndarray] | None) -> np.ndarray:
+    """The rows (of the pool) a model learns from: the candidate's data fraction of ``rows``, chosen by its
+    selection strategy. ``scores`` cover the whole pool."""
+    scores = scores or {}
+    pick = lambda key: scores[key][rows] if key in scores else None  # noqa: E731
+    chosen = select(labels[rows], cand.data["data_fraction"], cand.data["selection"], seed=cand.data["subset_seed"],
+                    scores=pick("el2n"), embeddings=pick("embeddings"))
+    return rows[chosen]
+
+
+def cross_validate(cand: Candidate, dataset: Dataset, folds: Folds, scores: dict[str, np.ndarray] | None = None,
+                   device: str = "cpu") -> Iterator[dict[str, float]]:
+    """One model per fold, trained in step; yields per epoch the fold means (``val_accuracy``, ``val_loss``,
+    ``train_loss``), ``val_accuracy_std`` across folds and ``samples_seen`` summed over folds."""
+    pool, scores = dataset.pool, _scores(cand, dataset, scores)
+    runs = []
+    for fit_rows, val_rows in folds:
+        model = build_seeded(cand).to(device)
+        train = pool.take(subset(cand, pool.labels, fit_rows, scores))
+        runs.append(train_epochs(model, train, pool.take(val_rows), cand.training, device))
+    start = time.perf_counter()
+    for per_fold in zip(*runs):
+        accuracy = np.array([m["val_accuracy"] for m in per_fold])
+        yield {"epoch": per_fold[0]["epoch"],
+               "train_loss": float(np.mean([m["train_loss"] for m in per_fold])),
+               "val_accuracy": float(accuracy.mean()), "val_accuracy_std": float(accuracy.std()),
+               "val_loss": float(np.mean([m["val_loss"] for m in per_fold])),
+               "samples_seen": int(sum(m["samples_seen"] for m in per_fold)),
+               "train_time_s": time.perf_counter() - start}
+
+
+def refit(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None = None, device: str = "cpu",
+          report=None) -> tuple[torch.nn.Module, int, int]:
+    """The candidate trained once more on the whole pool (its data fraction of it), same recipe and epochs.
+    Returns (model, training rows, samples seen)."""
+    pool, scores = dataset.pool, _scores(cand, dataset, scores)
+    rows = subset(cand, pool.labels, np.arange(len(pool)), scores)
+    model = build_seeded(cand).to(device)
+    last = fit(model, pool.take(rows), None, cand.training, report=report, device=device)
+    return model, len(rows), int(last.get("samples_seen", 0))
+
+
+def _scores(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """The search's shared quality scores; computed here (cached) when the strategy needs them and none were
+    passed, as for a retrain."""
+    if scores is None and needs_scores(cand.data["selection"]):
+        return quality_scores(dataset, cand.data["proxy"])
+    return scores

@@ -1,0 +1,93 @@
+"""Honest accuracy, end to end (real Ray, Optuna, MLflow, GunPoint): selection by cross-validation, test accuracy
+from a refit on every training row, classical baselines and the selection gap on the parent run, and the same
+refit behind `emule train`."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+import yaml
+
+from emule_models.cost import training_flops
+from emule_models.data import load_builtin
+from search.candidate import Candidate
+from search.export import export, retrain
+from search.runner import run_search
+from search.spec import parse_spec
+from search.tracking import Tracker
+from search.validation import selection_folds
+
+pytestmark = pytest.mark.slow
+
+EPOCHS, FOLDS = 3, 3
+
+
+@pytest.fixture(scope="module")
+def searched(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("accuracy")
+    spec = parse_spec({
+        "name": "honest",
+        "data": {"name": "gunpoint", "cv_folds": FOLDS},
+        "baselines": ["nn_euclidean", "nn_dtw"],
+        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
+                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+        "space": {"depth": 1, "width": [16, 32], "heads": 2, "patch_len": [15, 30]},
+        "training": {"epochs": EPOCHS, "batch_size": 16},
+        "search": {"sampler": "random", "trials": 3, "concurrency": 2, "seed": 0, "storage": str(tmp / "runs")},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "honest"},
+    })
+    out = io.StringIO()
+    result = run_search(spec, name="honest-run", out=out)
+    return spec, result, Tracker(spec.tracking.uri, "honest"), out.getvalue()
+
+
+def test_trials_report_the_fold_mean_and_count_every_fold(searched):
+    spec, result, tracker, _ = searched
+    assert result.status == "complete" and result.finished == 3
+    data = load_builtin("gunpoint")
+    fold_rows = sum(len(fit) for fit, _ in selection_folds(spec.data, data))
+    for run in tracker.candidates(result.parent_run_id):
+        m = run.data.metrics
+        history = tracker.client.get_metric_history(run.info.run_id, "val_accuracy_std")
+        assert [h.step for h in history] == list(range(1, EPOCHS + 1))  # every epoch, across the folds
+        assert m["samples_seen"] == EPOCHS * fold_rows  # one model per fold, all counted
+        cand = Candidate.from_dict(tracker.candidate(run.info.run_id))
+        assert m["training_compute"] == pytest.approx(training_flops(cand.model, EPOCHS * fold_rows))
+        assert m["train_samples"] == len(data.pool)  # the refit learns from every training row
+        assert m["refit_compute"] == pytest.approx(training_flops(cand.model, EPOCHS * len(data.pool)))
+        assert 0 <= m["test_accuracy"] <= 1
+
+
+def test_parent_run_holds_baselines_and_selection_gap(searched, tmp_path):
+    spec, result, tracker, out = searched
+    parent = tracker.client.get_run(result.parent_run_id)
+    m = parent.data.metrics
+    for name in ("nn_euclidean", "nn_dtw"):
+        for key in ("val_accuracy", "test_accuracy", "fit_seconds"):
+            assert f"baseline_{name}_{key}" in m
+    assert m["baseline_nn_euclidean_test_accuracy"] == pytest.approx(0.913, abs=0.001)  # published 1-NN ED
+    assert parent.data.tags["baseline.nn_dtw"] == "1-NN DTW"
+    best = max(result.front.members, key=lambda r: r.metrics["val_accuracy"])
+    assert m["selection_gap"] == pytest.approx(best.metrics["val_accuracy"] - best.metrics["test_accuracy"])
+    recorded = json.loads(open(tracker.client.download_artifacts(result.parent_run_id, "baselines.json",
+                                                                 str(tmp_path))).read())
+    assert set(recorded) == {"nn_euclidean", "nn_dtw"}
+    assert "pareto.png" in {a.path for a in tracker.client.list_artifacts(result.parent_run_id)}
+    tail = out.splitlines()[-3:]  # the final lines: the best candidate beside the baselines
+    assert tail[0].startswith("best by validation:") and "3-fold cross-validation" in tail[0]
+    assert tail[1].startswith("  baseline 1-NN Euclidean: val_accuracy") and "1-NN DTW" in tail[2]
+
+
+def test_export_records_the_refit_and_train_repeats_it(searched, tmp_path):
+    spec, result, tracker, _ = searched
+    [path] = export(tracker, "honest-run", tmp_path, "knee")
+    doc = yaml.safe_load(path.read_text())
+    assert doc["source"]["fit"].startswith("refit on the 50 training rows (train + validation; all of them)")
+    assert "3-fold cross-validation" in doc["source"]["fit"]
+    torch.set_num_threads(1)  # as in the trial
+    again = retrain(path, tmp_path / "w.pt", log=lambda _: None)
+    assert again["train_samples"] == 50
+    assert again["test_accuracy"] == pytest.approx(doc["source"]["metrics"]["test_accuracy"], abs=0.02)

@@ -1,0 +1,123 @@
+"""Model selection on little data: stratified, seeded folds over the training pool; the fold mean is what a trial
+reports; the refit learns from every training row and never from the test split."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from emule_models import ModelConfig
+from emule_models.data import synthetic
+from emule_models.data.dataset import stratified_folds
+from emule_models.train import TrainConfig, evaluate, fit
+from search import validation
+from search.candidate import Candidate, build_seeded
+from search.validation import AUTO, HOLDOUT, cross_validate, refit, resolve_setting, selection_folds
+
+
+def _dataset(n: int = 120, classes: int = 3):
+    return synthetic(n=n, classes=classes, seed=0)
+
+
+def _candidate(dataset, cv_folds, epochs: int = 2, fraction: float = 1.0) -> Candidate:
+    model = ModelConfig(modalities=dataset.modalities, num_classes=len(dataset.classes), width=16, depth=1, heads=2,
+                        patch_len=8, image_patch=4, dropout=0.0)
+    data = {"name": "synthetic", "cv_folds": cv_folds, "seed": 0, "data_fraction": fraction, "selection": "random",
+            "subset_seed": 0}
+    return Candidate(model, TrainConfig(epochs=epochs, batch_size=16, seed=0), data)
+
+
+def test_folds_are_stratified_disjoint_and_cover_every_row_once():
+    labels = np.repeat([0, 1, 2], [30, 20, 10])
+    folds = stratified_folds(labels, 5, seed=3)
+    assert len(folds) == 5
+    validated = np.concatenate([val for _, val in folds])
+    assert sorted(validated) == list(range(len(labels)))  # every row validated exactly once
+    for fit_rows, val_rows in folds:
+        assert not set(fit_rows) & set(val_rows)
+        assert len(fit_rows) + len(val_rows) == len(labels)
+        assert np.bincount(labels[val_rows], minlength=3).tolist() == [6, 4, 2]  # each class in proportion
+
+
+def test_folds_are_seeded():
+    labels = np.repeat([0, 1], 20)
+    same = [stratified_folds(labels, 4, seed=1), stratified_folds(labels, 4, seed=1)]
+    other = stratified_folds(labels, 4, seed=2)
+    assert all((a[1] == b[1]).all() for a, b in zip(*same))
+    assert any((a[1] != b[1]).any() for a, b in zip(same[0], other))
+
+
+def test_folds_refuse_a_class_smaller_than_k():
+    with pytest.raises(ValueError, match="data.cv_folds: 5 needs >= 5 training rows of each class; the smallest"):
+        stratified_folds(np.array([0] * 10 + [1] * 3), 5, seed=0)
+
+
+@pytest.mark.parametrize(("setting", "labels", "expected"), [
+    (AUTO, np.repeat([0, 1], 100), 5),  # a small pool: k-fold
+    (AUTO, np.repeat([0, 1], 600), HOLDOUT),  # a large one: holdout
+    (AUTO, np.array([0] * 50 + [1] * 3), 3),  # no more folds than the smallest class fills
+    (AUTO, np.array([0] * 50 + [1]), HOLDOUT),  # a class of one row cannot be folded
+    (3, np.repeat([0, 1], 10), 3),
+    (HOLDOUT, np.repeat([0, 1], 10), HOLDOUT),
+])
+def test_resolve_setting(setting, labels, expected):
+    assert resolve_setting(setting, labels) == expected
+
+
+@pytest.mark.parametrize("bad", [1, 0, -2, 2.5, "tenfold", True, None])
+def test_bad_settings_refused(bad):
+    with pytest.raises(ValueError, match=r"data.cv_folds: .* not accepted; accepted: auto, holdout"):
+        resolve_setting(bad, np.repeat([0, 1], 10))
+
+
+def test_holdout_fold_is_the_carved_validation_split():
+    ds = _dataset()
+    [(fit_rows, val_rows)] = selection_folds({"cv_folds": HOLDOUT}, ds)
+    pool = ds.pool
+    assert (pool.labels[fit_rows] == ds.train.labels).all() and (pool.labels[val_rows] == ds.val.labels).all()
+
+
+def test_cross_validation_reports_the_fold_mean():
+    ds = _dataset()
+    cand = _candidate(ds, cv_folds=3)
+    folds = selection_folds(cand.data, ds)
+    reported = list(cross_validate(cand, ds, folds))
+    assert [m["epoch"] for m in reported] == [1, 2]
+    separately = []  # each fold trained alone, as the report claims to average
+    for fit_rows, val_rows in folds:
+        model = build_seeded(cand)
+        fit(model, ds.pool.take(fit_rows), None, cand.training)
+        separately.append(evaluate(model, ds.pool.take(val_rows))["accuracy"])
+    assert reported[-1]["val_accuracy"] == pytest.approx(np.mean(separately))
+    assert reported[-1]["val_accuracy_std"] == pytest.approx(np.std(separately))
+    # training compute counts every fold: samples seen are summed over them
+    assert reported[-1]["samples_seen"] == 2 * sum(len(f) for f, _ in folds)
+
+
+def test_refit_uses_every_training_row_and_never_the_test_split(monkeypatch):
+    ds = _dataset()
+    poisoned = dataclasses.replace(ds, test=dataclasses.replace(
+        ds.test, inputs={k: np.full_like(v, np.nan) for k, v in ds.test.inputs.items()}))
+    seen = {}
+    real_fit = validation.fit
+
+    def spy(model, train, val, cfg, **kw):
+        seen["labels"], seen["inputs"], seen["val"] = train.labels, train.inputs, val
+        return real_fit(model, train, val, cfg, **kw)
+
+    monkeypatch.setattr(validation, "fit", spy)
+    model, rows, samples = refit(_candidate(poisoned, cv_folds=3, epochs=1), poisoned)
+    pool = poisoned.pool
+    assert rows == len(pool) == len(ds.train) + len(ds.val) and samples == len(pool)
+    assert (seen["labels"] == pool.labels).all() and seen["val"] is None
+    assert all(np.isfinite(v).all() for v in seen["inputs"].values())  # no test row (all NaN here) reached it
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_refit_keeps_the_candidates_data_fraction():
+    ds = _dataset()
+    _, rows, _ = refit(_candidate(ds, cv_folds=3, epochs=1, fraction=0.5), ds)
+    assert abs(rows - 0.5 * len(ds.pool)) <= len(ds.classes)  # per-class rounding
