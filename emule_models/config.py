@@ -8,6 +8,8 @@ from typing import Any
 
 MODALITY_KINDS = ("series", "image")
 CHANNEL_MODES = ("mixing", "independent")
+SERIES_NORMS = ("none", "sample")
+TOKENIZERS = ("patch", "conv")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,13 @@ class ModelConfig:
             zero-padded at the end so that the last patch reaches its last step.
         channel_mode: ``mixing`` (one token per patch over all channels) or ``independent`` (one per channel and patch).
         image_patch: side of the square ViT patch.
+        series_norm: ``none``, or ``sample``: each series standardised per sample and channel over its real steps
+            before tokenizing (offset and scale removed; what matters is the shape).
+        tokenizer: ``patch`` (each patch linearly projected) or ``conv``: a convolutional stem over every step
+            (``conv_kernel`` wide, ``conv_dilation`` apart, GELU), averaged over each patch into its token, so the
+            token count is the patch tokenizer's.
+        drop_path: stochastic depth - each block's residual branches are dropped per sample with this probability
+            while training.
     """
 
     modalities: tuple[ModalitySpec, ...]
@@ -82,6 +91,11 @@ class ModelConfig:
     patch_stride: int = 0
     channel_mode: str = "mixing"
     image_patch: int = 8
+    series_norm: str = "none"
+    tokenizer: str = "patch"
+    conv_kernel: int = 7
+    conv_dilation: int = 1
+    drop_path: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "modalities", tuple(
@@ -105,14 +119,20 @@ class ModelConfig:
         for name, value, low in (("depth", self.depth, 1), ("width", self.width, 1), ("heads", self.heads, 1),
                                  ("patch_len", self.patch_len, 1), ("patch_stride", self.patch_stride, 1),
                                  ("image_patch", self.image_patch, 1),
-                                 ("bottleneck_tokens", self.bottleneck_tokens, 1)):
+                                 ("bottleneck_tokens", self.bottleneck_tokens, 1),
+                                 ("conv_kernel", self.conv_kernel, 1), ("conv_dilation", self.conv_dilation, 1)):
             if value < low:
                 out.append(f"{name}: {value} must be >= {low}")
         if self.heads >= 1 and self.width % self.heads:
             divisors = [h for h in range(1, self.width + 1) if self.width % h == 0]
             out.append(f"width: {self.width} is not divisible by heads={self.heads}; heads accepted: {divisors}")
-        if not 0.0 <= self.dropout < 1.0:
-            out.append(f"dropout: {self.dropout} must be in [0, 1)")
+        for name, rate in (("dropout", self.dropout), ("drop_path", self.drop_path)):
+            if not 0.0 <= rate < 1.0:
+                out.append(f"{name}: {rate} must be in [0, 1)")
+        for name, value, accepted in (("series_norm", self.series_norm, SERIES_NORMS),
+                                      ("tokenizer", self.tokenizer, TOKENIZERS)):
+            if value not in accepted:
+                out.append(f"{name}: {value!r} not accepted; accepted: {list(accepted)}")
         if self.mlp_ratio <= 0:
             out.append(f"mlp_ratio: {self.mlp_ratio} must be > 0")
         from emule_models.fusion import FUSION

@@ -1,4 +1,5 @@
-"""Tokenizers: time-series patches (channel-mixing or channel-independent) and ViT-style image patches.
+"""Tokenizers: time-series patches (channel-mixing or channel-independent; linear or through a convolutional
+stem) and ViT-style image patches.
 
 Each turns one modality's batch into ``(B, T, W)`` tokens with a ``(B, T)`` mask of tokens that hold real data;
 a data set may declare any number of modalities, each a series or an image.
@@ -19,8 +20,12 @@ class SeriesEmbed(nn.Module):
     ``mixing``: one token per patch over all channels (T = patches). ``independent``: one token per channel and
     patch with a shared patch projection plus a channel embedding (T = channels x patches), as in PatchTST.
 
+    ``tokenizer: conv``: a convolution over every step (same length out, ``W`` features) and GELU, then the mean of
+    each patch's steps - the same patches, so the same token count and mask.
+
     Variable lengths: ``valid`` (B, L) marks the real steps. Padded steps are zeroed before patching, so what the
-    padding holds never reaches a real token, and a patch is real when its first step is.
+    padding holds never reaches a real token, and a patch is real when its first step is. ``series_norm: sample``
+    standardises each sample and channel over its real steps first.
     """
 
     def __init__(self, cfg: ModelConfig, m: ModalitySpec):
@@ -29,7 +34,14 @@ class SeriesEmbed(nn.Module):
         self.patches = cfg.series_patches(m)
         # zeros appended so that the last patch covers the last step (patches x stride need not meet L exactly)
         self.tail = max(0, (self.patches - 1) * self.stride + self.patch_len - m.length)
-        self.proj = nn.Linear(series_patch_dim(cfg, m), cfg.width)
+        self.norm = cfg.series_norm
+        if cfg.tokenizer == "conv":
+            in_channels = 1 if self.mode == "independent" else m.channels
+            self.stem = nn.Conv1d(in_channels, cfg.width, cfg.conv_kernel, dilation=cfg.conv_dilation, padding="same")
+            self.proj = None
+        else:
+            self.stem = None
+            self.proj = nn.Linear(series_patch_dim(cfg, m), cfg.width)
         self.pos = nn.Parameter(torch.zeros(self.patches, cfg.width))
         self.channel = nn.Parameter(torch.zeros(m.channels, 1, cfg.width)) if self.mode == "independent" else None
         nn.init.trunc_normal_(self.pos, std=0.02)
@@ -43,12 +55,31 @@ class SeriesEmbed(nn.Module):
         else:
             x = x.masked_fill(~valid[:, None, :], 0.0)  # masked_fill: padding may hold NaN
             mask = valid[:, :: self.stride][:, : self.patches]  # (B, N), each patch's first step
+        if self.norm == "sample":
+            x = standardize(x, valid)
+        if self.stem is not None:
+            return self._conv_tokens(x, valid, mask)
         patches = F.pad(x, (0, self.tail)).unfold(-1, self.patch_len, self.stride)[:, :, : self.patches]  # (B, C, N, P)
         if self.mode == "independent":
             tokens = self.proj(patches) + self.pos + self.channel  # (B, C, N, W)
             return tokens.reshape(b, c * self.patches, -1), mask.repeat(1, c)  # (B, C*N, W), (B, C*N)
         tokens = self.proj(patches.permute(0, 2, 1, 3).reshape(b, self.patches, -1))  # (B, N, W)
         return tokens + self.pos, mask
+
+    def _conv_tokens(self, x: torch.Tensor, valid: torch.Tensor | None,
+                     mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, c, length = x.shape
+        if self.mode == "independent":
+            x = x.reshape(b * c, 1, length)  # (B*C, 1, L): one stem shared by the channels
+        h = F.gelu(self.stem(x))  # (B', W, L)
+        if valid is not None:  # features of padded steps must not reach a real token's mean
+            h = h * (valid.repeat_interleave(c, 0) if self.mode == "independent" else valid)[:, None, :]
+        tokens = F.avg_pool1d(F.pad(h, (0, self.tail)), self.patch_len, self.stride)[..., : self.patches]  # (B', W, N)
+        tokens = tokens.transpose(1, 2) + self.pos  # (B', N, W)
+        if self.mode == "independent":
+            tokens = tokens.reshape(b, c, self.patches, -1) + self.channel  # (B, C, N, W)
+            return tokens.reshape(b, c * self.patches, -1), mask.repeat(1, c)
+        return tokens, mask
 
 
 class ImageEmbed(nn.Module):
@@ -72,13 +103,25 @@ class ImageEmbed(nn.Module):
         return self.proj(x) + self.pos, mask
 
 
+def standardize(x: torch.Tensor, valid: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
+    """(B, C, L) series z-normalised per sample and channel over the real steps; padded steps stay zero."""
+    w = torch.ones_like(x[:, :1]) if valid is None else valid[:, None, :].to(x.dtype)  # (B, 1, L)
+    n = w.sum(-1, keepdim=True).clamp_min(1.0)
+    mean = (x * w).sum(-1, keepdim=True) / n
+    var = ((x - mean) ** 2 * w).sum(-1, keepdim=True) / n
+    return (x - mean) / (var + eps).sqrt() * w
+
+
 def series_patch_dim(cfg: ModelConfig, m: ModalitySpec) -> int:
     """Input width of one series token: a patch of one channel, or of all channels together."""
     return cfg.patch_len if cfg.channel_mode == "independent" else cfg.patch_len * m.channels
 
 
 def embed_flops(cfg: ModelConfig, m: ModalitySpec) -> int:
-    """Forward matmul FLOPs of one modality's tokenizer for one sample."""
+    """Forward matmul FLOPs of one modality's tokenizer for one sample (the conv stem: every step of every
+    channel, ``conv_kernel`` taps; the patch means are not matmuls)."""
+    if m.kind == "series" and cfg.tokenizer == "conv":
+        return 2 * m.length * m.channels * cfg.conv_kernel * cfg.width
     in_dim = series_patch_dim(cfg, m) if m.kind == "series" else m.channels * cfg.image_patch ** 2
     return 2 * cfg.tokens(m) * in_dim * cfg.width
 

@@ -75,7 +75,8 @@ def cross_shape(cfg: ModelConfig, queries: int, keys: int) -> AttentionShape:
 
 
 def block(cfg: ModelConfig, shape: AttentionShape, cross: bool = False) -> Block:
-    return Block(cfg.width, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.attention, shape, cross=cross)
+    return Block(cfg.width, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.attention, shape, cross=cross,
+                 drop_path=cfg.drop_path)
 
 
 def block_flops(cfg: ModelConfig, t_q: int, t_k: int) -> int:

@@ -48,8 +48,9 @@ class Block(nn.Module):
     """
 
     def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float, attention: str, shape: AttentionShape,
-                 cross: bool = False):
+                 cross: bool = False, drop_path: float = 0.0):
         super().__init__()
+        self.drop_path = drop_path
         self.norm1 = nn.LayerNorm(width)
         self.norm_context = nn.LayerNorm(width) if cross else None
         self.attn = MultiHeadAttention(width, heads, attention, shape)
@@ -65,8 +66,16 @@ class Block(nn.Module):
             raise ValueError("Block: a context is given exactly when the block was built with cross=True")
         if context is not None:
             context = self.norm_context(context)
-        x = x + self.drop(self.attn(self.norm1(x), context=context, mask=mask, context_mask=context_mask))
-        return x + self.drop(self.mlp(self.norm2(x)))
+        x = x + self._skip(self.drop(self.attn(self.norm1(x), context=context, mask=mask, context_mask=context_mask)))
+        return x + self._skip(self.drop(self.mlp(self.norm2(x))))
+
+    def _skip(self, branch: torch.Tensor) -> torch.Tensor:
+        """Stochastic depth: while training, drop the residual branch of whole samples with probability
+        ``drop_path`` and rescale the rest (Huang et al. 2016)."""
+        if not self.training or self.drop_path == 0.0:
+            return branch
+        keep = 1.0 - self.drop_path
+        return branch * torch.empty(branch.shape[0], 1, 1, device=branch.device).bernoulli_(keep) / keep
 
     @staticmethod
     def flops(width: int, mlp_ratio: float, attention: str, shape: AttentionShape, t_q: int, t_k: int) -> int:

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
+from emule_models.augment import POLICIES, Augmenter
 from emule_models.data.dataset import Split
 
 
@@ -22,6 +24,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     seed: int = 0
+    augment: str = "none"  # a policy in emule_models.augment.POLICIES
+    label_smoothing: float = 0.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -29,6 +34,11 @@ class TrainConfig:
                 raise ValueError(f"training.{name}: {getattr(self, name)} must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"training.lr: {self.lr} must be > 0")
+        if self.augment not in POLICIES:
+            raise ValueError(f"training.augment: {self.augment!r} not accepted; accepted: {list(POLICIES)}")
+        for name in ("label_smoothing", "ema"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"training.{name}: {getattr(self, name)} not accepted; accepted: [0, 1)")
 
 
 @torch.no_grad()
@@ -63,10 +73,16 @@ def fit(model: nn.Module, train: Split, val: Split | None, cfg: TrainConfig,
 def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainConfig,
                  device: str = "cpu") -> Iterator[dict[str, float]]:
     """``fit`` one epoch at a time: yields each epoch's metrics (validation ones only when ``val`` is given), so
-    several models - one per cross-validation fold - can train in step and be reported together."""
+    several models - one per cross-validation fold - can train in step and be reported together.
+
+    ``cfg.augment`` augments training batches only; with ``cfg.ema`` the averaged weights are the ones validated,
+    and they replace the model's weights before the last epoch is yielded (so they are what is kept)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(device).train()
+    classes = model.cfg.num_classes if hasattr(model, "cfg") else int(train.labels.max()) + 1
+    augment = Augmenter(cfg.augment, classes, seed=cfg.seed)
+    ema = AveragedModel(model, avg_fn=_ema_with_warmup(cfg.ema), use_buffers=True) if cfg.ema else None
     # bf16 autocast on GPUs that have it: faster matmuls, fp32 weights, no loss scaling needed. CPU stays fp32.
     amp = torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -77,19 +93,36 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
         order, total = rng.permutation(len(train)), 0.0
         for s in range(0, len(train), cfg.batch_size):
             inputs, valid, labels = train.batch(order[s:s + cfg.batch_size], device)
+            inputs, targets = augment(inputs, valid, labels)  # soft targets: mixup/cutmix blend them
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                loss = F.cross_entropy(model(inputs, valid), labels)
+                loss = F.cross_entropy(model(inputs, valid), targets, label_smoothing=cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item() * len(labels)
             seen += len(labels)
         metrics = {"epoch": epoch, "train_loss": total / len(train), "samples_seen": seen,
                    "train_time_s": time.perf_counter() - start}
+        if ema is not None and epoch == cfg.epochs:
+            model.load_state_dict(ema.module.state_dict())
         if val is not None:
-            val_metrics = evaluate(model, val, device=device)
+            val_metrics = evaluate(ema.module if ema is not None else model, val, device=device)
             metrics.update(val_accuracy=val_metrics["accuracy"], val_loss=val_metrics["loss"])
         yield metrics
+
+
+def _ema_with_warmup(decay: float):
+    """EMA update whose decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after n updates (as TensorFlow's
+    ExponentialMovingAverage with num_updates): with the few hundred steps of a small dataset a fixed 0.99-0.999
+    would still mostly hold the initial weights at the end."""
+
+    def update(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1 + float(n)) / (10 + float(n)))
+        return d * averaged + (1 - d) * current
+
+    return update

@@ -81,7 +81,9 @@ def resolve(spec: Spec, flat: dict[str, Any], modalities: tuple[ModalitySpec, ..
     model = ModelConfig(modalities=modalities, num_classes=num_classes, **_model_kwargs(flat, {}))
     training = {**spec.training.model_dump(), **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
     training = TrainConfig(epochs=training["epochs"], batch_size=int(training["batch_size"]), lr=float(training["lr"]),
-                           weight_decay=float(training["weight_decay"]), seed=spec.search.seed)
+                           weight_decay=float(training["weight_decay"]), seed=spec.search.seed,
+                           augment=str(training["augment"]), label_smoothing=float(training["label_smoothing"]),
+                           ema=float(training["ema"]))
     data = {**spec.data, "data_fraction": 1.0, "selection": "random", "subset_seed": spec.search.seed,
             **{k: flat[k] for k in DATA_KEYS if k in flat}}
     if needs_scores(data["selection"]):

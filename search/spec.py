@@ -18,11 +18,14 @@ from search.storage import is_uri
 
 # Which candidate setting each space key drives. Anything else in `space` is refused.
 MODEL_KEYS = ("attention", "depth", "width", "heads", "mlp_ratio", "dropout", "fusion", "fusion_layer",
-              "bottleneck_tokens", "patch_len", "patch_stride", "channel_mode", "image_patch")
+              "bottleneck_tokens", "patch_len", "patch_stride", "channel_mode", "image_patch", "series_norm",
+              "tokenizer", "conv_kernel", "conv_dilation", "drop_path")
 DATA_KEYS = ("data_fraction", "selection")
-TRAINING_KEYS = ("lr", "weight_decay", "batch_size")
+TRAINING_KEYS = ("lr", "weight_decay", "batch_size", "augment", "label_smoothing", "ema")
 SPACE_KEYS = MODEL_KEYS + DATA_KEYS + TRAINING_KEYS
-INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size", "bottleneck_tokens")
+INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size", "bottleneck_tokens",
+            "conv_kernel", "conv_dilation")
+RATE_KEYS = ("dropout", "drop_path", "label_smoothing", "ema")  # numbers in [0, 1)
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "qmc")
 SCHEDULERS = ("none", "asha", "mo-asha")
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
@@ -95,6 +98,18 @@ class Training(Strict):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
+    augment: str = Field("none", description="augmentation policy: none, light, strong (emule_models.augment)")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    ema: float = Field(0.0, ge=0, lt=1, description="decay of a weight average that is validated and kept; 0 = off")
+
+    @field_validator("augment")
+    @classmethod
+    def _policy(cls, v: str) -> str:
+        from emule_models.augment import POLICIES
+
+        if v not in POLICIES:
+            raise ValueError(f"not accepted; accepted: {list(POLICIES)}")
+        return v
 
 
 class Constraints(Strict):
@@ -255,19 +270,25 @@ def _check_values(key: str, param: Any) -> None:
         for v in values:
             if v not in names:
                 raise ValueError(f"{key}: {v!r} not accepted; accepted: {sorted(names)}")
-    if key in ("lr", "weight_decay", "mlp_ratio", "dropout"):
+    if key in ("lr", "weight_decay", "mlp_ratio", *RATE_KEYS):
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers")
+    if key in RATE_KEYS:
+        for v in values:
+            if not 0 <= v < 1:
+                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers in [0, 1)")
 
 
 def _named_choices() -> dict[str, Any]:
     from emule_models.attention import ATTENTION
-    from emule_models.config import CHANNEL_MODES
+    from emule_models.augment import POLICIES
+    from emule_models.config import CHANNEL_MODES, SERIES_NORMS, TOKENIZERS
     from emule_models.data import STRATEGIES
     from emule_models.fusion import FUSION
 
-    return {"attention": ATTENTION, "fusion": FUSION, "channel_mode": CHANNEL_MODES, "selection": STRATEGIES}
+    return {"attention": ATTENTION, "fusion": FUSION, "channel_mode": CHANNEL_MODES, "selection": STRATEGIES,
+            "series_norm": SERIES_NORMS, "tokenizer": TOKENIZERS, "augment": POLICIES}
 
 
 def load_spec(path: str | Path) -> Spec:

@@ -44,6 +44,8 @@ def test_closed_form_forward_flops_match_flop_counter(attention, fusion):
 
 
 @pytest.mark.parametrize("overrides", [dict(channel_mode="independent"), dict(patch_len=8, patch_stride=3),
+                                       dict(tokenizer="conv", conv_kernel=5, conv_dilation=2),
+                                       dict(tokenizer="conv", channel_mode="independent", series_norm="sample"),
                                        dict(mlp_ratio=1.5, heads=4), dict(fusion="bottleneck", bottleneck_tokens=1,
                                                                           fusion_layer=0)])
 def test_closed_form_follows_the_tokenizer_and_layer_fields(overrides):

@@ -206,6 +206,10 @@ def base_dict(**overrides) -> dict:
     (dict(attention="nystrom", attention_options={"rank": 4}),
      r"attention_options \['rank'\] not accepted by 'nystrom'; accepted: \['landmarks', 'pinv_iters'\]"),
     (dict(dropout=1.0), r"dropout: 1\.0 must be in \[0, 1\)"),
+    (dict(drop_path=-0.1), r"drop_path: -0\.1 must be in \[0, 1\)"),
+    (dict(tokenizer="lstm"), r"tokenizer: 'lstm' not accepted; accepted: \['patch', 'conv'\]"),
+    (dict(series_norm="revin"), r"series_norm: 'revin' not accepted; accepted: \['none', 'sample'\]"),
+    (dict(conv_kernel=0), r"conv_kernel: 0 must be >= 1"),
     (dict(hidden=4), r"model: unknown keys \['hidden'\]; accepted: \["),
 ])
 def test_unbuildable_config_raises_a_value_error_naming_field_and_accepted(overrides, expected):
@@ -235,3 +239,46 @@ def test_config_round_trips_through_a_dict():
 def test_modality_spec_is_declared_by_the_data():
     with pytest.raises(ValueError, match=r"modalities\.x\.kind: 'audio' not accepted; accepted: \['series', 'image'\]"):
         ModalitySpec("x", "audio", 1, length=4)
+
+
+@pytest.mark.parametrize("mode", ["mixing", "independent"])
+@pytest.mark.parametrize("norm", ["none", "sample"])
+def test_conv_tokens_keep_the_patch_geometry_and_ignore_padding(mode, norm):
+    torch.manual_seed(0)
+    patch = config(channel_mode=mode, series_norm=norm)
+    conv = dataclasses.replace(patch, tokenizer="conv", conv_kernel=5, conv_dilation=2)
+    m = patch.modalities[0]
+    x = torch.randn(3, 2, 22)
+    valid = valid_steps(3, 22, [22, 14, 7])
+    tokens, mask = SeriesEmbed(conv, m)(x, valid)
+    ref_tokens, ref_mask = SeriesEmbed(patch, m)(x, valid)
+    assert tokens.shape == ref_tokens.shape and torch.equal(mask, ref_mask)
+    garbage = torch.where(valid[:, None, :], x, 100.0)
+    model = build_model(conv).eval()
+    inputs = dict(example_inputs(conv, 3), outline=x)
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs, {"outline": valid}), model(dict(inputs, outline=garbage),
+                                                                            {"outline": valid}), rtol=1e-4, atol=1e-5)
+
+
+def test_sample_norm_removes_offset_and_scale():
+    torch.manual_seed(0)
+    cfg = config(series_norm="sample", modalities=(SERIES,))
+    model = build_model(cfg).eval()
+    x = torch.randn(2, 2, 22)
+    valid = valid_steps(2, 22, [22, 13])
+    moved = torch.where(valid[:, None, :], 5.0 + 3.0 * x, 0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(model({"outline": x}, {"outline": valid}),
+                                   model({"outline": moved}, {"outline": valid}), rtol=1e-3, atol=1e-4)
+
+
+def test_drop_path_acts_only_in_training():
+    torch.manual_seed(0)
+    model = build_model(config(drop_path=0.5, modalities=(SERIES,)))
+    inputs = {"outline": torch.randn(8, 2, 22)}
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(inputs), model(inputs))
+        model.train()
+        assert not torch.equal(model(inputs), model(inputs))

@@ -57,6 +57,16 @@ def test_quickstart_loads():
     ("training.epochs", -1, "training.epochs: -1"),
     ("name", "has space", "name: 'has space'"),
     ("surprise", 1, "surprise: 1 - Extra inputs are not permitted"),
+    ("space.tokenizer", ["patch", "rnn"], "space.tokenizer: 'rnn' not accepted; accepted: ['conv', 'patch']"),
+    ("space.series_norm", ["revin"], "space.series_norm: 'revin' not accepted"),
+    ("space.augment", ["none", "extreme"], "space.augment: 'extreme' not accepted"),
+    ("space.drop_path", [0.1, 1.0], "space.drop_path: 1.0 not accepted; accepted: numbers in [0, 1)"),
+    ("space.conv_kernel", [0, 3], "space.conv_kernel: 0 not accepted; accepted: integers >= 1"),
+    ("training.augment", "heavy", "training.augment: 'heavy' - not accepted; accepted: ['none', 'light', 'strong']"),
+    ("training.ema", 1.0, "training.ema: 1.0"),
+    ("data.cv_folds", 1, "data.cv_folds: 1 not accepted; accepted: auto, holdout, or an integer >= 2"),
+    ("data.cv_folds", 41, "data.cv_folds: 41 needs >= 41 training rows of each class"),
+    ("baselines", ["rocket", "rocket"], "baselines: ['rocket', 'rocket'] - a name repeats"),
 ])
 def test_bad_field_names_field_and_value(path, value, expected):
     with pytest.raises(SpecError) as err:
@@ -97,3 +107,25 @@ def test_cli_refuses_bad_spec_before_ray_starts(tmp_path):
 def test_every_shipped_spec_validates(path):
     spec = load_spec(path)
     assert spec.name and spec.objectives
+
+
+def test_recipe_dimensions_are_searchable():
+    raw = with_change("space.tokenizer", ["patch", "conv"])
+    raw["space"].update(series_norm=["none", "sample"], conv_kernel=[3, 7], conv_dilation=[1, 2], drop_path=[0.0, 0.1],
+                        augment=["none", "light", "strong"], label_smoothing=[0.0, 0.1], ema=[0.0, 0.99])
+    spec = parse_spec(raw)
+    from search.candidate import resolve, spec_dataset
+
+    data = spec_dataset(spec)
+    cand = resolve(spec, {"tokenizer": "conv", "series_norm": "sample", "conv_kernel": 3, "conv_dilation": 2,
+                          "drop_path": 0.1, "augment": "strong", "label_smoothing": 0.1, "ema": 0.99},
+                   data.modalities, len(data.classes))
+    assert (cand.model.tokenizer, cand.model.series_norm, cand.model.conv_kernel, cand.model.drop_path) == (
+        "conv", "sample", 3, 0.1)
+    assert (cand.training.augment, cand.training.label_smoothing, cand.training.ema) == ("strong", 0.1, 0.99)
+
+
+def test_cv_folds_resolved_against_the_data():
+    assert parse_spec(QUICKSTART).data["cv_folds"] == 5  # OSULeaf: 200 training rows, every class >= 5
+    assert parse_spec(with_change("data.cv_folds", "holdout")).data["cv_folds"] == "holdout"
+    assert parse_spec(with_change("data.cv_folds", 3)).data["cv_folds"] == 3
