@@ -3,7 +3,8 @@ classical baselines, measured in the same run.
 
 Per set, the same recipe for every set (no per-set tuning beyond scaling the patch lengths to the series length):
 a search over the whole model family (every attention variant with its options, depth, width, heads, patching,
-channel mode, fusion where there are two modalities, learning rate), TPE, ``--trials`` candidates of ``--epochs``
+channel mode, fusion where there are two modalities, learning rate) and the training recipe (tokenizer,
+normalisation, augmentation, label smoothing, stochastic depth), TPE, ``--trials`` candidates of ``--epochs``
 epochs, selection by the default ``data.cv_folds: auto``, repeated for ``--seeds`` search seeds. Reported per set:
 the best-by-validation candidate's test accuracy (from its refit on every training row), its selection gap
 (validation minus test), and the baselines (1-NN Euclidean, 1-NN DTW, ROCKET or its MiniRocket fallback) computed
@@ -41,7 +42,10 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
     space = {
         "attention": ["softmax", "linear", "performer", "nystrom", "linformer", "local", "cosformer"],
         "depth": {"low": 1, "high": 3}, "width": [32, 64], "heads": [2, 4], "patch_len": patches,
-        "lr": {"low": 3e-4, "high": 3e-3, "log": True},
+        "lr": {"low": 5e-4, "high": 5e-3, "log": True},
+        # the training recipe (bench/results/recipe.md)
+        "tokenizer": ["patch", "conv"], "series_norm": ["none", "sample"], "augment": ["none", "light", "strong"],
+        "label_smoothing": [0.0, 0.1], "drop_path": [0.0, 0.1], "batch_size": [16, 32],
     }
     if max(m.channels for m in series) > 1:
         space["channel_mode"] = ["mixing", "independent"]
@@ -65,6 +69,7 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
 
 
 def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float) -> dict:
+    """``seeds`` searches of one set; the best-by-validation candidate of each, and the search's baselines."""
     from search import yardstick
     from search.runner import run_search
     from search.spec import parse_spec
@@ -93,10 +98,11 @@ def _mean_std(xs: list[float]) -> str:
 
 
 def report(results: list[dict], args, wall_s: float) -> str:
+    fewer = f" (except {', '.join(args.seeds_per_set)})" if args.seeds_per_set else ""
     lines = ["# Honest accuracy: the best-by-validation candidate against the classical baselines", "",
              "Recorded with:", "", f"    {' '.join(['python', 'bench/accuracy.py', *sys.argv[1:]])}", "",
              f"Per set: {args.trials} candidates x {args.epochs} epochs (TPE over the whole model family, the same "
-             f"recipe for every set), {args.seeds} search seeds; selection by `data.cv_folds: auto`; the test "
+             f"recipe for every set), {args.seeds} search seeds{fewer}; selection by `data.cv_folds: auto`; the test "
              "accuracy is the refit's (every training row); baselines computed by the search on the same folds "
              f"(aeon 1.6; time bound {args.baseline_seconds:g} s each). Whole run {wall_s / 60:.0f} min on this "
              "2-core machine.", "",
@@ -144,6 +150,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", nargs="+", default=list(SETS))
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds-per-set", nargs="*", default=[], metavar="SET:N",
+                    help="fewer (or more) search seeds for some sets, e.g. plaid:1 where a search is costly")
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--baseline-seconds", type=float, default=300.0)
@@ -155,8 +163,10 @@ def main() -> None:
     start = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory(prefix="emule-accuracy-") as tmp:
+        seeds = {**{n: args.seeds for n in args.sets}, **{k: int(v) for k, v in
+                                                          (x.split(":") for x in args.seeds_per_set)}}
         for name in args.sets:
-            results.append(run_set(name, args.seeds, args.trials, args.epochs, Path(tmp), args.baseline_seconds))
+            results.append(run_set(name, seeds[name], args.trials, args.epochs, Path(tmp), args.baseline_seconds))
     ray.shutdown()
     text = report(results, args, time.perf_counter() - start)
     print(text)

@@ -69,7 +69,7 @@ class ModelConfig:
         series_norm: ``none``, or ``sample``: each series standardised per sample and channel over its real steps
             before tokenizing (offset and scale removed; what matters is the shape).
         tokenizer: ``patch`` (each patch linearly projected) or ``conv``: a convolutional stem over every step
-            (``conv_kernel`` wide, ``conv_dilation`` apart, GELU), averaged over each patch into its token, so the
+            (``conv_kernel`` wide, ``conv_dilation`` apart, GELU) whose maximum over each patch is its token, so the
             token count is the patch tokenizer's.
         drop_path: stochastic depth - each block's residual branches are dropped per sample with this probability
             while training.

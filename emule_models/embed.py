@@ -20,8 +20,9 @@ class SeriesEmbed(nn.Module):
     ``mixing``: one token per patch over all channels (T = patches). ``independent``: one token per channel and
     patch with a shared patch projection plus a channel embedding (T = channels x patches), as in PatchTST.
 
-    ``tokenizer: conv``: a convolution over every step (same length out, ``W`` features) and GELU, then the mean of
-    each patch's steps - the same patches, so the same token count and mask.
+    ``tokenizer: conv``: a convolution over every step (same length out, ``W`` features) and GELU, then the maximum
+    of each feature over each patch's real steps (as ROCKET keeps a kernel's maximum) - the same patches, so the
+    same token count and mask.
 
     Variable lengths: ``valid`` (B, L) marks the real steps. Padded steps are zeroed before patching, so what the
     padding holds never reaches a real token, and a patch is real when its first step is. ``series_norm: sample``
@@ -72,9 +73,12 @@ class SeriesEmbed(nn.Module):
         if self.mode == "independent":
             x = x.reshape(b * c, 1, length)  # (B*C, 1, L): one stem shared by the channels
         h = F.gelu(self.stem(x))  # (B', W, L)
-        if valid is not None:  # features of padded steps must not reach a real token's mean
-            h = h * (valid.repeat_interleave(c, 0) if self.mode == "independent" else valid)[:, None, :]
-        tokens = F.avg_pool1d(F.pad(h, (0, self.tail)), self.patch_len, self.stride)[..., : self.patches]  # (B', W, N)
+        if valid is not None:  # padded steps must not win a real patch's maximum
+            real = valid.repeat_interleave(c, 0) if self.mode == "independent" else valid  # (B', L)
+            h = h.masked_fill(~real[:, None, :], float("-inf"))
+        tokens = F.max_pool1d(F.pad(h, (0, self.tail), value=float("-inf")), self.patch_len, self.stride)
+        tokens = tokens[..., : self.patches]  # (B', W, N)
+        tokens = tokens.masked_fill(torch.isinf(tokens), 0.0)  # a patch without real steps (masked downstream)
         tokens = tokens.transpose(1, 2) + self.pos  # (B', N, W)
         if self.mode == "independent":
             tokens = tokens.reshape(b, c, self.patches, -1) + self.channel  # (B, C, N, W)
