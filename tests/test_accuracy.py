@@ -91,3 +91,21 @@ def test_export_records_the_refit_and_train_repeats_it(searched, tmp_path):
     again = retrain(path, tmp_path / "w.pt", log=lambda _: None)
     assert again["train_samples"] == 50
     assert again["test_accuracy"] == pytest.approx(doc["source"]["metrics"]["test_accuracy"], abs=0.02)
+
+
+def test_a_skipped_baseline_does_not_stop_the_search(ray_local, tmp_path):
+    spec = parse_spec({
+        "name": "skip", "data": {"name": "gunpoint", "cv_folds": 2}, "baselines": ["nn_dtw"],
+        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
+        "space": {"depth": 1, "width": 16, "heads": 2, "patch_len": 30},
+        "training": {"epochs": 1},
+        "search": {"trials": 1, "concurrency": 1, "baseline_seconds": 1e-6, "storage": str(tmp_path / "runs")},
+        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "skip"},
+    })
+    out = io.StringIO()
+    result = run_search(spec, name="skip-run", out=out)
+    assert result.status == "complete" and result.finished == 1
+    tags = Tracker(spec.tracking.uri, "skip").client.get_run(result.parent_run_id).data.tags
+    assert tags["baseline.nn_dtw"].startswith("skipped: 1-NN DTW estimated")
+    assert "  baseline 1-NN DTW: skipped - 1-NN DTW estimated" in out.getvalue()
+    assert "selection_gap" in Tracker(spec.tracking.uri, "skip").client.get_run(result.parent_run_id).data.metrics
