@@ -21,7 +21,8 @@ into the targets): ``mixup`` (``Beta(0.2, 0.2)``) or ``cutmix`` (a window of the
 the image replaced by the partner's), one of the two per batch.
 
 Policies: ``none``; ``light`` = scale, jitter, shift, affine; ``strong`` = light + magnitude_warp, time_warp,
-window_slice (each on half the samples) + mixup/cutmix.
+window_slice (each on half the samples) + mixup/cutmix. With ``series_norm: sample`` the model standardises each
+series after augmentation, which undoes ``scale``.
 """
 
 from __future__ import annotations
@@ -85,16 +86,15 @@ class Augmenter:
             mean = (x * w).sum(-1, keepdim=True) / lengths[:, None, None]
             std = (((x - mean) ** 2 * w).sum(-1, keepdim=True) / lengths[:, None, None]).sqrt()
             x = x + 0.03 * std * self._randn(b, c, length, device=dev)
-        if "magnitude_warp" in self.ops:
-            curve = F.interpolate(1 + 0.2 * self._randn(b, c, 4, device=dev), size=length, mode="linear",
-                                  align_corners=True)  # (B, C, L), smooth through the knots
-            x = torch.where(self._half(b, dev)[:, None, None], x * curve, x)
         steps = torch.arange(length, device=dev, dtype=x.dtype).expand(b, length)  # (B, L) output positions
         source = steps.clone()
         last = (lengths - 1)[:, None]  # (B, 1) last real position
+        along = (steps / last.clamp_min(1)).clamp(max=1)  # (B, L) position within the real length, 0..1
+        if "magnitude_warp" in self.ops:
+            curve = _through_knots(1 + 0.2 * self._randn(b, c, 4, device=dev), along)  # (B, C, L), smooth
+            x = torch.where(self._half(b, dev)[:, None, None], x * curve, x)
         if "time_warp" in self.ops:
-            speed = F.interpolate(torch.exp(0.2 * self._randn(b, 1, 4, device=dev)), size=length, mode="linear",
-                                  align_corners=True)[:, 0]  # (B, L)
+            speed = _through_knots(torch.exp(0.2 * self._randn(b, 1, 4, device=dev)), along)[:, 0]  # (B, L)
             cum = torch.cumsum(speed * real, -1) - speed[:, :1]  # monotone, 0 at the first step
             end = cum.gather(1, last.long()).clamp_min(1e-6)
             source = torch.where(self._half(b, dev)[:, None], cum / end * last, source)
@@ -141,9 +141,21 @@ class Augmenter:
                     mixed = mixed * valid[name][:, None, :].to(x.dtype)
                 out[name] = mixed
         else:  # cutmix: the same share of every modality comes from the partner
+            where = self._rand(b, 2, device=dev)  # where the window / box sits, per sample
             for name, x in inputs.items():
-                out[name] = _cut(x, x[partner], 1 - lam, self._rand(b, device=dev), valid.get(name))
+                out[name] = _cut(x, x[partner], 1 - lam, where, valid.get(name))
         return out, lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
+
+
+def _through_knots(knots: torch.Tensor, along: torch.Tensor) -> torch.Tensor:
+    """A piecewise-linear curve through ``knots`` (B, C, K), spread evenly over each sample's real length, read
+    at ``along`` (B, L) in [0, 1]: (B, C, L)."""
+    k = knots.shape[-1]
+    pos = along * (k - 1)
+    lo = pos.floor().clamp(max=k - 2).long()
+    frac = (pos - lo)[:, None, :]
+    take = lambda idx: knots.gather(-1, idx[:, None, :].expand(-1, knots.shape[1], -1))  # noqa: E731
+    return take(lo) * (1 - frac) + take(lo + 1) * frac
 
 
 def _resample(x: torch.Tensor, source: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -158,19 +170,20 @@ def _resample(x: torch.Tensor, source: torch.Tensor, last: torch.Tensor) -> torc
 
 def _cut(x: torch.Tensor, other: torch.Tensor, share: torch.Tensor, where: torch.Tensor,
          valid: torch.Tensor | None) -> torch.Tensor:
-    """``x`` with a window (series) or box (image) holding about ``share`` of it taken from ``other``."""
+    """``x`` with a window (series) or box (image) holding about ``share`` of it taken from ``other``; ``where``
+    (B, 2) in [0, 1) places it."""
     b, dev = x.shape[0], x.device
     if x.dim() == 3:
         length = x.shape[-1]
         real = torch.full((b,), length, device=dev) if valid is None else valid.sum(-1)
         size = (share * real).round()
-        start = (where * (real - size)).floor()
+        start = (where[:, 0] * (real - size)).floor()
         t = torch.arange(length, device=dev)[None, :]
         inside = (t >= start[:, None]) & (t < (start + size)[:, None])  # (B, L)
         return torch.where(inside[:, None, :], other, x) * (1.0 if valid is None else valid[:, None, :].to(x.dtype))
     h, w = x.shape[-2:]
     side = share.sqrt()
-    top, left = (where * (1 - side) * h).floor(), (where * (1 - side) * w).floor()
+    top, left = (where[:, 0] * (1 - side) * h).floor(), (where[:, 1] * (1 - side) * w).floor()
     rows, cols = torch.arange(h, device=dev)[None, :], torch.arange(w, device=dev)[None, :]
     in_rows = (rows >= top[:, None]) & (rows < (top + side * h)[:, None])  # (B, H)
     in_cols = (cols >= left[:, None]) & (cols < (left + side * w)[:, None])  # (B, W)

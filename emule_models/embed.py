@@ -123,7 +123,7 @@ def series_patch_dim(cfg: ModelConfig, m: ModalitySpec) -> int:
 
 def embed_flops(cfg: ModelConfig, m: ModalitySpec) -> int:
     """Forward matmul FLOPs of one modality's tokenizer for one sample (the conv stem: every step of every
-    channel, ``conv_kernel`` taps; the patch means are not matmuls)."""
+    channel, ``conv_kernel`` taps; the patch maxima are not matmuls)."""
     if m.kind == "series" and cfg.tokenizer == "conv":
         return 2 * m.length * m.channels * cfg.conv_kernel * cfg.width
     in_dim = series_patch_dim(cfg, m) if m.kind == "series" else m.channels * cfg.image_patch ** 2

@@ -82,7 +82,7 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
     model.to(device).train()
     classes = model.cfg.num_classes if hasattr(model, "cfg") else int(train.labels.max()) + 1
     augment = Augmenter(cfg.augment, classes, seed=cfg.seed)
-    ema = AveragedModel(model, avg_fn=_ema_with_warmup(cfg.ema), use_buffers=True) if cfg.ema else None
+    ema = AveragedModel(model, multi_avg_fn=_ema_with_warmup(cfg.ema), use_buffers=True) if cfg.ema else None
     # bf16 autocast on GPUs that have it: faster matmuls, fp32 weights, no loss scaling needed. CPU stays fp32.
     amp = torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -119,10 +119,12 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
 def _ema_with_warmup(decay: float):
     """EMA update whose decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after n updates (as TensorFlow's
     ExponentialMovingAverage with num_updates): with the few hundred steps of a small dataset a fixed 0.99-0.999
-    would still mostly hold the initial weights at the end."""
+    would still mostly hold the initial weights at the end. One decay per step for all parameters."""
 
-    def update(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        d = min(decay, (1 + float(n)) / (10 + float(n)))
-        return d * averaged + (1 - d) * current
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        d = min(decay, (1 + int(n)) / (10 + int(n)))
+        for a, c in zip(averaged, current):
+            a.lerp_(c, 1 - d)
 
     return update

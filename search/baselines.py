@@ -104,7 +104,7 @@ def run_baselines(dataset: Dataset, folds: Sequence[tuple[np.ndarray, np.ndarray
         if pool is None:
             out[name] = {"label": method.label, "skipped": "no series modality (baselines see series only)"}
             continue
-        path = _cache_path(cache_dir, dataset, folds, name, seed)
+        path = _cache_path(cache_dir, dataset, folds, name, seed, max_seconds)
         if path is not None and path.is_file():
             out[name] = json.loads(path.read_text())
             continue
@@ -163,10 +163,13 @@ def _estimate(method: Method, x: np.ndarray, y: np.ndarray, seed: int, jobs: lis
     return per_unit * sum(method.work(f, p) for f, p in jobs)
 
 
-def _cache_path(cache_dir: str | Path | None, dataset: Dataset, folds, name: str, seed: int) -> Path | None:
+def _cache_path(cache_dir: str | Path | None, dataset: Dataset, folds, name: str, seed: int,
+                max_seconds: float) -> Path | None:
     if cache_dir is None:
         return None
-    h = hashlib.sha256(f"{VERSION}:{name}:{seed}:{fingerprint(dataset.pool)}:{fingerprint(dataset.test)}".encode())
+    # the bound is in the key: raised, it may let ROCKET run where MiniRocket stood in
+    h = hashlib.sha256(f"{VERSION}:{name}:{seed}:{max_seconds:g}:{fingerprint(dataset.pool)}:"
+                       f"{fingerprint(dataset.test)}".encode())
     for fit, val in folds:
         h.update(np.asarray(fit, np.int64).tobytes() + b"|" + np.asarray(val, np.int64).tobytes() + b";")
     return Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', dataset.name)}-{name}-{h.hexdigest()[:20]}.json"

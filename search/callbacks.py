@@ -53,7 +53,6 @@ class SearchCallback(Callback):
         self.spec, self.tracker, self.parent_id, self.name = spec, tracker, parent_id, name
         self.modalities, self.num_classes, self.target = modalities, num_classes, target
         self.refresh_every = refresh_every
-        self.baselines: dict[str, dict] = {}  # the classical baselines once known: lines on the front plot
         self.out = None  # sys.stdout at print time: Tune pickles callbacks with the experiment
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
@@ -194,8 +193,7 @@ class SearchCallback(Callback):
             return
         if final or n % self.refresh_every == 0:
             with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
-                table, plot = write_artifacts(self.state.front, self.spec.objectives, Path(tmp),
-                                              getattr(self, "baselines", {}))
+                table, plot = write_artifacts(self.state.front, self.spec.objectives, Path(tmp))
                 self._mlflow(self.tracker.log_front, self.parent_id, [r.run_id for r in self.state.front.members],
                                        [r.run_id for r in self.state.finished.values()], table, plot,
                                        self.state.front.hypervolume, step=n)

@@ -74,7 +74,8 @@ def search_params(spec: Spec) -> dict[str, object]:
     """Search settings logged as parent-run params."""
     out = {f"search.{k}": v for k, v in spec.search.model_dump().items()}
     out.update({f"training.{k}": v for k, v in spec.training.model_dump().items()})
-    out.update({"data": spec.data_label, "objectives": ",".join(f"{o.metric}:{o.mode}" for o in spec.objectives),
+    out.update({"data": spec.data_label, "data.cv_folds": spec.data.get("cv_folds"),
+                "objectives": ",".join(f"{o.metric}:{o.mode}" for o in spec.objectives),
                 "reference_point": ",".join(f"{o.reference:g}" for o in spec.objectives)})
     return out
 
@@ -98,6 +99,11 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
     if extend:
         record = load_search(tracker, extend)
         parent_id, earlier = record.parent_id, record.front.members + record.front.others
+        # searches from before cross-validation recorded no scheme: they were validated on the holdout split
+        theirs = tracker.client.get_run(parent_id).data.params.get("data.cv_folds", "holdout")
+        if str(spec.data["cv_folds"]) != theirs:
+            raise ValueError(f"data.cv_folds: {spec.data['cv_folds']} differs from search {record.name}'s "
+                             f"{theirs}; accepted: {theirs}, so that one front compares like with like")
         history = _history(spec, earlier)
         target += len(tracker.candidates(parent_id))
         name = name or f"{record.name}.more-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -207,6 +213,16 @@ def sync_search(name: str, storage: str | Path | None = None, out=sys.stdout) ->
     if all(t.status in ("TERMINATED", "ERROR") for t in trials) and len(trials) >= spec.search.trials:
         tracker.finish_search(parent_id, "complete")
     state = tracker.search_state(parent_id, spec.objectives)
+    baselines = {}
+    if spec.baseline_names:  # the search's own task died with its driver; cached results come back at once
+        from search.baselines import run_baselines
+        from search.validation import selection_folds
+
+        print("classical baselines (from the cache when the search computed them) ...", file=out, flush=True)
+        baselines = run_baselines(dataset, selection_folds(spec.data, dataset), spec.baseline_names,
+                                  spec.search.seed, spec.search.baseline_seconds)
+    for line in _record_accuracy(spec, tracker, parent_id, state, baselines):
+        print(line, file=out, flush=True)
     print(f"synced {synced} trials of {experiment.name} to {redact(tracker.uri)}; {len(state.finished)} finished, "
           f"Pareto front {len(state.front.members)}, hypervolume {state.front.hypervolume:.4g}", file=out, flush=True)
     return SearchResult(experiment.name, parent_id, state.front, len(state.finished), state.failed, state.stopped,
@@ -217,6 +233,8 @@ def _open(name: str, storage: str | Path | None):
     """A search's experiment folder, its session record, spec, tracker and dataset."""
     experiment = find_experiment(name, storage)
     session = json.loads((experiment / SESSION_FILE).read_text())
+    # a search started before cross-validation kept its holdout split: it must not switch schemes on resume
+    session["spec"]["data"].setdefault("cv_folds", "holdout")
     spec = parse_spec(session["spec"])
     return experiment, session, spec, Tracker(session["tracking_uri"], session["experiment"]), spec_dataset(spec)
 
@@ -284,21 +302,23 @@ def _start_baselines(spec: Spec, dataset, out):
                        spec.search.baseline_seconds)
 
 
-def _collect_baselines(job, out) -> dict[str, dict]:
+def _collect_baselines(job, spec: Spec, out) -> dict[str, dict]:
     """The baselines' results; waits for them after the last trial (saying so), since they are part of the
-    search's record."""
+    search's record - at most twice their time bounds, then they are cancelled."""
     if job is None:
         return {}
     import ray
 
     ready, _ = ray.wait([job], timeout=0)
+    limit = 2 * spec.search.baseline_seconds * len(spec.baseline_names) + 60
     if not ready:
-        print("waiting for the classical baselines to finish ...", file=out, flush=True)
+        print(f"waiting for the classical baselines to finish (at most {limit:.0f} s) ...", file=out, flush=True)
     try:
-        return ray.get(job)
-    except Exception as e:  # the task itself died (node lost ...): the search result stands without them
-        print(f"warning: classical baselines failed ({type(e).__name__}); the search result stands without them",
-              file=out, flush=True)
+        return ray.get(job, timeout=limit)
+    except Exception as e:  # overran, or the task died (node lost ...): the search result stands without them
+        ray.cancel(job, force=True)
+        print(f"warning: classical baselines did not finish ({type(e).__name__}); the search result stands "
+              "without them", file=out, flush=True)
         return {}
 
 
@@ -312,21 +332,30 @@ def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experim
         if callback is not None:
             callback.settle(grid)
         status = "complete" if _all_done(grid, spec) else "interrupted"
-        results = _collect_baselines(baselines, out)
+        if status == "complete":
+            results = _collect_baselines(baselines, spec, out)
+        elif baselines is not None:  # a resume starts them again (or finds them cached)
+            ray.cancel(baselines, force=True)
     except KeyboardInterrupt:
-        pass
+        if baselines is not None:
+            ray.cancel(baselines, force=True)
     finally:
         if started_ray:
             ray.shutdown()
+    accuracy = []
     try:
-        summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
-        accuracy = _record_accuracy(spec, tracker, parent_id, summary, results)
         tracker.finish_search(parent_id, status)
+        summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
     except Exception as e:  # tracking went away: the experiment state still holds every result
         print(f"warning: MLflow unreachable at the end ({type(e).__name__}); after it is back: emule sync {name}",
               file=out, flush=True)
         summary = callback.state if callback is not None else SearchState()
-        accuracy = []
+    else:
+        try:
+            accuracy = _record_accuracy(spec, tracker, parent_id, summary, results)
+        except Exception as e:  # the candidates are all logged; only the yardstick is missing
+            print(f"warning: logging the baselines and selection gap failed ({type(e).__name__}: {e}); the "
+                  "search's results stand", file=out, flush=True)
     front = summary.front
     print(f"search {name} {status}: {len(summary.finished)} finished, {summary.stopped} stopped early, "
           f"{summary.infeasible} infeasible, {summary.failed} failed; Pareto front {len(front.members)} candidates, "
