@@ -140,3 +140,16 @@ def test_epoch_budget_ends_the_search(ray_local, tmp_path):
                  for r in runs)
     assert 10 <= epochs <= 10 + 2 * spec.search.concurrency  # trials in flight may finish their epoch
     assert len(runs) < 50
+
+
+def test_extend_keeps_the_searchs_validation_scheme(tmp_path):
+    """A search from before cross-validation (no recorded scheme) was validated on the holdout split: extending it
+    with k-fold selection would mix two kinds of val_accuracy on one front, so it is refused before Ray starts."""
+    spec = parse_spec(tiny(tmp_path))
+    tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)
+    tracker.start_search("feat-old", {"data": "osuleaf"}, yaml.safe_dump(tiny(tmp_path)))
+    with pytest.raises(ValueError, match=r"data.cv_folds: 5 differs from search feat-old's holdout; accepted: "
+                                         r"holdout"):
+        run_search(spec, extend="feat-old", out=io.StringIO())
+    holdout = parse_spec(tiny(tmp_path, data={"cv_folds": "holdout"}))
+    assert holdout.data["cv_folds"] == "holdout"  # what the refusal asks for is accepted
