@@ -112,8 +112,13 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
         parent_id = tracker.start_search(name, search_params(spec),
                                          spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
     dataset = spec_dataset(spec)
+    from search.validation import HOLDOUT, describe
+
+    folds = spec.data.get("cv_folds", HOLDOUT)
+    rows = (f"{len(dataset.train)} train / {len(dataset.val)} val" if folds == HOLDOUT
+            else f"{len(dataset.pool)} training rows, {describe(folds)}")
     print(f"search {name}: {spec.search.trials} trials on {spec.data_label} "
-          f"({len(dataset.train)} train / {len(dataset.val)} val / {len(dataset.test)} test), sampler "
+          f"({rows} / {len(dataset.test)} test), sampler "
           f"{spec.search.sampler}, scheduler {spec.search.scheduler}, {spec.search.concurrency} at a time"
           f"{f', extending {extend} ({len(history)} finished)' if extend else ''}; MLflow: {redact(tracker.uri)}",
           file=out, flush=True)
@@ -292,14 +297,15 @@ def _start_baselines(spec: Spec, dataset, out):
         return None
     import ray
 
-    from search.baselines import METHODS, run_baselines
+    from search.baselines import CACHE, METHODS, run_baselines
     from search.validation import selection_folds
 
     print(f"classical baselines ({', '.join(METHODS[n].label for n in names)}) run beside the trials on the same "
           f"folds; each skipped past an estimated {spec.search.baseline_seconds:g} s", file=out, flush=True)
     task = ray.remote(num_cpus=0, max_retries=0)(run_baselines)
+    # the cache where the driver runs (as the proxy scores'), not in whatever folder a Ray worker starts in
     return task.remote(dataset, selection_folds(spec.data, dataset), names, spec.search.seed,
-                       spec.search.baseline_seconds)
+                       spec.search.baseline_seconds, str(CACHE.resolve()))
 
 
 def _collect_baselines(job, spec: Spec, out) -> dict[str, dict]:

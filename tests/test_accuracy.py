@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import pytest
 import torch
@@ -28,6 +29,8 @@ EPOCHS, FOLDS = 3, 3
 @pytest.fixture(scope="module")
 def searched(ray_local, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("accuracy")
+    home = os.getcwd()
+    os.chdir(tmp)  # the baselines' cache (.emule/baselines) lands here, not in the checkout
     spec = parse_spec({
         "name": "honest",
         "data": {"name": "gunpoint", "cv_folds": FOLDS},
@@ -40,7 +43,11 @@ def searched(ray_local, tmp_path_factory):
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "honest"},
     })
     out = io.StringIO()
-    result = run_search(spec, name="honest-run", out=out)
+    try:
+        result = run_search(spec, name="honest-run", out=out)
+    finally:
+        os.chdir(home)
+    assert list((tmp / ".emule" / "baselines").glob("gunpoint-*.json"))  # cached by the search
     return spec, result, Tracker(spec.tracking.uri, "honest"), out.getvalue()
 
 
@@ -93,7 +100,8 @@ def test_export_records_the_refit_and_train_repeats_it(searched, tmp_path):
     assert again["test_accuracy"] == pytest.approx(doc["source"]["metrics"]["test_accuracy"], abs=0.02)
 
 
-def test_a_skipped_baseline_does_not_stop_the_search(ray_local, tmp_path):
+def test_a_skipped_baseline_does_not_stop_the_search(ray_local, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     spec = parse_spec({
         "name": "skip", "data": {"name": "gunpoint", "cv_folds": 2}, "baselines": ["nn_dtw"],
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
