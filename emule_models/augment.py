@@ -33,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from emule_models.embed import masked_moments
+
 POLICIES = {
     "none": (),
     "light": ("scale", "jitter", "shift", "affine"),
@@ -83,9 +85,8 @@ class Augmenter:
         if "scale" in self.ops:
             x = x * (1 + 0.1 * self._randn(b, c, 1, device=dev))
         if "jitter" in self.ops:
-            mean = (x * w).sum(-1, keepdim=True) / lengths[:, None, None]
-            std = (((x - mean) ** 2 * w).sum(-1, keepdim=True) / lengths[:, None, None]).sqrt()
-            x = x + 0.03 * std * self._randn(b, c, length, device=dev)
+            _, var = masked_moments(x, w)
+            x = x + 0.03 * var.sqrt() * self._randn(b, c, length, device=dev)
         steps = torch.arange(length, device=dev, dtype=x.dtype).expand(b, length)  # (B, L) output positions
         source = steps.clone()
         last = (lengths - 1)[:, None]  # (B, 1) last real position

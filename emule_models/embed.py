@@ -107,12 +107,18 @@ class ImageEmbed(nn.Module):
         return self.proj(x) + self.pos, mask
 
 
+def masked_moments(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of (B, C, L) series per sample and channel over the steps where ``w`` (B, 1, L) is 1:
+    (B, C, 1) each."""
+    n = w.sum(-1, keepdim=True).clamp_min(1.0)
+    mean = (x * w).sum(-1, keepdim=True) / n
+    return mean, ((x - mean) ** 2 * w).sum(-1, keepdim=True) / n
+
+
 def standardize(x: torch.Tensor, valid: torch.Tensor | None, eps: float = 1e-5) -> torch.Tensor:
     """(B, C, L) series z-normalised per sample and channel over the real steps; padded steps stay zero."""
     w = torch.ones_like(x[:, :1]) if valid is None else valid[:, None, :].to(x.dtype)  # (B, 1, L)
-    n = w.sum(-1, keepdim=True).clamp_min(1.0)
-    mean = (x * w).sum(-1, keepdim=True) / n
-    var = ((x - mean) ** 2 * w).sum(-1, keepdim=True) / n
+    mean, var = masked_moments(x, w)
     return (x - mean) / (var + eps).sqrt() * w
 
 

@@ -120,7 +120,7 @@ def cmd_pareto(args) -> int:
 
     best = yardstick.best_by_validation(record.front.members + record.front.others)
     for line in yardstick.lines(best, tracker.baselines(record.parent_id),
-                                describe(record.spec.data.get("cv_folds", "holdout"))):
+                                describe(record.spec.data)):
         print(line)
     return 0
 

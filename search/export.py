@@ -22,7 +22,7 @@ from search.candidate import Candidate, build_seeded, candidate_dataset
 from search.front import Front, Record
 from search.spec import Spec, parse_spec
 from search.tracking import Tracker, redact
-from search.validation import HOLDOUT, describe, refit
+from search.validation import describe, refit
 
 SELECTIONS = ("front", "knee", "budget")
 
@@ -116,7 +116,7 @@ def fit_description(cand: Candidate, pool_rows: int) -> str:
     fraction, selection = cand.data.get("data_fraction", 1.0), cand.data.get("selection", "random")
     subset = "all of them" if fraction >= 1 else f"{fraction:.0%} of them chosen by {selection}"
     return (f"refit on the {pool_rows} training rows (train + validation; {subset}) for {cand.training.epochs} "
-            f"epochs, after selection by {describe(cand.data.get('cv_folds', HOLDOUT))}; the test split only "
+            f"epochs, after selection by {describe(cand.data)}; the test split only "
             "scores it")
 
 

@@ -29,6 +29,7 @@ from search.searcher import BudgetAwareOptunaSearch
 from search.space import DefineByRun, build_sampler, history_trials, typed_params, warm_start_points
 from search.spec import Spec, parse_spec
 from search.tracking import Tracker, redact
+from search.validation import HOLDOUT
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # Our own progress lines replace Tune's periodic status tables.
@@ -100,7 +101,7 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
         record = load_search(tracker, extend)
         parent_id, earlier = record.parent_id, record.front.members + record.front.others
         # searches from before cross-validation recorded no scheme: they were validated on the holdout split
-        theirs = tracker.client.get_run(parent_id).data.params.get("data.cv_folds", "holdout")
+        theirs = tracker.client.get_run(parent_id).data.params.get("data.cv_folds", HOLDOUT)
         if str(spec.data["cv_folds"]) != theirs:
             raise ValueError(f"data.cv_folds: {spec.data['cv_folds']} differs from search {record.name}'s "
                              f"{theirs}; accepted: {theirs}, so that one front compares like with like")
@@ -112,11 +113,10 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
         parent_id = tracker.start_search(name, search_params(spec),
                                          spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
     dataset = spec_dataset(spec)
-    from search.validation import HOLDOUT, describe
+    from search.validation import describe, scheme
 
-    folds = spec.data.get("cv_folds", HOLDOUT)
-    rows = (f"{len(dataset.train)} train / {len(dataset.val)} val" if folds == HOLDOUT
-            else f"{len(dataset.pool)} training rows, {describe(folds)}")
+    rows = (f"{len(dataset.train)} train / {len(dataset.val)} val" if scheme(spec.data) == HOLDOUT
+            else f"{len(dataset.train) + len(dataset.val)} training rows, {describe(spec.data)}")
     print(f"search {name}: {spec.search.trials} trials on {spec.data_label} "
           f"({rows} / {len(dataset.test)} test), sampler "
           f"{spec.search.sampler}, scheduler {spec.search.scheduler}, {spec.search.concurrency} at a time"
@@ -221,11 +221,9 @@ def sync_search(name: str, storage: str | Path | None = None, out=sys.stdout) ->
     baselines = {}
     if spec.baseline_names:  # the search's own task died with its driver; cached results come back at once
         from search.baselines import run_baselines
-        from search.validation import selection_folds
 
         print("classical baselines (from the cache when the search computed them) ...", file=out, flush=True)
-        baselines = run_baselines(dataset, selection_folds(spec.data, dataset), spec.baseline_names,
-                                  spec.search.seed, spec.search.baseline_seconds)
+        baselines = run_baselines(*_baseline_inputs(spec, dataset))
     for line in _record_accuracy(spec, tracker, parent_id, state, baselines):
         print(line, file=out, flush=True)
     print(f"synced {synced} trials of {experiment.name} to {redact(tracker.uri)}; {len(state.finished)} finished, "
@@ -239,7 +237,7 @@ def _open(name: str, storage: str | Path | None):
     experiment = find_experiment(name, storage)
     session = json.loads((experiment / SESSION_FILE).read_text())
     # a search started before cross-validation kept its holdout split: it must not switch schemes on resume
-    session["spec"]["data"].setdefault("cv_folds", "holdout")
+    session["spec"]["data"].setdefault("cv_folds", HOLDOUT)
     spec = parse_spec(session["spec"])
     return experiment, session, spec, Tracker(session["tracking_uri"], session["experiment"]), spec_dataset(spec)
 
@@ -297,15 +295,21 @@ def _start_baselines(spec: Spec, dataset, out):
         return None
     import ray
 
-    from search.baselines import CACHE, METHODS, run_baselines
-    from search.validation import selection_folds
+    from search.baselines import METHODS, run_baselines
 
     print(f"classical baselines ({', '.join(METHODS[n].label for n in names)}) run beside the trials on the same "
           f"folds; each skipped past an estimated {spec.search.baseline_seconds:g} s", file=out, flush=True)
-    task = ray.remote(num_cpus=0, max_retries=0)(run_baselines)
-    # the cache where the driver runs (as the proxy scores'), not in whatever folder a Ray worker starts in
-    return task.remote(dataset, selection_folds(spec.data, dataset), names, spec.search.seed,
-                       spec.search.baseline_seconds, str(CACHE.resolve()))
+    return ray.remote(num_cpus=0, max_retries=0)(run_baselines).remote(*_baseline_inputs(spec, dataset))
+
+
+def _baseline_inputs(spec: Spec, dataset) -> tuple:
+    """``run_baselines``' arguments for a search: its folds, names, seed, bound, and the cache where the driver
+    runs (as the proxy scores'), not in whatever folder a Ray worker starts in."""
+    from search.baselines import CACHE
+    from search.validation import selection_folds
+
+    return (dataset, selection_folds(spec.data, dataset), spec.baseline_names, spec.search.seed,
+            spec.search.baseline_seconds, str(CACHE.resolve()))
 
 
 def _collect_baselines(job, spec: Spec, out) -> dict[str, dict]:
@@ -386,15 +390,13 @@ def _record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: Sear
     if baselines:
         tracker.log_baselines(parent_id, baselines, yardstick.baseline_metrics(baselines))
         if summary.finished:
-            with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
-                table, plot = write_artifacts(summary.front, spec.objectives, Path(tmp), baselines)
-                tracker.log_front(parent_id, [r.run_id for r in summary.front.members],
-                                  [r.run_id for r in summary.finished.values()], table, plot,
-                                  summary.front.hypervolume, step=len(summary.finished))
+            with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:  # the same front, now with the lines
+                tracker.log_front_artifacts(parent_id, *write_artifacts(summary.front, spec.objectives, Path(tmp),
+                                                                        baselines))
     if best is not None:
         tracker.log_search_metrics(parent_id, {"selection_gap": yardstick.selection_gap(best)},
                                    step=len(summary.finished))
-    return yardstick.lines(best, baselines, describe(spec.data.get("cv_folds", "holdout")))
+    return yardstick.lines(best, baselines, describe(spec.data))
 
 
 def _all_done(grid, spec: Spec) -> bool:

@@ -165,9 +165,13 @@ class Tracker:
         front = set(front_run_ids)
         for run_id in all_run_ids:
             self.client.set_tag(run_id, "pareto", "true" if run_id in front else "false")
+        self.log_front_artifacts(parent_id, table_path, plot_path)
+        self.log_search_metrics(parent_id, {"hypervolume": hypervolume, "front_size": len(front)}, step)
+
+    def log_front_artifacts(self, parent_id: str, table_path: Path, plot_path: Path) -> None:
+        """``pareto.parquet`` and ``pareto.png`` on the parent run (replacing earlier ones)."""
         self.client.log_artifact(parent_id, str(table_path))
         self.client.log_artifact(parent_id, str(plot_path))
-        self.log_search_metrics(parent_id, {"hypervolume": hypervolume, "front_size": len(front)}, step)
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         items = [Param(k, str(v)[:PARAM_LIMIT]) for k, v in params.items()]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from emule_models.data import Dataset, needs_scores, select
-from emule_models.data.dataset import stratified_folds
+from emule_models.data.dataset import check_fold_count, smallest_class, stratified_folds
 from emule_models.train import fit, train_epochs
 from search.candidate import Candidate, build_seeded, quality_scores
 
@@ -40,25 +40,32 @@ def check_setting(value: Any) -> None:
 def resolve_setting(value: Any, labels: np.ndarray) -> int | str:
     """``data.cv_folds`` for a training pool with these labels: a fold count, or ``holdout``."""
     check_setting(value)
-    smallest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
     if value == AUTO:
+        smallest = smallest_class(labels)
         if len(labels) >= AUTO_MAX_ROWS or smallest < 2:
             return HOLDOUT
         return min(AUTO_FOLDS, smallest)
-    if value != HOLDOUT and smallest < value:
-        raise ValueError(f"data.cv_folds: {value} needs >= {value} training rows of each class; the smallest class "
-                         f"has {smallest}; accepted: 2..{smallest}, auto, or holdout")
+    if value != HOLDOUT:
+        check_fold_count(labels, value)
     return value
 
 
-def describe(setting: int | str) -> str:
+def scheme(data: dict[str, Any]) -> int | str:
+    """The (resolved) validation scheme of a spec or candidate ``data`` section: a fold count or ``holdout`` (what
+    a search from before cross-validation, with no ``cv_folds``, used)."""
+    return data.get("cv_folds", HOLDOUT)
+
+
+def describe(data: dict[str, Any]) -> str:
+    """The validation scheme in words."""
+    setting = scheme(data)
     return "holdout split" if setting == HOLDOUT else f"{setting}-fold cross-validation"
 
 
 def selection_folds(data: dict[str, Any], dataset: Dataset) -> Folds:
     """(fit rows, validation rows) pairs over ``dataset.pool`` for a (resolved) spec or candidate ``data``
     section: k stratified folds seeded by ``data.seed``, or the holdout split."""
-    setting = data.get("cv_folds", HOLDOUT)
+    setting = scheme(data)
     if setting == HOLDOUT:
         n, m = len(dataset.train), len(dataset.val)
         return [(np.arange(n), np.arange(n, n + m))]

@@ -88,14 +88,24 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(carved))
 
 
+def smallest_class(labels: np.ndarray) -> int:
+    """Rows of the rarest class (0 without rows)."""
+    return int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
+
+
+def check_fold_count(labels: np.ndarray, k: int) -> None:
+    """Refuse ``k`` folds when a class has fewer than ``k`` rows (a fold would lack it) or ``k`` < 2."""
+    smallest = smallest_class(labels)
+    if k < 2 or smallest < k:
+        raise ValueError(f"data.cv_folds: {k} needs >= {k} training rows of each class; the smallest class has "
+                         f"{smallest}; accepted: 2..{smallest}, auto, or holdout")
+
+
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Seeded stratified k-fold over row indices: ``k`` pairs (fit rows, validation rows); every row is validated
     exactly once. Needs at least ``k`` rows of each class."""
     from sklearn.model_selection import StratifiedKFold
 
-    smallest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
-    if k < 2 or smallest < k:
-        raise ValueError(f"data.cv_folds: {k} needs >= {k} training rows of each class; the smallest class has "
-                         f"{smallest}; accepted: 2..{smallest} folds, or holdout")
+    check_fold_count(labels, k)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     return [(np.sort(fit), np.sort(val)) for fit, val in splitter.split(np.zeros(len(labels)), labels)]
