@@ -3,7 +3,9 @@
 One fixed mid-size model (softmax attention, depth 2, width 64, 4 heads, about 24 tokens per series) is fit on
 every training row of a set and scored on its official test split, once per seed (the seed drives the
 initialisation, the batch order and the augmentation). Components: ``series_norm: sample``, ``tokenizer: conv``
-(kernel 7), ``augment: light`` / ``strong``, ``label_smoothing: 0.1``, ``ema: 0.99``, ``drop_path: 0.1``.
+(kernel 7), ``augment: light`` / ``strong``, ``label_smoothing: 0.1``, ``ema: 0.99``, ``drop_path: 0.1``,
+``pretrain_epochs: 100`` (masked-patch reconstruction on the training rows' inputs, mask ratio 0.4, before the
+supervised epochs).
 
     python bench/recipe.py --out bench/results/recipe.md
 """
@@ -28,8 +30,12 @@ VARIANTS = {
     "label smoothing": ({}, {"label_smoothing": 0.1}),
     "ema": ({}, {"ema": 0.99}),
     "drop_path": ({"drop_path": 0.1}, {}),
+    "pretrain": ({}, {"pretrain_epochs": 100}),
     "all": ({"series_norm": "sample", "tokenizer": "conv", "drop_path": 0.1},
             {"augment": "strong", "label_smoothing": 0.1, "ema": 0.99}),
+    "all + pretrain": ({"series_norm": "sample", "tokenizer": "conv", "drop_path": 0.1},
+                       {"augment": "strong", "label_smoothing": 0.1, "ema": 0.99, "pretrain_epochs": 100}),
+    "light + norm + pretrain": ({"series_norm": "sample"}, {"augment": "light", "pretrain_epochs": 100}),
 }
 
 
@@ -38,6 +44,7 @@ def run_one(job: dict) -> dict:
 
     from emule_models import ModelConfig, build_model
     from emule_models.data import load_builtin
+    from emule_models.pretrain import pretrain
     from emule_models.train import TrainConfig, evaluate, fit
 
     torch.set_num_threads(1)
@@ -49,8 +56,9 @@ def run_one(job: dict) -> dict:
     torch.manual_seed(job["seed"])
     model = build_model(cfg)
     start = time.perf_counter()
-    fit(model, ds.pool, None, TrainConfig(epochs=job["epochs"], batch_size=32, lr=job["lr"], seed=job["seed"],
-                                          **train_fields))
+    recipe = TrainConfig(epochs=job["epochs"], batch_size=32, lr=job["lr"], seed=job["seed"], **train_fields)
+    pretrain(model, ds.pool, recipe)  # reads the inputs only; nothing without pretrain_epochs
+    fit(model, ds.pool, None, recipe)
     return {**job, "test": evaluate(model, ds.test)["accuracy"], "seconds": time.perf_counter() - start}
 
 
@@ -60,12 +68,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--budgets", nargs="+", default=["60:1e-3", "200:3e-3"],
                     help="epochs:learning-rate pairs; one table each")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     budgets = [(int(b.split(":")[0]), float(b.split(":")[1])) for b in args.budgets]
     jobs = [{"set": s, "variant": v, "seed": seed, "epochs": e, "lr": lr}
-            for e, lr in budgets for s in args.sets for v in VARIANTS for seed in range(args.seeds)]
+            for e, lr in budgets for s in args.sets for v in args.variants for seed in range(args.seeds)]
     start = time.perf_counter()
     with mp.get_context("spawn").Pool(args.processes) as pool:
         results = pool.map(run_one, jobs)
@@ -84,7 +93,7 @@ def main() -> None:
         for r in results:
             if (r["epochs"], r["lr"]) == (e, lr):
                 acc.setdefault((r["set"], r["variant"]), []).append(r["test"])
-        for v in VARIANTS:
+        for v in args.variants:
             cells = [f"{statistics.mean(acc[(s, v)]):.3f} +- {statistics.pstdev(acc[(s, v)]):.3f}" for s in args.sets]
             change = statistics.mean(100 * (statistics.mean(acc[(s, v)]) - statistics.mean(acc[(s, "plain")]))
                                      for s in args.sets)

@@ -1,8 +1,9 @@
 """How modalities are combined, one categorical name each, registered in ``FUSION``.
 
-A fusion takes per-modality tokens ``{name: (B, T, W)}`` with masks ``{name: (B, T)}`` and returns one pooled
-``(B, out_width)`` vector per sample. Each also states, in closed form, where attention is used (for the
-variants' ``not_supported_reasons``) and its forward FLOPs.
+A fusion takes per-modality tokens ``{name: (B, T, W)}`` with masks ``{name: (B, T)}``; ``encode`` returns the
+encoded, normalised tokens of each present modality (same shapes: what masked-patch pretraining reconstructs from)
+and ``forward`` pools them into one ``(B, out_width)`` vector per sample. Each also states, in closed form, where
+attention is used (for the variants' ``not_supported_reasons``) and its forward FLOPs.
 
 - ``early``: all modalities' tokens, each with a learned modality embedding, go through one encoder.
   A missing modality simply contributes no tokens.
@@ -64,6 +65,17 @@ class Fusion(nn.Module):
         """Width of the pooled vector handed to the classifier head."""
         return cfg.width
 
+    def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The encoded, normalised tokens of each present modality: ``{name: (B, T, W)}``."""
+        raise NotImplementedError
+
+    def pool(self, encoded: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Average over the present modalities of their mask-pooled tokens -> (B, W)."""
+        return torch.stack([masked_mean(x, masks[n]) for n, x in encoded.items()]).mean(0)
+
+    def forward(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.pool(self.encode(tokens, masks), masks)
+
 
 def self_shape(cfg: ModelConfig, tokens: int) -> AttentionShape:
     return cross_shape(cfg, tokens, tokens)
@@ -81,11 +93,6 @@ def block(cfg: ModelConfig, shape: AttentionShape, cross: bool = False) -> Block
 
 def block_flops(cfg: ModelConfig, t_q: int, t_k: int) -> int:
     return Block.flops(cfg.width, cfg.mlp_ratio, cfg.attention, cross_shape(cfg, t_q, t_k), t_q, t_k)
-
-
-def pooled_mean(xs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], norms: nn.ModuleDict) -> torch.Tensor:
-    """Average over the given modalities of their normalised, mask-pooled tokens -> (B, W)."""
-    return torch.stack([masked_mean(norms[n](x), masks[n]) for n, x in xs.items()]).mean(0)
 
 
 @register_fusion
@@ -113,13 +120,17 @@ class EarlyFusion(Fusion):
         t = cls.total_tokens(cfg)
         return cfg.depth * block_flops(cfg, t, t)
 
-    def forward(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         present = [n for n in self.names if n in tokens]
         x = torch.cat([tokens[n] + self.modality[n] for n in present], dim=1)  # (B, T, W)
         mask = torch.cat([masks[n] for n in present], dim=1)  # (B, T)
         for b in self.blocks:
             x = b(x, mask=mask)
-        return masked_mean(self.norm(x), mask)  # (B, W)
+        return dict(zip(present, self.norm(x).split([tokens[n].shape[1] for n in present], dim=1)))
+
+    def pool(self, encoded: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One mean over the real tokens of all modalities together -> (B, W)."""
+        return masked_mean(torch.cat(list(encoded.values()), dim=1), torch.cat([masks[n] for n in encoded], dim=1))
 
 
 @register_fusion
@@ -147,18 +158,22 @@ class LateFusion(Fusion):
     def out_width(cls, cfg: ModelConfig) -> int:
         return cfg.width * len(cfg.modalities)
 
-    def forward(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
-        some = next(iter(tokens.values()))
-        pooled = []
+    def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
         for n in self.names:
-            if n not in tokens:  # fixed slots keep the head's input layout; an absent modality's slot is zeros
-                pooled.append(some.new_zeros(some.shape[0], self.width))
-                continue
-            x = tokens[n]
-            for b in self.encoders[n]:
-                x = b(x, mask=masks[n])
-            pooled.append(masked_mean(self.norms[n](x), masks[n]))  # (B, W)
-        return torch.cat(pooled, dim=-1)  # (B, W * modalities)
+            if n in tokens:
+                x = tokens[n]
+                for b in self.encoders[n]:
+                    x = b(x, mask=masks[n])
+                out[n] = self.norms[n](x)
+        return out
+
+    def pool(self, encoded: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The modalities' pooled vectors side by side -> (B, W * modalities)."""
+        some = next(iter(encoded.values()))
+        # fixed slots keep the head's input layout; an absent modality's slot is zeros
+        empty = some.new_zeros(some.shape[0], self.width)
+        return torch.cat([masked_mean(encoded[n], masks[n]) if n in encoded else empty for n in self.names], dim=-1)
 
 
 @register_fusion
@@ -200,7 +215,7 @@ class CrossFusion(Fusion):
                 total += (cfg.depth - cfg.fusion_layer) * block_flops(cfg, t, cls.context_tokens(cfg, m.name))
         return total
 
-    def forward(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         xs = {n: tokens[n] for n in self.encoders if n in tokens}
         for layer in range(self.depth):
             xs = {n: self.encoders[n][layer](x, mask=masks[n]) for n, x in xs.items()}
@@ -211,7 +226,7 @@ class CrossFusion(Fusion):
                 x, mask=masks[n], context=torch.cat([xs[o] for o in xs if o != n], dim=1),  # (B, Tk, W)
                 context_mask=torch.cat([masks[o] for o in xs if o != n], dim=1))  # (B, Tk)
                 for n, x in xs.items()}
-        return pooled_mean(xs, masks, self.norms)  # (B, W)
+        return {n: self.norms[n](x) for n, x in xs.items()}
 
 
 @register_fusion
@@ -247,7 +262,7 @@ class BottleneckFusion(Fusion):
                 cfg, fused, fused)
         return total
 
-    def forward(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         xs = {n: tokens[n] for n in self.encoders if n in tokens}
         b = next(iter(xs.values())).shape[0]
         z = self.bottleneck.expand(b, -1, -1)  # (B, Z, W)
@@ -262,4 +277,4 @@ class BottleneckFusion(Fusion):
             xs = {n: h[:, : xs[n].shape[1]] for n, h in joint.items()}  # (B, T, W) each
             # the averaged bottleneck tokens are the only path between modalities
             z = torch.stack([h[:, -z.shape[1]:] for h in joint.values()]).mean(0)  # (B, Z, W)
-        return pooled_mean(xs, masks, self.norms)  # (B, W)
+        return {n: self.norms[n](x) for n, x in xs.items()}

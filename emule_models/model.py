@@ -27,6 +27,13 @@ class MultimodalClassifier(nn.Module):
         self.head = nn.Linear(FUSION[cfg.fusion].out_width(cfg), cfg.num_classes)
 
     def forward(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        encoded, masks = self.encode(inputs, valid)
+        return self.head(self.fusion.pool(encoded, masks))  # (B, classes)
+
+    def encode(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor] | None = None
+               ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Each present modality's encoded tokens ``{name: (B, T, W)}``, in its tokenizer's order, and their
+        ``(B, T)`` masks of real tokens: the classifier pools them; pretraining reconstructs patches from them."""
         valid = valid or {}
         tokens, masks = {}, {}
         for name, embed in self.embed.items():
@@ -34,7 +41,7 @@ class MultimodalClassifier(nn.Module):
                 tokens[name], masks[name] = embed(inputs[name], valid.get(name))
         if not tokens:
             raise ValueError(f"inputs: none of the modalities {list(self.embed)} given")
-        return self.head(self.fusion(tokens, masks))  # (B, classes)
+        return self.fusion.encode(tokens, masks), masks
 
 
 def build_model(config: ModelConfig | dict[str, Any]) -> MultimodalClassifier:

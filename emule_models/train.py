@@ -27,6 +27,8 @@ class TrainConfig:
     augment: str = "none"  # a policy in emule_models.augment.POLICIES
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
+    pretrain_epochs: int = 0  # masked-patch reconstruction before supervised training (emule_models.pretrain); 0 = off
+    pretrain_mask_ratio: float = 0.4  # share of each sample's patches blanked and reconstructed
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -36,6 +38,10 @@ class TrainConfig:
             raise ValueError(f"training.lr: {self.lr} must be > 0")
         if self.augment not in POLICIES:
             raise ValueError(f"training.augment: {self.augment!r} not accepted; accepted: {list(POLICIES)}")
+        if self.pretrain_epochs < 0:
+            raise ValueError(f"training.pretrain_epochs: {self.pretrain_epochs} must be >= 0")
+        if not 0.0 < self.pretrain_mask_ratio < 1.0:
+            raise ValueError(f"training.pretrain_mask_ratio: {self.pretrain_mask_ratio} not accepted; accepted: (0, 1)")
         for name in ("label_smoothing", "ema"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"training.{name}: {getattr(self, name)} not accepted; accepted: [0, 1)")

@@ -83,7 +83,8 @@ def resolve(spec: Spec, flat: dict[str, Any], modalities: tuple[ModalitySpec, ..
     training = TrainConfig(epochs=training["epochs"], batch_size=int(training["batch_size"]), lr=float(training["lr"]),
                            weight_decay=float(training["weight_decay"]), seed=spec.search.seed,
                            augment=str(training["augment"]), label_smoothing=float(training["label_smoothing"]),
-                           ema=float(training["ema"]))
+                           ema=float(training["ema"]), pretrain_epochs=int(training["pretrain_epochs"]),
+                           pretrain_mask_ratio=float(training["pretrain_mask_ratio"]))
     data = {**spec.data, "data_fraction": 1.0, "selection": "random", "subset_seed": spec.search.seed,
             **{k: flat[k] for k in DATA_KEYS if k in flat}}
     if needs_scores(data["selection"]):

@@ -115,8 +115,10 @@ def fit_description(cand: Candidate, pool_rows: int) -> str:
     """How the final model of a candidate is fit, in words (written into exports)."""
     fraction, selection = cand.data.get("data_fraction", 1.0), cand.data.get("selection", "random")
     subset = "all of them" if fraction >= 1 else f"{fraction:.0%} of them chosen by {selection}"
+    pretrained = (f"after {cand.training.pretrain_epochs} epochs of masked-patch pretraining on the inputs of all "
+                  f"{pool_rows} (and any unlabelled rows), " if cand.training.pretrain_epochs else "")
     return (f"refit on the {pool_rows} training rows (train + validation; {subset}) for {cand.training.epochs} "
-            f"epochs, after selection by {describe(cand.data)}; the test split only "
+            f"epochs, {pretrained}after selection by {describe(cand.data)}; the test split only "
             "scores it")
 
 

@@ -278,12 +278,15 @@ def _trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
     from ray import tune
 
     from search.trainable import train_candidate
+    from search.validation import PRETRAIN_CACHE
 
     scores = None
     if spec.needs_scores():
         scores = quality_scores(dataset, spec.proxy.model_dump(), log=lambda m: print(m, file=out, flush=True))
+    # where the driver runs (as the proxy scores and baselines), not in a trial's own folder
+    cache = str(PRETRAIN_CACHE.resolve())
     return tune.with_resources(tune.with_parameters(train_candidate, spec=spec, dataset=dataset, replay=replay,
-                                                    scores=scores),
+                                                    scores=scores, pretrain_cache=cache),
                                {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial})
 
 

@@ -21,7 +21,8 @@ MODEL_KEYS = ("attention", "depth", "width", "heads", "mlp_ratio", "dropout", "f
               "bottleneck_tokens", "patch_len", "patch_stride", "channel_mode", "image_patch", "series_norm",
               "tokenizer", "conv_kernel", "conv_dilation", "drop_path")
 DATA_KEYS = ("data_fraction", "selection")
-TRAINING_KEYS = ("lr", "weight_decay", "batch_size", "augment", "label_smoothing", "ema")
+TRAINING_KEYS = ("lr", "weight_decay", "batch_size", "augment", "label_smoothing", "ema", "pretrain_epochs",
+                 "pretrain_mask_ratio")
 SPACE_KEYS = MODEL_KEYS + DATA_KEYS + TRAINING_KEYS
 INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size", "bottleneck_tokens",
             "conv_kernel", "conv_dilation")
@@ -101,6 +102,8 @@ class Training(Strict):
     augment: str = Field("none", description="augmentation policy: none, light, strong (emule_models.augment)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     ema: float = Field(0.0, ge=0, lt=1, description="decay of a weight average that is validated and kept; 0 = off")
+    pretrain_epochs: int = Field(0, ge=0, description="epochs of masked-patch reconstruction first; 0 = off")
+    pretrain_mask_ratio: float = Field(0.4, gt=0, lt=1, description="share of patches blanked while pretraining")
 
     @field_validator("augment")
     @classmethod
@@ -251,7 +254,7 @@ class Spec(Strict):
 def _check_values(key: str, param: Any) -> None:
     """Per-key value rules (a depth is an int >= 1, a fraction is in (0, 1], ...)."""
     values = param.corners() if isinstance(param, Range) else param if isinstance(param, list) else [param]
-    if key == "fusion_layer":
+    if key in ("fusion_layer", "pretrain_epochs"):
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 0:
                 raise ValueError(f"{key}: {v!r} not accepted; accepted: integers >= 0")
@@ -278,6 +281,10 @@ def _check_values(key: str, param: Any) -> None:
         for v in values:
             if not 0 <= v < 1:
                 raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers in [0, 1)")
+    if key == "pretrain_mask_ratio":
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers in (0, 1)")
 
 
 def _named_choices() -> dict[str, Any]:

@@ -27,10 +27,11 @@ from search.validation import cross_validate, refit, selection_folds
 
 def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
                     replay: dict[str, dict[str, float]] | None = None,
-                    scores: dict[str, np.ndarray] | None = None) -> None:
-    """One trial. ``scores`` are the search's quality scores (computed once on the driver) for the selection
-    strategies that need them. ``replay`` holds the final results of trials that finished before a driver crash
-    but after Tune last saved its state: those report their recorded result again instead of training twice."""
+                    scores: dict[str, np.ndarray] | None = None, pretrain_cache: str | None = None) -> None:
+    """One trial. ``scores`` are the search's quality scores (computed once on the driver) for the selection strategies
+    that need them; ``pretrain_cache`` is where pretrained weights are shared (an absolute path). ``replay``
+    holds the final results of trials that finished before a driver crash but after Tune last saved its state:
+    those report their recorded result again instead of training twice."""
     start = time.perf_counter()
     trial_id = tune.get_context().get_trial_id()
     if replay and trial_id in replay:
@@ -57,11 +58,13 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
         return
 
     # Every epoch reports the mean over the selection folds: schedulers and the front rank on it.
-    for metrics in cross_validate(cand, dataset, folds, scores, device):
-        row = {**metrics, **static, "training_compute": training_flops(cand.model, metrics["samples_seen"])}
+    for metrics in cross_validate(cand, dataset, folds, scores, device, pretrain_cache):
+        # pretraining is counted as training samples: same encoder, a reconstruction head instead of the classifier
+        seen = metrics["samples_seen"] + metrics.get("pretrain_samples", 0)
+        row = {**metrics, **static, "training_compute": training_flops(cand.model, seen)}
         if metrics["epoch"] == cand.training.epochs:
             # Selection is over for this candidate: refit on every training row, then the test split, once.
-            final, rows, seen = refit(cand, dataset, scores, device)
+            final, rows, seen = refit(cand, dataset, scores, device, pretrain_cache=pretrain_cache)
             test = evaluate(final, dataset.test, device=device)
             row.update(test_accuracy=test["accuracy"], test_loss=test["loss"], train_samples=rows,
                        refit_compute=training_flops(cand.model, seen), budget_done=True,

@@ -4,19 +4,25 @@ Selection sees only the training pool (the train split plus the validation rows 
 stratified folds of it (``data.cv_folds: k``), one model per fold trained in step so every epoch reports the fold
 mean, or the single holdout split. The candidate's test accuracy - and the model a user exports - come from one
 refit on the whole pool with the same recipe and epochs. The test split is never used for any choice.
+
+With ``pretrain_epochs`` each of those models first pretrains (``emule_models.pretrain``) on the inputs of the
+rows it learns from - all of them, whatever the data fraction, since pretraining reads no label - and on the
+dataset's unlabelled rows; never on the rows that validate it, never on the test split.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from emule_models.data import Dataset, needs_scores, select
-from emule_models.data.dataset import check_fold_count, smallest_class, stratified_folds
+from emule_models.data.dataset import Split, check_fold_count, concat, smallest_class, stratified_folds
+from emule_models.pretrain import load_pretrained, pretrained_state
 from emule_models.train import fit, train_epochs
 from search.candidate import Candidate, build_seeded, quality_scores
 
@@ -25,6 +31,8 @@ AUTO = "auto"
 # `auto`: k-fold while the training pool is small enough for one validation split to be noise, holdout above.
 AUTO_FOLDS = 5
 AUTO_MAX_ROWS = 1000
+# Pretrained weights, shared by the candidates (and retrains) of one architecture; a search passes an absolute path.
+PRETRAIN_CACHE = Path(".emule") / "pretrain"
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
@@ -84,13 +92,16 @@ def subset(cand: Candidate, labels: np.ndarray, rows: np.ndarray,
 
 
 def cross_validate(cand: Candidate, dataset: Dataset, folds: Folds, scores: dict[str, np.ndarray] | None = None,
-                   device: str = "cpu") -> Iterator[dict[str, float]]:
+                   device: str = "cpu", pretrain_cache: str | Path | None = PRETRAIN_CACHE
+                   ) -> Iterator[dict[str, float]]:
     """One model per fold, trained in step; yields per epoch the fold means (``val_accuracy``, ``val_loss``,
-    ``train_loss``), ``val_accuracy_std`` across folds and ``samples_seen`` summed over folds."""
+    ``train_loss``), ``val_accuracy_std`` across folds, ``samples_seen`` summed over folds and, with pretraining,
+    ``pretrain_samples`` summed over folds."""
     pool, scores = dataset.pool, _scores(cand, dataset, scores)
-    runs = []
+    runs, pretrained = [], 0
     for fit_rows, val_rows in folds:
-        model = build_seeded(cand).to(device)
+        model, seen = start_model(cand, dataset, pool.take(fit_rows), device, pretrain_cache)
+        pretrained += seen
         train = pool.take(subset(cand, pool.labels, fit_rows, scores))
         runs.append(train_epochs(model, train, pool.take(val_rows), cand.training, device))
     start = time.perf_counter()
@@ -101,18 +112,33 @@ def cross_validate(cand: Candidate, dataset: Dataset, folds: Folds, scores: dict
                "val_accuracy": float(accuracy.mean()), "val_accuracy_std": float(accuracy.std()),
                "val_loss": float(np.mean([m["val_loss"] for m in per_fold])),
                "samples_seen": int(sum(m["samples_seen"] for m in per_fold)),
+               **({"pretrain_samples": pretrained} if cand.training.pretrain_epochs else {}),
                "train_time_s": time.perf_counter() - start}
 
 
 def refit(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None = None, device: str = "cpu",
-          report=None) -> tuple[torch.nn.Module, int, int]:
-    """The candidate trained once more on the whole pool (its data fraction of it), same recipe and epochs.
-    Returns (model, training rows, samples seen)."""
+          report=None, pretrain_cache: str | Path | None = PRETRAIN_CACHE) -> tuple[torch.nn.Module, int, int]:
+    """The candidate trained once more on the whole pool (its data fraction of it), same recipe and epochs,
+    pretrained first where its recipe says so. Returns (model, training rows, samples seen, pretraining's
+    included)."""
     pool, scores = dataset.pool, _scores(cand, dataset, scores)
     rows = subset(cand, pool.labels, np.arange(len(pool)), scores)
-    model = build_seeded(cand).to(device)
+    model, pretrained = start_model(cand, dataset, pool, device, pretrain_cache)
     last = fit(model, pool.take(rows), None, cand.training, report=report, device=device)
-    return model, len(rows), int(last.get("samples_seen", 0))
+    return model, len(rows), pretrained + int(last.get("samples_seen", 0))
+
+
+def start_model(cand: Candidate, dataset: Dataset, learns_from: Split, device: str = "cpu",
+                pretrain_cache: str | Path | None = PRETRAIN_CACHE) -> tuple[torch.nn.Module, int]:
+    """The candidate's seeded model, pretrained - when its recipe asks - on the inputs of ``learns_from`` and
+    the dataset's unlabelled rows. Returns (model, pretraining samples seen)."""
+    model = build_seeded(cand)
+    if not cand.training.pretrain_epochs:
+        return model.to(device), 0
+    rows = learns_from if dataset.unlabelled is None else concat(learns_from, dataset.unlabelled)
+    state, seen = pretrained_state(cand.model, rows, cand.training, device, pretrain_cache)
+    load_pretrained(model, state)
+    return model.to(device), seen
 
 
 def _scores(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:

@@ -1,9 +1,11 @@
 """Arrow tables <-> ``Dataset``: declared modality columns decoded into padded NumPy arrays, with validation.
 
 A table holds one row per sample: a label column (strings or integers), one column per modality and optionally a
-split column (``train``/``val``/``test``). Decoding is vectorised: list columns are flattened once and the flat
-values are scattered into padded arrays through their lengths, so there is no per-sample Python loop. Encoded
-PNG/JPEG images are the exception - Pillow decodes one image at a time - but that happens once, at load.
+split column (``train``/``val``/``test``). A row whose label is null is unlabelled: it joins no split, never
+validation or test, and serves only self-supervised pretraining (``Dataset.unlabelled``). Decoding is vectorised:
+list columns are flattened once and the flat values are scattered into padded arrays through their lengths, so there
+is no per-sample Python loop. Encoded PNG/JPEG images are the exception - Pillow decodes one image at a time - but
+that happens once, at load.
 
 Accepted column types:
 
@@ -196,7 +198,9 @@ def dataset_from_table(table: pa.Table, spec: TableSpec | Mapping[str, Any] | No
         inputs[col] = x
     full = Split(inputs, labels, valid)
     train, val, test = (full.take(parts[s]) for s in SPLITS)
-    return Dataset(spec.name, tuple(modalities), classes, train, val, test)
+    unlabelled = np.flatnonzero(labels < 0)
+    return Dataset(spec.name, tuple(modalities), classes, train, val, test,
+                   full.take(unlabelled) if len(unlabelled) else None)
 
 
 def check_columns(schema: pa.Schema, spec: TableSpec) -> None:
@@ -402,13 +406,16 @@ def _decode_images(arr: pa.Array, col: str, cs: ColumnSpec) -> np.ndarray:
 
 
 def _labels(col: pa.ChunkedArray, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices (-1 where the label is null: an unlabelled row) and the class names in natural order."""
     arr = _combine(col)
-    _no_nulls(arr, name)
-    uniq = pc.unique(arr)
+    if arr.null_count == len(arr):
+        raise ValueError(f"data.columns.{name}: every label is null; accepted: labelled rows (null labels mark "
+                         "the unlabelled rows that only pretraining reads)")
+    uniq = pc.drop_null(pc.unique(arr))
     values = uniq.to_pylist()
     key = (lambda i: values[i]) if pa.types.is_integer(arr.type) else (lambda i: natural_key(values[i]))
     uniq = uniq.take(pa.array(sorted(range(len(values)), key=key), pa.int64()))
-    index = pc.index_in(arr, value_set=uniq).to_numpy(zero_copy_only=False).astype(np.int64)
+    index = pc.fill_null(pc.index_in(arr, value_set=uniq), -1).to_numpy(zero_copy_only=False).astype(np.int64)
     classes = tuple(str(v) for v in uniq.to_pylist())
     if len(classes) < 2:
         raise ValueError(f"data.columns.{name}: one class {list(classes)}; accepted: at least two classes")
@@ -417,8 +424,9 @@ def _labels(col: pa.ChunkedArray, name: str) -> tuple[np.ndarray, tuple[str, ...
 
 def _assign_splits(table: pa.Table, spec: TableSpec, labels: np.ndarray,
                    classes: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Row indices per split: from the split column where there is one, carving what is missing from train."""
-    n = len(labels)
+    """Row indices of the labelled rows per split: from the split column where there is one, carving what is
+    missing from train. Unlabelled rows (label -1) join no split; the split column may put them in train only."""
+    labelled = np.flatnonzero(labels >= 0)
     if spec.split is not None:
         arr = _combine(table.column(spec.split))
         _no_nulls(arr, spec.split)
@@ -427,14 +435,19 @@ def _assign_splits(table: pa.Table, spec: TableSpec, labels: np.ndarray,
         if unknown:
             raise ValueError(f"data.columns.{spec.split}: split values {unknown[:5]} not accepted; "
                              f"accepted: {list(SPLITS)}")
-        parts = {s: np.flatnonzero(values == s) for s in SPLITS}
+        held_out = np.flatnonzero((labels < 0) & (values != "train"))
+        if len(held_out):
+            raise ValueError(f"data.columns.{spec.label}: {len(held_out)} unlabelled (null) label(s) in the "
+                             f"{values[held_out[0]]!r} split, first at row {held_out[0]}; accepted: unlabelled rows "
+                             "in 'train' only (they serve pretraining, never validation or test)")
+        parts = {s: np.flatnonzero((values == s) & (labels >= 0)) for s in SPLITS}
         if len(parts["train"]) == 0:
             raise ValueError(f"data.columns.{spec.split}: no 'train' rows; accepted: a split column with train rows")
         missing = [s for s in ("test", "val") if len(parts[s]) == 0]
         _check_class_sizes(labels[parts["train"]], classes, spec, carve=missing)
     else:
-        _check_class_sizes(labels, classes, spec, carve=["test", "val"])
-        parts = {"train": np.arange(n), "val": np.arange(0), "test": np.arange(0)}
+        _check_class_sizes(labels[labelled], classes, spec, carve=["test", "val"])
+        parts = {"train": labelled, "val": np.arange(0), "test": np.arange(0)}
     for s, fraction in (("test", spec.test_fraction), ("val", spec.val_fraction)):
         if len(parts[s]) == 0 and fraction > 0:
             train = parts["train"]
@@ -472,6 +485,8 @@ def dataset_to_table(dataset: Dataset, label: str = "label", split: str = "split
     ``dataset_from_table(table)`` reads it back unchanged."""
     kinds = {m.name: m.kind for m in dataset.modalities}
     parts = [(s, dataset.split(s)) for s in SPLITS]
+    if dataset.unlabelled is not None:  # null labels, in train: read back as unlabelled
+        parts.append(("train", dataset.unlabelled))
     columns: dict[str, pa.Array] = {}
     for name, kind in kinds.items():
         chunks = []
@@ -484,7 +499,8 @@ def dataset_to_table(dataset: Dataset, label: str = "label", split: str = "split
                 chunks.append(nested_array(x))
         columns[name] = pa.concat_arrays(chunks)
     classes = np.asarray(dataset.classes, dtype=object)
-    columns[label] = pa.array(np.concatenate([classes[p.labels] for _, p in parts]), pa.string())
+    columns[label] = pa.array(np.concatenate([np.where(p.labels >= 0, classes[p.labels], None) for _, p in parts]),
+                              pa.string())
     columns[split] = pa.array(np.concatenate([np.full(len(p), s, dtype=object) for s, p in parts]), pa.string())
     # the split column holds every split as it is: reading back must not carve new ones from train
     spec = TableSpec(label=label, columns=kinds, split=split, name=dataset.name, val_fraction=0.0, test_fraction=0.0)

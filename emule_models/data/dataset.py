@@ -47,6 +47,7 @@ class Dataset:
     train: Split
     val: Split
     test: Split
+    unlabelled: Split | None = None  # rows without a label (label -1): read by self-supervised pretraining only
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
@@ -61,7 +62,7 @@ class Dataset:
 
     def describe(self) -> dict:
         return {"name": self.name, "classes": len(self.classes), "train": len(self.train), "val": len(self.val),
-                "test": len(self.test),
+                "test": len(self.test), "unlabelled": len(self.unlabelled) if self.unlabelled is not None else 0,
                 "modalities": {m.name: m.kind + str(_shape(m)) for m in self.modalities}}
 
 

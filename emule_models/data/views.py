@@ -110,14 +110,16 @@ def with_view(dataset: Dataset, view: str, size: int = 32, source: str | None = 
     taken = {m.name for m in dataset.modalities} & set(names.values())
     if taken:
         raise ValueError(f"data.view: modality {sorted(taken)} exists already; accepted: another view or name")
-    splits = {}
-    for s in SPLITS:
-        part = dataset.split(s)
+    def viewed(part: Split) -> Split:
         inputs = dict(part.inputs)
         for src, dst in names.items():
             steps = part.valid[src].sum(1) if src in part.valid else None
             inputs[dst] = VIEWS[view](part.inputs[src], steps, size)
-        splits[s] = Split(inputs, part.labels, part.valid)
+        return Split(inputs, part.labels, part.valid)
+
+    splits = {s: viewed(dataset.split(s)) for s in SPLITS}
+    if dataset.unlabelled is not None:
+        splits["unlabelled"] = viewed(dataset.unlabelled)
     added = tuple(ModalitySpec(dst, "image", m.channels if view != "silhouette" else 1, height=size, width=size)
                   for m in series for dst in [names[m.name]])
     return replace(dataset, modalities=dataset.modalities + added, **splits)

@@ -198,9 +198,15 @@ def empty_table(rows: dict[str, list]) -> pa.Table:
     return table(rows).slice(0, 0)
 
 
-@case("data.columns.species: 1 null value(s), first at row 5")
-def null_label(rows: dict[str, list]) -> pa.Table:
-    rows["species"][5] = None
+@case("data.columns.species: 1 unlabelled (null) label(s) in the 'test' split, first at row 8")
+def null_label_in_test(rows: dict[str, list]) -> pa.Table:
+    rows["species"][8] = None  # a null label in train is an unlabelled row, read by pretraining only
+    return table(rows)
+
+
+@case("data.columns.species: every label is null")
+def labels_all_null(rows: dict[str, list]) -> pa.Table:
+    rows["species"] = [None] * len(rows["species"])
     return table(rows)
 
 
