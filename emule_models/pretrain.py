@@ -172,7 +172,10 @@ def pretrained_state(cfg: ModelConfig, rows: Split, training: TrainConfig, devic
 
 def load_pretrained(model: MultimodalClassifier, state: dict[str, torch.Tensor]) -> None:
     """Put pretrained tokenizer and encoder weights into ``model``, keeping its own classifier head."""
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a shape mismatch
+        raise ValueError(f"pretrained weights do not fit the model: {str(e).splitlines()[1].strip()}") from None
     if unexpected or any(not k.startswith("head.") for k in missing):
         raise ValueError(f"pretrained weights do not fit the model: missing {missing}, unexpected {unexpected}")
 

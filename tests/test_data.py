@@ -413,3 +413,31 @@ def test_synthetic():
     _same(synthetic(50, 8, 2, seed=3), synthetic(50, 8, 2, seed=3))
     with pytest.raises(ValueError, match="label_noise"):
         synthetic(50, 8, 2, label_noise=1.0)
+
+
+# ------------------------------------------------------------------------------------------------ unlabelled rows
+def test_null_labels_are_unlabelled_rows_in_no_split(tmp_path):
+    n = 30
+    labels = [None if i % 6 == 5 else f"k{i % 3}" for i in range(n)]
+    split = ["test" if i % 5 == 0 and labels[i] else "train" for i in range(n)]
+    ds = dataset_from_table(_table(n, y=labels, split=split), {**SPEC, "split": "split", "val_fraction": 0.25})
+    assert len(ds.unlabelled) == 5 and (ds.unlabelled.labels == -1).all()
+    assert len(ds.train) + len(ds.val) + len(ds.test) == n - 5
+    assert all((ds.split(s).labels >= 0).all() for s in SPLITS)
+    assert ds.describe()["unlabelled"] == 5
+    np.testing.assert_array_equal(ds.unlabelled.valid["sig"].sum(1), [5 + i % 4 for i in range(5, n, 6)])
+    back = read_parquet(write_parquet(ds, tmp_path / "semi.parquet"))  # written back as null labels in train
+    _same(ds, back)
+    np.testing.assert_allclose(back.unlabelled.inputs["sig"], ds.unlabelled.inputs["sig"])
+    viewed = with_view(ds, "spectrogram", 8)  # a view covers the unlabelled rows too
+    assert viewed.unlabelled.inputs["sig_spectrogram"].shape[0] == 5
+
+
+def test_unlabelled_rows_refused_in_validation_or_test():
+    labels = [f"k{i % 3}" for i in range(12)]
+    labels[10] = None
+    split = ["train"] * 9 + ["test"] * 3
+    _assert_error(lambda: dataset_from_table(_table(y=labels, split=split), {**SPEC, "split": "split"}), "y",
+                  "1 unlabelled (null) label(s) in the 'test' split, first at row 10", "'train' only")
+    _assert_error(lambda: dataset_from_table(_table(y=pa.array([None] * 12, pa.string())), SPEC), "y",
+                  "every label is null")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -34,13 +35,17 @@ def finished_search(ray_local, tmp_path_factory):
                        {"metric": "flops", "mode": "min", "reference": 1e9, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 2}, "width": [16, 32],
                   "heads": [1, 2], "patch_len": [16, 32], "data_fraction": {"low": 0.3, "high": 1.0},
-                  "lr": {"low": 1e-3, "high": 3e-3, "log": True}},
+                  "lr": {"low": 1e-3, "high": 3e-3, "log": True}, "pretrain_epochs": [0, 1]},
         "training": {"epochs": 2, "batch_size": 32},
         "search": {"sampler": "random", "trials": TRIALS, "concurrency": 2, "seed": 1, "storage": str(tmp / "runs")},
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "e2e"},
     })
-    out = io.StringIO()
-    result = run_search(spec, name="tiny-run", out=out)
+    out, home = io.StringIO(), os.getcwd()
+    os.chdir(tmp)  # the pretrained-weights cache (.emule/pretrain) lands here, not in the checkout
+    try:
+        result = run_search(spec, name="tiny-run", out=out)
+    finally:
+        os.chdir(home)
     return spec, result, Tracker(spec.tracking.uri, "e2e"), tmp, out.getvalue()
 
 
@@ -83,6 +88,27 @@ def test_parent_run_has_front_artifacts_and_hypervolume(finished_search, tmp_pat
     assert table.num_rows == len(result.front.members)
     assert set(table.column("run_id").to_pylist()) == {r.run_id for r in result.front.members}
     assert f"{TRIALS}/{TRIALS} ended ({TRIALS} full" in out  # progress lines
+
+
+def test_pretraining_is_counted_and_cached(finished_search):
+    from emule_models.cost import training_flops
+    from search.candidate import Candidate, spec_dataset
+
+    spec, result, tracker, tmp, _ = finished_search
+    state = tracker.search_state(result.parent_run_id, spec.objectives)
+    dataset = spec_dataset(spec)
+    pretrained = 0
+    for run in state.finished.values():
+        m = run.metrics
+        cand = Candidate.from_dict(tracker.candidate(run.run_id))
+        assert (m.get("pretrain_samples", 0) > 0) == (cand.training.pretrain_epochs > 0)
+        # every fold model pretrained on its own fit rows: one epoch each, so 4/5 of the pool per fold
+        if cand.training.pretrain_epochs:
+            pretrained += 1
+            assert m["pretrain_samples"] == (spec.data["cv_folds"] - 1) * len(dataset.pool)
+        seen = m["samples_seen"] + m.get("pretrain_samples", 0)
+        assert m["training_compute"] == pytest.approx(training_flops(cand.model, seen), rel=1e-6)
+    assert pretrained and len(list((tmp / ".emule" / "pretrain").glob("*.pt"))) >= pretrained
 
 
 def test_export_then_train_reproduces_the_config(finished_search, tmp_path):

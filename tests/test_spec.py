@@ -64,6 +64,10 @@ def test_quickstart_loads():
     ("space.conv_kernel", [0, 3], "space.conv_kernel: 0 not accepted; accepted: integers >= 1"),
     ("training.augment", "heavy", "training.augment: 'heavy' - not accepted; accepted: ['none', 'light', 'strong']"),
     ("training.ema", 1.0, "training.ema: 1.0"),
+    ("space.pretrain_epochs", [0, -5], "space.pretrain_epochs: -5 not accepted; accepted: integers >= 0"),
+    ("space.pretrain_mask_ratio", [0.4, 1.0],
+     "space.pretrain_mask_ratio: 1.0 not accepted; accepted: numbers in (0, 1)"),
+    ("training.pretrain_mask_ratio", 0, "training.pretrain_mask_ratio: 0"),
     ("data.cv_folds", 1, "data.cv_folds: 1 not accepted; accepted: auto, holdout, or an integer >= 2"),
     ("data.cv_folds", 41, "data.cv_folds: 41 needs >= 41 training rows of each class"),
     ("baselines", ["rocket", "rocket"], "baselines: ['rocket', 'rocket'] - a name repeats"),
@@ -112,17 +116,20 @@ def test_every_shipped_spec_validates(path):
 def test_recipe_dimensions_are_searchable():
     raw = with_change("space.tokenizer", ["patch", "conv"])
     raw["space"].update(series_norm=["none", "sample"], conv_kernel=[3, 7], conv_dilation=[1, 2], drop_path=[0.0, 0.1],
-                        augment=["none", "light", "strong"], label_smoothing=[0.0, 0.1], ema=[0.0, 0.99])
+                        augment=["none", "light", "strong"], label_smoothing=[0.0, 0.1], ema=[0.0, 0.99],
+                        pretrain_epochs=[0, 20], pretrain_mask_ratio={"low": 0.2, "high": 0.6})
     spec = parse_spec(raw)
     from search.candidate import resolve, spec_dataset
 
     data = spec_dataset(spec)
     cand = resolve(spec, {"tokenizer": "conv", "series_norm": "sample", "conv_kernel": 3, "conv_dilation": 2,
-                          "drop_path": 0.1, "augment": "strong", "label_smoothing": 0.1, "ema": 0.99},
+                          "drop_path": 0.1, "augment": "strong", "label_smoothing": 0.1, "ema": 0.99,
+                          "pretrain_epochs": 20, "pretrain_mask_ratio": 0.3},
                    data.modalities, len(data.classes))
     assert (cand.model.tokenizer, cand.model.series_norm, cand.model.conv_kernel, cand.model.drop_path) == (
         "conv", "sample", 3, 0.1)
     assert (cand.training.augment, cand.training.label_smoothing, cand.training.ema) == ("strong", 0.1, 0.99)
+    assert (cand.training.pretrain_epochs, cand.training.pretrain_mask_ratio) == (20, 0.3)
 
 
 def test_cv_folds_resolved_against_the_data():
