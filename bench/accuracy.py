@@ -1,14 +1,16 @@
 """Honest accuracy on the bundled sets: the best-by-validation candidate of a fixed-budget search against the
 classical baselines, measured in the same run.
 
-Per set, the same recipe for every set (no per-set tuning beyond scaling the patch lengths to the series length):
-a search over the whole model family (every attention variant with its options, depth, width, heads, patching,
-channel mode, fusion where there are two modalities, learning rate) and the training recipe (tokenizer,
-normalisation, augmentation, label smoothing, stochastic depth), TPE, ``--trials`` candidates of ``--epochs``
-epochs, selection by the default ``data.cv_folds: auto``, repeated for ``--seeds`` search seeds. Reported per set:
-the best-by-validation candidate's test accuracy (from its refit on every training row), its selection gap
-(validation minus test), and the baselines (1-NN Euclidean, 1-NN DTW, ROCKET or its MiniRocket fallback) computed
-by the search itself on the same folds. Mean rank across sets at the end (1 = best test accuracy).
+Per set, the same recipe for every set (no per-set tuning beyond scaling the patch lengths to the series length): a
+search over the whole model family (every attention variant with its options, depth, width, heads, patching,
+tokenizer, channel mode, fusion where there are two modalities, learning rate, batch size) with the training recipe
+of ``bench/results/recipe.md`` (per-sample normalisation, augmentation - its policy searched -, label smoothing,
+stochastic depth, weight averaging, ``--pretrain-epochs`` of masked-patch pretraining), TPE, ``--trials`` candidates
+of ``--epochs`` epochs, selection by the default ``data.cv_folds: auto``, repeated for ``--seeds`` search seeds.
+Reported per set: the best-by-validation candidate's test accuracy (from its refit on every training row), its
+selection gap (validation minus test), and the baselines (1-NN Euclidean, 1-NN DTW, ROCKET or its MiniRocket
+fallback) computed by the search itself on the same folds. Mean rank across sets at the end (1 = best test
+accuracy).
 
     python bench/accuracy.py --out bench/results/accuracy.md
 """
@@ -30,7 +32,8 @@ SETS = ("osuleaf", "gunpoint", "italypowerdemand", "basicmotions", "plaid")
 BASELINE_ORDER = ("nn_euclidean", "nn_dtw", "rocket")
 
 
-def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float) -> dict:
+def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float,
+             pretrain_epochs: int) -> dict:
     """The same search recipe for every set; only the patch lengths follow the series length (about 24, 12 and 6
     tokens per series) and fusion appears where a set has two modalities."""
     from emule_models.data import load_builtin
@@ -42,11 +45,12 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
     space = {
         "attention": ["softmax", "linear", "performer", "nystrom", "linformer", "local", "cosformer"],
         "depth": {"low": 1, "high": 3}, "width": [32, 64], "heads": [2, 4], "patch_len": patches,
-        "lr": {"low": 1e-3, "high": 5e-3, "log": True},
-        # the training recipe: bench/results/recipe.md found augmentation to pay on both sets it measured once the
-        # epochs are long enough for the plain model to overfit, so it is always on here and its policy searched
-        "tokenizer": ["patch", "conv"], "series_norm": ["none", "sample"], "augment": ["light", "strong"],
-        "label_smoothing": [0.0, 0.1], "drop_path": [0.0, 0.1], "batch_size": [16, 32],
+        "lr": {"low": 1e-3, "high": 5e-3, "log": True}, "batch_size": [16, 32], "tokenizer": ["patch", "conv"],
+        # The training recipe, fixed from bench/results/recipe.md (measured on OSULeaf and GunPoint only; the
+        # other three sets are held out from that choice): every regulariser together with masked-patch
+        # pretraining was the best and the steadiest combination there; augmentation's policy stays searched.
+        "series_norm": ["sample"], "augment": ["light", "strong"], "label_smoothing": [0.1], "drop_path": [0.1],
+        "ema": [0.99], "pretrain_epochs": [pretrain_epochs],
     }
     if max(m.channels for m in series) > 1:
         space["channel_mode"] = ["mixing", "independent"]
@@ -69,7 +73,8 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
     }
 
 
-def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float) -> dict:
+def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float,
+            pretrain_epochs: int) -> dict:
     """``seeds`` searches of one set; the best-by-validation candidate of each, and the search's baselines."""
     from search import yardstick
     from search.runner import run_search
@@ -78,7 +83,7 @@ def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline
 
     runs = []
     for seed in range(seeds):
-        spec = parse_spec(spec_for(name, seed, trials, epochs, tmp, baseline_seconds))
+        spec = parse_spec(spec_for(name, seed, trials, epochs, tmp, baseline_seconds, pretrain_epochs))
         start = time.perf_counter()
         result = run_search(spec, name=f"acc-{name}-{seed}", out=io.StringIO())
         tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)
@@ -103,7 +108,8 @@ def report(results: list[dict], args, wall_s: float) -> str:
     lines = ["# Honest accuracy: the best-by-validation candidate against the classical baselines", "",
              "Recorded with:", "", f"    {' '.join(['python', 'bench/accuracy.py', *sys.argv[1:]])}", "",
              f"Per set: {args.trials} candidates x {args.epochs} epochs (TPE over the whole model family, the same "
-             f"recipe for every set), {args.seeds} search seeds{fewer}; selection by `data.cv_folds: auto`; the test "
+             f"recipe for every set: that of recipe.md, with {args.pretrain_epochs} pretraining epochs), "
+             f"{args.seeds} search seeds{fewer}; selection by `data.cv_folds: auto`; the test "
              "accuracy is the refit's (every training row); baselines computed by the search on the same folds "
              f"(aeon 1.6; time bound {args.baseline_seconds:g} s each). Whole run {wall_s / 60:.0f} min on this "
              "2-core machine.", "",
@@ -155,6 +161,7 @@ def main() -> None:
                     help="fewer (or more) search seeds for some sets, e.g. plaid:1 where a search is costly")
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--pretrain-epochs", type=int, default=40)
     ap.add_argument("--baseline-seconds", type=float, default=300.0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -167,7 +174,8 @@ def main() -> None:
         seeds = {**{n: args.seeds for n in args.sets}, **{k: int(v) for k, v in
                                                           (x.split(":") for x in args.seeds_per_set)}}
         for name in args.sets:
-            results.append(run_set(name, seeds[name], args.trials, args.epochs, Path(tmp), args.baseline_seconds))
+            results.append(run_set(name, seeds[name], args.trials, args.epochs, Path(tmp), args.baseline_seconds,
+                                   args.pretrain_epochs))
     ray.shutdown()
     text = report(results, args, time.perf_counter() - start)
     print(text)

@@ -12,6 +12,11 @@ Two training budgets:
   the epochs), so the comparison isolates *which* data is kept.
 - ``epochs``: every run trains for the same number of epochs, so a subset also saves compute in proportion.
 
+The recipe is the plain one unless ``--augment`` / ``--label-smoothing`` / ``--pretrain-epochs`` say otherwise.
+With ``--pretrain-epochs`` every run first pretrains (masked-patch reconstruction, ``emule_models.pretrain``) on
+the inputs of the whole train split - labels unread, the subset is the labelled share - once per seed, cached and
+shared by every strategy and fraction of that seed.
+
     python bench/data_efficiency.py --out bench/results/data_efficiency.md
 """
 
@@ -47,6 +52,7 @@ def run_one(job: dict) -> dict:
 
     from emule_models import ModelConfig, build_model
     from emule_models.data import select
+    from emule_models.pretrain import load_pretrained, pretrained_state
     from emule_models.train import TrainConfig, evaluate, fit
 
     ds = _dataset(job["view"])
@@ -55,14 +61,29 @@ def run_one(job: dict) -> dict:
     epochs = job["epochs"]
     if job["budget"] == "steps":
         epochs = max(1, round(epochs * len(ds.train) / len(rows)))
+    arch = ModelConfig(ds.modalities, len(ds.classes), **MODEL)
     torch.manual_seed(job["seed"])
-    model = build_model(ModelConfig(ds.modalities, len(ds.classes), **MODEL))
+    model = build_model(arch)
     start = time.perf_counter()
-    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=job["lr"], seed=job["seed"])
+    cfg = TrainConfig(epochs=epochs, batch_size=32, lr=job["lr"], seed=job["seed"], **job["recipe"])
+    if cfg.pretrain_epochs:  # every train input, labelled or not in this run; cached per seed
+        load_pretrained(model, pretrained_state(arch, ds.train, cfg, cache_dir=job["pretrain_cache"])[0])
     fit(model, ds.train.take(rows), ds.val.take(rows[:0]), cfg)  # no per-epoch validation: only test is reported
     test = evaluate(model, ds.test)["accuracy"]
     return {**{k: job[k] for k in ("strategy", "fraction", "seed", "budget")}, "rows": len(rows),
             "epochs": epochs, "test": test, "seconds": time.perf_counter() - start}
+
+
+def pretrain_once(job: dict) -> None:
+    """Fill the pretraining cache for one seed, so the runs of that seed (in any worker) all read it."""
+    from emule_models import ModelConfig
+    from emule_models.pretrain import pretrained_state
+    from emule_models.train import TrainConfig
+
+    ds = _dataset(job["view"])
+    cfg = TrainConfig(epochs=job["epochs"], batch_size=32, lr=job["lr"], seed=job["seed"], **job["recipe"])
+    pretrained_state(ModelConfig(ds.modalities, len(ds.classes), **MODEL), ds.train, cfg,
+                     cache_dir=job["pretrain_cache"])
 
 
 def main() -> None:
@@ -74,6 +95,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--budgets", nargs="+", default=["steps", "epochs"], choices=["steps", "epochs"])
     p.add_argument("--view", default="spectrogram", help="derived image view of the current; 'none' for none")
+    p.add_argument("--augment", default="none", help="augmentation policy (emule_models.augment)")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--pretrain-epochs", type=int, default=0, help="masked-patch pretraining on every train input")
     p.add_argument("--proxy-epochs", type=int, default=10)
     p.add_argument("--proxy-seeds", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
@@ -92,10 +116,14 @@ def main() -> None:
     jobs = [{"strategy": "random", "fraction": 1.0, "budget": "full", "seed": s} for s in range(args.seeds)]
     jobs += [{"strategy": st, "fraction": f, "budget": b, "seed": s} for b in args.budgets for f in args.fractions
              for st in args.strategies for s in range(args.seeds)]
+    recipe = {"augment": args.augment, "label_smoothing": args.label_smoothing, "pretrain_epochs": args.pretrain_epochs}
     for j in jobs:
-        j.update(view=view, epochs=args.epochs, lr=args.lr, el2n=scores["el2n"], embeddings=scores["embeddings"])
+        j.update(view=view, epochs=args.epochs, lr=args.lr, el2n=scores["el2n"], embeddings=scores["embeddings"],
+                 recipe=recipe, pretrain_cache=str(args.cache.parent.resolve() / "pretrain"))
     jobs.sort(key=lambda j: -(j["fraction"] if j["budget"] == "epochs" else 1.0))  # longest first: fewer idle cores
     with mp.get_context("spawn").Pool(args.workers, initializer=_init) as pool:
+        if args.pretrain_epochs:
+            pool.map(pretrain_once, [j for j in jobs if j["budget"] == "full"], chunksize=1)  # one per seed
         results = pool.map(run_one, jobs, chunksize=1)
     total_s = time.perf_counter() - started
     text = report(results, args, ds, proxy_s, total_s)
@@ -125,7 +153,10 @@ def report(results: list[dict], args, ds, proxy_s: float, total_s: float) -> str
         f"Data: PLAID (sktime 1.2), {len(ds.train)} train / {len(ds.val)} val / {len(ds.test)} test, 11 classes, "
         f"series z-normalised per sample{' + ' + args.view + ' view' if args.view != 'none' else ''}. "
         f"Model: {MODEL} ({', '.join(m.name for m in ds.modalities)}), AdamW lr {args.lr}, batch 32, cosine schedule, "
-        f"{args.epochs} epochs on the full train split. Test accuracy (%) of the final model, mean +- std over "
+        f"{args.epochs} epochs on the full train split; recipe: augment {args.augment}, label smoothing "
+        f"{args.label_smoothing:g}, "
+        + (f"{args.pretrain_epochs} epochs of masked-patch pretraining on every train input first"
+           if args.pretrain_epochs else "no pretraining") + ". Test accuracy (%) of the final model, mean +- std over "
         f"{args.seeds} seeds (seed = subset draw and model init). Proxy: {args.proxy_seeds} seeds x "
         f"{args.proxy_epochs} epochs of a width-32, depth-1 model, {proxy_s:.0f} s once. "
         f"Whole run: {total_s / 60:.1f} min on {args.workers} processes (2-core machine shared with other work).",
