@@ -84,7 +84,10 @@ def main() -> None:
              "Model: softmax attention, depth 2, width 64, 4 heads, patch = series length / 24; AdamW, batch 32, "
              "cosine schedule, fit on every training row; test accuracy on the official test split, mean +- std over "
              f"{args.seeds} seeds (init, batch order, augmentation). Whole run {wall / 60:.1f} min, "
-             f"{args.processes} processes on this 2-core machine."]
+             f"{args.processes} processes on this 2-core machine.", "",
+             "Variants: " + "; ".join(f"`{v}` = " + (", ".join(f"{k} {x}" for k, x in {**m, **t}.items()) or "AdamW + "
+                                      "cosine on linear patch tokens, nothing else") for v, (m, t) in VARIANTS.items()
+                                      if v in args.variants) + "."]
     for e, lr in budgets:
         lines += ["", f"## {e} epochs, lr {lr:g}", "",
                   "| variant | " + " | ".join(args.sets) + " | mean change vs plain (points) |",
