@@ -31,7 +31,7 @@ from emule_models.data.dataset import Split
 from emule_models.data.scoring import fingerprint
 from emule_models.embed import standardize
 from emule_models.model import MultimodalClassifier, build_model
-from emule_models.train import TrainConfig
+from emule_models.train import TrainConfig, adamw_cosine, step, use_bf16
 
 VERSION = 1  # bump when what pretraining computes changes, so cached weights are not reused
 
@@ -67,22 +67,16 @@ def pretrain(model: MultimodalClassifier, rows: Split, cfg: TrainConfig, device:
     heads = Reconstruction(model.cfg).to(device)
     model.to(device).train()
     params = [*model.embed.parameters(), *model.fusion.parameters(), *heads.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.pretrain_epochs * math.ceil(len(rows) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    seen = 0
+    opt, sched = adamw_cosine(params, cfg, cfg.pretrain_epochs * math.ceil(len(rows) / cfg.batch_size))
+    amp, seen = use_bf16(device), 0
     for epoch in range(1, cfg.pretrain_epochs + 1):
         order = rng.permutation(len(rows))
         for s in range(0, len(rows), cfg.batch_size):
             inputs, valid, _ = rows.batch(order[s:s + cfg.batch_size], device)
-            loss = reconstruction_loss(model, heads, inputs, valid, cfg.pretrain_mask_ratio, masks)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite pretraining loss {loss.item()} at epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            seen += len(order[s:s + cfg.batch_size])
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                loss = reconstruction_loss(model, heads, inputs, valid, cfg.pretrain_mask_ratio, masks)
+            step(loss, opt, sched, f"pretraining loss at epoch {epoch}")
+            seen += len(inputs[next(iter(inputs))])
     return seen
 
 

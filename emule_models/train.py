@@ -89,11 +89,8 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
     classes = model.cfg.num_classes if hasattr(model, "cfg") else int(train.labels.max()) + 1
     augment = Augmenter(cfg.augment, classes, seed=cfg.seed)
     ema = AveragedModel(model, multi_avg_fn=_ema_with_warmup(cfg.ema), use_buffers=True) if cfg.ema else None
-    # bf16 autocast on GPUs that have it: faster matmuls, fp32 weights, no loss scaling needed. CPU stays fp32.
-    amp = torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    amp = use_bf16(device)
+    opt, sched = adamw_cosine(model.parameters(), cfg, cfg.epochs * math.ceil(len(train) / cfg.batch_size))
     seen, start = 0, time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         order, total = rng.permutation(len(train)), 0.0
@@ -102,12 +99,7 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
             inputs, targets = augment(inputs, valid, labels)  # soft targets: mixup/cutmix blend them
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 loss = F.cross_entropy(model(inputs, valid), targets, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+            step(loss, opt, sched, f"training loss at epoch {epoch}")
             if ema is not None:
                 ema.update_parameters(model)
             total += loss.item() * len(labels)
@@ -120,6 +112,28 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
             val_metrics = evaluate(ema.module if ema is not None else model, val, device=device)
             metrics.update(val_accuracy=val_metrics["accuracy"], val_loss=val_metrics["loss"])
         yield metrics
+
+
+def use_bf16(device: str) -> bool:
+    """bf16 autocast on GPUs that have it: faster matmuls, fp32 weights, no loss scaling needed. CPU stays fp32."""
+    return torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def adamw_cosine(params, cfg: TrainConfig, steps: int):
+    """AdamW at ``cfg.lr`` with ``cfg.weight_decay``, its rate annealed to zero over ``steps`` on a cosine."""
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+
+
+def step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched, what: str) -> None:
+    """One optimiser step on ``loss``; a non-finite loss raises FloatingPointError naming ``what``, so a diverging
+    candidate fails loudly instead of scoring."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite {what}: {loss.item()}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
 
 
 def _ema_with_warmup(decay: float):
