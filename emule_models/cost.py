@@ -31,6 +31,7 @@ from torch.utils import flop_counter
 from emule_models.config import ModelConfig
 from emule_models.embed import embed_flops
 from emule_models.fusion import FUSION
+from emule_models.train import check_time_limit
 
 
 def count_params(model: nn.Module) -> int:
@@ -96,6 +97,7 @@ def latency_ms(model: nn.Module, inputs: dict[str, torch.Tensor], repeats: int =
     times = []
     with torch.no_grad():
         for i in range(warmup + repeats):
+            check_time_limit()
             if device.type == "cuda":  # CUDA events time the GPU's own work, not the launch overhead around it
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()

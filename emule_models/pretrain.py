@@ -31,7 +31,7 @@ from emule_models.data.dataset import Split
 from emule_models.data.scoring import fingerprint
 from emule_models.embed import standardize
 from emule_models.model import MultimodalClassifier, build_model
-from emule_models.train import TrainConfig, adamw_cosine, step, use_bf16
+from emule_models.train import TrainConfig, adamw_cosine, check_time_limit, step, use_bf16
 
 VERSION = 1  # bump when what pretraining computes changes, so cached weights are not reused
 
@@ -72,6 +72,7 @@ def pretrain(model: MultimodalClassifier, rows: Split, cfg: TrainConfig, device:
     for epoch in range(1, cfg.pretrain_epochs + 1):
         order = rng.permutation(len(rows))
         for s in range(0, len(rows), cfg.batch_size):
+            check_time_limit()
             inputs, valid, _ = rows.batch(order[s:s + cfg.batch_size], device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 loss = reconstruction_loss(model, heads, inputs, valid, cfg.pretrain_mask_ratio, masks)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,6 +49,32 @@ class TrainConfig:
                 raise ValueError(f"training.{name}: {getattr(self, name)} not accepted; accepted: [0, 1)")
 
 
+class TimeLimitExceeded(TimeoutError):
+    """Raised between batches once the time limit set by ``time_limit`` has passed."""
+
+
+_limit = threading.local()  # (deadline on the monotonic clock, seconds) of the current thread's time_limit
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Within the block, training, pretraining and evaluation raise TimeLimitExceeded at their next batch once
+    ``seconds`` have passed (None: no limit). Per thread; a batch in progress is never cut."""
+    previous = getattr(_limit, "value", None)
+    _limit.value = None if seconds is None else (time.monotonic() + seconds, seconds)
+    try:
+        yield
+    finally:
+        _limit.value = previous
+
+
+def check_time_limit() -> None:
+    """Raise TimeLimitExceeded when the current ``time_limit`` has passed."""
+    value = getattr(_limit, "value", None)
+    if value is not None and time.monotonic() > value[0]:
+        raise TimeLimitExceeded(f"past the time limit of {value[1]:g} s")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device: str = "cpu") -> dict[str, float]:
     """Accuracy and mean cross-entropy of ``model`` on a whole split."""
@@ -54,6 +82,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device: str 
     model.eval()
     correct, loss, order = 0, 0.0, np.arange(len(split))
     for start in range(0, len(split), batch_size):
+        check_time_limit()
         inputs, valid, labels = split.batch(order[start:start + batch_size], device)
         logits = model(inputs, valid)
         loss += F.cross_entropy(logits, labels, reduction="sum").item()
@@ -95,6 +124,7 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
     for epoch in range(1, cfg.epochs + 1):
         order, total = rng.permutation(len(train)), 0.0
         for s in range(0, len(train), cfg.batch_size):
+            check_time_limit()
             inputs, valid, labels = train.batch(order[s:s + cfg.batch_size], device)
             inputs, targets = augment(inputs, valid, labels)  # soft targets: mixup/cutmix blend them
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):

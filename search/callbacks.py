@@ -16,14 +16,18 @@ from typing import Any
 
 from ray.tune import Callback
 
+from search import stopping
 from search.candidate import resolve
 from search.front import Record, SearchState, compute_front, write_artifacts
-from search.searcher import BUDGET_DONE, INFEASIBLE, REPLAYED
+from search.progress import STATUS_EVERY, StatusBoard
+from search.searcher import BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT
 from search.spec import Spec
 from search.tracking import TRIAL_TAG, Tracker, redact
+from search.validation import HOLDOUT, scheme
 
 # Result keys that are bookkeeping, not metrics.
-NOT_METRICS = {"epoch", "node_id", "device", BUDGET_DONE, INFEASIBLE, REPLAYED, "violations", "done", "trial_id",
+NOT_METRICS = {"epoch", "node_id", "device", BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT, "error", "violations",
+               "done", "trial_id",
                "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
                "time_since_restore", "iterations_since_restore", "training_iteration", "experiment_tag",
                "checkpoint_dir_name", "should_checkpoint", "config"}
@@ -46,13 +50,17 @@ class SearchCallback(Callback):
         modalities, num_classes: the dataset's shape, to log each trial's full candidate (for export).
         target: trials this search will have under its parent when done (for progress lines).
         refresh_every: rewrite the front table and plot after this many finished trials (and at the end).
+        status_every: seconds between status lines on the running trials (None or 0: none).
+        quiet: print neither status lines nor a line per ended trial (the search's start and end lines remain).
     """
 
     def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, name: str, modalities: tuple,
-                 num_classes: int, target: int, refresh_every: int = 5):
+                 num_classes: int, target: int, refresh_every: int = 5, status_every: float | None = STATUS_EVERY,
+                 quiet: bool = False):
         self.spec, self.tracker, self.parent_id, self.name = spec, tracker, parent_id, name
         self.modalities, self.num_classes, self.target = modalities, num_classes, target
         self.refresh_every = refresh_every
+        self.status_every, self.quiet = status_every, quiet
         self.out = None  # sys.stdout at print time: Tune pickles callbacks with the experiment
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
@@ -79,6 +87,9 @@ class SearchCallback(Callback):
     def _load_state(self) -> None:
         self.start = time.monotonic()
         self.offline = False
+        folds = scheme(self.spec.data)
+        self.board = StatusBoard(None if self.quiet else self.status_every, self.spec.training.epochs,
+                                 1 if folds == HOLDOUT else int(folds), self.start)
         self.state = self._mlflow(self.tracker.search_state, self.parent_id, self.spec.objectives) or SearchState()
 
     def _mlflow(self, call, *args, **kwargs):
@@ -103,7 +114,13 @@ class SearchCallback(Callback):
     def setup(self, **info) -> None:
         self._load_state()
 
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        now = time.monotonic()
+        if self.board.due(now):
+            print(self.board.line(now, now - self.start), file=self.out or sys.stdout, flush=True)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self.board.started(trial.trial_id, time.monotonic())
         run_id = self.state.runs.get(trial.trial_id)
         if run_id is None:
             run_id = self._mlflow(self.tracker.start_candidate, self.parent_id, trial.trial_id,
@@ -111,12 +128,16 @@ class SearchCallback(Callback):
             if run_id is not None:
                 self.state.runs[trial.trial_id] = run_id
         else:  # resumed: the trial restarts from scratch inside the run it already has
-            self._mlflow(self.tracker.client.update_run, run_id, status="RUNNING")
+            self._mlflow(self.tracker.reopen, run_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
         if trial.trial_id not in self.state.runs:
             self.on_trial_start(iteration, trials, trial)
         run_id = self.state.runs.get(trial.trial_id)
+        if result.get(TIMED_OUT):  # its epochs are logged; on_trial_complete records the timeout
+            return
+        if not result.get(INFEASIBLE):
+            self.board.epoch_ended(trial.trial_id, int(result.get("epoch", 0)), time.monotonic())
         if result.get(REPLAYED) or run_id is None:  # already in MLflow, or MLflow is away
             return
         metrics = {k: v for k, v in result.items() if k not in NOT_METRICS and "/" not in k}
@@ -126,8 +147,12 @@ class SearchCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self._flush()  # every epoch is in MLflow before the run is marked finished
+        self.board.ended(trial.trial_id)
         result = trial.last_result or {}
         run_id = self.state.runs.get(trial.trial_id, "")
+        if result.get(TIMED_OUT):
+            self._timed_out(trials, trial, run_id, result)
+            return
         budget_done = bool(result.get(BUDGET_DONE))
         infeasible = bool(result.get(INFEASIBLE))
         tags = {"budget_done": str(budget_done).lower(), "feasible": str(not infeasible).lower(),
@@ -148,14 +173,24 @@ class SearchCallback(Callback):
             event = f"stopped early at epoch {result.get('epoch', '?')}"
         self._progress(trials, f"{trial.trial_id} {event}", {} if infeasible else result)
 
+    def _timed_out(self, trials: list, trial: Any, run_id: str, result: dict) -> None:
+        """A trial stopped by ``search.max_trial_seconds``: FAILED with reason timeout, never on the front."""
+        self.state.failed += 1
+        tags = {"budget_done": "false", "feasible": "true", "failure": "timeout", "error": result.get("error", ""),
+                "node_id": result.get("node_id", ""), "device": result.get("device", "")}
+        if run_id:
+            self._mlflow(self.tracker.finish_candidate, run_id, "FAILED", tags, self.candidate_of(trial.config))
+        self._progress(trials, f"{trial.trial_id} failed: {result.get('error', 'timeout')}", {})
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self._flush()
+        self.board.ended(trial.trial_id)
         self.state.failed += 1
         run_id = self.state.runs.get(trial.trial_id)
         error = _error_text(trial)
         if run_id is not None:
             self._mlflow(self.tracker.finish_candidate, run_id, "FAILED",
-                         {"budget_done": "false", "error": error[:5000]})
+                         {"budget_done": "false", "failure": "error", "error": error[:5000]})
         self._progress(trials, f"{trial.trial_id} failed: {error[:200]}", {})
 
     def on_experiment_end(self, trials: list, **info) -> None:
@@ -165,11 +200,12 @@ class SearchCallback(Callback):
             self._writer = None
         self._update_front(final=True)
         known = {t.trial_id for t in trials}
+        reason = stopping.reason() or "the search ended before the trial did"
         for run in self._mlflow(self.tracker.candidates, self.parent_id) or []:
             if run.info.status != "RUNNING":
                 continue
-            if run.data.tags.get(TRIAL_TAG) in known:  # did not end (Ctrl-C, budget stop): a resume continues it
-                self.tracker.client.set_terminated(run.info.run_id, "KILLED")
+            if run.data.tags.get(TRIAL_TAG) in known:  # did not end (a stop signal, budget stop): a resume continues it
+                self.tracker.stop_candidate(run.info.run_id, reason)
             else:  # started after Tune last saved its state, then the driver died: Tune ran it again under a new id
                 self.tracker.discard_orphan(run.info.run_id)
 
@@ -202,6 +238,8 @@ class SearchCallback(Callback):
                                                              "front_size": len(self.state.front.members)}, step=n)
 
     def _progress(self, trials: list, event: str, result: dict) -> None:
+        if self.quiet:
+            return
         running = sum(1 for t in trials if t.status == "RUNNING")
         ended = self.state.ended
         shown = " ".join(f"{m}={_short(result[m])}" for m in self.spec.metrics if m in result)

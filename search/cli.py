@@ -21,12 +21,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default=None, help="attach to a running Ray cluster instead (ray://... or HOST:PORT)")
     p.add_argument("--extend", metavar="NAME", default=None,
                    help="add the spec's trials to finished search NAME, learning from its candidates")
+    p.add_argument("--dry-run", action="store_true", help="print what the search would cost (as `emule plan`) "
+                   "and start nothing")
+    _output_args(p)
 
-    p = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, Ctrl-C)")
+    p = sub.add_parser("plan", help="what a search spec would cost - trials, sizes, FLOPs, time per trial - before "
+                       "any compute; starts nothing")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--no-timing", action="store_true", help="skip the short timing of training steps")
+
+    p = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, a stop signal)")
     p.add_argument("name", help="search name, or a spec name for its newest search")
     p.add_argument("--storage", default="emule_runs", help="the spec's search.storage (default: emule_runs)")
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--address", default=None)
+    _output_args(p)
 
     p = sub.add_parser("sync", help="log to MLflow what a search kept while MLflow was unreachable")
     p.add_argument("name", help="search name, or a spec name for its newest search")
@@ -62,6 +71,26 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
+def _output_args(p: argparse.ArgumentParser) -> None:
+    from search.progress import STATUS_EVERY
+
+    p.add_argument("--quiet", "-q", action="store_true", help="only the start and end of the search and warnings: "
+                   "no line per ended trial, no status lines")
+    p.add_argument("--status-every", type=_seconds, default=STATUS_EVERY, metavar="SECONDS",
+                   help=f"at most one status line on the running trials per SECONDS (default {STATUS_EVERY:g}; "
+                   "0: none)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} not accepted; accepted: seconds >= 0")
+    return value
+
+
 def _tracking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
     p.add_argument("--experiment", default="emule")
@@ -70,6 +99,8 @@ def _tracking_args(p: argparse.ArgumentParser) -> None:
 def cmd_search(args) -> int:
     from search.spec import load_spec
 
+    if args.dry_run:
+        return cmd_plan(args)
     spec = load_spec(args.spec)  # every spec error surfaces here, before Ray starts
     from search.tracking import Tracker
 
@@ -77,14 +108,25 @@ def cmd_search(args) -> int:
     from search.runner import run_search
 
     result = run_search(spec, spec_text=args.spec.read_text(), name=args.name, num_cpus=args.num_cpus,
-                        ray_address=args.address, extend=args.extend)
+                        ray_address=args.address, extend=args.extend, status_every=args.status_every,
+                        quiet=args.quiet)
     return _finished(result, spec.tracking.uri)
+
+
+def cmd_plan(args) -> int:
+    from search.plan import plan_lines
+    from search.spec import load_spec
+
+    for line in plan_lines(load_spec(args.spec), calibrate_time=not getattr(args, "no_timing", False)):
+        print(line, flush=True)
+    return 0
 
 
 def cmd_resume(args) -> int:
     from search.runner import resume_search
 
-    result = resume_search(args.name, storage=args.storage, num_cpus=args.num_cpus, ray_address=args.address)
+    result = resume_search(args.name, storage=args.storage, num_cpus=args.num_cpus, ray_address=args.address,
+                           status_every=args.status_every, quiet=args.quiet)
     return _finished(result, None)
 
 
@@ -102,7 +144,9 @@ def _finished(result, uri: str | None) -> int:
         print(f"inspect: mlflow ui --backend-store-uri {redact(uri or 'sqlite:///mlflow.db')}   |   "
               f"emule pareto {result.name}   |   emule export {result.name} --out exports/")
         return 0
-    return 130
+    import signal
+
+    return 128 + int(getattr(signal, result.stop_reason or "SIGINT"))  # 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP
 
 
 def cmd_pareto(args) -> int:
@@ -193,6 +237,7 @@ def _job_parsers(sub) -> None:
     p.add_argument("--job-id", default=None, help="submission id (default: one Ray makes up)")
     p.add_argument("--python", default="python", help="the interpreter on the cluster (default: python)")
     p.add_argument("--follow", action="store_true", help="then print the job's output until it ends")
+    _output_args(p)
 
     p = sub.add_parser("status", help="the state of a submitted search")
     p.add_argument("job_id")
@@ -205,7 +250,8 @@ def _job_parsers(sub) -> None:
     p.add_argument("--address", **address)
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
 
-    p = sub.add_parser("stop", help="stop a submitted search")
+    p = sub.add_parser("stop", help="stop a submitted search: SIGTERM to its driver, which saves its state and "
+                       "closes its MLflow runs (`emule resume` continues it); killed after the job's grace period")
     p.add_argument("job_id")
     p.add_argument("--address", **address)
 
@@ -220,7 +266,8 @@ def cmd_submit(args) -> int:
             raise ValueError(f"--env: {item!r} - accepted: KEY=VALUE")
         env[key] = value
     sub = jobs.submit(args.spec, args.address, name=args.name, tracking_uri=args.tracking_uri, storage=args.storage,
-                      env=env, job_id=args.job_id, python=args.python)
+                      env=env, job_id=args.job_id, python=args.python,
+                      output=["--quiet"] * args.quiet + ["--status-every", f"{args.status_every:g}"])
     print(sub.job_id)
     print(f"search {sub.search} submitted to {sub.address}; MLflow: {sub.tracking_uri}; storage: {sub.storage}\n"
           f"follow: emule logs {sub.job_id} --follow   |   emule status {sub.job_id}   |   emule stop {sub.job_id}",
@@ -266,9 +313,9 @@ def _job_exit(state) -> int:
     return 0 if state.status == "SUCCEEDED" else 1
 
 
-COMMANDS = {"search": cmd_search, "resume": cmd_resume, "sync": cmd_sync, "pareto": cmd_pareto, "export": cmd_export,
-            "train": cmd_train, "datasets": cmd_datasets, "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs,
-            "stop": cmd_stop}
+COMMANDS = {"search": cmd_search, "plan": cmd_plan, "resume": cmd_resume, "sync": cmd_sync, "pareto": cmd_pareto,
+            "export": cmd_export, "train": cmd_train, "datasets": cmd_datasets, "submit": cmd_submit,
+            "status": cmd_status, "logs": cmd_logs, "stop": cmd_stop}
 
 if __name__ == "__main__":
     sys.exit(main())

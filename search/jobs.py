@@ -36,8 +36,13 @@ from search.storage import is_uri
 PACKAGES = ("search", "emule_models")
 SPEC_NAME = "spec.yaml"
 ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")  # what `ray job submit` reads, in this order
+# `emule stop` (Ray's stop_job) sends SIGTERM to the driver, waits this long, then SIGKILLs it. Ray's default is 3 s;
+# a search needs the time to end Tune's loop, save its state and close its MLflow runs. `--env
+# RAY_JOB_STOP_WAIT_TIME_S=N` sets another (the job's supervisor reads it from the job's environment).
+STOP_GRACE_S = 30
 # Every job gets these; the user's --env adds to them.
-JOB_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+JOB_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1",
+           "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S)}
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 # A job's working directory travels through Ray's GCS (at most 512 MiB, zipped); user data rides along up to this.
 DATA_LIMIT_MIB = 256
@@ -154,21 +159,25 @@ def stage(spec: Spec, raw: dict[str, Any], into: Path) -> Path:
     return into
 
 
-def entrypoint(search: str, python: str = "python") -> str:
+def entrypoint(search: str, python: str = "python", output: list[str] | None = None) -> str:
+    """The job's command: ``emule search`` on the staged spec; ``output`` adds its output flags (``--quiet``,
+    ``--status-every S``): its stdout is what `emule logs` shows."""
     # --address auto: attach to the cluster the job runs on (Ray sets RAY_ADDRESS for the entrypoint); without it
     # `emule search` would start a Ray instance of its own on the head.
-    return shlex.join([python, "-m", "search.cli", "search", SPEC_NAME, "--name", search, "--address", "auto"])
+    return shlex.join([python, "-m", "search.cli", "search", SPEC_NAME, "--name", search, "--address", "auto",
+                       *(output or [])])
 
 
 def submit(spec_path: Path, address: str | None = None, *, name: str | None = None, tracking_uri: str | None = None,
            storage: str | None = None, env: Mapping[str, str] | None = None, job_id: str | None = None,
-           python: str = "python") -> Submission:
+           python: str = "python", output: list[str] | None = None) -> Submission:
     """Validate ``spec_path`` for a cluster run and submit it as a Ray job. Returns the job id and search name.
 
     Args:
         tracking_uri, storage: override the spec's ``tracking.uri`` / ``search.storage``.
         env: extra environment variables for the job (credentials for the tracking server or object store).
         python: the interpreter on the cluster that runs the driver.
+        output: the driver's output flags (``--quiet``, ``--status-every S``).
     """
     spec_path = Path(spec_path)
     spec, raw, search = prepare(spec_path, tracking_uri, storage, name)
@@ -177,7 +186,7 @@ def submit(spec_path: Path, address: str | None = None, *, name: str | None = No
         jobs = client(address)
         runtime_env = {"working_dir": str(workdir), "env_vars": {**JOB_ENV, **(env or {})}}
         try:
-            job = jobs.submit_job(entrypoint=entrypoint(search, python), runtime_env=runtime_env,
+            job = jobs.submit_job(entrypoint=entrypoint(search, python, output), runtime_env=runtime_env,
                                   submission_id=job_id, metadata={"emule.search": search, "emule.spec": spec.name})
         except RuntimeError as e:
             raise ConnectionError(f"submit: the Ray Jobs API at {address_or_env(address)!r} refused the job "

@@ -19,13 +19,15 @@ import yaml
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.stopper import Stopper
 
+from search import stopping
 from search import storage as store
 from search.callbacks import SearchCallback
 from search.candidate import quality_scores, spec_dataset
 from search.export import load_search
 from search.front import Front, SearchState
+from search.progress import STATUS_EVERY
 from search.schedulers import build_scheduler
-from search.searcher import BudgetAwareOptunaSearch
+from search.searcher import TIMED_OUT, BudgetAwareOptunaSearch
 from search.space import DefineByRun, build_sampler, history_trials, typed_params, warm_start_points
 from search.spec import Spec, parse_spec
 from search.tracking import Tracker, redact
@@ -50,7 +52,7 @@ class EpochBudget(Stopper):
         self.budget, self.spent = budget, 0
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if result.get("epoch", 0) > 0 and not result.get("done"):
+        if result.get("epoch", 0) > 0 and not result.get("done") and not result.get(TIMED_OUT):
             self.spent += 1
         return False
 
@@ -69,6 +71,7 @@ class SearchResult:
     infeasible: int
     status: str  # complete | interrupted
     storage: str  # the experiment's folder or URI
+    stop_reason: str | None = None  # the stop signal that interrupted it (SIGINT, SIGTERM, SIGHUP)
 
 
 def search_params(spec: Spec) -> dict[str, object]:
@@ -86,14 +89,28 @@ SESSION_FILE = "emule_search.json"  # beside Tune's own state: what `emule resum
 
 def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None, out=sys.stdout,
                ray_address: str | None = None, num_cpus: int | None = None, callbacks: list | None = None,
-               extend: str | None = None) -> SearchResult:
+               extend: str | None = None, status_every: float | None = STATUS_EVERY,
+               quiet: bool = False) -> SearchResult:
     """Run ``spec`` to the end on a Ray instance (local unless ``ray_address``) and log it to MLflow.
+
+    A stop signal (Ctrl-C, SIGTERM, SIGHUP; see ``search.stopping``) ends it early: Tune's state is saved, open
+    runs are closed as KILLED with the signal as the reason, the result says ``interrupted``, and
+    ``resume_search`` continues it.
 
     Args:
         extend: name of a finished search to add ``spec.search.trials`` more trials to: they log under its parent
             run, the sampler learns from its finished candidates, and its front counts them.
+        status_every: seconds between status lines on the running trials (None or 0: none).
+        quiet: no status lines and no line per ended trial.
     """
+    with stopping.handled():
+        return _run_search(spec, spec_text, name, out, ray_address, num_cpus, callbacks, extend, status_every,
+                           quiet)
 
+
+def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_address: str | None,
+                num_cpus: int | None, callbacks: list | None, extend: str | None, status_every: float | None,
+                quiet: bool) -> SearchResult:
     tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)  # fails fast when unreachable
     points = warm_start_points(spec)
     history, target = [], spec.search.trials
@@ -112,6 +129,16 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
         name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         parent_id = tracker.start_search(name, search_params(spec),
                                          spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
+    try:
+        return _start(spec, tracker, parent_id, name, points, history, target, extend, out, ray_address, num_cpus,
+                      callbacks, status_every, quiet)
+    except KeyboardInterrupt:
+        return _stopped_early(spec, tracker, parent_id, name, spec.storage_uri(), out)
+
+
+def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list, history: list, target: int,
+           extend: str | None, out, ray_address: str | None, num_cpus: int | None, callbacks: list | None,
+           status_every: float | None, quiet: bool) -> SearchResult:
     dataset = spec_dataset(spec)
     from search.validation import describe, scheme
 
@@ -122,21 +149,27 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
           f"{spec.search.sampler}, scheduler {spec.search.scheduler}, {spec.search.concurrency} at a time"
           f"{f', extending {extend} ({len(history)} finished)' if extend else ''}; MLflow: {redact(tracker.uri)}",
           file=out, flush=True)
+    from search.plan import proportion_warning
+
+    warning = proportion_warning(spec, dataset)
+    if warning:
+        print(warning, file=out, flush=True)
     experiment = store.join(spec.storage_uri(), name)  # a local folder, a shared path or a URI (s3://, gs://)
     store.write_text(store.join(experiment, SESSION_FILE), json.dumps({
         "spec": spec.model_dump(mode="json"), "parent_run_id": parent_id, "tracking_uri": tracker.uri,
         "experiment": spec.tracking.experiment, "target": target}))
     return _launch(spec, tracker, parent_id, name, experiment, dataset, points, history, target, out, ray_address,
-                   num_cpus, callbacks)
+                   num_cpus, callbacks, status_every, quiet)
 
 
 def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, dataset, points: list,
             history: list, target: int, out, ray_address: str | None, num_cpus: int | None,
-            callbacks: list | None) -> SearchResult:
+            callbacks: list | None, status_every: float | None = STATUS_EVERY, quiet: bool = False) -> SearchResult:
     """Build the Tuner for a new (or never-saved) experiment and run it."""
     from ray import tune
 
-    callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes), target)
+    callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes), target,
+                              status_every=status_every, quiet=quiet)
     callback.out = out
     searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
                                        sampler=build_sampler(spec), points_to_evaluate=points or None,
@@ -145,44 +178,95 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
                                 max_t=spec.training.epochs, grace_period=spec.search.grace_period,
                                 reduction_factor=spec.search.reduction_factor)
     started_ray = _init_ray(ray_address, num_cpus)
-    baselines = _start_baselines(spec, dataset, out)
-    tuner = tune.Tuner(
-        _trainable(spec, dataset, out=out),
-        # metric/mode stay off TuneConfig: there they would make the search single-objective.
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
-                                    max_concurrent_trials=spec.search.concurrency, reuse_actors=True),
-        run_config=tune.RunConfig(name=name, storage_path=spec.storage_uri(),
-                                  callbacks=[callback, JsonLoggerCallback(), *(callbacks or [])],
-                                  stop=EpochBudget(spec.search.epoch_budget),
-                                  failure_config=tune.FailureConfig(max_failures=spec.search.retries), verbose=0),
-    )
+    try:
+        baselines = _start_baselines(spec, dataset, out)
+        tuner = tune.Tuner(
+            _trainable(spec, dataset, out=out),
+            # metric/mode stay off TuneConfig: there they would make the search single-objective.
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
+                                        max_concurrent_trials=spec.search.concurrency, reuse_actors=True),
+            run_config=tune.RunConfig(name=name, storage_path=spec.storage_uri(),
+                                      callbacks=[callback, JsonLoggerCallback(), *(callbacks or [])],
+                                      stop=EpochBudget(spec.search.epoch_budget),
+                                      failure_config=tune.FailureConfig(max_failures=spec.search.retries),
+                                      verbose=0),
+        )
+    except BaseException:  # a stop signal while the proxy scores ran, say: Ray goes down with the driver
+        _shutdown_ray(started_ray)
+        raise
     return _fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, baselines, callback)
 
 
 def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, ray_address: str | None = None,
-                  num_cpus: int | None = None) -> SearchResult:
-    """Continue a search whose driver stopped (killed, crashed, Ctrl-C): finished trials are kept and not run
-    again, the Optuna study comes back from Tune's experiment state, unfinished trials start again inside their
+                  num_cpus: int | None = None, status_every: float | None = STATUS_EVERY,
+                  quiet: bool = False) -> SearchResult:
+    """Continue a search whose driver stopped (killed, crashed, a stop signal): finished trials are kept and not
+    run again, the Optuna study comes back from Tune's experiment state, unfinished trials start again inside their
     MLflow runs. ``name`` is the search name, or its spec name for the newest search of that spec."""
+    with stopping.handled():
+        experiment, session, spec, tracker, dataset = _open(name, storage)
+        parent_id = session["parent_run_id"]
+        finished = tracker.search_state(parent_id, spec.objectives).finished
+        print(f"resuming search {experiment.name} from {experiment} ({len(finished)} finished); "
+              f"MLflow: {redact(tracker.uri)}", file=out, flush=True)
+        tracker.reopen_search(parent_id)
+        try:
+            return _resume(experiment, session, spec, tracker, dataset, finished, out, ray_address, num_cpus,
+                           status_every, quiet)
+        except KeyboardInterrupt:
+            return _stopped_early(spec, tracker, parent_id, experiment.name, str(experiment), out)
+
+
+def _resume(experiment: Path, session: dict, spec: Spec, tracker: Tracker, dataset, finished: dict, out,
+            ray_address: str | None, num_cpus: int | None, status_every: float | None,
+            quiet: bool) -> SearchResult:
     from ray import tune
 
-    experiment, session, spec, tracker, dataset = _open(name, storage)
     parent_id = session["parent_run_id"]
-    finished = tracker.search_state(parent_id, spec.objectives).finished
-    print(f"resuming search {experiment.name} from {experiment} ({len(finished)} finished); "
-          f"MLflow: {redact(tracker.uri)}", file=out, flush=True)
     if not (experiment / "tuner.pkl").is_file():  # stopped before Tune saved anything: start it again in place
         remaining = spec.search.model_copy(update={"trials": max(0, spec.search.trials - len(finished))})
         return _launch(spec.model_copy(update={"search": remaining}), tracker, parent_id, experiment.name,
                        experiment, dataset, warm_start_points(spec), _history(spec, finished.values()),
-                       session["target"], out, ray_address, num_cpus, None)
+                       session["target"], out, ray_address, num_cpus, None, status_every, quiet)
     # trials MLflow holds as finished but Tune's last saved state does not (the crash fell in between)
     replay = {tid: {k: v for k, v in r.metrics.items()} for tid, r in finished.items()}
     started_ray = _init_ray(ray_address, num_cpus)
-    baselines = _start_baselines(spec, dataset, out)
-    tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset, replay, out),
-                               resume_unfinished=True, resume_errored=False)
-    return _fit(tuner, spec, tracker, parent_id, experiment.name, experiment, started_ray, out, baselines)
+    try:
+        baselines = _start_baselines(spec, dataset, out)
+        tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset, replay, out),
+                                   resume_unfinished=True, resume_errored=False)
+    except BaseException:
+        _shutdown_ray(started_ray)
+        raise
+    callback = _search_callback(tuner)
+    if callback is not None:  # restored from the experiment state: this run's output settings
+        callback.out, callback.status_every, callback.quiet = out, status_every, quiet
+    return _fit(tuner, spec, tracker, parent_id, experiment.name, experiment, started_ray, out, baselines, callback)
+
+
+def _search_callback(tuner) -> SearchCallback | None:
+    """The SearchCallback a restored Tuner brought back from its saved run config (Tune keeps the config on its
+    internal tuner only)."""
+    internal = getattr(tuner, "_local_tuner", None)
+    run_config = internal.get_run_config() if internal is not None else None
+    return next((c for c in getattr(run_config, "callbacks", None) or [] if isinstance(c, SearchCallback)), None)
+
+
+def _stopped_early(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str, out) -> SearchResult:
+    """A stop signal before Tune's loop ran (data, proxy scores, Ray starting): the search is recorded
+    interrupted, with the signal as the reason."""
+    stops = stopping.current()
+    with stops.closing():
+        try:
+            tracker.finish_search(parent_id, "interrupted", stops.received or "SIGINT")
+            summary = tracker.search_state(parent_id, spec.objectives)
+        except Exception as e:  # tracking went away as well
+            print(f"warning: MLflow unreachable at the end ({type(e).__name__})", file=out, flush=True)
+            summary = SearchState()
+        print(f"search {name} interrupted by {stops.received or 'SIGINT'} before its trials ran; continue it with: "
+              f"emule resume {name}", file=out, flush=True)
+    return SearchResult(name, parent_id, summary.front, len(summary.finished), summary.failed, summary.stopped,
+                        summary.infeasible, "interrupted", str(experiment), stops.received or "SIGINT")
 
 
 def sync_search(name: str, storage: str | Path | None = None, out=sys.stdout) -> SearchResult:
@@ -269,7 +353,15 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
     # "local" starts a fresh instance rather than attaching to one another process started on this machine
     ray.init(address=address or "local", num_cpus=num_cpus if address is None else None, include_dashboard=False,
              logging_level="WARNING")
+    stopping.reinstall()  # ray.init makes SIGTERM exit at once; a search stops in order instead
     return True
+
+
+def _shutdown_ray(started: bool) -> None:
+    if started:
+        import ray
+
+        ray.shutdown()
 
 
 def _trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
@@ -339,9 +431,11 @@ def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experim
          out, baselines=None, callback: SearchCallback | None = None) -> SearchResult:
     import ray
 
+    stops = stopping.current()
     status, results = "interrupted", {}
     try:
-        grid = tuner.fit()
+        with stops.tune_loop():  # a stop signal ends Tune's loop in order: state saved, runs closed with the reason
+            grid = tuner.fit()
         if callback is not None:
             callback.settle(grid)
         status = "complete" if _all_done(grid, spec) else "interrupted"
@@ -355,9 +449,19 @@ def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experim
     finally:
         if started_ray:
             ray.shutdown()
+    with stops.closing():  # closing the records takes seconds: a first signal now waits for it
+        return _close(spec, tracker, parent_id, name, experiment, status, stops.received, out, results, callback)
+
+
+def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str | Path, status: str,
+           reason: str | None, out, results: dict, callback: SearchCallback | None) -> SearchResult:
+    """Record the search's end in MLflow and print its summary."""
+    reason = reason if status != "complete" else None
     accuracy = []
     try:
-        tracker.finish_search(parent_id, status)
+        if status != "complete":  # Tune's loop cut short (a second signal): its callbacks closed nothing
+            tracker.stop_running(parent_id, reason or "the search ended before the trial did")
+        tracker.finish_search(parent_id, status, reason)
         summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
     except Exception as e:  # tracking went away: the experiment state still holds every result
         print(f"warning: MLflow unreachable at the end ({type(e).__name__}); after it is back: emule sync {name}",
@@ -370,7 +474,8 @@ def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experim
             print(f"warning: logging the baselines and selection gap failed ({type(e).__name__}: {e}); the "
                   "search's results stand", file=out, flush=True)
     front = summary.front
-    print(f"search {name} {status}: {len(summary.finished)} finished, {summary.stopped} stopped early, "
+    print(f"search {name} {status}{f' by {reason}' if reason else ''}: {len(summary.finished)} finished, "
+          f"{summary.stopped} stopped early, "
           f"{summary.infeasible} infeasible, {summary.failed} failed; Pareto front {len(front.members)} candidates, "
           f"hypervolume {front.hypervolume:.4g}", file=out, flush=True)
     for line in accuracy:
@@ -378,7 +483,7 @@ def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experim
     if status != "complete":
         print(f"continue it with: emule resume {name}", file=out, flush=True)
     return SearchResult(name, parent_id, front, len(summary.finished), summary.failed, summary.stopped,
-                        summary.infeasible, status, str(experiment))
+                        summary.infeasible, status, str(experiment), reason)
 
 
 def _record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: SearchState,

@@ -8,7 +8,8 @@ low-fidelity values, so the sampler learns from partial results as if they were 
 - an infeasible trial (over a spec constraint; never trained) is COMPLETE with its measured costs, its training
   objectives at the spec's reference point (the worst value the spec accepts), and its constraint violations,
   so the constrained samplers learn to avoid that region;
-- an errored trial is FAIL.
+- an errored trial is FAIL, and so is one stopped by ``search.max_trial_seconds`` (its last result has
+  ``timed_out``).
 
 Every told trial carries its constraint values (``Trial.set_constraint``, <= 0 feasible, Optuna 5's way) when the
 spec has constraints. ``history`` adds finished trials of an earlier search, so an extended search keeps learning
@@ -26,6 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 BUDGET_DONE = "budget_done"
 INFEASIBLE = "infeasible"
 REPLAYED = "replayed"  # a result recorded before a driver crash, reported again on resume
+TIMED_OUT = "timed_out"  # the last result of a trial stopped by search.max_trial_seconds
 
 
 class BudgetAwareOptunaSearch(OptunaSearch):
@@ -44,10 +46,11 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
-        if result and self._limits:
+        timed_out = bool(result and result.get(TIMED_OUT))
+        if result and self._limits and not timed_out:
             for key, value in zip(self._limits, constraint_violations(result, self._limits)):
                 ot_trial.set_constraint(key, value)
-        if error or not result:
+        if error or not result or timed_out:
             self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
         elif result.get(BUDGET_DONE) or result.get(INFEASIBLE):
             self._ot_study.tell(ot_trial, [result[m] for m in self.metric], state=TrialState.COMPLETE)

@@ -144,6 +144,9 @@ class SearchSettings(Strict):
     baseline_seconds: float = Field(300.0, gt=0, description="time bound per classical baseline: one whose "
                                     "estimated run time is above it is skipped (ROCKET falls back to MiniRocket)")
     retries: int = Field(0, ge=0, description="times a failed trial is started again before it counts as failed")
+    max_trial_seconds: float | None = Field(None, gt=0, description="wall-clock limit of one trial (measuring, "
+                                            "pretraining, every fold and the refit): past it the trial stops and "
+                                            "fails with reason timeout; null = no limit")
     storage: str = Field("emule_runs", description="where Ray Tune keeps experiment state: a local folder (made "
                          "absolute), a path every node mounts, or a URI (s3://, gs://, ...)")
 
@@ -400,17 +403,28 @@ def check_space_buildable(spec: Spec) -> None:
                                 f"{sorted(allowed)}")
     from search.candidate import model_config_problems
 
+    for values, opts in space_corners(spec):
+        problems = model_config_problems(spec, values, opts)
+        if problems:
+            shown = ", ".join(f"{k}={v}" for k, v in values.items())
+            raise SpecError(f"space: the candidate ({shown}) cannot be built - {problems[0]}")
+
+
+MAX_CORNERS = 20000  # corners of the model space that are checked (and costed); a larger space is cut there
+
+
+def space_corners(spec: Spec) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The corners of the model space: every combination of each model setting's choices (a range's two bounds),
+    with every combination of the picked variant's attention options; (values, options) pairs, at most
+    MAX_CORNERS model combinations."""
     model_space = {k: choices(v) for k, v in spec.space.items() if k in MODEL_KEYS}
     names = list(model_space)
-    combos = list(itertools.islice(itertools.product(*model_space.values()), 20000))
-    for combo in combos:
+    corners = []
+    for combo in itertools.islice(itertools.product(*model_space.values()), MAX_CORNERS):
         values = dict(zip(names, combo))
-        attention = values.get("attention", "softmax")
-        for opts in _option_corners(spec.attention_options.get(attention, {})):
-            problems = model_config_problems(spec, values, opts)
-            if problems:
-                shown = ", ".join(f"{k}={v}" for k, v in values.items())
-                raise SpecError(f"space: the candidate ({shown}) cannot be built - {problems[0]}")
+        for opts in _option_corners(spec.attention_options.get(values.get("attention", "softmax"), {})):
+            corners.append((values, opts))
+    return corners
 
 
 def _option_corners(options: dict[str, Any]) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from search.front import Record, SearchState, compute_front  # noqa: E402
 SEARCH_TAG = "emule.search"
 TRIAL_TAG = "emule.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
+STOP_REASON_TAG = "emule.stop_reason"  # on runs closed as KILLED: what stopped them
 PARAM_LIMIT = 6000  # MLflow's param value limit; longer values are cut (they are in the candidate artifact anyway)
 
 
@@ -83,9 +84,30 @@ class Tracker:
     def search_name(self, parent_id: str) -> str:
         return self.client.get_run(parent_id).data.tags[SEARCH_TAG]
 
-    def finish_search(self, parent_id: str, status: str) -> None:
-        self.client.set_tag(parent_id, "emule.status", status)
+    def finish_search(self, parent_id: str, status: str, reason: str | None = None) -> None:
+        """Close the parent run: FINISHED when ``status`` is complete, else KILLED; ``reason`` (what stopped it,
+        e.g. ``SIGTERM``) goes into the tag ``emule.stop_reason``."""
+        tags = [RunTag("emule.status", status)]
+        if reason:
+            tags.append(RunTag(STOP_REASON_TAG, reason))
+        self.client.log_batch(parent_id, tags=tags)
         self.client.set_terminated(parent_id, "FINISHED" if status == "complete" else "KILLED")
+
+    def reopen(self, run_id: str) -> None:
+        """A resumed search or trial runs again inside its run: RUNNING, the old stop reason gone."""
+        if STOP_REASON_TAG in self.client.get_run(run_id).data.tags:
+            self.client.delete_tag(run_id, STOP_REASON_TAG)
+        self.client.update_run(run_id, status="RUNNING")
+
+    def reopen_search(self, parent_id: str) -> None:
+        self.reopen(parent_id)
+        self.client.set_tag(parent_id, "emule.status", "running")
+
+    def stop_candidate(self, run_id: str, reason: str) -> None:
+        """A trial the search stopped before it ended (a stop signal, the epoch budget): KILLED, with the reason;
+        a resume continues it inside this run."""
+        self.client.set_tag(run_id, STOP_REASON_TAG, reason)
+        self.client.set_terminated(run_id, "KILLED")
 
     def log_search_metrics(self, parent_id: str, metrics: dict[str, float], step: int) -> None:
         self.client.log_batch(parent_id, metrics=[Metric(k, float(v), _now(), step) for k, v in metrics.items()])
@@ -120,6 +142,12 @@ class Tracker:
         self.client.set_tag(run_id, "emule.orphan", "true")
         self.client.set_terminated(run_id, "KILLED")
         self.client.delete_run(run_id)
+
+    def stop_running(self, parent_id: str, reason: str) -> None:
+        """Close every child run of a search still RUNNING as KILLED with ``reason``."""
+        for run in self.candidates(parent_id):
+            if run.info.status == "RUNNING":
+                self.stop_candidate(run.info.run_id, reason)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         rows = [Metric(k, float(v), _now(), step) for k, v in metrics.items() if _is_number(v)]

@@ -10,6 +10,7 @@ comes from a refit on every training row, after the last selection epoch.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,9 +19,9 @@ from ray import tune
 
 from emule_models.cost import count_params, forward_flops, measure, training_flops
 from emule_models.data import Dataset
-from emule_models.train import evaluate
+from emule_models.train import TimeLimitExceeded, evaluate, time_limit
 from search.candidate import build_seeded, resolve
-from search.searcher import INFEASIBLE, REPLAYED, violated
+from search.searcher import INFEASIBLE, REPLAYED, TIMED_OUT, violated
 from search.spec import Spec
 from search.validation import cross_validate, refit, selection_folds
 
@@ -31,12 +32,39 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
     """One trial. ``scores`` are the search's quality scores (computed once on the driver) for the selection strategies
     that need them; ``pretrain_cache`` is where pretrained weights are shared (an absolute path). ``replay``
     holds the final results of trials that finished before a driver crash but after Tune last saved its state:
-    those report their recorded result again instead of training twice."""
+    those report their recorded result again instead of training twice.
+
+    Past ``search.max_trial_seconds`` the trial stops at its next batch and reports once more with ``timed_out``
+    (and why, in ``error``): the driver records it as failed, never on the front."""
     start = time.perf_counter()
     trial_id = tune.get_context().get_trial_id()
     if replay and trial_id in replay:
         tune.report({**replay[trial_id], "epoch": spec.training.epochs, "budget_done": True, REPLAYED: True})
         return
+    known: dict[str, Any] = {}  # what the trial measured and reported so far
+    try:
+        with time_limit(spec.search.max_trial_seconds):
+            for row in _results(config, spec, dataset, scores, pretrain_cache, start, known):
+                known.update(row)
+                tune.report(row)
+    except TimeLimitExceeded:
+        tune.report(timed_out(spec, known, time.perf_counter() - start))
+
+
+def timed_out(spec: Spec, known: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    """The last result of a trial stopped by ``search.max_trial_seconds``: what it measured so far, objectives it
+    never reached at the spec's reference point (every result must carry them), ``timed_out`` and the reason."""
+    epoch = int(known.get("epoch", 0))
+    error = (f"timeout: past search.max_trial_seconds={spec.search.max_trial_seconds:g} after {elapsed:.1f} s, "
+             f"{epoch} of {spec.training.epochs} epochs done")
+    return {**{o.metric: o.reference for o in spec.objectives}, **known, "epoch": epoch, TIMED_OUT: True,
+            "error": error, "work_time_s": elapsed}
+
+
+def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[str, np.ndarray] | None,
+             pretrain_cache: str | None, start: float, known: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The trial's results, one per epoch (or one for an infeasible candidate); its static measures go into
+    ``known`` as soon as they are taken."""
     threads = max(1, int(spec.search.cpus_per_trial))
     torch.set_num_threads(threads)
     # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES), so this only picks CUDA when one is assigned.
@@ -49,12 +77,13 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
               "latency_ms": measured["latency_ms_batch1"], "latency_train_batch_ms": measured["latency_ms_train_batch"],
               "peak_memory_bytes": measured["peak_memory_bytes_train_step"],
               "serve_memory_bytes": measured["peak_memory_bytes_batch1"], "node_id": _node_id(), "device": device}
+    known.update(static)
     del model
     over = violated(static, spec.constraints.limits())
     if over:  # over budget: measured, never trained; training objectives stand at the reference point
         unmeasured = {o.metric: o.reference for o in spec.objectives if o.metric not in static}
-        tune.report({**static, **unmeasured, INFEASIBLE: True, "violations": "; ".join(over),
-                     "epoch": 0, "samples_seen": 0, "work_time_s": time.perf_counter() - start})
+        yield {**static, **unmeasured, INFEASIBLE: True, "violations": "; ".join(over),
+               "epoch": 0, "samples_seen": 0, "work_time_s": time.perf_counter() - start}
         return
 
     # Every epoch reports the mean over the selection folds: schedulers and the front rank on it.
@@ -69,7 +98,7 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
             row.update(test_accuracy=test["accuracy"], test_loss=test["loss"], train_samples=rows,
                        refit_compute=training_flops(cand.model, seen), budget_done=True,
                        work_time_s=time.perf_counter() - start)  # everything this trial did; the rest is overhead
-        tune.report(row)
+        yield row
 
 
 def _node_id() -> str:

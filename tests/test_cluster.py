@@ -8,6 +8,7 @@ subprocesses (`emule submit/status/logs/stop`) and its dashboard, and the job's 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -102,21 +103,46 @@ def test_submitted_search_runs_on_both_nodes(cluster, tmp_path):
     assert (tmp_path / "runs" / "on-two-nodes").is_dir()  # Tune's state went to the file:// storage
 
 
-def test_stop_ends_a_running_search(cluster, tmp_path):
-    spec = write_spec(tmp_path / "spec.yaml", tmp_path, 40, 30, str(tmp_path / "runs"))
-    sub = emule(cluster, "submit", str(spec), "--address", cluster.dashboard_url, "--job-id", "emule-test-stop")
+def test_stop_ends_a_running_search_in_order_and_resume_completes_it(cluster, tmp_path):
+    """`emule stop` sends SIGTERM: the driver ends Tune's loop in order within the job's grace period, so MLflow
+    holds no RUNNING run and the search says interrupted; `emule resume` (here, on a local Ray) completes it with
+    no duplicate child runs. The status lines are in `emule logs` meanwhile."""
+    spec = write_spec(tmp_path / "spec.yaml", tmp_path, 3, 8, str(tmp_path / "runs"))
+    sub = emule(cluster, "submit", str(spec), "--address", cluster.dashboard_url, "--job-id", "emule-test-stop",
+                "--name", "stopped", "--status-every", "1")
     assert sub.returncode == 0, sub.stderr
     assert "emule-test-stop" in sub.stdout.splitlines()
-    deadline = time.monotonic() + 60
-    while "RUNNING" not in (state := emule(cluster, "status", "emule-test-stop", "--address",
-                                           cluster.dashboard_url).stdout):
-        assert time.monotonic() < deadline, f"job never started: {state}"
+    deadline = time.monotonic() + 120
+    while " running " not in (logs := emule(cluster, "logs", "emule-test-stop", "--address",
+                                           cluster.dashboard_url).stdout):  # a status line: trials are training
+        assert time.monotonic() < deadline, f"no status line: {logs}"
         time.sleep(1)
     stopped = emule(cluster, "stop", "emule-test-stop", "--address", cluster.dashboard_url)
     assert stopped.returncode == 0 and "stop requested" in stopped.stdout
     done = emule(cluster, "status", "emule-test-stop", "--address", cluster.dashboard_url, "--wait", "--timeout",
-                 "60", timeout=80)
+                 "90", timeout=110)
     assert done.returncode == 1 and "STOPPED" in done.stdout
+    logs = emule(cluster, "logs", "emule-test-stop", "--address", cluster.dashboard_url).stdout
+    assert re.search(r"running \d: \w+ epoch \d/8 ", logs), logs
+    assert "search stopped interrupted by SIGTERM" in logs, logs
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "cluster")
+    parent = tracker.client.get_run(tracker.find_search("stopped"))
+    assert parent.info.status == "KILLED" and parent.data.tags["emule.status"] == "interrupted"
+    assert parent.data.tags["emule.stop_reason"] == "SIGTERM"
+    runs = tracker.candidates(parent.info.run_id)
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    resumed = subprocess.run([sys.executable, "-m", "search.cli", "resume", "stopped", "--storage",
+                              str(tmp_path / "runs"), "--num-cpus", "2"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    runs = tracker.candidates(parent.info.run_id)
+    trial_ids = [r.data.tags["emule.trial_id"] for r in runs]
+    assert len(runs) == 3 and len(set(trial_ids)) == 3  # no duplicate child runs
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert tracker.client.get_run(parent.info.run_id).data.tags["emule.status"] == "complete"
 
 
 def test_cli_errors_are_one_line(cluster, tmp_path):

@@ -1,4 +1,4 @@
-"""Fault injection on the driver: SIGKILL at several points and Ctrl-C, then `emule resume`.
+"""Fault injection on the driver: SIGKILL at several points, Ctrl-C and SIGTERM, then `emule resume`.
 
 Each case runs the real CLI in a subprocess (its own local Ray, a real MLflow store in a temp dir), kills it at a
 chosen moment, resumes, and checks: every trial ends exactly once in MLflow (no duplicate child runs), trials
@@ -178,3 +178,26 @@ def test_ctrl_c_records_interrupted_then_resume_completes(tmp_path):
     before = finished_trials(tmp_path)
     resume(tmp_path)
     check_record(tmp_path, spec, before)
+
+
+def test_sigterm_mid_trial_closes_every_run_then_resume_completes(tmp_path):
+    """What `timeout`, systemd, Kubernetes and `emule stop` send: handled as Ctrl-C is."""
+    spec = write_spec(tmp_path)
+    db = tmp_path / "mlflow.db"
+    proc = emule("search", str(spec), cwd=tmp_path)
+    out = kill_when(proc, lambda lines: epochs_logged(db) >= EPOCHS + 2, sig=signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "interrupted by SIGTERM" in out and "emule resume" in out
+    tracker = Tracker(f"sqlite:///{db}", "crash")
+    [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["emule.status"] == "interrupted" and parent.data.tags["emule.stop_reason"] == "SIGTERM"
+    runs = tracker.candidates(parent.info.run_id)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    killed = [r for r in runs if r.info.status == "KILLED"]
+    assert killed and all(r.data.tags["emule.stop_reason"] == "SIGTERM" for r in killed)
+    before = finished_trials(tmp_path)
+    resume(tmp_path)
+    check_record(tmp_path, spec, before)
+    runs = tracker.client.search_runs([tracker.experiment_id], "")
+    assert not [r for r in runs if "emule.stop_reason" in r.data.tags]  # the resume ended what was stopped

@@ -41,15 +41,17 @@ def test_searcher_tells_pruned_failed_infeasible_and_complete():
     spec = parse_spec(tiny(Path("/tmp"), constraints={"max_params": 10_000}))
     searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
                                        sampler=build_sampler(spec), limits=spec.constraints.limits())
-    for tid in "abcd":
+    for tid in "abcde":
         searcher.suggest(tid)
     searcher.on_trial_complete("a", {"val_accuracy": 0.5, "params": 5000, "budget_done": True})
     searcher.on_trial_complete("b", {"val_accuracy": 0.2, "params": 5000})  # stopped early
     searcher.on_trial_complete("c", None, error=True)
     searcher.on_trial_complete("d", {"val_accuracy": 0.0, "params": 20_000, "infeasible": True})
+    # past search.max_trial_seconds: its last values (here a partial accuracy) must not reach the sampler
+    searcher.on_trial_complete("e", {"val_accuracy": 0.4, "params": 5000, "timed_out": True, "error": "timeout: ..."})
     states = [t.state for t in searcher._ot_study.get_trials()]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                      optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+                      optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     trials = searcher._ot_study.get_trials()
     assert trials[0].constraints == {"params": pytest.approx(-0.5)}
     assert trials[3].constraints == {"params": pytest.approx(1.0)}

@@ -71,6 +71,8 @@ def test_quickstart_loads():
     ("data.cv_folds", 1, "data.cv_folds: 1 not accepted; accepted: auto, holdout, or an integer >= 2"),
     ("data.cv_folds", 41, "data.cv_folds: 41 needs >= 41 training rows of each class"),
     ("baselines", ["rocket", "rocket"], "baselines: ['rocket', 'rocket'] - a name repeats"),
+    ("search.max_trial_seconds", -5, "search.max_trial_seconds: -5 - Input should be greater than 0"),
+    ("search.max_trial_seconds", "1h", "search.max_trial_seconds: '1h' - Input should be a valid number"),
 ])
 def test_bad_field_names_field_and_value(path, value, expected):
     with pytest.raises(SpecError) as err:

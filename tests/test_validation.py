@@ -121,3 +121,17 @@ def test_refit_keeps_the_candidates_data_fraction():
     ds = _dataset()
     _, rows, _ = refit(_candidate(ds, cv_folds=3, epochs=1, fraction=0.5), ds)
     assert abs(rows - 0.5 * len(ds.pool)) <= len(ds.classes)  # per-class rounding
+
+
+
+def test_training_stops_at_the_next_batch_past_its_time_limit():
+    """``time_limit`` (what ``search.max_trial_seconds`` sets around a trial): past it, training raises
+    TimeLimitExceeded between batches; without a limit the same training runs to the end."""
+    from emule_models.train import TimeLimitExceeded, time_limit
+
+    dataset = _dataset(n=24)
+    cand = _candidate(dataset, HOLDOUT, epochs=1)
+    with time_limit(0.0), pytest.raises(TimeLimitExceeded, match="time limit of 0 s"):
+        fit(build_seeded(cand), dataset.train, None, cand.training)
+    with time_limit(None):
+        assert fit(build_seeded(cand), dataset.train, None, cand.training)["epoch"] == 1
