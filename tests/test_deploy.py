@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import onnxruntime as ort  # the deploy extra: `make setup` (and so CI) installs it
 import pytest
 import torch
 import yaml
@@ -21,8 +22,6 @@ from search import deploy
 from search.candidate import Candidate
 from search.cli import main
 from search.tracking import Tracker
-
-ort = pytest.importorskip("onnxruntime")  # the deploy extra; `make setup` and CI install it
 
 torch.set_num_threads(1)
 
@@ -259,3 +258,42 @@ def test_cli_exports_a_plaid_candidate_to_onnx_and_the_registry(tmp_path, capsys
     assert yaml.safe_load(meta["emule.classes"]) == list(plaid.classes)
     version = Tracker(uri, "emule").client.get_model_version("plaid-small", "1")
     assert version.tags["emule.trial_id"] == "a1b2c3"
+
+
+@pytest.mark.slow
+def test_cli_exports_a_search_front_member_once_it_is_trained(tmp_path, capsys, monkeypatch):
+    """`emule export NAME --format onnx` on a search's front: refused until `emule train` has saved the weights
+    beside the YAML, then written beside them. The search record is made through the tracker, as a search makes it."""
+    from emule_models.cost import count_params
+    from search.candidate import resolve, spec_dataset
+    from search.spec import parse_spec
+
+    monkeypatch.chdir(tmp_path)  # a SQLite store keeps artifacts under ./mlruns
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    raw = {"name": "gp", "data": {"name": "gunpoint"}, "baselines": [],
+           "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
+                          {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+           "space": {"depth": [1]}, "training": {"epochs": 1, "batch_size": 16},
+           "search": {"sampler": "random", "trials": 1, "storage": str(tmp_path / "runs")},
+           "tracking": {"uri": uri, "experiment": "emule"}}
+    spec = parse_spec(raw)
+    dataset = spec_dataset(spec)
+    cand = resolve(spec, {"attention": "performer", "depth": 1, "width": 8, "heads": 2, "patch_len": 10},
+                   dataset.modalities, len(dataset.classes))
+    tracker = Tracker(uri, "emule")
+    parent = tracker.start_search("gp-run", {}, yaml.safe_dump(raw))
+    run = tracker.start_candidate(parent, "t1", "t1", {})
+    tracker.log_metrics(run, {"val_accuracy": 0.7, "params": count_params(build_model(cand.model))}, step=1)
+    tracker.finish_candidate(run, "FINISHED", {"budget_done": "true"}, cand.to_dict())
+
+    export = ["export", "gp", "--out", str(tmp_path / "exports"), "--format", "onnx", "--tracking-uri", uri]
+    config = tmp_path / "exports" / "gp-run-t1.yaml"
+    assert main(export) == 2
+    assert f"weights: {config.with_suffix('.pt')} does not exist; train the candidate first" in capsys.readouterr().err
+    assert main(["train", str(config)]) == 0
+    capsys.readouterr()
+    assert main(export) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == str(config) and out[1].startswith(f"{config.with_suffix('.onnx')}: ONNX Runtime matches torch")
+    session = ort.InferenceSession(str(config.with_suffix(".onnx")), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["position"]  # GunPoint is not padded: no mask input
