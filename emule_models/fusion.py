@@ -61,6 +61,11 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def onnx_reasons(cls, cfg: ModelConfig) -> list[str]:
+        """Why this fusion cannot be written as an ONNX graph; empty when it can (every fusion so far can)."""
+        return []
+
+    @classmethod
     def out_width(cls, cfg: ModelConfig) -> int:
         """Width of the pooled vector handed to the classifier head."""
         return cfg.width

@@ -45,12 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", help="search name, or a spec name for its newest search")
     _tracking_args(p)
 
-    p = sub.add_parser("export", help="write front members as YAML configs that `emule train` retrains")
-    p.add_argument("name")
+    p = sub.add_parser("export", help="write front members as YAML configs that `emule train` retrains; with "
+                       "their trained weights, also as ONNX files and as versions in MLflow's model registry")
+    p.add_argument("name", help="search name (or a spec name for its newest search), or an exported candidate YAML")
     p.add_argument("--out", type=Path, default=Path("exports"))
     p.add_argument("--select", default="front", choices=["front", "knee", "budget"])
     p.add_argument("--max-params", type=float, help="with --select budget")
     p.add_argument("--max-flops", type=float, help="with --select budget")
+    p.add_argument("--format", default="yaml", choices=["yaml", "onnx"],
+                   help="onnx: also an ONNX file beside each YAML, from the weights `emule train` saved beside it, "
+                   "checked with ONNX Runtime (needs the deploy extra)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="trained weights for --format onnx / --register (default: the YAML's path with .pt); "
+                   "one candidate only")
+    p.add_argument("--register", metavar="MODEL", default=None,
+                   help="also log each trained model to MLflow and register it as a new version of MODEL")
     _tracking_args(p)
 
     p = sub.add_parser("train", help="retrain an exported config and save its weights")
@@ -173,13 +182,57 @@ def cmd_export(args) -> int:
     from search.export import export
     from search.tracking import Tracker
 
-    limits = {k: v for k, v in (("params", args.max_params), ("flops", args.max_flops)) if v is not None}
-    paths = export(Tracker(args.tracking_uri, args.experiment), args.name, args.out, args.select, limits)
-    if not paths:
-        print(f"emule export: no front member matches --select {args.select} {limits or ''}", file=sys.stderr)
-        return 1
+    deploy = args.format == "onnx" or args.register is not None
+    if deploy:  # refused before MLflow is read or anything is computed
+        from search import deploy as dep
+
+        if args.format == "onnx":
+            try:
+                dep.require_onnx()
+            except ImportError as e:
+                print(f"emule export: {e}", file=sys.stderr)
+                return EXIT_USAGE
+        if args.register is not None:
+            dep.check_model_name(args.register)
+    elif args.weights is not None:
+        raise ValueError("--weights: only with --format onnx or --register MODEL")
+    tracker = None
+    if Path(args.name).suffix in (".yaml", ".yml"):  # one exported candidate, as `emule train` read it
+        if not deploy:
+            raise ValueError(f"name: {args.name} is already an exported YAML; accepted with a YAML: --format onnx "
+                             "and/or --register MODEL")
+        if not Path(args.name).is_file():
+            raise FileNotFoundError(f"name: {args.name} does not exist; accepted: a search name or an exported "
+                                    "candidate YAML")
+        paths = [Path(args.name)]
+    else:
+        limits = {k: v for k, v in (("params", args.max_params), ("flops", args.max_flops)) if v is not None}
+        tracker = Tracker(args.tracking_uri, args.experiment)
+        paths = export(tracker, args.name, args.out, args.select, limits)
+        if not paths:
+            print(f"emule export: no front member matches --select {args.select} {limits or ''}", file=sys.stderr)
+            return 1
     for path in paths:
         print(path)
+    if not deploy:
+        return 0
+    if args.weights is not None and len(paths) > 1:
+        raise ValueError(f"--weights: one file for {len(paths)} candidates; accepted with --weights: one candidate "
+                         "(--select knee or budget, or an exported YAML)")
+    trained = [dep.locate(p, args.weights, onnx=args.format == "onnx") for p in paths]
+    if args.register is not None and tracker is None:
+        tracker = Tracker(args.tracking_uri, args.experiment)
+    for t in trained:
+        model = t.model()
+        dataset = dep.candidate_dataset(t.candidate)
+        if args.format == "onnx":
+            check = dep.to_onnx(model, t.config.with_suffix(".onnx"), dep.check_rows(dataset),
+                                dep.masked_series(dataset), classes=list(dataset.classes))
+            print(check.line())
+        if args.register is not None:
+            reg = dep.register(tracker, t, args.register, model=model, dataset=dataset)
+            print(f"registered {reg.uri} (run {reg.run_id}): one float32 row of {reg.width} values per sample in, "
+                  f"logits out; load with mlflow.pyfunc.load_model('{reg.uri}')")
     return 0
 
 

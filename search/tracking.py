@@ -9,11 +9,12 @@ variables that later calls silently prefer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,10 +202,55 @@ class Tracker:
         self.client.log_artifact(parent_id, str(table_path))
         self.client.log_artifact(parent_id, str(plot_path))
 
+    # --- the model registry ---
+    def register_model(self, module, name: str, input_example, output_example, version_tags: dict[str, str],
+                       metadata: dict[str, Any], run_name: str, metrics: dict[str, float]) -> tuple[int, str]:
+        """Log ``module`` (one tensor in, one out) as an MLflow PyTorch model in a run of its own (tag
+        ``emule.kind=model``, outside any search) and register it as a new version of ``name``, tagged with
+        ``version_tags``. Returns (version, run id).
+
+        The flavour's ``pt2`` format stores a ``torch.export`` graph with a dynamic batch axis, so loading it needs
+        torch but none of this package's code. MLflow's model logging works through its fluent API, which reads
+        the tracking URI from process-wide state; that state is set for this call only and put back after.
+        """
+        import mlflow
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(input_example, output_example)
+        tags = {"emule.kind": "model", "emule.registered_model": name,
+                **{k: v for k, v in version_tags.items() if k in (SEARCH_TAG, TRIAL_TAG)}}
+        with _fluent_uri(self.uri):
+            with mlflow.start_run(experiment_id=self.experiment_id, run_name=run_name, tags=tags) as run:
+                info = mlflow.pytorch.log_model(
+                    module, name="model", signature=signature, input_example=input_example,
+                    registered_model_name=name, serialization_format="pt2", metadata=metadata,
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+                mlflow.log_metrics(metrics)
+        version = int(info.registered_model_version)
+        for key, value in version_tags.items():
+            self.client.set_model_version_tag(name, str(version), key, str(value)[:5000])
+        return version, run.info.run_id
+
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         items = [Param(k, str(v)[:PARAM_LIMIT]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(run_id, params=items[i:i + 100])
+
+
+@contextlib.contextmanager
+def _fluent_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API pointed at ``uri`` for the duration, then back where it was (``set_tracking_uri`` also
+    sets ``MLFLOW_TRACKING_URI``, which later calls in this process would silently prefer)."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # None: unset again
 
 
 def _is_number(v: Any) -> bool:

@@ -108,6 +108,12 @@ class Attention(nn.Module):
         return reasons
 
     @classmethod
+    def onnx_reasons(cls, shape: AttentionShape) -> list[str]:
+        """Why this variant cannot be written as an ONNX graph for ``shape``; empty when it can. Checked before an
+        ONNX export starts (``search.deploy``); every variant registered so far exports."""
+        return []
+
+    @classmethod
     def flops(cls, t_q: int, t_k: int, shape: AttentionShape) -> int:
         """Forward matmul FLOPs for one sample (all heads), counted as 2 per multiply-add."""
         raise NotImplementedError
