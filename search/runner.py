@@ -223,7 +223,10 @@ def _resume(experiment: Path, session: dict, spec: Spec, tracker: Tracker, datas
     from ray import tune
 
     parent_id = session["parent_run_id"]
-    if not (experiment / "tuner.pkl").is_file():  # stopped before Tune saved anything: start it again in place
+    if not tune_state_readable(experiment):  # stopped before Tune saved anything: start it again in place
+        if (experiment / "tuner.pkl").is_file():
+            print("Tune's saved state is unreadable (the driver was stopped while writing it): the remaining trials "
+                  "start again from what MLflow holds", file=out, flush=True)
         remaining = spec.search.model_copy(update={"trials": max(0, spec.search.trials - len(finished))})
         return _launch(spec.model_copy(update={"search": remaining}), tracker, parent_id, experiment.name,
                        experiment, dataset, warm_start_points(spec), _history(spec, finished.values()),
@@ -242,6 +245,19 @@ def _resume(experiment: Path, session: dict, spec: Spec, tracker: Tracker, datas
     if callback is not None:  # restored from the experiment state: this run's output settings
         callback.out, callback.status_every, callback.quiet = out, status_every, quiet
     return _fit(tuner, spec, tracker, parent_id, experiment.name, experiment, started_ray, out, baselines, callback)
+
+
+def tune_state_readable(experiment: Path) -> bool:
+    """Whether Tune saved an experiment state here that reads back: a driver killed while Tune wrote it leaves the
+    file empty or cut short, and Tune could not restore from it."""
+    states = sorted(experiment.glob("experiment_state-*.json"))  # named by time: the newest last
+    if not (experiment / "tuner.pkl").is_file() or not states:
+        return False
+    try:
+        json.loads(states[-1].read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _search_callback(tuner) -> SearchCallback | None:

@@ -52,6 +52,15 @@ def resolve_uri(uri: str | None) -> str:
     return uri or os.environ.get("EMULE_TRACKING_URI") or default_uri()
 
 
+def artifacts_beside(uri: str) -> str | None:
+    """For a SQLite store, the artifact folder of a new experiment: ``mlruns`` beside the database file (MLflow's
+    own default is ``./mlruns`` under whatever folder the process runs in, which scatters a store's artifacts);
+    None - MLflow's default - for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).parent.resolve() / "mlruns").as_uri()
+
+
 class Tracker:
     """MLflow records of searches and their candidates."""
 
@@ -63,7 +72,9 @@ class Tracker:
         except Exception as e:  # unreachable server, bad URI, locked file: say so before any training
             raise ConnectionError(f"tracking.uri: cannot reach MLflow at {redact(self.uri)!r} ({type(e).__name__}: "
                                   f"{redact(str(e).splitlines()[0]) if str(e) else ''})") from None
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            experiment, artifact_location=artifacts_beside(self.uri))
+
 
     # --- searches ---
     def start_search(self, name: str, params: dict[str, Any], spec_text: str) -> str:

@@ -156,6 +156,21 @@ def test_sigkill_then_resume(tmp_path, point):
     check_record(tmp_path, spec, before)
 
 
+@pytest.mark.parametrize("point", ["between-trials", "while-logging-front"])
+def test_resume_when_the_kill_cut_tunes_saved_state(tmp_path, point):
+    """A driver killed while Tune wrote its experiment state leaves the file empty: the remaining trials start again
+    from what MLflow holds, with no duplicate child runs."""
+    spec = write_spec(tmp_path)
+    kill_when(emule("search", str(spec), cwd=tmp_path), KILL_POINTS[point])
+    states = list((tmp_path / "runs").rglob("experiment_state-*.json"))
+    assert states
+    for state in states:
+        state.write_text("")
+    before = finished_trials(tmp_path)
+    resume(tmp_path)
+    check_record(tmp_path, spec, before)
+
+
 def test_sigkill_mid_trial_then_resume(tmp_path):
     spec = write_spec(tmp_path)
     db = tmp_path / "mlflow.db"

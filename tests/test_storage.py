@@ -54,3 +54,14 @@ def test_spec_storage(tmp_path, monkeypatch):
         remote.storage_path()
     assert parse_spec(raw).search.gpus_per_trial == 0
     assert Path(parse_spec(raw).storage_uri()).is_absolute()
+
+
+def test_a_sqlite_stores_artifacts_sit_beside_its_database(tmp_path, monkeypatch):
+    from search.tracking import Tracker
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "store").mkdir()
+    tracker = Tracker(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}", "beside")
+    tracker.start_search("s", {"a": 1}, "name: s\n")  # logs spec.yaml as an artifact
+    assert list((tmp_path / "store" / "mlruns").rglob("spec.yaml"))
+    assert not (tmp_path / "mlruns").exists()  # not under the folder the process happens to run in
