@@ -142,6 +142,11 @@ def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list
     dataset = spec_dataset(spec)
     from search.validation import describe, scheme
 
+    # the session file first: from the start line on, a stopped driver can be resumed
+    experiment = store.join(spec.storage_uri(), name)  # a local folder, a shared path or a URI (s3://, gs://)
+    store.write_text(store.join(experiment, SESSION_FILE), json.dumps({
+        "spec": spec.model_dump(mode="json"), "parent_run_id": parent_id, "tracking_uri": tracker.uri,
+        "experiment": spec.tracking.experiment, "target": target}))
     rows = (f"{len(dataset.train)} train / {len(dataset.val)} val" if scheme(spec.data) == HOLDOUT
             else f"{len(dataset.train) + len(dataset.val)} training rows, {describe(spec.data)}")
     print(f"search {name}: {spec.search.trials} trials on {spec.data_label} "
@@ -154,10 +159,6 @@ def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list
     warning = proportion_warning(spec, dataset)
     if warning:
         print(warning, file=out, flush=True)
-    experiment = store.join(spec.storage_uri(), name)  # a local folder, a shared path or a URI (s3://, gs://)
-    store.write_text(store.join(experiment, SESSION_FILE), json.dumps({
-        "spec": spec.model_dump(mode="json"), "parent_run_id": parent_id, "tracking_uri": tracker.uri,
-        "experiment": spec.tracking.experiment, "target": target}))
     return _launch(spec, tracker, parent_id, name, experiment, dataset, points, history, target, out, ray_address,
                    num_cpus, callbacks, status_every, quiet)
 
