@@ -24,3 +24,4 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check search emule_models tests bench cluster
+	$(BIN)/lint-imports --no-cache

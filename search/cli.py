@@ -132,7 +132,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from search.runner import resume_search
+    from search.resume import resume_search
 
     result = resume_search(args.name, storage=args.storage, num_cpus=args.num_cpus, ray_address=args.address,
                            status_every=args.status_every, quiet=args.quiet)
@@ -140,7 +140,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    from search.runner import sync_search
+    from search.resume import sync_search
 
     sync_search(args.name, storage=args.storage)
     return 0

@@ -1,4 +1,6 @@
-"""Runs a search: the one module that talks to Ray Tune's Tuner.
+"""Starts a search (or extends a finished one) on Ray Tune, and the steps a resumed search shares with it:
+Ray start-up, the trial function, the baselines task, the Tune loop and the closing record (``search.resume``
+continues a stopped search with them).
 
 Order matters: the spec is validated and MLflow is reached before Ray starts, so a typo or a dead tracking
 server costs nothing.
@@ -29,7 +31,7 @@ from search.progress import STATUS_EVERY
 from search.schedulers import build_scheduler
 from search.searcher import TIMED_OUT, BudgetAwareOptunaSearch
 from search.space import DefineByRun, build_sampler, history_trials, typed_params, warm_start_points
-from search.spec import Spec, parse_spec
+from search.spec import Spec
 from search.tracking import Tracker, redact
 from search.validation import HOLDOUT
 
@@ -122,7 +124,7 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
         if str(spec.data["cv_folds"]) != theirs:
             raise ValueError(f"data.cv_folds: {spec.data['cv_folds']} differs from search {record.name}'s "
                              f"{theirs}; accepted: {theirs}, so that one front compares like with like")
-        history = _history(spec, earlier)
+        history = finished_history(spec, earlier)
         target += len(tracker.candidates(parent_id))
         name = name or f"{record.name}.more-{time.strftime('%Y%m%d-%H%M%S')}"
     else:
@@ -133,7 +135,7 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
         return _start(spec, tracker, parent_id, name, points, history, target, extend, out, ray_address, num_cpus,
                       callbacks, status_every, quiet)
     except KeyboardInterrupt:
-        return _stopped_early(spec, tracker, parent_id, name, spec.storage_uri(), out)
+        return stopped_early(spec, tracker, parent_id, name, spec.storage_uri(), out)
 
 
 def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list, history: list, target: int,
@@ -159,11 +161,11 @@ def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list
     warning = proportion_warning(spec, dataset)
     if warning:
         print(warning, file=out, flush=True)
-    return _launch(spec, tracker, parent_id, name, experiment, dataset, points, history, target, out, ray_address,
+    return launch(spec, tracker, parent_id, name, experiment, dataset, points, history, target, out, ray_address,
                    num_cpus, callbacks, status_every, quiet)
 
 
-def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, dataset, points: list,
+def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, dataset, points: list,
             history: list, target: int, out, ray_address: str | None, num_cpus: int | None,
             callbacks: list | None, status_every: float | None = STATUS_EVERY, quiet: bool = False) -> SearchResult:
     """Build the Tuner for a new (or never-saved) experiment and run it."""
@@ -178,11 +180,11 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
     scheduler = build_scheduler(spec.search.scheduler, spec.metrics, spec.modes, [o.log for o in spec.objectives],
                                 max_t=spec.training.epochs, grace_period=spec.search.grace_period,
                                 reduction_factor=spec.search.reduction_factor)
-    started_ray = _init_ray(ray_address, num_cpus)
+    started_ray = init_ray(ray_address, num_cpus)
     try:
-        baselines = _start_baselines(spec, dataset, out)
+        baselines = start_baselines(spec, dataset, out)
         tuner = tune.Tuner(
-            _trainable(spec, dataset, out=out),
+            trainable(spec, dataset, out=out),
             # metric/mode stay off TuneConfig: there they would make the search single-objective.
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
                                         max_concurrent_trials=spec.search.concurrency, reuse_actors=True),
@@ -193,83 +195,12 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
                                       verbose=0),
         )
     except BaseException:  # a stop signal while the proxy scores ran, say: Ray goes down with the driver
-        _shutdown_ray(started_ray)
+        shutdown_ray(started_ray)
         raise
-    return _fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, baselines, callback)
+    return fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, baselines, callback)
 
 
-def resume_search(name: str, storage: str | Path | None = None, out=sys.stdout, ray_address: str | None = None,
-                  num_cpus: int | None = None, status_every: float | None = STATUS_EVERY,
-                  quiet: bool = False) -> SearchResult:
-    """Continue a search whose driver stopped (killed, crashed, a stop signal): finished trials are kept and not
-    run again, the Optuna study comes back from Tune's experiment state, unfinished trials start again inside their
-    MLflow runs. ``name`` is the search name, or its spec name for the newest search of that spec."""
-    with stopping.handled():
-        experiment, session, spec, tracker, dataset = _open(name, storage)
-        parent_id = session["parent_run_id"]
-        finished = tracker.search_state(parent_id, spec.objectives).finished
-        print(f"resuming search {experiment.name} from {experiment} ({len(finished)} finished); "
-              f"MLflow: {redact(tracker.uri)}", file=out, flush=True)
-        tracker.reopen_search(parent_id)
-        try:
-            return _resume(experiment, session, spec, tracker, dataset, finished, out, ray_address, num_cpus,
-                           status_every, quiet)
-        except KeyboardInterrupt:
-            return _stopped_early(spec, tracker, parent_id, experiment.name, str(experiment), out)
-
-
-def _resume(experiment: Path, session: dict, spec: Spec, tracker: Tracker, dataset, finished: dict, out,
-            ray_address: str | None, num_cpus: int | None, status_every: float | None,
-            quiet: bool) -> SearchResult:
-    from ray import tune
-
-    parent_id = session["parent_run_id"]
-    if not tune_state_readable(experiment):  # stopped before Tune saved anything: start it again in place
-        if (experiment / "tuner.pkl").is_file():
-            print("Tune's saved state is unreadable (the driver was stopped while writing it): the remaining trials "
-                  "start again from what MLflow holds", file=out, flush=True)
-        remaining = spec.search.model_copy(update={"trials": max(0, spec.search.trials - len(finished))})
-        return _launch(spec.model_copy(update={"search": remaining}), tracker, parent_id, experiment.name,
-                       experiment, dataset, warm_start_points(spec), _history(spec, finished.values()),
-                       session["target"], out, ray_address, num_cpus, None, status_every, quiet)
-    # trials MLflow holds as finished but Tune's last saved state does not (the crash fell in between)
-    replay = {tid: {k: v for k, v in r.metrics.items()} for tid, r in finished.items()}
-    started_ray = _init_ray(ray_address, num_cpus)
-    try:
-        baselines = _start_baselines(spec, dataset, out)
-        tuner = tune.Tuner.restore(str(experiment), trainable=_trainable(spec, dataset, replay, out),
-                                   resume_unfinished=True, resume_errored=False)
-    except BaseException:
-        _shutdown_ray(started_ray)
-        raise
-    callback = _search_callback(tuner)
-    if callback is not None:  # restored from the experiment state: this run's output settings
-        callback.out, callback.status_every, callback.quiet = out, status_every, quiet
-    return _fit(tuner, spec, tracker, parent_id, experiment.name, experiment, started_ray, out, baselines, callback)
-
-
-def tune_state_readable(experiment: Path) -> bool:
-    """Whether Tune saved an experiment state here that reads back: a driver killed while Tune wrote it leaves the
-    file empty or cut short, and Tune could not restore from it."""
-    states = sorted(experiment.glob("experiment_state-*.json"))  # named by time: the newest last
-    if not (experiment / "tuner.pkl").is_file() or not states:
-        return False
-    try:
-        json.loads(states[-1].read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def _search_callback(tuner) -> SearchCallback | None:
-    """The SearchCallback a restored Tuner brought back from its saved run config (Tune keeps the config on its
-    internal tuner only)."""
-    internal = getattr(tuner, "_local_tuner", None)
-    run_config = internal.get_run_config() if internal is not None else None
-    return next((c for c in getattr(run_config, "callbacks", None) or [] if isinstance(c, SearchCallback)), None)
-
-
-def _stopped_early(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str, out) -> SearchResult:
+def stopped_early(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str, out) -> SearchResult:
     """A stop signal before Tune's loop ran (data, proxy scores, Ray starting): the search is recorded
     interrupted, with the signal as the reason."""
     stops = stopping.current()
@@ -286,83 +217,13 @@ def _stopped_early(spec: Spec, tracker: Tracker, parent_id: str, name: str, expe
                         summary.infeasible, "interrupted", str(experiment), stops.received or "SIGINT")
 
 
-def sync_search(name: str, storage: str | Path | None = None, out=sys.stdout) -> SearchResult:
-    """Log to MLflow what a search recorded while MLflow was unreachable, from Tune's experiment state: missing
-    child runs, epochs and final results, then the front. Runs already complete are left as they are."""
-    from ray.tune import ExperimentAnalysis
-
-    experiment, session, spec, tracker, dataset = _open(name, storage)
-    parent_id = session["parent_run_id"]
-    callback = SearchCallback(spec, tracker, parent_id, experiment.name, dataset.modalities, len(dataset.classes),
-                              session["target"])
-    callback.out = out
-    analysis = ExperimentAnalysis(str(experiment))
-    frames = analysis.trial_dataframes
-    trials = analysis.trials
-    synced = 0
-    for trial in trials:
-        run_id = callback.state.runs.get(trial.trial_id)
-        if run_id is not None and tracker.client.get_run(run_id).info.status in ("FINISHED", "FAILED"):
-            continue
-        logged = len(tracker.client.get_metric_history(run_id, "val_accuracy")) if run_id else 0
-        frame = frames.get(trial.trial_id)
-        rows = [] if frame is None else frame.to_dict("records")
-        for row in rows:
-            if row.get("epoch", 0) > logged:
-                callback.on_trial_result(0, trials, trial, row)
-        if trial.status == "ERROR":
-            callback.on_trial_error(0, trials, trial)
-        elif trial.status == "TERMINATED":
-            callback.on_trial_complete(0, trials, trial)
-        synced += 1
-    callback.on_experiment_end(trials)
-    if all(t.status in ("TERMINATED", "ERROR") for t in trials) and len(trials) >= spec.search.trials:
-        tracker.finish_search(parent_id, "complete")
-    state = tracker.search_state(parent_id, spec.objectives)
-    baselines = {}
-    if spec.baseline_names:  # the search's own task died with its driver; cached results come back at once
-        from search.baselines import run_baselines
-
-        print("classical baselines (from the cache when the search computed them) ...", file=out, flush=True)
-        baselines = run_baselines(*_baseline_inputs(spec, dataset))
-    for line in _record_accuracy(spec, tracker, parent_id, state, baselines):
-        print(line, file=out, flush=True)
-    print(f"synced {synced} trials of {experiment.name} to {redact(tracker.uri)}; {len(state.finished)} finished, "
-          f"Pareto front {len(state.front.members)}, hypervolume {state.front.hypervolume:.4g}", file=out, flush=True)
-    return SearchResult(experiment.name, parent_id, state.front, len(state.finished), state.failed, state.stopped,
-                        state.infeasible, "complete", str(experiment))
-
-
-def _open(name: str, storage: str | Path | None):
-    """A search's experiment folder, its session record, spec, tracker and dataset."""
-    experiment = find_experiment(name, storage)
-    session = json.loads((experiment / SESSION_FILE).read_text())
-    # a search started before cross-validation kept its holdout split: it must not switch schemes on resume
-    session["spec"]["data"].setdefault("cv_folds", HOLDOUT)
-    spec = parse_spec(session["spec"])
-    return experiment, session, spec, Tracker(session["tracking_uri"], session["experiment"]), spec_dataset(spec)
-
-
-def _history(spec: Spec, records) -> list:
+def finished_history(spec: Spec, records) -> list:
     """Finished candidates as Optuna trials, for a sampler to learn from without training them again."""
     return history_trials(spec, [(typed_params(spec, r.params), [r.metrics[m] for m in spec.metrics])
                                  for r in records])
 
 
-def find_experiment(name: str, storage: str | Path | None = None) -> Path:
-    """The experiment folder of search ``name`` (or the newest search of spec ``name``) under ``storage``."""
-    root = Path(storage or "emule_runs").expanduser().resolve()
-    exact = root / name
-    if (exact / SESSION_FILE).is_file():
-        return exact
-    candidates = sorted((p for p in root.glob(f"{name}-*") if (p / SESSION_FILE).is_file()),
-                        key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise LookupError(f"search: no search named {name!r} under {root}; pass --storage where it ran")
-    return candidates[-1]
-
-
-def _init_ray(address: str | None, num_cpus: int | None) -> bool:
+def init_ray(address: str | None, num_cpus: int | None) -> bool:
     import ray
 
     if ray.is_initialized():
@@ -374,14 +235,14 @@ def _init_ray(address: str | None, num_cpus: int | None) -> bool:
     return True
 
 
-def _shutdown_ray(started: bool) -> None:
+def shutdown_ray(started: bool) -> None:
     if started:
         import ray
 
         ray.shutdown()
 
 
-def _trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
+def trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
     """The trial function with the data (and the quality scores, computed once here when the space's selection
     strategies need them) placed in the object store once for all trials."""
     from ray import tune
@@ -399,7 +260,7 @@ def _trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
                                {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial})
 
 
-def _start_baselines(spec: Spec, dataset, out):
+def start_baselines(spec: Spec, dataset, out):
     """The classical baselines as one Ray task beside the trials (a cached result returns at once). It asks for
     no CPU, so it starts while trials hold them all and never delays the first candidate."""
     names = spec.baseline_names
@@ -411,10 +272,10 @@ def _start_baselines(spec: Spec, dataset, out):
 
     print(f"classical baselines ({', '.join(METHODS[n].label for n in names)}) run beside the trials on the same "
           f"folds; each skipped past an estimated {spec.search.baseline_seconds:g} s", file=out, flush=True)
-    return ray.remote(num_cpus=0, max_retries=0)(run_baselines).remote(*_baseline_inputs(spec, dataset))
+    return ray.remote(num_cpus=0, max_retries=0)(run_baselines).remote(*baseline_inputs(spec, dataset))
 
 
-def _baseline_inputs(spec: Spec, dataset) -> tuple:
+def baseline_inputs(spec: Spec, dataset) -> tuple:
     """``run_baselines``' arguments for a search: its folds, names, seed, bound, and the cache where the driver
     runs (as the proxy scores'), not in whatever folder a Ray worker starts in."""
     from search.baselines import CACHE
@@ -444,7 +305,7 @@ def _collect_baselines(job, spec: Spec, out) -> dict[str, dict]:
         return {}
 
 
-def _fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str | Path, started_ray: bool,
+def fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str | Path, started_ray: bool,
          out, baselines=None, callback: SearchCallback | None = None) -> SearchResult:
     import ray
 
@@ -486,7 +347,7 @@ def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: 
         summary = callback.state if callback is not None else SearchState()
     else:
         try:
-            accuracy = _record_accuracy(spec, tracker, parent_id, summary, results)
+            accuracy = record_accuracy(spec, tracker, parent_id, summary, results)
         except Exception as e:  # the candidates are all logged; only the yardstick is missing
             print(f"warning: logging the baselines and selection gap failed ({type(e).__name__}: {e}); the "
                   "search's results stand", file=out, flush=True)
@@ -503,7 +364,7 @@ def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: 
                         summary.infeasible, status, str(experiment), reason)
 
 
-def _record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: SearchState,
+def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: SearchState,
                      baselines: dict[str, dict]) -> list[str]:
     """Baselines and the selection gap on the parent run, the front plot redrawn with the baseline lines; returns
     the same as lines for the terminal."""

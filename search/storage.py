@@ -29,12 +29,13 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *parts]) if is_uri(base) else str(Path(base, *parts))
 
 
+def name(target: str) -> str:
+    """The last part of a path or URI: a search's name from its experiment folder."""
+    return target.rstrip("/").rsplit("/", 1)[-1]
+
+
 def write_text(target: str, text: str) -> None:
     """Write ``text`` to a local path or a URI, creating the folders above it."""
-    if not is_uri(target):
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(text)
-        return
     fs, path = _filesystem(target)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
@@ -42,16 +43,37 @@ def write_text(target: str, text: str) -> None:
 
 
 def read_text(target: str) -> str:
-    if not is_uri(target):
-        return Path(target).read_text()
     fs, path = _filesystem(target)
     with fs.open_input_stream(path) as f:
         return f.read().decode()
 
 
-def _filesystem(uri: str):
+def modified(target: str) -> float | None:
+    """When the file ``target`` was last written (seconds since the epoch), or None where there is no such file."""
     import pyarrow.fs
 
+    fs, path = _filesystem(target)
+    info = fs.get_file_info(path)
+    if info.type != pyarrow.fs.FileType.File:
+        return None
+    return info.mtime.timestamp() if info.mtime is not None else 0.0
+
+
+def entries(folder: str) -> list[str]:
+    """The names directly inside ``folder`` (none where it does not exist)."""
+    import pyarrow.fs
+
+    fs, path = _filesystem(folder)
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return sorted(name(i.path) for i in infos)
+
+
+def _filesystem(uri: str):
+    """The pyarrow filesystem and the path in it of a local path or a URI: one code path for both."""
+    import pyarrow.fs
+
+    if not is_uri(uri):
+        return pyarrow.fs.LocalFileSystem(), str(Path(uri).expanduser().absolute())
     try:
         return pyarrow.fs.FileSystem.from_uri(uri)
     except Exception as e:  # unknown scheme, missing credentials, pyarrow built without that filesystem

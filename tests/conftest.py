@@ -1,4 +1,4 @@
-"""Shared fixtures: one real local Ray instance per test session (2 CPUs), shut down at the end."""
+"""Shared fixtures: one real local Ray instance per test session (2 CPUs), shut down at the end; a real S3 API."""
 
 from __future__ import annotations
 
@@ -18,3 +18,15 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def s3_server(monkeypatch):
+    """A real S3 API on 127.0.0.1 (moto's server mode), this process's AWS clients pointed at it."""
+    from servers import S3Server
+
+    server = S3Server()
+    server.start()
+    server.use(monkeypatch)
+    yield server
+    server.stop()

@@ -55,6 +55,34 @@ class MlflowServer:
                 self.proc.wait(10)
 
 
+class S3Server:
+    """A real S3 API (moto's server mode) on 127.0.0.1 with one empty bucket. ``env`` points AWS clients at it -
+    pyarrow's, and so Ray Tune's, in this process (``use``) or in a driver started with it."""
+
+    def __init__(self, bucket: str = "emule"):
+        self.bucket, self.port, self.server = bucket, free_port(), None
+        self.env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.port}", "AWS_ACCESS_KEY_ID": "test",
+                    "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+
+    def start(self) -> None:
+        import boto3
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        boto3.client("s3", endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                     aws_access_key_id="test", aws_secret_access_key="test").create_bucket(Bucket=self.bucket)
+
+    def uri(self, *parts: str) -> str:
+        return "/".join([f"s3://{self.bucket}", *parts])
+
+    def use(self, monkeypatch) -> None:
+        for key, value in self.env.items():
+            monkeypatch.setenv(key, value)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
 
 
 def epochs_logged(db: Path) -> int:

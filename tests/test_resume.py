@@ -30,7 +30,7 @@ TRIALS, EPOCHS = 4, 6
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def write_spec(tmp: Path) -> Path:
+def write_spec(tmp: Path, storage: str | None = None) -> Path:
     spec = {
         "name": "crash",
         "data": {"name": "osuleaf"},
@@ -40,7 +40,8 @@ def write_spec(tmp: Path) -> Path:
         "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 2}, "width": [16, 32],
                   "heads": [1, 2], "lr": {"low": 1e-3, "high": 3e-3, "log": True}},
         "training": {"epochs": EPOCHS},
-        "search": {"sampler": "random", "trials": TRIALS, "concurrency": 1, "seed": 5, "storage": str(tmp / "runs")},
+        "search": {"sampler": "random", "trials": TRIALS, "concurrency": 1, "seed": 5,
+                   "storage": storage or str(tmp / "runs")},
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "crash"},
     }
     path = tmp / "crash.yaml"
@@ -48,9 +49,9 @@ def write_spec(tmp: Path) -> Path:
     return path
 
 
-def emule(*args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def emule(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env or ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def descendants(pid: int) -> list[int]:
@@ -141,10 +142,12 @@ KILL_POINTS = {
 }
 
 
-def resume(tmp: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "search.cli", "resume", "crash", "--storage", str(tmp / "runs")],
-                          cwd=tmp, env=ENV, capture_output=True, text=True, timeout=600)
+def resume(tmp: Path, storage: str | None = None, env: dict | None = None, command: str = "resume") -> str:
+    proc = subprocess.run([sys.executable, "-m", "search.cli", command, "crash", "--storage",
+                           storage or str(tmp / "runs")], cwd=tmp, env=env or ENV, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
@@ -216,3 +219,17 @@ def test_sigterm_mid_trial_closes_every_run_then_resume_completes(tmp_path):
     check_record(tmp_path, spec, before)
     runs = tracker.client.search_runs([tracker.experiment_id], "")
     assert not [r for r in runs if "emule.stop_reason" in r.data.tags]  # the resume ended what was stopped
+
+
+def test_a_search_kept_on_s3_resumes_and_syncs(tmp_path, s3_server):
+    """Tune's state and the session file on a real S3 API (127.0.0.1): a driver killed between trials resumes from
+    there, and `emule sync` reads the finished experiment back from there."""
+    runs, env = s3_server.uri("runs"), {**ENV, **s3_server.env}
+    spec = write_spec(tmp_path, storage=runs)
+    kill_when(emule("search", str(spec), cwd=tmp_path, env=env), KILL_POINTS["between-trials"])
+    before = finished_trials(tmp_path)
+    assert 1 <= len(before) < TRIALS
+    assert "resuming search crash-" in resume(tmp_path, runs, env)
+    check_record(tmp_path, spec, before)
+    assert f"; {TRIALS} finished" in resume(tmp_path, runs, env, command="sync")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crash.yaml", "mlflow.db", "mlruns"]  # nothing local

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,30 @@ def test_a_sqlite_stores_artifacts_sit_beside_its_database(tmp_path, monkeypatch
     tracker.start_search("s", {"a": 1}, "name: s\n")  # logs spec.yaml as an artifact
     assert list((tmp_path / "store" / "mlruns").rglob("spec.yaml"))
     assert not (tmp_path / "mlruns").exists()  # not under the folder the process happens to run in
+
+
+def test_files_on_a_real_s3_api(s3_server):
+    base = s3_server.uri("runs")
+    assert storage.entries(base) == [] and storage.modified(storage.join(base, "a.json")) is None
+    storage.write_text(storage.join(base, "one", "a.json"), '{"a": 1}')
+    storage.write_text(storage.join(base, "two.json"), "{}")
+    assert storage.read_text(storage.join(base, "one", "a.json")) == '{"a": 1}'
+    assert storage.entries(base) == ["one", "two.json"]
+    assert storage.modified(storage.join(base, "two.json")) > 0
+    assert storage.modified(storage.join(base, "one")) is None  # a folder is not a file
+
+
+@pytest.mark.parametrize("on_s3", [False, True])
+def test_find_experiment_by_name_or_newest_of_its_spec(tmp_path, request, on_s3):
+    from search.resume import find_experiment
+    from search.runner import SESSION_FILE
+
+    root = request.getfixturevalue("s3_server").uri("runs") if on_s3 else str(tmp_path / "runs")
+    for name in ["demo-1", "demo-2", "other-1"]:
+        storage.write_text(storage.join(root, name, SESSION_FILE), "{}")
+        time.sleep(1.1)  # S3 keeps modification times to the second
+    storage.write_text(storage.join(root, "demo-3", "tuner.pkl"), "")  # no session file: not a search
+    assert find_experiment("demo-1", root) == storage.join(root, "demo-1")
+    assert find_experiment("demo", root) == storage.join(root, "demo-2")
+    with pytest.raises(LookupError, match=r"^search: no search named 'nope' under .*--storage"):
+        find_experiment("nope", root)

@@ -1,0 +1,172 @@
+"""Continues a search whose driver stopped, and repairs the MLflow record of one that lost its tracking server.
+
+Both start from what the search left in its storage - Tune's experiment state and the session file beside it -
+read through ``search.storage``, so a search kept on ``s3://`` (or any URI pyarrow opens) resumes and syncs like
+one in a local folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from search import runner, stopping
+from search import storage as store
+from search.callbacks import SearchCallback
+from search.candidate import spec_dataset
+from search.progress import STATUS_EVERY
+from search.runner import SESSION_FILE, SearchResult
+from search.space import warm_start_points
+from search.spec import Spec, parse_spec
+from search.tracking import Tracker, redact
+from search.validation import HOLDOUT
+
+DEFAULT_STORAGE = "emule_runs"
+
+
+def resume_search(name: str, storage: str | None = None, out=sys.stdout, ray_address: str | None = None,
+                  num_cpus: int | None = None, status_every: float | None = STATUS_EVERY,
+                  quiet: bool = False) -> SearchResult:
+    """Continue a search whose driver stopped (killed, crashed, a stop signal): finished trials are kept and not
+    run again, the Optuna study comes back from Tune's experiment state, unfinished trials start again inside their
+    MLflow runs. ``name`` is the search name, or its spec name for the newest search of that spec."""
+    with stopping.handled():
+        experiment, session, spec, tracker, dataset = _open(name, storage)
+        parent_id = session["parent_run_id"]
+        finished = tracker.search_state(parent_id, spec.objectives).finished
+        print(f"resuming search {store.name(experiment)} from {experiment} ({len(finished)} finished); "
+              f"MLflow: {redact(tracker.uri)}", file=out, flush=True)
+        tracker.reopen_search(parent_id)
+        try:
+            return _resume(experiment, session, spec, tracker, dataset, finished, out, ray_address, num_cpus,
+                           status_every, quiet)
+        except KeyboardInterrupt:
+            return runner.stopped_early(spec, tracker, parent_id, store.name(experiment), experiment, out)
+
+
+def _resume(experiment: str, session: dict, spec: Spec, tracker: Tracker, dataset, finished: dict, out,
+            ray_address: str | None, num_cpus: int | None, status_every: float | None,
+            quiet: bool) -> SearchResult:
+    from ray import tune
+
+    parent_id, name = session["parent_run_id"], store.name(experiment)
+    if not tune_state_readable(experiment):  # stopped before Tune saved anything: start it again in place
+        if store.modified(store.join(experiment, "tuner.pkl")) is not None:
+            print("Tune's saved state is unreadable (the driver was stopped while writing it): the remaining trials "
+                  "start again from what MLflow holds", file=out, flush=True)
+        remaining = spec.search.model_copy(update={"trials": max(0, spec.search.trials - len(finished))})
+        history = runner.finished_history(spec, finished.values())
+        return runner.launch(spec.model_copy(update={"search": remaining}), tracker, parent_id, name, experiment,
+                             dataset, warm_start_points(spec), history, session["target"], out, ray_address, num_cpus,
+                             None, status_every, quiet)
+    # trials MLflow holds as finished but Tune's last saved state does not (the crash fell in between)
+    replay = {tid: {k: v for k, v in r.metrics.items()} for tid, r in finished.items()}
+    started_ray = runner.init_ray(ray_address, num_cpus)
+    try:
+        baselines = runner.start_baselines(spec, dataset, out)
+        tuner = tune.Tuner.restore(experiment, trainable=runner.trainable(spec, dataset, replay, out),
+                                   resume_unfinished=True, resume_errored=False)
+    except BaseException:
+        runner.shutdown_ray(started_ray)
+        raise
+    callback = _search_callback(tuner)
+    if callback is not None:  # restored from the experiment state: this run's output settings
+        callback.out, callback.status_every, callback.quiet = out, status_every, quiet
+    return runner.fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, baselines, callback)
+
+
+def tune_state_readable(experiment: str) -> bool:
+    """Whether Tune saved an experiment state here that reads back: a driver killed while Tune wrote it leaves the
+    file empty or cut short, and Tune could not restore from it."""
+    # named by the time they were written: the newest sorts last
+    states = [e for e in store.entries(experiment) if e.startswith("experiment_state-") and e.endswith(".json")]
+    if store.modified(store.join(experiment, "tuner.pkl")) is None or not states:
+        return False
+    try:
+        json.loads(store.read_text(store.join(experiment, states[-1])))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _search_callback(tuner) -> SearchCallback | None:
+    """The SearchCallback a restored Tuner brought back from its saved run config (Tune keeps the config on its
+    internal tuner only)."""
+    internal = getattr(tuner, "_local_tuner", None)
+    run_config = internal.get_run_config() if internal is not None else None
+    return next((c for c in getattr(run_config, "callbacks", None) or [] if isinstance(c, SearchCallback)), None)
+
+
+def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> SearchResult:
+    """Log to MLflow what a search recorded while MLflow was unreachable, from Tune's experiment state: missing
+    child runs, epochs and final results, then the front. Runs already complete are left as they are."""
+    from ray.tune import ExperimentAnalysis
+
+    experiment, session, spec, tracker, dataset = _open(name, storage)
+    parent_id, name = session["parent_run_id"], store.name(experiment)
+    callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes),
+                              session["target"])
+    callback.out = out
+    analysis = ExperimentAnalysis(experiment)
+    frames = analysis.trial_dataframes
+    trials = analysis.trials
+    synced = 0
+    for trial in trials:
+        run_id = callback.state.runs.get(trial.trial_id)
+        if run_id is not None and tracker.client.get_run(run_id).info.status in ("FINISHED", "FAILED"):
+            continue
+        logged = len(tracker.client.get_metric_history(run_id, "val_accuracy")) if run_id else 0
+        frame = frames.get(trial.trial_id)
+        rows = [] if frame is None else frame.to_dict("records")
+        for row in rows:
+            if row.get("epoch", 0) > logged:
+                callback.on_trial_result(0, trials, trial, row)
+        if trial.status == "ERROR":
+            callback.on_trial_error(0, trials, trial)
+        elif trial.status == "TERMINATED":
+            callback.on_trial_complete(0, trials, trial)
+        synced += 1
+    callback.on_experiment_end(trials)
+    if all(t.status in ("TERMINATED", "ERROR") for t in trials) and len(trials) >= spec.search.trials:
+        tracker.finish_search(parent_id, "complete")
+    state = tracker.search_state(parent_id, spec.objectives)
+    baselines = {}
+    if spec.baseline_names:  # the search's own task died with its driver; cached results come back at once
+        from search.baselines import run_baselines
+
+        print("classical baselines (from the cache when the search computed them) ...", file=out, flush=True)
+        baselines = run_baselines(*runner.baseline_inputs(spec, dataset))
+    for line in runner.record_accuracy(spec, tracker, parent_id, state, baselines):
+        print(line, file=out, flush=True)
+    print(f"synced {synced} trials of {name} to {redact(tracker.uri)}; {len(state.finished)} finished, "
+          f"Pareto front {len(state.front.members)}, hypervolume {state.front.hypervolume:.4g}", file=out, flush=True)
+    return SearchResult(name, parent_id, state.front, len(state.finished), state.failed, state.stopped,
+                        state.infeasible, "complete", experiment)
+
+
+def _open(name: str, storage: str | None):
+    """A search's experiment folder (or URI), its session record, spec, tracker and dataset."""
+    experiment = find_experiment(name, storage)
+    session = json.loads(store.read_text(store.join(experiment, SESSION_FILE)))
+    # a search started before cross-validation kept its holdout split: it must not switch schemes on resume
+    session["spec"]["data"].setdefault("cv_folds", HOLDOUT)
+    spec = parse_spec(session["spec"])
+    return experiment, session, spec, Tracker(session["tracking_uri"], session["experiment"]), spec_dataset(spec)
+
+
+def find_experiment(name: str, storage: str | None = None) -> str:
+    """The experiment folder or URI of search ``name`` (or of the newest search of spec ``name``) under
+    ``storage`` - a local folder or a URI such as ``s3://bucket/runs``."""
+    root = store.absolute(str(storage or DEFAULT_STORAGE))
+    exact = store.join(root, name)
+    if store.modified(store.join(exact, SESSION_FILE)) is not None:
+        return exact
+    started = {}  # search folder -> when its session was written
+    for entry in store.entries(root):
+        if entry.startswith(f"{name}-"):
+            when = store.modified(store.join(root, entry, SESSION_FILE))
+            if when is not None:
+                started[store.join(root, entry)] = when
+    if not started:
+        raise LookupError(f"search: no search named {name!r} under {root}; pass --storage where it ran")
+    return max(started, key=started.get)
