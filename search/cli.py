@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from search.spec import DEFAULT_STORAGE
+
 EXIT_USAGE = 2
 
 
@@ -32,14 +34,16 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, a stop signal)")
     p.add_argument("name", help="search name, or a spec name for its newest search")
-    p.add_argument("--storage", default="emule_runs", help="the spec's search.storage (default: emule_runs)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help=f"the spec's search.storage: a folder or a URI, e.g. s3://bucket/runs ({DEFAULT_STORAGE})")
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--address", default=None)
     _output_args(p)
 
     p = sub.add_parser("sync", help="log to MLflow what a search kept while MLflow was unreachable")
     p.add_argument("name", help="search name, or a spec name for its newest search")
-    p.add_argument("--storage", default="emule_runs", help="the spec's search.storage (default: emule_runs)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help=f"the spec's search.storage: a folder or a URI, e.g. s3://bucket/runs ({DEFAULT_STORAGE})")
 
     p = sub.add_parser("pareto", help="print a search's Pareto front")
     p.add_argument("name", help="search name, or a spec name for its newest search")
@@ -132,11 +136,11 @@ def cmd_plan(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from search.resume import resume_search
+    from search.resume import read_session, resume_search
 
     result = resume_search(args.name, storage=args.storage, num_cpus=args.num_cpus, ray_address=args.address,
                            status_every=args.status_every, quiet=args.quiet)
-    return _finished(result, None)
+    return _finished(result, read_session(result.storage)["tracking_uri"])
 
 
 def cmd_sync(args) -> int:

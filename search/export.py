@@ -20,7 +20,7 @@ from emule_models.cost import count_params
 from emule_models.train import evaluate
 from search.candidate import Candidate, build_seeded, candidate_dataset
 from search.front import Front, Record
-from search.spec import Spec, parse_spec
+from search.spec import Objective, Spec, parse_spec
 from search.tracking import Tracker, redact
 from search.validation import describe, refit
 
@@ -46,9 +46,10 @@ def load_search(tracker: Tracker, name: str) -> SearchRecord:
     return SearchRecord(tracker.search_name(parent_id), parent_id, spec, front)
 
 
-def choose(front: Front, how: str, limits: dict[str, float] | None = None) -> list[Record]:
-    """``front``: every member; ``knee``: the balanced one; ``budget``: the best first-objective member within
-    ``limits`` (e.g. ``{"params": 20000}``)."""
+def choose(front: Front, how: str, limits: dict[str, float] | None = None,
+           first: Objective | None = None) -> list[Record]:
+    """``front``: every member; ``knee``: the balanced one; ``budget``: the member best on ``first`` (the first
+    objective) among those within ``limits`` (metric -> largest value accepted), or none."""
     if how not in SELECTIONS:
         raise ValueError(f"--select: {how!r} not accepted; accepted: {list(SELECTIONS)}")
     if how == "front":
@@ -58,16 +59,15 @@ def choose(front: Front, how: str, limits: dict[str, float] | None = None) -> li
     if not limits:
         raise ValueError("--select budget needs at least one limit, e.g. --max-params 20000")
     within = [r for r in front.members if all(r.metrics.get(k, float("inf")) <= v for k, v in limits.items())]
-    return within
+    if not within or first is None:
+        return within
+    return [(max if first.mode == "max" else min)(within, key=lambda r: r.metrics[first.metric])]
 
 
 def export(tracker: Tracker, name: str, out: Path, how: str = "front",
            limits: dict[str, float] | None = None) -> list[Path]:
     record = load_search(tracker, name)
-    chosen = choose(record.front, how, limits)
-    if how == "budget" and chosen:  # best on the first objective among those within budget
-        first = record.spec.objectives[0]
-        chosen = [(max if first.mode == "max" else min)(chosen, key=lambda r: r.metrics[first.metric])]
+    chosen = choose(record.front, how, limits, record.spec.objectives[0])
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in chosen:

@@ -17,11 +17,9 @@ from search.candidate import spec_dataset
 from search.progress import STATUS_EVERY
 from search.runner import SESSION_FILE, SearchResult
 from search.space import warm_start_points
-from search.spec import Spec, parse_spec
+from search.spec import DEFAULT_STORAGE, Spec, parse_spec
 from search.tracking import Tracker, redact
 from search.validation import HOLDOUT
-
-DEFAULT_STORAGE = "emule_runs"
 
 
 def resume_search(name: str, storage: str | None = None, out=sys.stdout, ray_address: str | None = None,
@@ -147,11 +145,16 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
 def _open(name: str, storage: str | None):
     """A search's experiment folder (or URI), its session record, spec, tracker and dataset."""
     experiment = find_experiment(name, storage)
-    session = json.loads(store.read_text(store.join(experiment, SESSION_FILE)))
+    session = read_session(experiment)
     # a search started before cross-validation kept its holdout split: it must not switch schemes on resume
     session["spec"]["data"].setdefault("cv_folds", HOLDOUT)
     spec = parse_spec(session["spec"])
     return experiment, session, spec, Tracker(session["tracking_uri"], session["experiment"]), spec_dataset(spec)
+
+
+def read_session(experiment: str) -> dict:
+    """What a search wrote beside Tune's state when it started: its spec, parent run, tracking URI and target."""
+    return json.loads(store.read_text(store.join(experiment, SESSION_FILE)))
 
 
 def find_experiment(name: str, storage: str | None = None) -> str:

@@ -27,6 +27,7 @@ SPACE_KEYS = MODEL_KEYS + DATA_KEYS + TRAINING_KEYS
 INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size", "bottleneck_tokens",
             "conv_kernel", "conv_dilation")
 RATE_KEYS = ("dropout", "drop_path", "label_smoothing", "ema")  # numbers in [0, 1)
+DEFAULT_STORAGE = "emule_runs"  # where experiment state goes when a spec or command names no storage
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "qmc")
 SCHEDULERS = ("none", "asha", "mo-asha")
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
@@ -147,7 +148,7 @@ class SearchSettings(Strict):
     max_trial_seconds: float | None = Field(None, gt=0, description="wall-clock limit of one trial (measuring, "
                                             "pretraining, every fold and the refit): past it the trial stops and "
                                             "fails with reason timeout; null = no limit")
-    storage: str = Field("emule_runs", description="where Ray Tune keeps experiment state: a local folder (made "
+    storage: str = Field(DEFAULT_STORAGE, description="where Ray Tune keeps experiment state: a local folder (made "
                          "absolute), a path every node mounts, or a URI (s3://, gs://, ...)")
 
 

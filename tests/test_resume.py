@@ -229,7 +229,9 @@ def test_a_search_kept_on_s3_resumes_and_syncs(tmp_path, s3_server):
     kill_when(emule("search", str(spec), cwd=tmp_path, env=env), KILL_POINTS["between-trials"])
     before = finished_trials(tmp_path)
     assert 1 <= len(before) < TRIALS
-    assert "resuming search crash-" in resume(tmp_path, runs, env)
+    out = resume(tmp_path, runs, env)
+    assert "resuming search crash-" in out
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in out  # the search's own store
     check_record(tmp_path, spec, before)
     assert f"; {TRIALS} finished" in resume(tmp_path, runs, env, command="sync")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crash.yaml", "mlflow.db", "mlruns"]  # nothing local
