@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "Transformers; inspect the Pareto front; export and retrain the best.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("search", help="run a search spec on this machine (local Ray, local MLflow store)")
+    p = _command(sub, cmd_search, help="run a search spec on this machine (local Ray, local MLflow store)")
     p.add_argument("spec", type=Path)
     p.add_argument("--name", help="search name (default: the spec's name plus a timestamp)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
@@ -27,12 +27,12 @@ def main(argv: list[str] | None = None) -> int:
                    "and start nothing")
     _output_args(p)
 
-    p = sub.add_parser("plan", help="what a search spec would cost - trials, sizes, FLOPs, time per trial - before "
+    p = _command(sub, cmd_plan, help="what a search spec would cost - trials, sizes, FLOPs, time per trial - before "
                        "any compute; starts nothing")
     p.add_argument("spec", type=Path)
     p.add_argument("--no-timing", action="store_true", help="skip the short timing of training steps")
 
-    p = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, a stop signal)")
+    p = _command(sub, cmd_resume, help="continue a search whose driver stopped (killed, crashed, a stop signal)")
     p.add_argument("name", help="search name, or a spec name for its newest search")
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help=f"the spec's search.storage: a folder or a URI, e.g. s3://bucket/runs ({DEFAULT_STORAGE})")
@@ -40,16 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default=None)
     _output_args(p)
 
-    p = sub.add_parser("sync", help="log to MLflow what a search kept while MLflow was unreachable")
+    p = _command(sub, cmd_sync, help="log to MLflow what a search kept while MLflow was unreachable")
     p.add_argument("name", help="search name, or a spec name for its newest search")
     p.add_argument("--storage", default=DEFAULT_STORAGE,
                    help=f"the spec's search.storage: a folder or a URI, e.g. s3://bucket/runs ({DEFAULT_STORAGE})")
 
-    p = sub.add_parser("pareto", help="print a search's Pareto front")
+    p = _command(sub, cmd_pareto, help="print a search's Pareto front")
     p.add_argument("name", help="search name, or a spec name for its newest search")
     _tracking_args(p)
 
-    p = sub.add_parser("export", help="write front members as YAML configs that `emule train` retrains; with "
+    p = _command(sub, cmd_export, help="write front members as YAML configs that `emule train` retrains; with "
                        "their trained weights, also as ONNX files and as versions in MLflow's model registry")
     p.add_argument("name", help="search name (or a spec name for its newest search), or an exported candidate YAML")
     p.add_argument("--out", type=Path, default=Path("exports"))
@@ -66,22 +66,29 @@ def main(argv: list[str] | None = None) -> int:
                    help="also log each trained model to MLflow and register it as a new version of MODEL")
     _tracking_args(p)
 
-    p = sub.add_parser("train", help="retrain an exported config and save its weights")
+    p = _command(sub, cmd_train, help="retrain an exported config and save its weights")
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path, default=None, help="weights file (default: next to the config, .pt)")
 
-    sub.add_parser("datasets", help="list the built-in datasets")
+    _command(sub, cmd_datasets, help="list the built-in datasets")
     _job_parsers(sub)
 
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return args.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, LookupError, ConnectionError, FileNotFoundError) as e:
         print(f"emule {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _command(sub, run, **kwargs) -> argparse.ArgumentParser:
+    """The subcommand that ``run`` (``cmd_<name>``) carries out: named, described and bound in one place."""
+    p = sub.add_parser(run.__name__.removeprefix("cmd_"), **kwargs)
+    p.set_defaults(run=run)
+    return p
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
@@ -283,7 +290,7 @@ def _job_parsers(sub) -> None:
     """submit / status / logs / stop: a search as a job on a Ray cluster (the Ray Jobs API; see cluster/README.md)."""
     address = {"default": None, "help": "the head's dashboard, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
                "then $RAY_ADDRESS)"}
-    p = sub.add_parser("submit", help="run a search spec on a Ray cluster as a job; prints the job id")
+    p = _command(sub, cmd_submit, help="run a search spec on a Ray cluster as a job; prints the job id")
     p.add_argument("spec", type=Path)
     p.add_argument("--address", **address)
     p.add_argument("--name", help="search name (default: the spec's name plus a timestamp)")
@@ -296,18 +303,18 @@ def _job_parsers(sub) -> None:
     p.add_argument("--follow", action="store_true", help="then print the job's output until it ends")
     _output_args(p)
 
-    p = sub.add_parser("status", help="the state of a submitted search")
+    p = _command(sub, cmd_status, help="the state of a submitted search")
     p.add_argument("job_id")
     p.add_argument("--address", **address)
     p.add_argument("--wait", action="store_true", help="wait until the job ends; exit 0 only if it succeeded")
     p.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
 
-    p = sub.add_parser("logs", help="the output of a submitted search")
+    p = _command(sub, cmd_logs, help="the output of a submitted search")
     p.add_argument("job_id")
     p.add_argument("--address", **address)
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
 
-    p = sub.add_parser("stop", help="stop a submitted search: SIGTERM to its driver, which saves its state and "
+    p = _command(sub, cmd_stop, help="stop a submitted search: SIGTERM to its driver, which saves its state and "
                        "closes its MLflow runs (`emule resume` continues it); killed after the job's grace period")
     p.add_argument("job_id")
     p.add_argument("--address", **address)
@@ -369,10 +376,6 @@ def cmd_stop(args) -> int:
 def _job_exit(state) -> int:
     return 0 if state.status == "SUCCEEDED" else 1
 
-
-COMMANDS = {"search": cmd_search, "plan": cmd_plan, "resume": cmd_resume, "sync": cmd_sync, "pareto": cmd_pareto,
-            "export": cmd_export, "train": cmd_train, "datasets": cmd_datasets, "submit": cmd_submit,
-            "status": cmd_status, "logs": cmd_logs, "stop": cmd_stop}
 
 if __name__ == "__main__":
     sys.exit(main())
