@@ -28,6 +28,7 @@ def resume_search(name: str, storage: str | None = None, out=sys.stdout, ray_add
     """Continue a search whose driver stopped (killed, crashed, a stop signal): finished trials are kept and not
     run again, the Optuna study comes back from Tune's experiment state, unfinished trials start again inside their
     MLflow runs. ``name`` is the search name, or its spec name for the newest search of that spec."""
+    runner.set_up_environment()
     with stopping.handled():
         experiment, session, spec, tracker, dataset = _open(name, storage)
         parent_id = session["parent_run_id"]
@@ -100,6 +101,7 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
     child runs, epochs and final results, then the front. Runs already complete are left as they are."""
     from ray.tune import ExperimentAnalysis
 
+    runner.set_up_environment()
     experiment, session, spec, tracker, dataset = _open(name, storage)
     parent_id, name = session["parent_run_id"], store.name(experiment)
     callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes),

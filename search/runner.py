@@ -35,15 +35,20 @@ from search.spec import Spec
 from search.tracking import Tracker, redact
 from search.validation import HOLDOUT
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-# Our own progress lines replace Tune's periodic status tables.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-# Save experiment state every second (Tune's default adapts to >= 10 s): a killed driver loses seconds, not trials.
-os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-# Tune's default per-result loggers (JSON, CSV, TensorBoard) cost about 7 ms per epoch on the driver while the
-# trial waits; only the JSON log is kept (added below): `emule sync` reads it.
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+def set_up_environment() -> None:
+    """Ray, Tune and Optuna as a search runs them; called as a search starts or resumes, before Ray does (importing
+    this module changes nothing). A variable the user set is kept."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Our own progress lines replace Tune's periodic status tables.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Save experiment state every second (Tune's default adapts to >= 10 s): a killed driver loses seconds, not
+    # trials.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Tune's default per-result loggers (JSON, CSV, TensorBoard) cost about 7 ms per epoch on the driver while the
+    # trial waits; only the JSON log is kept (added in `launch`): `emule sync` reads it.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class EpochBudget(Stopper):
@@ -105,6 +110,7 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
         status_every: seconds between status lines on the running trials (None or 0: none).
         quiet: no status lines and no line per ended trial.
     """
+    set_up_environment()
     with stopping.handled():
         return _run_search(spec, spec_text, name, out, ray_address, num_cpus, callbacks, extend, status_every,
                            quiet)

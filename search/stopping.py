@@ -22,10 +22,6 @@ import signal
 import threading
 from collections.abc import Iterator
 
-# Tune's SIGINT handler would take Ctrl-C from us during `fit`; ours hands it to Tune's stop instead, so every
-# signal is handled (and named as the reason) in one place.
-os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-
 NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
@@ -100,6 +96,9 @@ _active: list[StopSignals] = []
 @contextlib.contextmanager
 def handled() -> Iterator[StopSignals]:
     """Stop signals handled for the duration (the previous handlers come back after)."""
+    # Tune's SIGINT handler would take Ctrl-C from us during `fit`; ours hands it to Tune's stop instead, so every
+    # signal is handled (and named as the reason) in one place.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     stops = StopSignals()
     stops.install()
     _active.append(stops)
