@@ -40,8 +40,7 @@ def load_search(tracker: Tracker, name: str) -> SearchRecord:
     parent_id = tracker.find_search(name)
     if parent_id is None:
         raise LookupError(f"search: no search named {name!r} in {redact(tracker.uri)}; run `emule search SPEC` first")
-    spec_text = tracker.client.download_artifacts(parent_id, "spec.yaml", _tmp())
-    spec = parse_spec(yaml.safe_load(Path(spec_text).read_text()))
+    spec = parse_spec(yaml.safe_load(tracker.spec_text(parent_id)))
     front = tracker.search_state(parent_id, spec.objectives).front
     return SearchRecord(tracker.search_name(parent_id), parent_id, spec, front)
 
@@ -136,12 +135,6 @@ def _number(text: str) -> Any:
         return float(text) if "." in text or "e" in text else int(text)
     except ValueError:
         return text
-
-
-def _tmp() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="emule-")
 
 
 def front_rows(front: Front, metrics: Sequence[str]) -> list[dict[str, Any]]:

@@ -113,9 +113,9 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
     synced = 0
     for trial in trials:
         run_id = callback.state.runs.get(trial.trial_id)
-        if run_id is not None and tracker.client.get_run(run_id).info.status in ("FINISHED", "FAILED"):
+        if run_id is not None and tracker.run_status(run_id) in ("FINISHED", "FAILED"):
             continue
-        logged = len(tracker.client.get_metric_history(run_id, "val_accuracy")) if run_id else 0
+        logged = tracker.epochs_logged(run_id) if run_id else 0
         frame = frames.get(trial.trial_id)
         rows = [] if frame is None else frame.to_dict("records")
         for row in rows:

@@ -126,7 +126,7 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
         record = load_search(tracker, extend)
         parent_id, earlier = record.parent_id, record.front.members + record.front.others
         # searches from before cross-validation recorded no scheme: they were validated on the holdout split
-        theirs = tracker.client.get_run(parent_id).data.params.get("data.cv_folds", HOLDOUT)
+        theirs = tracker.search_param(parent_id, "data.cv_folds", HOLDOUT)
         if str(spec.data["cv_folds"]) != theirs:
             raise ValueError(f"data.cv_folds: {spec.data['cv_folds']} differs from search {record.name}'s "
                              f"{theirs}; accepted: {theirs}, so that one front compares like with like")

@@ -176,6 +176,22 @@ class Tracker:
         path = self.client.download_artifacts(run_id, "candidate.json", tempfile.mkdtemp(prefix="emule-"))
         return json.loads(Path(path).read_text())
 
+    def spec_text(self, parent_id: str) -> str:
+        """The spec a search ran, as its parent run recorded it."""
+        path = self.client.download_artifacts(parent_id, "spec.yaml", tempfile.mkdtemp(prefix="emule-"))
+        return Path(path).read_text()
+
+    def search_param(self, parent_id: str, key: str, default: str | None = None) -> str | None:
+        return self.client.get_run(parent_id).data.params.get(key, default)
+
+    def run_status(self, run_id: str) -> str:
+        """MLflow's status of a run: RUNNING, FINISHED, FAILED, KILLED ..."""
+        return self.client.get_run(run_id).info.status
+
+    def epochs_logged(self, run_id: str, metric: str = "val_accuracy") -> int:
+        """How many per-epoch values of ``metric`` a run holds."""
+        return len(self.client.get_metric_history(run_id, metric))
+
     def candidates(self, parent_id: str) -> list:
         """The child runs of a search (mlflow Run objects), oldest first."""
         return self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'",
