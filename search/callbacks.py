@@ -27,7 +27,7 @@ from search.validation import HOLDOUT, scheme
 
 # Result keys that are bookkeeping, not metrics.
 NOT_METRICS = {"epoch", "node_id", "device", BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT, "error", "violations",
-               "done", "trial_id",
+               "done", "trial_id", "gpu_ids",
                "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
                "time_since_restore", "iterations_since_restore", "training_iteration", "experiment_tag",
                "checkpoint_dir_name", "should_checkpoint", "config"}
@@ -156,7 +156,8 @@ class SearchCallback(Callback):
         budget_done = bool(result.get(BUDGET_DONE))
         infeasible = bool(result.get(INFEASIBLE))
         tags = {"budget_done": str(budget_done).lower(), "feasible": str(not infeasible).lower(),
-                "node_id": result.get("node_id", ""), "device": result.get("device", "")}
+                "node_id": result.get("node_id", ""), "device": result.get("device", ""),
+                "gpu_ids": result.get("gpu_ids", "")}
         if infeasible:
             tags["violations"] = result.get("violations", "")
         if run_id:
