@@ -127,14 +127,15 @@ class Probe:
     def callback(self):
         from ray.tune import Callback
 
-        probe = self
+        class ResultProbe(Callback):  # holds only the list: Tune pickles its callbacks with the experiment
+            def __init__(self, sink: list):
+                self.sink = sink
 
-        class ResultProbe(Callback):
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                probe.results.append((time.time(), trial.trial_id, {k: result.get(k) for k in (
+                self.sink.append((time.time(), trial.trial_id, {k: result.get(k) for k in (
                     "epoch", "t_start", "t_sent", "slept_s", "budget_done")}))
 
-        return ResultProbe()
+        return ResultProbe(self.results)
 
     def watch(self) -> threading.Thread:
         local_cluster = _script("local_cluster")
@@ -174,7 +175,7 @@ def _rss(pid: int) -> int:
 
 def _is_actor(pid: int) -> bool:
     try:
-        return b"ray::" in Path(f"/proc/{pid}/cmdline").read_bytes()[:200]
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::ImplicitFunc")  # a trial's actor
     except OSError:
         return False
 
@@ -323,9 +324,12 @@ def main(argv: list[str] | None = None) -> int:
                 troot = Path(tempfile.mkdtemp(prefix="emule-obpg-"))
                 trackers[store] = (local_tracking, troot, local_tracking.start(troot).uri)
             for c in args.concurrency:
-                uri = trackers[store][2] if store == "postgres" else \
-                    f"sqlite:///{tempfile.mkdtemp(prefix='emule-obdb-')}/mlflow.db"
-                row = run_once(cluster, uri, store, c, args)
+                folder = Path(tempfile.mkdtemp(prefix="emule-obdb-"))
+                uri = trackers[store][2] if store == "postgres" else f"sqlite:///{folder}/mlflow.db"
+                try:
+                    row = run_once(cluster, uri, store, c, args)
+                finally:
+                    shutil.rmtree(folder, ignore_errors=True)
                 print(json.dumps(row), flush=True)
                 if args.out:
                     with args.out.open("a") as f:
