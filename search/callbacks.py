@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from ray.tune import Callback
 
 from search import stopping
+from search.batching import MetricBatcher
 from search.candidate import resolve
 from search.front import Record, SearchState, compute_front, write_artifacts
 from search.progress import STATUS_EVERY, StatusBoard
@@ -62,27 +62,25 @@ class SearchCallback(Callback):
         self.refresh_every = refresh_every
         self.status_every, self.quiet = status_every, quiet
         self.out = None  # sys.stdout at print time: Tune pickles callbacks with the experiment
-        self._writer: ThreadPoolExecutor | None = None
-        self._pending: list[Future] = []
+        self._writer = self._new_writer()
         self._load_state()
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_writer", "_pending")}
+        return {k: v for k, v in self.__dict__.items() if k != "_writer"}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _writer=None, _pending=[])
+        self.__dict__.update(state, _writer=self._new_writer())
 
-    def _log_later(self, *args, **kwargs) -> None:
-        """Per-epoch metrics go to MLflow from one background thread, in order: a trial's next epoch waits for
-        the driver to take its result, and need not wait for the store's write too."""
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emule-mlflow")
-        self._pending.append(self._writer.submit(self._mlflow, self.tracker.log_metrics, *args, **kwargs))
+    def _new_writer(self) -> MetricBatcher:
+        # per-epoch metrics go to MLflow from one background thread, each run's queued epochs in one write: the
+        # driver takes the next result meanwhile, and a store that falls behind catches up in fewer calls
+        return MetricBatcher(lambda run_id, epochs: self._mlflow(self.tracker.log_epochs, run_id, epochs))
+
+    def _log_later(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        self._writer.add(run_id, step, metrics, int(time.time() * 1000))
 
     def _flush(self) -> None:
-        for future in self._pending:
-            future.result()
-        self._pending.clear()
+        self._writer.flush()
 
     def _load_state(self) -> None:
         self.start = time.monotonic()
@@ -195,10 +193,7 @@ class SearchCallback(Callback):
         self._progress(trials, f"{trial.trial_id} failed: {error[:200]}", {})
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        self._flush()
-        if self._writer is not None:
-            self._writer.shutdown()
-            self._writer = None
+        self._writer.close()
         self._update_front(final=True)
         known = {t.trial_id for t in trials}
         reason = stopping.reason() or "the search ended before the trial did"

@@ -166,6 +166,14 @@ class Tracker:
         if rows:
             self.client.log_batch(run_id, metrics=rows)
 
+    def log_epochs(self, run_id: str, epochs: Sequence[tuple[int, dict[str, Any], int]]) -> None:
+        """Several epochs of one run, each ``(step, metrics, timestamp_ms)``, in as few writes as MLflow takes
+        (at most 1000 metrics per batch)."""
+        rows = [Metric(k, float(v), ts, step) for step, metrics, ts in epochs for k, v in metrics.items()
+                if _is_number(v)]
+        for i in range(0, len(rows), 1000):
+            self.client.log_batch(run_id, metrics=rows[i:i + 1000])
+
     def finish_candidate(self, run_id: str, status: str, tags: dict[str, str], candidate: dict | None = None) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         if candidate is not None:
