@@ -18,7 +18,7 @@ from ray.tune import Callback
 from search import stopping
 from search.batching import MetricBatcher
 from search.candidate import resolve
-from search.front import Record, SearchState, compute_front, write_artifacts
+from search.front import Record, SearchState, compute_front, extend_front, write_artifacts
 from search.progress import STATUS_EVERY, StatusBoard
 from search.searcher import BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT
 from search.spec import Spec
@@ -49,17 +49,19 @@ class SearchCallback(Callback):
         parent_id: the search's parent run.
         modalities, num_classes: the dataset's shape, to log each trial's full candidate (for export).
         target: trials this search will have under its parent when done (for progress lines).
-        refresh_every: rewrite the front table and plot after this many finished trials (and at the end).
+        refresh_every: rewrite the front table and plot after this many finished trials (and at the end) ...
+        refresh_s: ... and at most once in this many seconds: with hundreds of trials finishing, redrawing the plot
+            and retagging every 5 of them would take the driver's whole time.
         status_every: seconds between status lines on the running trials (None or 0: none).
         quiet: print neither status lines nor a line per ended trial (the search's start and end lines remain).
     """
 
     def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, name: str, modalities: tuple,
                  num_classes: int, target: int, refresh_every: int = 5, status_every: float | None = STATUS_EVERY,
-                 quiet: bool = False):
+                 quiet: bool = False, refresh_s: float = 10.0):
         self.spec, self.tracker, self.parent_id, self.name = spec, tracker, parent_id, name
         self.modalities, self.num_classes, self.target = modalities, num_classes, target
-        self.refresh_every = refresh_every
+        self.refresh_every, self.refresh_s = refresh_every, refresh_s
         self.status_every, self.quiet = status_every, quiet
         self.out = None  # sys.stdout at print time: Tune pickles callbacks with the experiment
         self._writer = self._new_writer()
@@ -84,6 +86,8 @@ class SearchCallback(Callback):
 
     def _load_state(self) -> None:
         self.start = time.monotonic()
+        self._refreshed_at, self._refreshed_n = None, 0  # the last front refresh (artifacts and tags)
+        self._tagged: dict[str, bool] = {}  # run id -> the pareto tag it has
         self.offline = False
         folds = scheme(self.spec.data)
         self.board = StatusBoard(None if self.quiet else self.status_every, self.spec.training.epochs,
@@ -161,8 +165,9 @@ class SearchCallback(Callback):
         if run_id:
             self._mlflow(self.tracker.finish_candidate, run_id, "FINISHED", tags, self.candidate_of(trial.config))
         if budget_done:
-            self.state.finished[trial.trial_id] = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
-            self._update_front(final=False)
+            record = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
+            self.state.finished[trial.trial_id] = record
+            self._update_front(final=False, new=record)
             event = "done"
         elif infeasible:
             self.state.infeasible += 1
@@ -218,17 +223,27 @@ class SearchCallback(Callback):
             self._update_front(final=True)
 
     # --- front and progress ---
-    def _update_front(self, final: bool) -> None:
+    def _update_front(self, final: bool, new: Record | None = None) -> None:
         n = len(self.state.finished)
-        self.state.front = compute_front(list(self.state.finished.values()), self.spec.objectives)
+        # a newcomer dominated by the front leaves it as it is: no recomputation
+        extended = None if final or new is None else extend_front(self.state.front, new, self.spec.objectives)
+        self.state.front = extended or compute_front(list(self.state.finished.values()), self.spec.objectives)
         if n == 0 or self.offline:
             return
-        if final or n % self.refresh_every == 0:
+        now = time.monotonic()
+        if final or (n - self._refreshed_n >= self.refresh_every
+                     and (self._refreshed_at is None or now - self._refreshed_at >= self.refresh_s)):
+            self._refreshed_at, self._refreshed_n = now, n
+            front = {r.run_id for r in self.state.front.members}
+            # only runs whose membership changed are retagged: the others' tags are right already
+            changed = [r.run_id for r in self.state.finished.values()
+                       if self._tagged.get(r.run_id) != (r.run_id in front)]
             with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
                 table, plot = write_artifacts(self.state.front, self.spec.objectives, Path(tmp))
-                self._mlflow(self.tracker.log_front, self.parent_id, [r.run_id for r in self.state.front.members],
-                                       [r.run_id for r in self.state.finished.values()], table, plot,
-                                       self.state.front.hypervolume, step=n)
+                self._mlflow(self.tracker.log_front, self.parent_id, list(front), changed, table, plot,
+                             self.state.front.hypervolume, step=n)
+            if not self.offline:
+                self._tagged.update({run_id: run_id in front for run_id in changed})
         else:  # cheap live view: hypervolume and front size as metrics
             self._mlflow(self.tracker.log_search_metrics, self.parent_id, {"hypervolume": self.state.front.hypervolume,
                                                              "front_size": len(self.state.front.members)}, step=n)
