@@ -292,6 +292,35 @@ def summarize(results: list[tuple[float, str, dict]], concurrency: int, epoch_s:
             "stall_per_trial_max_s": round(max(stalls), 2)}
 
 
+def front_cost(n: int, objectives: int, seed: int = 0) -> dict:
+    """Driver time to keep the front current as ``n`` candidates finish one by one: recomputed every time (before)
+    against extended without recomputation when the newcomer is dominated (after)."""
+    import numpy as np
+
+    from search.front import Record, compute_front, extend_front
+    from search.spec import Objective
+
+    objs = [Objective(metric="val_accuracy", mode="max", reference=0.0),
+            Objective(metric="params", mode="min", reference=1e7, log=True),
+            Objective(metric="flops", mode="min", reference=1e9, log=True)][:objectives]
+    rng = np.random.default_rng(seed)
+    records = [Record(str(i), str(i), {"val_accuracy": float(rng.random()), "params": float(10 ** rng.uniform(3, 6)),
+                                       "flops": float(10 ** rng.uniform(4, 8))}) for i in range(n)]
+    t0 = time.perf_counter()
+    for i in range(1, n + 1):
+        compute_front(records[:i], objs)
+    before = time.perf_counter() - t0
+    t0, front, recomputed = time.perf_counter(), compute_front([], objs), 0
+    for i in range(1, n + 1):
+        extended = extend_front(front, records[i - 1], objs)
+        if extended is None:
+            recomputed += 1
+        front = extended or compute_front(records[:i], objs)
+    after = time.perf_counter() - t0
+    return {"finished": n, "objectives": objectives, "recompute_every_time_s": round(before, 2),
+            "extend_s": round(after, 2), "recomputed": recomputed}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 64])
@@ -306,7 +335,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-free-gib", type=float, default=4.0)
     p.add_argument("--label", default="", help="what code ran (e.g. a commit), kept with each result")
     p.add_argument("--out", type=Path, default=None, help="append one JSON line per run here")
+    p.add_argument("--front-cost", type=int, nargs="*", default=None, metavar="N",
+                   help="only time keeping the front current as N candidates finish (no cluster)")
     args = p.parse_args(argv)
+    if args.front_cost is not None:
+        for n in args.front_cost or [200, 800]:
+            for m in (2, 3):
+                print(json.dumps(front_cost(n, m)), flush=True)
+        return 0
 
     local_cluster = _script("local_cluster")
     most = max(args.concurrency)
