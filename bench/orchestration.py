@@ -133,7 +133,7 @@ class Probe:
 
             def on_trial_result(self, iteration, trials, trial, result, **info):
                 self.sink.append((time.time(), trial.trial_id, {k: result.get(k) for k in (
-                    "epoch", "t_start", "t_sent", "slept_s", "budget_done")}))
+                    "epoch", "t_start", "t_sent", "slept_s", "budget_done", "pid")}))
 
         return ResultProbe(self.results)
 
@@ -155,8 +155,39 @@ class Probe:
         thread.start()
         return thread
 
+    def sample_driver(self, every_s: float = 0.02) -> threading.Thread:
+        """A sampling profile of the driver's main thread (Tune's event loop): every ``every_s``, where it is -
+        the library it is in (innermost first: mlflow, optuna, matplotlib, pyarrow) and the EMuLe callback on the
+        stack - so the bottleneck has a name."""
+        main = threading.main_thread().ident
+        self.samples: dict[str, int] = defaultdict(int)
+
+        def loop():
+            while not self._stop.wait(every_s):
+                frame = sys._current_frames().get(main)
+                self.samples[_where(frame)] += 1
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        return thread
+
     def stop(self) -> None:
         self._stop.set()
+
+
+def _where(frame) -> str:
+    library, ours = None, None
+    while frame is not None:
+        path, name = frame.f_code.co_filename, frame.f_code.co_name
+        if library is None:
+            library = next((lib for lib in ("mlflow", "optuna", "matplotlib", "pyarrow", "sqlalchemy")
+                            if f"/{lib}/" in path), None)
+            if library is None and name in ("wait", "select", "poll", "get", "_get_next_event", "sleep"):
+                library = "waiting"
+        if ours is None and f"{os.sep}search{os.sep}" in path and "site-packages" not in path:
+            ours = f"{Path(path).stem}.{name}"
+        frame = frame.f_back
+    return f"{library or 'tune/ray'} | {ours or '-'}"
 
 
 def _mem_available() -> int:
@@ -226,6 +257,7 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
     probe = Probe(cluster.root, args.min_free_gib)
     unpatch = probe.patch_mlflow()
     probe.watch()
+    probe.sample_driver()
     cpu0, t0 = _cpu_s(), time.monotonic()
     try:
         result = run_search(spec, name=f"c{concurrency}-{store}", out=io.StringIO(), ray_address=cluster.gcs_address,
@@ -246,6 +278,8 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
            round(probe.peak_cluster_rss / 1024**3, 2), "actors_peak": probe.actors_peak,
            "min_available_gib": round(probe.min_free / 1024**3, 1), "label": args.label}
     row.update(summarize(probe.results, concurrency, args.epoch_s))
+    total = sum(probe.samples.values()) or 1
+    row["driver_profile"] = {k: round(v / total, 3) for k, v in sorted(probe.samples.items(), key=lambda x: -x[1])[:8]}
     for name, times in probe.writes.items():
         times = sorted(times)
         row[f"mlflow_{name}"] = {"n": len(times), "p50_ms": round(1000 * times[len(times) // 2], 1),
@@ -283,8 +317,10 @@ def summarize(results: list[tuple[float, str, dict]], concurrency: int, epoch_s:
         busy = sum(max(0.0, min(e, last_start) - max(s, full)) for s, e, _ in spans)
         steady = round(busy / ((last_start - full) * concurrency), 3)
     recvs = [recv for recv, _, _ in results]
+    pids = {r.get("pid") for _, _, r in results}
     lags.sort()
-    return {"results": len(results), "results_per_s": round(len(results) / (max(recvs) - min(recvs) or 1), 1),
+    return {"results": len(results), "actor_processes": len(pids),
+            "results_per_s": round(len(results) / (max(recvs) - min(recvs) or 1), 1),
             "trial_window_s": round(hi - lo, 1), "efficiency": round(work / ((hi - lo) * concurrency), 3),
             "efficiency_steady": steady, "steady_window_s": round(last_start - full, 1) if steady else None,
             "lag_p50_s": round(lags[len(lags) // 2], 3), "lag_p95_s": round(lags[int(len(lags) * 0.95)], 3),
