@@ -3,7 +3,8 @@
 With hundreds of trials reporting, one write per epoch per trial queues faster than a store takes it (a SQLite
 transaction or an HTTP round trip each). The writer takes everything queued since its last write and sends each
 run's epochs together: one call per run, however far behind it was. Nothing is dropped; a run's epochs keep their
-order.
+order. Other writes that need not hold up Tune's event loop (closing a finished trial's run) are queued with
+``later`` and made after the epochs queued before them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class MetricBatcher:
     def __init__(self, write: Callable[[str, list[Epoch]], None]):
         self._write = write
         self._pending: dict[str, list[Epoch]] = {}
+        self._calls: list[tuple[Callable, tuple]] = []
         self._busy = False
         self._closed = False
         self._cond = threading.Condition()
@@ -34,16 +36,21 @@ class MetricBatcher:
 
     def add(self, run_id: str, step: int, metrics: dict[str, Any], timestamp_ms: int) -> None:
         with self._cond:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="emule-mlflow", daemon=True)
-                self._thread.start()
+            self._start()
             self._pending.setdefault(run_id, []).append((step, metrics, timestamp_ms))
+            self._cond.notify_all()
+
+    def later(self, call: Callable, *args) -> None:
+        """Make ``call(*args)`` on the writer's thread, after every epoch queued so far is written."""
+        with self._cond:
+            self._start()
+            self._calls.append((call, args))
             self._cond.notify_all()
 
     def flush(self) -> None:
         """Return once everything added so far is written."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._pending and not self._busy)
+            self._cond.wait_for(lambda: not self._pending and not self._calls and not self._busy)
 
     def close(self) -> None:
         """Write what is queued, then stop the thread (a later ``add`` starts it again)."""
@@ -55,17 +62,24 @@ class MetricBatcher:
             self._thread.join()
         self._thread, self._closed = None, False
 
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="emule-mlflow", daemon=True)
+            self._thread.start()
+
     def _loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._closed)
-                if not self._pending:  # closed and drained
+                self._cond.wait_for(lambda: self._pending or self._calls or self._closed)
+                if not self._pending and not self._calls:  # closed and drained
                     return
-                batch, self._pending, self._busy = self._pending, {}, True
+                batch, calls, self._pending, self._calls, self._busy = self._pending, self._calls, {}, [], True
             try:
-                for run_id, epochs in batch.items():
+                # epochs first: a call queued after a run's epochs (closing that run) must come after them
+                work = [(self._write, (run_id, epochs)) for run_id, epochs in batch.items()] + calls
+                for call, args in work:
                     try:
-                        self._write(run_id, epochs)
+                        call(*args)
                     except Exception as e:  # kept, not raised: a flush must never wait on a dead thread
                         self.error = e
                     self.calls += 1

@@ -148,7 +148,6 @@ class SearchCallback(Callback):
         self._log_later(run_id, metrics, step=int(result.get("epoch", iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._flush()  # every epoch is in MLflow before the run is marked finished
         self.board.ended(trial.trial_id)
         result = trial.last_result or {}
         run_id = self.state.runs.get(trial.trial_id, "")
@@ -162,8 +161,9 @@ class SearchCallback(Callback):
                 "gpu_ids": result.get("gpu_ids", "")}
         if infeasible:
             tags["violations"] = result.get("violations", "")
-        if run_id:
-            self._mlflow(self.tracker.finish_candidate, run_id, "FINISHED", tags, self.candidate_of(trial.config))
+        if run_id:  # on the writer's thread, after the run's epochs: Tune's loop goes on meanwhile
+            self._writer.later(self._mlflow, self.tracker.finish_candidate, run_id, "FINISHED", tags,
+                               self.candidate_of(trial.config))
         if budget_done:
             record = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
             self.state.finished[trial.trial_id] = record
@@ -179,6 +179,7 @@ class SearchCallback(Callback):
 
     def _timed_out(self, trials: list, trial: Any, run_id: str, result: dict) -> None:
         """A trial stopped by ``search.max_trial_seconds``: FAILED with reason timeout, never on the front."""
+        self._flush()
         self.state.failed += 1
         tags = {"budget_done": "false", "feasible": "true", "failure": "timeout", "error": result.get("error", ""),
                 "node_id": result.get("node_id", ""), "device": result.get("device", "")}
@@ -221,6 +222,7 @@ class SearchCallback(Callback):
             self.on_trial_complete(0, [], trial)
         if missed:
             self._update_front(final=True)
+        self._writer.close()  # the record is complete before the search's end is
 
     # --- front and progress ---
     def _update_front(self, final: bool, new: Record | None = None) -> None:
@@ -244,9 +246,10 @@ class SearchCallback(Callback):
                              self.state.front.hypervolume, step=n)
             if not self.offline:
                 self._tagged.update({run_id: run_id in front for run_id in changed})
-        else:  # cheap live view: hypervolume and front size as metrics
-            self._mlflow(self.tracker.log_search_metrics, self.parent_id, {"hypervolume": self.state.front.hypervolume,
-                                                             "front_size": len(self.state.front.members)}, step=n)
+        else:  # cheap live view: hypervolume and front size as metrics, written off Tune's loop
+            self._writer.later(self._mlflow, self.tracker.log_search_metrics, self.parent_id,
+                               {"hypervolume": self.state.front.hypervolume,
+                                "front_size": len(self.state.front.members)}, n)
 
     def _progress(self, trials: list, event: str, result: dict) -> None:
         if self.quiet:
