@@ -98,12 +98,13 @@ class Probe:
 
     CALLS = ("log_batch", "set_tag", "create_run", "set_terminated", "log_artifact", "log_dict", "search_runs")
 
-    def __init__(self, cluster_root: str, min_free_gib: float):
+    def __init__(self, cluster_root: str, min_free_gib: float, max_run_s: float | None = None):
         self.writes: dict[str, list[float]] = defaultdict(list)
         self.results: list[tuple[float, str, dict]] = []
         self.cluster_root, self.min_free_gib = Path(cluster_root), min_free_gib
         self.peak_cluster_rss, self.min_free, self.actors_peak = 0, float("inf"), 0
-        self.stopped_for_memory = False
+        self.stopped_for_memory = self.stopped_for_time = False
+        self.max_run_s = max_run_s
         self._stop = threading.Event()
 
     def patch_mlflow(self):
@@ -140,8 +141,13 @@ class Probe:
     def watch(self) -> threading.Thread:
         local_cluster = _script("local_cluster")
 
+        started = time.monotonic()
+
         def loop():
             while not self._stop.wait(1.0):
+                if self.max_run_s and time.monotonic() - started > self.max_run_s and not self.stopped_for_time:
+                    self.stopped_for_time = True
+                    os.kill(os.getpid(), signal.SIGINT)
                 free = _mem_available()
                 self.min_free = min(self.min_free, free)
                 pids = local_cluster._pids_under(self.cluster_root)
@@ -254,7 +260,7 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
     trainable = tune.with_resources(
         tune.with_parameters(synthetic_trial, epochs=args.epochs, epoch_s=args.epoch_s, blocking=args.blocking),
         {"cpu": 0, SLOT: 1})
-    probe = Probe(cluster.root, args.min_free_gib)
+    probe = Probe(cluster.root, args.min_free_gib, args.max_run_s)
     unpatch = probe.patch_mlflow()
     probe.watch()
     probe.sample_driver()
@@ -272,7 +278,8 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     row = {"store": store, "concurrency": concurrency, "trials": trials, "epochs": args.epochs,
            "epoch_s": args.epoch_s, "report": "blocking" if args.blocking else "async", "sampler": args.sampler,
-           "scheduler": args.scheduler, "status": "stopped: memory" if probe.stopped_for_memory else status,
+           "scheduler": args.scheduler, "status": "stopped: memory" if probe.stopped_for_memory else
+           f"stopped: past {args.max_run_s:g} s" if probe.stopped_for_time else status,
            "driver_wall_s": round(wall, 1), "driver_cpu_cores": round(cpu / wall, 2),
            "driver_peak_rss_mib": round(_peak_rss() / 1024**2), "cluster_peak_rss_gib":
            round(probe.peak_cluster_rss / 1024**3, 2), "actors_peak": probe.actors_peak,
@@ -369,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scheduler", default="none")
     p.add_argument("--blocking", action="store_true", help="report as Tune does by default: wait for the driver")
     p.add_argument("--min-free-gib", type=float, default=4.0)
+    p.add_argument("--max-run-s", type=float, default=None, help="stop a run (as Ctrl-C does) after this long")
     p.add_argument("--label", default="", help="what code ran (e.g. a commit), kept with each result")
     p.add_argument("--out", type=Path, default=None, help="append one JSON line per run here")
     p.add_argument("--front-cost", type=int, nargs="*", default=None, metavar="N",
