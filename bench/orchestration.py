@@ -217,6 +217,24 @@ def _is_actor(pid: int) -> bool:
         return False
 
 
+def _machine_busy_s() -> float:
+    """CPU seconds every core of the machine spent busy since boot (all processes, anyone's)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / TICK  # minus idle and iowait
+
+
+def _cluster_cpu_s(root: Path) -> float:
+    """CPU seconds of the cluster's processes alive now, with their reaped children (ended workers)."""
+    total = 0
+    for pid in _script("local_cluster")._pids_under(root):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in stat[11:15])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / TICK
+
+
 def _cpu_s() -> float:
     stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
     return (int(stat[11]) + int(stat[12])) / TICK
@@ -264,7 +282,7 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
     unpatch = probe.patch_mlflow()
     probe.watch()
     probe.sample_driver()
-    cpu0, t0 = _cpu_s(), time.monotonic()
+    cpu0, t0, busy0, ray0 = _cpu_s(), time.monotonic(), _machine_busy_s(), _cluster_cpu_s(Path(cluster.root))
     try:
         result = run_search(spec, name=f"c{concurrency}-{store}", out=io.StringIO(), ray_address=cluster.gcs_address,
                             callbacks=[probe.callback()], status_every=None, quiet=True, trainable=trainable)
@@ -275,12 +293,14 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
         probe.stop()
         unpatch()
     wall, cpu = time.monotonic() - t0, _cpu_s() - cpu0
+    busy, ray_cpu = _machine_busy_s() - busy0, _cluster_cpu_s(Path(cluster.root)) - ray0
     shutil.rmtree(tmp, ignore_errors=True)
     row = {"store": store, "concurrency": concurrency, "trials": trials, "epochs": args.epochs,
            "epoch_s": args.epoch_s, "report": "blocking" if args.blocking else "async", "sampler": args.sampler,
            "scheduler": args.scheduler, "status": "stopped: memory" if probe.stopped_for_memory else
            f"stopped: past {args.max_run_s:g} s" if probe.stopped_for_time else status,
            "driver_wall_s": round(wall, 1), "driver_cpu_cores": round(cpu / wall, 2),
+           "cluster_cpu_cores": round(ray_cpu / wall, 2), "machine_busy_cores": round(busy / wall, 2),
            "driver_peak_rss_mib": round(_peak_rss() / 1024**2), "cluster_peak_rss_gib":
            round(probe.peak_cluster_rss / 1024**3, 2), "actors_peak": probe.actors_peak,
            "min_available_gib": round(probe.min_free / 1024**3, 1), "label": args.label}
@@ -364,6 +384,30 @@ def front_cost(n: int, objectives: int, seed: int = 0) -> dict:
             "extend_s": round(after, 2), "recomputed": recomputed}
 
 
+COLUMNS = [("label", "code"), ("store", "store"), ("report", "report"), ("concurrency", "concurrent"),
+           ("trials", "trials"), ("status", "status"), ("results_per_s", "results/s"),
+           ("efficiency", "efficiency"), ("efficiency_steady", "steady eff."), ("lag_p50_s", "lag p50 s"),
+           ("lag_p95_s", "lag p95 s"), ("stall_per_trial_p50_s", "stall/trial s"), ("driver_cpu_cores", "driver cores"),
+           ("cluster_cpu_cores", "Ray cores"), ("machine_busy_cores", "machine busy cores"),
+           ("driver_peak_rss_mib", "driver MiB"), ("cluster_peak_rss_gib", "cluster GiB"), ("actors_peak", "actors"),
+           ("actor_processes", "actor procs"), ("min_available_gib", "min free GiB")]
+
+
+def table(paths: list[Path]) -> str:
+    """The runs recorded in ``paths`` (JSON lines) as a Markdown table, then each run's MLflow calls and profile."""
+    rows = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.startswith("{")]
+    rows = [r for r in rows if "concurrency" in r]
+    out = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(str(r.get(k, "")) for k, _ in COLUMNS) + " |" for r in rows]
+    out.append("")
+    for r in rows:
+        calls = ", ".join(f"{k[7:]} {v['n']} x p50 {v['p50_ms']} / p95 {v['p95_ms']} ms (sum {v['total_s']} s)"
+                          for k, v in r.items() if k.startswith("mlflow_"))
+        out.append(f"- {r['label']}, {r['store']}, {r['report']}, {r['concurrency']} concurrent - MLflow calls: {calls}"
+                   f"; driver loop: " + ", ".join(f"{k} {v:.0%}" for k, v in r.get("driver_profile", {}).items()))
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 64])
@@ -381,7 +425,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="append one JSON line per run here")
     p.add_argument("--front-cost", type=int, nargs="*", default=None, metavar="N",
                    help="only time keeping the front current as N candidates finish (no cluster)")
+    p.add_argument("--table", type=Path, nargs="+", default=None, metavar="JSONL",
+                   help="only print the runs recorded in these files as a Markdown table")
     args = p.parse_args(argv)
+    if args.table:
+        print(table(args.table))
+        return 0
     if args.front_cost is not None:
         for n in args.front_cost or [200, 800]:
             for m in (2, 3):
