@@ -94,7 +94,11 @@ class Tracker:
         return None
 
     def search_name(self, parent_id: str) -> str:
-        return self.client.get_run(parent_id).data.tags[SEARCH_TAG]
+        # asked at every trial's start; a search's name never changes, so the store is asked once
+        names = self.__dict__.setdefault("_names", {})
+        if parent_id not in names:
+            names[parent_id] = self.client.get_run(parent_id).data.tags[SEARCH_TAG]
+        return names[parent_id]
 
     def finish_search(self, parent_id: str, status: str, reason: str | None = None) -> None:
         """Close the parent run: FINISHED when ``status`` is complete, else KILLED; ``reason`` (what stopped it,
