@@ -94,7 +94,8 @@ class Tracker:
         return None
 
     def search_name(self, parent_id: str) -> str:
-        # asked at every trial's start; a search's name never changes, so the store is asked once
+        # asked at every trial's start; a search's name never changes, so the store is asked once (setdefault:
+        # a Tracker restored from an older pickled experiment has no cache yet)
         names = self.__dict__.setdefault("_names", {})
         if parent_id not in names:
             names[parent_id] = self.client.get_run(parent_id).data.tags[SEARCH_TAG]
