@@ -384,6 +384,85 @@ def front_cost(n: int, objectives: int, seed: int = 0) -> dict:
             "extend_s": round(after, 2), "recomputed": recomputed}
 
 
+def driver_capacity(store_uri: str, concurrency: int, trials: int, epochs: int, label: str) -> dict:
+    """EMuLe's own driver work without Ray: the search's SearchCallback and Optuna searcher driven by fake trials as
+    fast as they take results - ``concurrency`` trials open at once, each reporting ``epochs`` synthetic results,
+    a new trial suggested as one ends. Measures what Tune's event loop would spend in our code per result and per
+    trial, and how many results per second the whole path (the MLflow writer thread included) takes at most.
+    Machine contention slows it too, but no Ray process runs: the numbers compare code, not cluster start-up."""
+    import random
+    from types import SimpleNamespace
+
+    from search.callbacks import SearchCallback
+    from search.searcher import BudgetAwareOptunaSearch
+    from search.space import DefineByRun, build_sampler
+    from search.tracking import Tracker
+
+    tmp = Path(tempfile.mkdtemp(prefix="emule-cap-"))
+    spec = bench_spec(tmp, store_uri, concurrency, trials, epochs, "tpe", "none")
+    tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)
+    parent = tracker.start_search(f"capacity-{label}", {}, "")
+    from search.candidate import spec_dataset
+
+    dataset = spec_dataset(spec)  # its shape resolves each candidate, as in a search
+    callback = SearchCallback(spec, tracker, parent, "capacity", dataset.modalities, len(dataset.classes), trials,
+                              status_every=None, quiet=True)
+    searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
+                                       sampler=build_sampler(spec))
+    rng = random.Random(0)
+    open_trials: dict[str, SimpleNamespace] = {}
+    started = ended = results = 0
+    times = {"suggest": 0.0, "start": 0.0, "result": 0.0, "complete": 0.0}
+    t0 = time.perf_counter()
+
+    def timed(key, fn, *a):
+        t = time.perf_counter()
+        out = fn(*a)
+        times[key] += time.perf_counter() - t
+        return out
+
+    while ended < trials:
+        while len(open_trials) < concurrency and started < trials:
+            tid = f"t{started:05d}"
+            config = timed("suggest", searcher.suggest, tid)
+            trial = SimpleNamespace(trial_id=tid, config=config, last_result=None, status="RUNNING", epoch=0)
+            open_trials[tid] = trial
+            timed("start", callback.on_trial_start, 0, [], trial)
+            started += 1
+        for tid, trial in list(open_trials.items()):
+            trial.epoch += 1
+            width, depth = int(trial.config.get("width", 32)), int(trial.config.get("depth", 2))
+            acc = min(0.99, 0.5 + 0.4 * trial.epoch / epochs * width * depth / 512 + rng.gauss(0, 0.01))
+            params = depth * 12 * width * width + 200 * width
+            row = {"epoch": trial.epoch, "val_accuracy": acc, "val_loss": 1 - acc, "train_loss": 0.9 - acc,
+                   "val_accuracy_std": 0.01, "samples_seen": 50 * trial.epoch, "params": params,
+                   "flops": 40 * params, "latency_ms": 0.01, "latency_train_batch_ms": 0.2,
+                   "peak_memory_bytes": 1000 * params, "serve_memory_bytes": 100 * params,
+                   "training_compute": 1e6 * trial.epoch, "node_id": "n", "device": "cpu", "gpu_ids": ""}
+            if trial.epoch == epochs:
+                row.update(budget_done=True, test_accuracy=acc, train_samples=50, work_time_s=1.0)
+            trial.last_result = row
+            timed("result", callback.on_trial_result, 0, [], trial, row)
+            results += 1
+            if trial.epoch == epochs:
+                trial.status = "TERMINATED"
+                searcher.on_trial_complete(tid, row)
+                timed("complete", callback.on_trial_complete, 0, [], trial)
+                del open_trials[tid]
+                ended += 1
+    loop_s = time.perf_counter() - t0
+    callback.on_experiment_end([])
+    total_s = time.perf_counter() - t0
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"label": label, "store": store_uri.split(":")[0], "concurrency": concurrency, "trials": trials,
+            "epochs": epochs, "results": results, "loop_s": round(loop_s, 2), "total_s": round(total_s, 2),
+            "results_per_s_loop": round(results / loop_s, 1), "results_per_s_total": round(results / total_s, 1),
+            "ms_per_result": round(1000 * times["result"] / results, 2),
+            "ms_per_trial_start": round(1000 * times["start"] / trials, 1),
+            "ms_per_trial_end": round(1000 * times["complete"] / trials, 1),
+            "ms_per_suggest": round(1000 * times["suggest"] / trials, 1)}
+
+
 COLUMNS = [("label", "code"), ("store", "store"), ("report", "report"), ("concurrency", "concurrent"),
            ("trials", "trials"), ("status", "status"), ("results_per_s", "results/s"),
            ("efficiency", "efficiency"), ("efficiency_steady", "steady eff."), ("lag_p50_s", "lag p50 s"),
@@ -427,7 +506,31 @@ def main(argv: list[str] | None = None) -> int:
                    help="only time keeping the front current as N candidates finish (no cluster)")
     p.add_argument("--table", type=Path, nargs="+", default=None, metavar="JSONL",
                    help="only print the runs recorded in these files as a Markdown table")
+    p.add_argument("--capacity", action="store_true", help="only drive the callback and searcher with fake trials, "
+                   "no Ray (see driver_capacity)")
     args = p.parse_args(argv)
+    if args.capacity:
+        for store in args.store:
+            trackers = {}
+            if store == "postgres":
+                local_tracking = _script("local_tracking")
+                troot = Path(tempfile.mkdtemp(prefix="emule-obpg-"))
+                trackers[store] = (local_tracking, troot, local_tracking.start(troot).uri)
+            try:
+                for c in args.concurrency:
+                    folder = Path(tempfile.mkdtemp(prefix="emule-obdb-"))
+                    uri = trackers[store][2] if store == "postgres" else f"sqlite:///{folder}/mlflow.db"
+                    row = driver_capacity(uri, c, c * args.waves, args.epochs, args.label)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    print(json.dumps(row), flush=True)
+                    if args.out:
+                        with args.out.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+            finally:
+                for local_tracking, troot, _ in trackers.values():
+                    local_tracking.stop(troot)
+                    shutil.rmtree(troot, ignore_errors=True)
+        return 0
     if args.table:
         print(table(args.table))
         return 0
