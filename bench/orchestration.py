@@ -223,18 +223,6 @@ def _machine_busy_s() -> float:
     return (sum(fields) - fields[3] - fields[4]) / TICK  # minus idle and iowait
 
 
-def _cluster_cpu_s(root: Path) -> float:
-    """CPU seconds of the cluster's processes alive now, with their reaped children (ended workers)."""
-    total = 0
-    for pid in _script("local_cluster")._pids_under(root):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(x) for x in stat[11:15])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / TICK
-
-
 def _cpu_s() -> float:
     stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
     return (int(stat[11]) + int(stat[12])) / TICK
@@ -282,7 +270,7 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
     unpatch = probe.patch_mlflow()
     probe.watch()
     probe.sample_driver()
-    cpu0, t0, busy0, ray0 = _cpu_s(), time.monotonic(), _machine_busy_s(), _cluster_cpu_s(Path(cluster.root))
+    cpu0, t0, busy0 = _cpu_s(), time.monotonic(), _machine_busy_s()
     try:
         result = run_search(spec, name=f"c{concurrency}-{store}", out=io.StringIO(), ray_address=cluster.gcs_address,
                             callbacks=[probe.callback()], status_every=None, quiet=True, trainable=trainable)
@@ -293,14 +281,14 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
         probe.stop()
         unpatch()
     wall, cpu = time.monotonic() - t0, _cpu_s() - cpu0
-    busy, ray_cpu = _machine_busy_s() - busy0, _cluster_cpu_s(Path(cluster.root)) - ray0
+    busy = _machine_busy_s() - busy0
     shutil.rmtree(tmp, ignore_errors=True)
     row = {"store": store, "concurrency": concurrency, "trials": trials, "epochs": args.epochs,
            "epoch_s": args.epoch_s, "report": "blocking" if args.blocking else "async", "sampler": args.sampler,
            "scheduler": args.scheduler, "status": "stopped: memory" if probe.stopped_for_memory else
            f"stopped: past {args.max_run_s:g} s" if probe.stopped_for_time else status,
            "driver_wall_s": round(wall, 1), "driver_cpu_cores": round(cpu / wall, 2),
-           "cluster_cpu_cores": round(ray_cpu / wall, 2), "machine_busy_cores": round(busy / wall, 2),
+           "machine_busy_cores": round(busy / wall, 2),
            "driver_peak_rss_mib": round(_peak_rss() / 1024**2), "cluster_peak_rss_gib":
            round(probe.peak_cluster_rss / 1024**3, 2), "actors_peak": probe.actors_peak,
            "min_available_gib": round(probe.min_free / 1024**3, 1), "label": args.label}
@@ -467,7 +455,7 @@ COLUMNS = [("label", "code"), ("store", "store"), ("report", "report"), ("concur
            ("trials", "trials"), ("status", "status"), ("results_per_s", "results/s"),
            ("efficiency", "efficiency"), ("efficiency_steady", "steady eff."), ("lag_p50_s", "lag p50 s"),
            ("lag_p95_s", "lag p95 s"), ("stall_per_trial_p50_s", "stall/trial s"), ("driver_cpu_cores", "driver cores"),
-           ("cluster_cpu_cores", "Ray cores"), ("machine_busy_cores", "machine busy cores"),
+           ("machine_busy_cores", "machine busy cores"),
            ("driver_peak_rss_mib", "driver MiB"), ("cluster_peak_rss_gib", "cluster GiB"), ("actors_peak", "actors"),
            ("actor_processes", "actor procs"), ("min_available_gib", "min free GiB")]
 
