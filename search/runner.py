@@ -90,7 +90,7 @@ SESSION_FILE = "emule_search.json"  # beside Tune's own state: what `emule resum
 def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None, out=sys.stdout,
                ray_address: str | None = None, num_cpus: int | None = None, callbacks: list | None = None,
                extend: str | None = None, status_every: float | None = STATUS_EVERY,
-               quiet: bool = False, trainable=None) -> SearchResult:
+               quiet: bool = False, custom_trainable=None) -> SearchResult:
     """Run ``spec`` to the end on a Ray instance (local unless ``ray_address``) and log it to MLflow.
 
     A stop signal (Ctrl-C, SIGTERM, SIGHUP; see ``search.stopping``) ends it early: Tune's state is saved, open
@@ -102,18 +102,18 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
             run, the sampler learns from its finished candidates, and its front counts them.
         status_every: seconds between status lines on the running trials (None or 0: none).
         quiet: no status lines and no line per ended trial.
-        trainable: a Tune trainable (with its resources) to run instead of training candidates - for benchmarks
+        custom_trainable: a Tune trainable (with its resources) to run instead of training candidates - for benchmarks
             of the driver, whose every other part (searcher, scheduler, callbacks, MLflow) stays as in a search.
             It must report what the spec's objectives need, ``epoch``, and ``budget_done`` on its last result.
     """
     with stopping.handled():
         return _run_search(spec, spec_text, name, out, ray_address, num_cpus, callbacks, extend, status_every,
-                           quiet, trainable)
+                           quiet, custom_trainable)
 
 
 def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_address: str | None,
                 num_cpus: int | None, callbacks: list | None, extend: str | None, status_every: float | None,
-                quiet: bool, trainable=None) -> SearchResult:
+                quiet: bool, custom_trainable=None) -> SearchResult:
     tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)  # fails fast when unreachable
     points = warm_start_points(spec)
     history, target = [], spec.search.trials
@@ -134,14 +134,14 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
                                          spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
     try:
         return _start(spec, tracker, parent_id, name, points, history, target, extend, out, ray_address, num_cpus,
-                      callbacks, status_every, quiet, trainable)
+                      callbacks, status_every, quiet, custom_trainable)
     except KeyboardInterrupt:
         return _stopped_early(spec, tracker, parent_id, name, spec.storage_uri(), out)
 
 
 def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list, history: list, target: int,
            extend: str | None, out, ray_address: str | None, num_cpus: int | None, callbacks: list | None,
-           status_every: float | None, quiet: bool, trainable=None) -> SearchResult:
+           status_every: float | None, quiet: bool, custom_trainable=None) -> SearchResult:
     dataset = spec_dataset(spec)
     from search.validation import describe, scheme
 
@@ -163,13 +163,13 @@ def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list
     if warning:
         print(warning, file=out, flush=True)
     return _launch(spec, tracker, parent_id, name, experiment, dataset, points, history, target, out, ray_address,
-                   num_cpus, callbacks, status_every, quiet, trainable)
+                   num_cpus, callbacks, status_every, quiet, custom_trainable)
 
 
 def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, dataset, points: list,
             history: list, target: int, out, ray_address: str | None, num_cpus: int | None,
             callbacks: list | None, status_every: float | None = STATUS_EVERY, quiet: bool = False,
-            trainable=None) -> SearchResult:
+            custom_trainable=None) -> SearchResult:
     """Build the Tuner for a new (or never-saved) experiment and run it."""
     from ray import tune
 
@@ -186,7 +186,7 @@ def _launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment,
     try:
         baselines = _start_baselines(spec, dataset, out)
         tuner = tune.Tuner(
-            trainable or _trainable(spec, dataset, out=out),
+            custom_trainable or _trainable(spec, dataset, out=out),
             # metric/mode stay off TuneConfig: there they would make the search single-objective.
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
                                         max_concurrent_trials=spec.search.concurrency, reuse_actors=True),
