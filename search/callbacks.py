@@ -161,9 +161,9 @@ class SearchCallback(Callback):
                 "gpu_ids": result.get("gpu_ids", "")}
         if infeasible:
             tags["violations"] = result.get("violations", "")
-        if run_id:  # on the writer's thread, after the run's epochs: Tune's loop goes on meanwhile
+        if run_id:  # on the writer's thread, after the run's epochs (Tune's loop goes on), with the end's time
             self._writer.later(self._mlflow, self.tracker.finish_candidate, run_id, "FINISHED", tags,
-                               self.candidate_of(trial.config))
+                               self.candidate_of(trial.config), int(time.time() * 1000))
         if budget_done:
             record = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
             self.state.finished[trial.trial_id] = record
