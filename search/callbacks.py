@@ -148,6 +148,10 @@ class SearchCallback(Callback):
         self._log_later(run_id, metrics, step=int(result.get("epoch", iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        # every epoch is in MLflow before the run is closed, and the run is closed before Tune can save this trial
+        # as ended: a driver killed after that save must not leave the run open (closing it on the writer's thread
+        # halved the loop's time per trial but opened that window - see bench/results/orchestration.md)
+        self._flush()
         self.board.ended(trial.trial_id)
         result = trial.last_result or {}
         run_id = self.state.runs.get(trial.trial_id, "")
@@ -161,9 +165,8 @@ class SearchCallback(Callback):
                 "gpu_ids": result.get("gpu_ids", "")}
         if infeasible:
             tags["violations"] = result.get("violations", "")
-        if run_id:  # on the writer's thread, after the run's epochs (Tune's loop goes on), with the end's time
-            self._writer.later(self._mlflow, self.tracker.finish_candidate, run_id, "FINISHED", tags,
-                               self.candidate_of(trial.config), int(time.time() * 1000))
+        if run_id:
+            self._mlflow(self.tracker.finish_candidate, run_id, "FINISHED", tags, self.candidate_of(trial.config))
         if budget_done:
             record = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
             self.state.finished[trial.trial_id] = record
