@@ -179,13 +179,11 @@ class Tracker:
         for i in range(0, len(rows), 1000):
             self.client.log_batch(run_id, metrics=rows[i:i + 1000])
 
-    def finish_candidate(self, run_id: str, status: str, tags: dict[str, str], candidate: dict | None = None,
-                         end_ms: int | None = None) -> None:
-        """Close a candidate's run; ``end_ms`` is when the trial ended (written later, the run keeps that time)."""
+    def finish_candidate(self, run_id: str, status: str, tags: dict[str, str], candidate: dict | None = None) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         if candidate is not None:
             self.client.log_dict(run_id, candidate, "candidate.json")
-        self.client.set_terminated(run_id, status, end_time=end_ms)
+        self.client.set_terminated(run_id, status)
 
     def candidate(self, run_id: str) -> dict:
         path = self.client.download_artifacts(run_id, "candidate.json", tempfile.mkdtemp(prefix="emule-"))

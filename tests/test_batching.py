@@ -87,13 +87,3 @@ def test_a_later_call_comes_after_the_epochs_queued_before_it():
     assert order == [("epochs", "a"), ("epochs", "a"), ("finish", "a")]
     batcher.close()
 
-
-def test_a_run_closed_later_keeps_the_time_its_trial_ended(tmp_path):
-    from search.tracking import Tracker
-
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
-    run = tracker.client.create_run(tracker.experiment_id).info.run_id
-    ended = tracker.client.get_run(run).info.start_time + 1234
-    tracker.finish_candidate(run, "FINISHED", {"budget_done": "true"}, end_ms=ended)
-    info = tracker.client.get_run(run).info
-    assert info.status == "FINISHED" and info.end_time == ended
