@@ -3,8 +3,7 @@
 With hundreds of trials reporting, one write per epoch per trial queues faster than a store takes it (a SQLite
 transaction or an HTTP round trip each). The writer takes everything queued since its last write and sends each
 run's epochs together: one call per run, however far behind it was. Nothing is dropped; a run's epochs keep their
-order. Other writes that need not hold up Tune's event loop (closing a finished trial's run) are queued with
-``later`` and made after the epochs queued before them.
+order.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ class MetricBatcher:
     def __init__(self, write: Callable[[str, list[Epoch]], None]):
         self._write = write
         self._pending: dict[str, list[Epoch]] = {}
-        self._calls: list[tuple[Callable, tuple]] = []
         self._busy = False
         self._closed = False
         self._cond = threading.Condition()
@@ -40,17 +38,10 @@ class MetricBatcher:
             self._pending.setdefault(run_id, []).append((step, metrics, timestamp_ms))
             self._cond.notify_all()
 
-    def later(self, call: Callable, *args) -> None:
-        """Make ``call(*args)`` on the writer's thread, after every epoch queued so far is written."""
-        with self._cond:
-            self._start()
-            self._calls.append((call, args))
-            self._cond.notify_all()
-
     def flush(self) -> None:
         """Return once everything added so far is written."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._pending and not self._calls and not self._busy)
+            self._cond.wait_for(lambda: not self._pending and not self._busy)
 
     def close(self) -> None:
         """Write what is queued, then stop the thread (a later ``add`` starts it again)."""
@@ -70,16 +61,14 @@ class MetricBatcher:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._calls or self._closed)
-                if not self._pending and not self._calls:  # closed and drained
+                self._cond.wait_for(lambda: self._pending or self._closed)
+                if not self._pending:  # closed and drained
                     return
-                batch, calls, self._pending, self._calls, self._busy = self._pending, self._calls, {}, [], True
+                batch, self._pending, self._busy = self._pending, {}, True
             try:
-                # epochs first: a call queued after a run's epochs (closing that run) must come after them
-                work = [(self._write, (run_id, epochs)) for run_id, epochs in batch.items()] + calls
-                for call, args in work:
+                for run_id, epochs in batch.items():
                     try:
-                        call(*args)
+                        self._write(run_id, epochs)
                     except Exception as e:  # kept, not raised: a flush must never wait on a dead thread
                         self.error = e
                     self.calls += 1

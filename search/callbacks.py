@@ -182,7 +182,6 @@ class SearchCallback(Callback):
 
     def _timed_out(self, trials: list, trial: Any, run_id: str, result: dict) -> None:
         """A trial stopped by ``search.max_trial_seconds``: FAILED with reason timeout, never on the front."""
-        self._flush()
         self.state.failed += 1
         tags = {"budget_done": "false", "feasible": "true", "failure": "timeout", "error": result.get("error", ""),
                 "node_id": result.get("node_id", ""), "device": result.get("device", "")}
@@ -249,10 +248,9 @@ class SearchCallback(Callback):
                              self.state.front.hypervolume, step=n)
             if not self.offline:
                 self._tagged.update({run_id: run_id in front for run_id in changed})
-        else:  # cheap live view: hypervolume and front size as metrics, written off Tune's loop
-            self._writer.later(self._mlflow, self.tracker.log_search_metrics, self.parent_id,
-                               {"hypervolume": self.state.front.hypervolume,
-                                "front_size": len(self.state.front.members)}, n)
+        else:  # cheap live view: hypervolume and front size as metrics
+            self._mlflow(self.tracker.log_search_metrics, self.parent_id, {"hypervolume": self.state.front.hypervolume,
+                                                             "front_size": len(self.state.front.members)}, step=n)
 
     def _progress(self, trials: list, event: str, result: dict) -> None:
         if self.quiet:

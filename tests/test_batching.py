@@ -73,17 +73,3 @@ def test_log_epochs_writes_each_step_with_its_timestamp(tmp_path):
     assert [(m.step, m.value, m.timestamp) for m in history] == [(1, 0.5, 1000), (2, 0.7, 2000)]
     assert "name" not in tracker.client.get_run(run).data.metrics
 
-
-def test_a_later_call_comes_after_the_epochs_queued_before_it():
-    order = []
-    store = SlowStore()
-    batcher = MetricBatcher(lambda run_id, epochs: (store(run_id, epochs), order.append(("epochs", run_id))))
-    batcher.add("a", 1, {"x": 1.0}, 0)
-    assert store.first.wait(10)
-    batcher.add("a", 2, {"x": 2.0}, 0)
-    batcher.later(order.append, ("finish", "a"))
-    store.release.set()
-    batcher.flush()
-    assert order == [("epochs", "a"), ("epochs", "a"), ("finish", "a")]
-    batcher.close()
-
