@@ -1,9 +1,12 @@
 """Start and stop a local multi-node Ray cluster on 127.0.0.1: a head and N worker nodes, token auth on.
 
 For development and tests: it behaves like a real cluster (separate raylets, object stores and node ids, the
-dashboard serving the Jobs API) on one machine.
+dashboard serving the Jobs API) on one machine. Worker nodes can declare GPUs they do not have (``--gpus``) and
+custom resources (``--resources``): Ray schedules on declared resources only, so this simulates a GPU cluster's
+scheduling (which trial gets which GPU id on which node), not its CUDA.
 
-    python cluster/local_cluster.py start [--workers 2] [--cpus 1] [--head-cpus 1] [--dir /tmp/emule-ray]
+    python cluster/local_cluster.py start [--workers 2] [--cpus 1] [--head-cpus 1] [--gpus 0] [--resources JSON]
+                                          [--dir /tmp/emule-ray]
     python cluster/local_cluster.py status [--dir ...]
     python cluster/local_cluster.py stop [--dir ...]
 
@@ -58,13 +61,24 @@ class LocalCluster:
 
 
 def start(root: Path = DEFAULT_DIR, workers: int = 2, cpus: float = 1, head_cpus: float | None = None,
-          timeout_s: float = 90) -> LocalCluster:
+          timeout_s: float = 90, gpus: float = 0, resources: dict[str, float] | None = None,
+          worker_ports: int = 32) -> LocalCluster:
     """Start a head and ``workers`` worker nodes under ``root``, wait until all nodes are alive.
 
     Args:
         cpus: CPUs each worker node offers.
         head_cpus: CPUs the head offers (default ``cpus``); 0 keeps trials off the head, so it runs only drivers.
+        gpus: GPUs each worker node declares (the head declares none); nothing checks that they exist.
+        resources: custom resources each worker node declares, e.g. ``{"slot": 32}``.
+        worker_ports: ports each node keeps for its worker processes, one per process: at least the actors (trials)
+            a node runs at once, plus a few.
     """
+    if gpus < 0:
+        raise ValueError(f"gpus: {gpus} is negative; accepted: a number of GPUs per worker node >= 0")
+    for key, value in (resources or {}).items():
+        if not isinstance(value, (int, float)) or value < 0 or key in ("CPU", "GPU", "memory"):
+            raise ValueError(f"resources: {key}={value!r} not accepted; accepted: a custom name (not CPU, GPU or "
+                             "memory) with a quantity >= 0")
     root = Path(root).resolve()
     if _pids_under(root):
         raise RuntimeError(f"a cluster is already running under {root}; stop it first")
@@ -77,11 +91,14 @@ def start(root: Path = DEFAULT_DIR, workers: int = 2, cpus: float = 1, head_cpus
     cluster = LocalCluster(str(root), f"{HOST}:{gcs_port}", f"http://{HOST}:{dashboard_port}", env, 1 + workers)
     head = ["--head", f"--port={gcs_port}", "--include-dashboard=true", f"--dashboard-host={HOST}",
             f"--dashboard-port={dashboard_port}", f"--ray-client-server-port={client_port}",
-            f"--num-cpus={cpus if head_cpus is None else head_cpus}"]
+            f"--num-cpus={cpus if head_cpus is None else head_cpus}", "--num-gpus=0"]
+    worker = [f"--address={cluster.gcs_address}", f"--num-cpus={cpus}", f"--num-gpus={gpus:g}"]
+    if resources:
+        worker.append(f"--resources={json.dumps(resources)}")
     try:
-        _ray_start(cluster, root / "h", head)
+        _ray_start(cluster, root / "h", head, worker_ports)
         for i in range(1, workers + 1):
-            _ray_start(cluster, root / f"w{i}", [f"--address={cluster.gcs_address}", f"--num-cpus={cpus}"])
+            _ray_start(cluster, root / f"w{i}", worker, worker_ports)
         _wait_for_nodes(cluster, timeout_s)
     except BaseException:
         stop(root)
@@ -90,10 +107,10 @@ def start(root: Path = DEFAULT_DIR, workers: int = 2, cpus: float = 1, head_cpus
     return cluster
 
 
-def _ray_start(cluster: LocalCluster, temp_dir: Path, args: list[str]) -> None:
+def _ray_start(cluster: LocalCluster, temp_dir: Path, args: list[str], worker_ports: int = 32) -> None:
     ports = [f"{flag}={port}" for flag, port in zip(NODE_PORT_FLAGS, _free_ports(len(NODE_PORT_FLAGS)))]
-    lo, hi = _free_port_range(32)
-    cmd = [_ray_cli(), "start", *args, f"--node-ip-address={HOST}", f"--temp-dir={temp_dir}", "--num-gpus=0",
+    lo, hi = _free_port_range(worker_ports)
+    cmd = [_ray_cli(), "start", *args, f"--node-ip-address={HOST}", f"--temp-dir={temp_dir}",
            f"--object-store-memory={OBJECT_STORE_BYTES}", f"--min-worker-port={lo}", f"--max-worker-port={hi}",
            "--disable-usage-stats", *ports]
     # the marker lets `stop` find every process of this cluster; PATH puts this Python first for job drivers
@@ -274,13 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--cpus", type=float, default=1, help="CPUs per worker node")
     p.add_argument("--head-cpus", type=float, default=None, help="CPUs of the head (default --cpus; 0: drivers only)")
+    p.add_argument("--gpus", type=float, default=0, help="GPUs each worker node declares (need not exist)")
+    p.add_argument("--resources", type=json.loads, default=None, help='custom resources per worker node, as JSON: '
+                   '\'{"slot": 32}\'')
     for name in ("start", "status", "stop"):
         q = p if name == "start" else sub.add_parser(name, help=f"{name} the cluster under --dir")
         q.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"the cluster's folder (default {DEFAULT_DIR})")
     args = parser.parse_args(argv)
     if args.command == "start":
         t0 = time.monotonic()
-        c = start(args.dir, args.workers, args.cpus, args.head_cpus)
+        c = start(args.dir, args.workers, args.cpus, args.head_cpus, gpus=args.gpus, resources=args.resources)
         print(f"{c.nodes} nodes up in {time.monotonic() - t0:.0f}s; GCS {c.gcs_address}, dashboard {c.dashboard_url}")
         print("for clients of this cluster:")
         print("  export " + " ".join(f"{k}={v}" for k, v in c.env.items()))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,8 +16,9 @@ from typing import Any
 from ray.tune import Callback
 
 from search import stopping
+from search.batching import MetricBatcher
 from search.candidate import resolve
-from search.front import Record, SearchState, compute_front, write_artifacts
+from search.front import Record, SearchState, compute_front, extend_front, write_artifacts
 from search.progress import STATUS_EVERY, StatusBoard
 from search.searcher import BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT
 from search.spec import Spec
@@ -27,7 +27,7 @@ from search.validation import HOLDOUT, scheme
 
 # Result keys that are bookkeeping, not metrics.
 NOT_METRICS = {"epoch", "node_id", "device", BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT, "error", "violations",
-               "done", "trial_id",
+               "done", "trial_id", "gpu_ids",
                "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
                "time_since_restore", "iterations_since_restore", "training_iteration", "experiment_tag",
                "checkpoint_dir_name", "should_checkpoint", "config"}
@@ -49,43 +49,45 @@ class SearchCallback(Callback):
         parent_id: the search's parent run.
         modalities, num_classes: the dataset's shape, to log each trial's full candidate (for export).
         target: trials this search will have under its parent when done (for progress lines).
-        refresh_every: rewrite the front table and plot after this many finished trials (and at the end).
+        refresh_every: rewrite the front table and plot after this many finished trials (and at the end) ...
+        refresh_s: ... and at most once in this many seconds: with hundreds of trials finishing, redrawing the plot
+            and retagging every 5 of them would take the driver's whole time.
         status_every: seconds between status lines on the running trials (None or 0: none).
         quiet: print neither status lines nor a line per ended trial (the search's start and end lines remain).
     """
 
     def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, name: str, modalities: tuple,
                  num_classes: int, target: int, refresh_every: int = 5, status_every: float | None = STATUS_EVERY,
-                 quiet: bool = False):
+                 quiet: bool = False, refresh_s: float = 10.0):
         self.spec, self.tracker, self.parent_id, self.name = spec, tracker, parent_id, name
         self.modalities, self.num_classes, self.target = modalities, num_classes, target
-        self.refresh_every = refresh_every
+        self.refresh_every, self.refresh_s = refresh_every, refresh_s
         self.status_every, self.quiet = status_every, quiet
         self.out = None  # sys.stdout at print time: Tune pickles callbacks with the experiment
-        self._writer: ThreadPoolExecutor | None = None
-        self._pending: list[Future] = []
+        self._writer = self._new_writer()
         self._load_state()
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_writer", "_pending")}
+        return {k: v for k, v in self.__dict__.items() if k != "_writer"}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _writer=None, _pending=[])
+        self.__dict__.update(state, _writer=self._new_writer())
 
-    def _log_later(self, *args, **kwargs) -> None:
-        """Per-epoch metrics go to MLflow from one background thread, in order: a trial's next epoch waits for
-        the driver to take its result, and need not wait for the store's write too."""
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emule-mlflow")
-        self._pending.append(self._writer.submit(self._mlflow, self.tracker.log_metrics, *args, **kwargs))
+    def _new_writer(self) -> MetricBatcher:
+        # per-epoch metrics go to MLflow from one background thread, each run's queued epochs in one write: the
+        # driver takes the next result meanwhile, and a store that falls behind catches up in fewer calls
+        return MetricBatcher(lambda run_id, epochs: self._mlflow(self.tracker.log_epochs, run_id, epochs))
+
+    def _log_later(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        self._writer.add(run_id, step, metrics, int(time.time() * 1000))
 
     def _flush(self) -> None:
-        for future in self._pending:
-            future.result()
-        self._pending.clear()
+        self._writer.flush()
 
     def _load_state(self) -> None:
         self.start = time.monotonic()
+        self._refreshed_at, self._refreshed_n = None, 0  # the last front refresh (artifacts and tags)
+        self._tagged: dict[str, bool] = {}  # run id -> the pareto tag it has
         self.offline = False
         folds = scheme(self.spec.data)
         self.board = StatusBoard(None if self.quiet else self.status_every, self.spec.training.epochs,
@@ -146,7 +148,10 @@ class SearchCallback(Callback):
         self._log_later(run_id, metrics, step=int(result.get("epoch", iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._flush()  # every epoch is in MLflow before the run is marked finished
+        # every epoch is in MLflow before the run is closed, and the run is closed before Tune can save this trial
+        # as ended: a driver killed after that save must not leave the run open (closing it on the writer's thread
+        # halved the loop's time per trial but opened that window - see bench/results/orchestration.md)
+        self._flush()
         self.board.ended(trial.trial_id)
         result = trial.last_result or {}
         run_id = self.state.runs.get(trial.trial_id, "")
@@ -156,14 +161,16 @@ class SearchCallback(Callback):
         budget_done = bool(result.get(BUDGET_DONE))
         infeasible = bool(result.get(INFEASIBLE))
         tags = {"budget_done": str(budget_done).lower(), "feasible": str(not infeasible).lower(),
-                "node_id": result.get("node_id", ""), "device": result.get("device", "")}
+                "node_id": result.get("node_id", ""), "device": result.get("device", ""),
+                "gpu_ids": result.get("gpu_ids", "")}
         if infeasible:
             tags["violations"] = result.get("violations", "")
         if run_id:
             self._mlflow(self.tracker.finish_candidate, run_id, "FINISHED", tags, self.candidate_of(trial.config))
         if budget_done:
-            self.state.finished[trial.trial_id] = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
-            self._update_front(final=False)
+            record = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
+            self.state.finished[trial.trial_id] = record
+            self._update_front(final=False, new=record)
             event = "done"
         elif infeasible:
             self.state.infeasible += 1
@@ -194,10 +201,7 @@ class SearchCallback(Callback):
         self._progress(trials, f"{trial.trial_id} failed: {error[:200]}", {})
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        self._flush()
-        if self._writer is not None:
-            self._writer.shutdown()
-            self._writer = None
+        self._writer.close()
         self._update_front(final=True)
         known = {t.trial_id for t in trials}
         reason = stopping.reason() or "the search ended before the trial did"
@@ -220,19 +224,30 @@ class SearchCallback(Callback):
             self.on_trial_complete(0, [], trial)
         if missed:
             self._update_front(final=True)
+        self._writer.close()  # the record is complete before the search's end is
 
     # --- front and progress ---
-    def _update_front(self, final: bool) -> None:
+    def _update_front(self, final: bool, new: Record | None = None) -> None:
         n = len(self.state.finished)
-        self.state.front = compute_front(list(self.state.finished.values()), self.spec.objectives)
+        # a newcomer dominated by the front leaves it as it is: no recomputation
+        extended = None if final or new is None else extend_front(self.state.front, new, self.spec.objectives)
+        self.state.front = extended or compute_front(list(self.state.finished.values()), self.spec.objectives)
         if n == 0 or self.offline:
             return
-        if final or n % self.refresh_every == 0:
+        now = time.monotonic()
+        if final or (n - self._refreshed_n >= self.refresh_every
+                     and (self._refreshed_at is None or now - self._refreshed_at >= self.refresh_s)):
+            self._refreshed_at, self._refreshed_n = now, n
+            front = {r.run_id for r in self.state.front.members}
+            # only runs whose membership changed are retagged: the others' tags are right already
+            changed = [r.run_id for r in self.state.finished.values()
+                       if self._tagged.get(r.run_id) != (r.run_id in front)]
             with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
                 table, plot = write_artifacts(self.state.front, self.spec.objectives, Path(tmp))
-                self._mlflow(self.tracker.log_front, self.parent_id, [r.run_id for r in self.state.front.members],
-                                       [r.run_id for r in self.state.finished.values()], table, plot,
-                                       self.state.front.hypervolume, step=n)
+                self._mlflow(self.tracker.log_front, self.parent_id, list(front), changed, table, plot,
+                             self.state.front.hypervolume, step=n)
+            if not self.offline:
+                self._tagged.update({run_id: run_id in front for run_id in changed})
         else:  # cheap live view: hypervolume and front size as metrics
             self._mlflow(self.tracker.log_search_metrics, self.parent_id, {"hypervolume": self.state.front.hypervolume,
                                                              "front_size": len(self.state.front.members)}, step=n)

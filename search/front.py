@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from search.pareto import hypervolume, knee_point, non_dominated_mask, to_minimize
+from search.pareto import dominates, hypervolume, knee_point, non_dominated_mask, to_minimize
 from search.spec import Objective
 
 
@@ -64,6 +64,19 @@ def compute_front(records: Sequence[Record], objectives: Sequence[Objective]) ->
     members = [r for r, m in zip(records, mask) if m]
     knee = members[knee_point(points[mask])]
     return Front(members, [r for r, m in zip(records, mask) if not m], hypervolume(points[mask], ref), knee)
+
+
+def extend_front(front: Front, record: Record, objectives: Sequence[Objective]) -> Front | None:
+    """``front`` with one more finished candidate, without recomputing it, when a member dominates the newcomer:
+    members, hypervolume and knee then stay as they are (a dominated point cannot dominate a member). None when the
+    newcomer may change the front - then ``compute_front`` is needed."""
+    modes, log = [o.mode for o in objectives], [o.log for o in objectives]
+    new = to_minimize(np.array([[record.metrics[o.metric] for o in objectives]]), modes, log)[0]
+    members = to_minimize(np.array([[r.metrics[o.metric] for o in objectives] for r in front.members]).reshape(
+        -1, len(objectives)), modes, log)
+    if not any(dominates(m, new) for m in members):
+        return None
+    return Front(front.members, [*front.others, record], front.hypervolume, front.knee)
 
 
 def front_table(front: Front, objectives: Sequence[Objective]) -> pa.Table:

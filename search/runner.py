@@ -97,7 +97,7 @@ SESSION_FILE = "emule_search.json"  # beside Tune's own state: what `emule resum
 def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None, out=sys.stdout,
                ray_address: str | None = None, num_cpus: int | None = None, callbacks: list | None = None,
                extend: str | None = None, status_every: float | None = STATUS_EVERY,
-               quiet: bool = False) -> SearchResult:
+               quiet: bool = False, custom_trainable=None) -> SearchResult:
     """Run ``spec`` to the end on a Ray instance (local unless ``ray_address``) and log it to MLflow.
 
     A stop signal (Ctrl-C, SIGTERM, SIGHUP; see ``search.stopping``) ends it early: Tune's state is saved, open
@@ -109,16 +109,19 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
             run, the sampler learns from its finished candidates, and its front counts them.
         status_every: seconds between status lines on the running trials (None or 0: none).
         quiet: no status lines and no line per ended trial.
+        custom_trainable: a Tune trainable (with its resources) to run instead of training candidates - for benchmarks
+            of the driver, whose every other part (searcher, scheduler, callbacks, MLflow) stays as in a search.
+            It must report what the spec's objectives need, ``epoch``, and ``budget_done`` on its last result.
     """
     set_up_environment()
     with stopping.handled():
         return _run_search(spec, spec_text, name, out, ray_address, num_cpus, callbacks, extend, status_every,
-                           quiet)
+                           quiet, custom_trainable)
 
 
 def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_address: str | None,
                 num_cpus: int | None, callbacks: list | None, extend: str | None, status_every: float | None,
-                quiet: bool) -> SearchResult:
+                quiet: bool, custom_trainable=None) -> SearchResult:
     tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)  # fails fast when unreachable
     points = warm_start_points(spec)
     history, target = [], spec.search.trials
@@ -139,14 +142,14 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
                                          spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
     try:
         return _start(spec, tracker, parent_id, name, points, history, target, extend, out, ray_address, num_cpus,
-                      callbacks, status_every, quiet)
+                      callbacks, status_every, quiet, custom_trainable)
     except KeyboardInterrupt:
         return stopped_early(spec, tracker, parent_id, name, spec.storage_uri(), out)
 
 
 def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list, history: list, target: int,
            extend: str | None, out, ray_address: str | None, num_cpus: int | None, callbacks: list | None,
-           status_every: float | None, quiet: bool) -> SearchResult:
+           status_every: float | None, quiet: bool, custom_trainable=None) -> SearchResult:
     dataset = spec_dataset(spec)
     from search.validation import describe, scheme
 
@@ -168,12 +171,13 @@ def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list
     if warning:
         print(warning, file=out, flush=True)
     return launch(spec, tracker, parent_id, name, experiment, dataset, points, history, target, out, ray_address,
-                   num_cpus, callbacks, status_every, quiet)
+                  num_cpus, callbacks, status_every, quiet, custom_trainable)
 
 
 def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, dataset, points: list,
-            history: list, target: int, out, ray_address: str | None, num_cpus: int | None,
-            callbacks: list | None, status_every: float | None = STATUS_EVERY, quiet: bool = False) -> SearchResult:
+           history: list, target: int, out, ray_address: str | None, num_cpus: int | None,
+           callbacks: list | None, status_every: float | None = STATUS_EVERY, quiet: bool = False,
+           custom_trainable=None) -> SearchResult:
     """Build the Tuner for a new (or never-saved) experiment and run it."""
     from ray import tune
 
@@ -190,7 +194,7 @@ def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, 
     try:
         baselines = start_baselines(spec, dataset, out)
         tuner = tune.Tuner(
-            trainable(spec, dataset, out=out),
+            custom_trainable or trainable(spec, dataset, out=out),
             # metric/mode stay off TuneConfig: there they would make the search single-objective.
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
                                         max_concurrent_trials=spec.search.concurrency, reuse_actors=True),

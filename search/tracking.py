@@ -94,7 +94,12 @@ class Tracker:
         return None
 
     def search_name(self, parent_id: str) -> str:
-        return self.client.get_run(parent_id).data.tags[SEARCH_TAG]
+        # asked at every trial's start; a search's name never changes, so the store is asked once (setdefault:
+        # a Tracker restored from an older pickled experiment has no cache yet)
+        names = self.__dict__.setdefault("_names", {})
+        if parent_id not in names:
+            names[parent_id] = self.client.get_run(parent_id).data.tags[SEARCH_TAG]
+        return names[parent_id]
 
     def finish_search(self, parent_id: str, status: str, reason: str | None = None) -> None:
         """Close the parent run: FINISHED when ``status`` is complete, else KILLED; ``reason`` (what stopped it,
@@ -165,6 +170,14 @@ class Tracker:
         rows = [Metric(k, float(v), _now(), step) for k, v in metrics.items() if _is_number(v)]
         if rows:
             self.client.log_batch(run_id, metrics=rows)
+
+    def log_epochs(self, run_id: str, epochs: Sequence[tuple[int, dict[str, Any], int]]) -> None:
+        """Several epochs of one run, each ``(step, metrics, timestamp_ms)``, in as few writes as MLflow takes
+        (at most 1000 metrics per batch)."""
+        rows = [Metric(k, float(v), ts, step) for step, metrics, ts in epochs for k, v in metrics.items()
+                if _is_number(v)]
+        for i in range(0, len(rows), 1000):
+            self.client.log_batch(run_id, metrics=rows[i:i + 1000])
 
     def finish_candidate(self, run_id: str, status: str, tags: dict[str, str], candidate: dict | None = None) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -21,6 +21,7 @@ from emule_models.cost import count_params, forward_flops, measure, training_flo
 from emule_models.data import Dataset
 from emule_models.train import TimeLimitExceeded, evaluate, time_limit
 from search.candidate import build_seeded, resolve
+from search.reporting import Reporter
 from search.searcher import INFEASIBLE, REPLAYED, TIMED_OUT, violated
 from search.spec import Spec
 from search.validation import cross_validate, refit, selection_folds
@@ -43,10 +44,11 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
         return
     known: dict[str, Any] = {}  # what the trial measured and reported so far
     try:
-        with time_limit(spec.search.max_trial_seconds):
+        # results go to the driver from a thread of their own: the next epoch trains while the driver takes this one
+        with time_limit(spec.search.max_trial_seconds), Reporter(tune.report) as reporter:
             for row in _results(config, spec, dataset, scores, pretrain_cache, start, known):
                 known.update(row)
-                tune.report(row)
+                reporter.report(row)
     except TimeLimitExceeded:
         tune.report(timed_out(spec, known, time.perf_counter() - start))
 
@@ -76,7 +78,8 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
     static = {"params": count_params(model), "flops": forward_flops(cand.model),
               "latency_ms": measured["latency_ms_batch1"], "latency_train_batch_ms": measured["latency_ms_train_batch"],
               "peak_memory_bytes": measured["peak_memory_bytes_train_step"],
-              "serve_memory_bytes": measured["peak_memory_bytes_batch1"], "node_id": _node_id(), "device": device}
+              "serve_memory_bytes": measured["peak_memory_bytes_batch1"], "node_id": _node_id(), "device": device,
+              "gpu_ids": _gpu_ids()}
     known.update(static)
     del model
     over = violated(static, spec.constraints.limits())
@@ -105,3 +108,11 @@ def _node_id() -> str:
     import ray
 
     return ray.get_runtime_context().get_node_id()
+
+
+def _gpu_ids() -> str:
+    """The GPU ids Ray assigned to this trial on its node, comma-separated ('' without a GPU share). Ray assigns
+    them from the node's declared GPUs whether or not CUDA can see one, so they show the scheduling decision."""
+    import ray
+
+    return ",".join(str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", []))
