@@ -41,7 +41,7 @@ def load_search(tracker: Tracker, name: str) -> SearchRecord:
     if parent_id is None:
         raise LookupError(f"search: no search named {name!r} in {redact(tracker.uri)}; run `emule search SPEC` first")
     spec_text = tracker.client.download_artifacts(parent_id, "spec.yaml", _tmp())
-    spec = parse_spec(yaml.safe_load(Path(spec_text).read_text()))
+    spec = parse_spec(yaml.safe_load(Path(spec_text).read_text()), check_files=False)
     front = tracker.search_state(parent_id, spec.objectives).front
     return SearchRecord(tracker.search_name(parent_id), parent_id, spec, front)
 
@@ -68,6 +68,11 @@ def export(tracker: Tracker, name: str, out: Path, how: str = "front",
     if how == "budget" and chosen:  # best on the first objective among those within budget
         first = record.spec.objectives[0]
         chosen = [(max if first.mode == "max" else min)(chosen, key=lambda r: r.metrics[first.metric])]
+    return write_candidates(tracker, record, chosen, out)
+
+
+def write_candidates(tracker: Tracker, record: SearchRecord, chosen: Sequence[Record], out: Path) -> list[Path]:
+    """One YAML per chosen record in ``out``: its candidate and ``source`` (search, trial, run, fit, metrics)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in chosen:
@@ -103,12 +108,29 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
         raise RuntimeError(f"model: rebuilt with {params} parameters but the search logged {int(logged)}")
     log(f"training {path.name}: {cand.model.attention} depth {cand.model.depth} width {cand.model.width}, "
         f"{params} parameters, {fit_description(cand, len(dataset.pool))}")
-    model, rows, _ = refit(cand, dataset, device=device,
+    model, rows, _ = refit(cand, dataset, device=device, soft=student_soft_labels(cand, dataset, device, log),
                            report=lambda m: log(f"  epoch {m['epoch']:>3}: train_loss {m['train_loss']:.4f}"))
     test = evaluate(model, dataset.test, device=device)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, weights)
     return {"params": params, "train_samples": rows, "test_accuracy": test["accuracy"]}
+
+
+def student_soft_labels(cand: Candidate, dataset, device: str = "cpu", log=print):
+    """The refit's soft labels of a distilled candidate, from the teachers it records (cached: the search that
+    found it made them); None for a candidate that does not distill."""
+    if not cand.training.distill_alpha:
+        return None
+    from search.teacher import SOFT_LABELS_CACHE, Teacher, check_teacher, soft_labels
+
+    refs = (cand.distill or {}).get("teachers")
+    if not refs:
+        raise ValueError(f"training.distill_alpha: {cand.training.distill_alpha} but the candidate names no teacher; "
+                         "accepted: a candidate exported from a distilled search (it holds `distill.teachers`)")
+    teachers = [Teacher.from_ref(r) for r in refs]
+    for t in teachers:
+        check_teacher(t, dataset)
+    return soft_labels(teachers, dataset, [], cache_dir=SOFT_LABELS_CACHE.resolve(), device=device, log=log)
 
 
 def fit_description(cand: Candidate, pool_rows: int) -> str:
@@ -117,8 +139,11 @@ def fit_description(cand: Candidate, pool_rows: int) -> str:
     subset = "all of them" if fraction >= 1 else f"{fraction:.0%} of them chosen by {selection}"
     pretrained = (f"after {cand.training.pretrain_epochs} epochs of masked-patch pretraining on the inputs of all "
                   f"{pool_rows} (and any unlabelled rows), " if cand.training.pretrain_epochs else "")
+    t = cand.training
+    distilled = (f"distilled (alpha {t.distill_alpha:g}, temperature {t.distill_temperature:g}) from the teacher's "
+                 "logits on those rows, " if t.distill_alpha else "")
     return (f"refit on the {pool_rows} training rows (train + validation; {subset}) for {cand.training.epochs} "
-            f"epochs, {pretrained}after selection by {describe(cand.data)}; the test split only "
+            f"epochs, {pretrained}{distilled}after selection by {describe(cand.data)}; the test split only "
             "scores it")
 
 
