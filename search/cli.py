@@ -62,6 +62,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="also log each trained model to MLflow and register it as a new version of MODEL")
     _tracking_args(p)
 
+    p = sub.add_parser("distill", help="a finished search's best candidate teaches its front members (or the "
+                       "candidates of --space SPEC) in a new search, tagged with the first")
+    p.add_argument("name", help="search name, or a spec name for its newest search")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's soft labels (default 0.5)")
+    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature (default 4)")
+    p.add_argument("--space", type=Path, default=None, help="a spec whose space holds the students instead of the "
+                   "front members (same data)")
+    p.add_argument("--trials", type=int, default=None, help="candidates (default: the front's size, or the "
+                   "--space spec's trials)")
+    p.add_argument("--search-name", default=None, help="name of the new search (default: <spec>-distill-<time>)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
+    p.add_argument("--address", default=None, help="attach to a running Ray cluster instead")
+    _tracking_args(p)
+    _output_args(p)
+
     p = sub.add_parser("train", help="retrain an exported config and save its weights")
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path, default=None, help="weights file (default: next to the config, .pt)")
@@ -236,6 +251,21 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_distill(args) -> int:
+    from search.distill import distill_spec
+    from search.tracking import Tracker
+
+    tracker = Tracker(args.tracking_uri, args.experiment)
+    # a bad --alpha is refused as the spec field it becomes (distill.alpha), before Ray starts
+    spec, text = distill_spec(tracker, args.experiment, args.name, args.alpha, args.temperature, args.space,
+                              args.trials)
+    from search.runner import run_search
+
+    result = run_search(spec, spec_text=text, name=args.search_name, num_cpus=args.num_cpus,
+                        ray_address=args.address, status_every=args.status_every, quiet=args.quiet)
+    return _finished(result, spec.tracking.uri)
+
+
 def cmd_train(args) -> int:
     from search.export import retrain
 
@@ -367,8 +397,8 @@ def _job_exit(state) -> int:
 
 
 COMMANDS = {"search": cmd_search, "plan": cmd_plan, "resume": cmd_resume, "sync": cmd_sync, "pareto": cmd_pareto,
-            "export": cmd_export, "train": cmd_train, "datasets": cmd_datasets, "submit": cmd_submit,
-            "status": cmd_status, "logs": cmd_logs, "stop": cmd_stop}
+            "export": cmd_export, "distill": cmd_distill, "train": cmd_train, "datasets": cmd_datasets,
+            "submit": cmd_submit, "status": cmd_status, "logs": cmd_logs, "stop": cmd_stop}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,45 @@
+"""``emule distill SEARCH``: a finished search's best candidate (by validation) teaches its front members - or
+the candidates of a fresh, small-model spec - in a new search, linked to the first by tags so the two fronts
+compare in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from search.export import load_search, write_candidates
+from search.spec import Spec, load_spec, parse_spec
+from search.tracking import Tracker
+
+STUDENTS_DIR = Path(".emule") / "students"
+
+
+def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.5, temperature: float = 4.0,
+                 space: Path | None = None, trials: int | None = None,
+                 students_dir: Path = STUDENTS_DIR) -> tuple[Spec, str]:
+    """The spec of the distilled search, and its text as logged. The teacher is ``{search: NAME}`` (resolved to
+    the best candidate when the search starts, which tags the new parent run with ``emule.distilled_from``).
+
+    Args:
+        space: a spec whose space holds the students (a fresh small-model space; same data as the teacher's).
+            Without it the students are the first search's front members, each run once more with the teacher
+            (``trials`` defaults to their number), in the first search's spec.
+        trials: candidates of the new search.
+    """
+    record = load_search(tracker, name)
+    if not record.front.members:
+        raise ValueError(f"search: {record.name} has no front member to distil into; accepted: a search with at "
+                         "least one candidate trained to its full budget")
+    if space is not None:
+        raw = load_spec(space).model_dump(mode="json", exclude_none=True)
+        warm: list[str] = []
+    else:
+        raw = record.spec.model_dump(mode="json", exclude_none=True)
+        students = write_candidates(tracker, record, record.front.members, (students_dir / record.name).resolve())
+        warm = [str(p) for p in students]
+    raw["name"] = f"{record.spec.name}-distill"
+    raw["distill"] = {"teacher": {"search": record.name}, "alpha": alpha, "temperature": temperature}
+    raw["search"] = {**raw["search"], "warm_start": warm, "trials": trials or len(warm) or raw["search"]["trials"]}
+    raw["tracking"] = {"uri": tracker.uri, "experiment": experiment}
+    return parse_spec(raw), yaml.safe_dump(raw, sort_keys=False)
