@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                    "front members (same data)")
     p.add_argument("--trials", type=int, default=None, help="candidates (default: the front's size, or the "
                    "--space spec's trials)")
-    p.add_argument("--search-name", default=None, help="name of the new search (default: <spec>-distill-<time>)")
+    p.add_argument("--search-name", default=None, help="name of the new search (default: <spec>.distill-<time>)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
     p.add_argument("--address", default=None, help="attach to a running Ray cluster instead")
     _tracking_args(p)

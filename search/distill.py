@@ -38,7 +38,7 @@ def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.
         raw = record.spec.model_dump(mode="json", exclude_none=True)
         students = write_candidates(tracker, record, record.front.members, (students_dir / record.name).resolve())
         warm = [str(p) for p in students]
-    raw["name"] = f"{record.spec.name}-distill"
+    raw["name"] = f"{record.spec.name}.distill"  # not "-": `emule pareto NAME` would pick it as NAME's newest
     raw["distill"] = {"teacher": {"search": record.name}, "alpha": alpha, "temperature": temperature}
     raw["search"] = {**raw["search"], "warm_start": warm, "trials": trials or len(warm) or raw["search"]["trials"]}
     raw["tracking"] = {"uri": tracker.uri, "experiment": experiment}
