@@ -214,6 +214,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    args.out = args.out.resolve() if args.out else None  # before the chdir below
     import os
 
     import ray

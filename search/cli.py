@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                    "front members (same data)")
     p.add_argument("--trials", type=int, default=None, help="candidates (default: the front's size, or the "
                    "--space spec's trials)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="K", help="the K best candidates by validation "
+                   "teach together, their logits averaged (default 1: the best alone)")
     p.add_argument("--search-name", default=None, help="name of the new search (default: <spec>.distill-<time>)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
     p.add_argument("--address", default=None, help="attach to a running Ray cluster instead")
@@ -258,10 +260,11 @@ def cmd_distill(args) -> int:
     tracker = Tracker(args.tracking_uri, args.experiment)
     # a bad --alpha is refused as the spec field it becomes (distill.alpha), before Ray starts
     spec, text = distill_spec(tracker, args.experiment, args.name, args.alpha, args.temperature, args.space,
-                              args.trials)
+                              args.trials, args.ensemble)
     from search.runner import run_search
 
-    result = run_search(spec, spec_text=text, name=args.search_name, num_cpus=args.num_cpus,
+    # today's sys.stdout, not the one bound when run_search was defined: Tune pickles the callback that holds it
+    result = run_search(spec, spec_text=text, name=args.search_name, out=sys.stdout, num_cpus=args.num_cpus,
                         ray_address=args.address, status_every=args.status_every, quiet=args.quiet)
     return _finished(result, spec.tracking.uri)
 

@@ -16,7 +16,7 @@ STUDENTS_DIR = Path(".emule") / "students"
 
 
 def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.5, temperature: float = 4.0,
-                 space: Path | None = None, trials: int | None = None,
+                 space: Path | None = None, trials: int | None = None, top: int = 1,
                  students_dir: Path = STUDENTS_DIR) -> tuple[Spec, str]:
     """The spec of the distilled search, and its text as logged. The teacher is ``{search: NAME}`` (resolved to
     the best candidate when the search starts, which tags the new parent run with ``emule.distilled_from``).
@@ -26,6 +26,7 @@ def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.
             Without it the students are the first search's front members, each run once more with the teacher
             (``trials`` defaults to their number), in the first search's spec.
         trials: candidates of the new search.
+        top: the teacher is the first search's ``top`` best candidates by validation, an ensemble (1: the best).
     """
     record = load_search(tracker, name)
     if not record.front.members:
@@ -39,7 +40,8 @@ def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.
         students = write_candidates(tracker, record, record.front.members, (students_dir / record.name).resolve())
         warm = [str(p) for p in students]
     raw["name"] = f"{record.spec.name}.distill"  # not "-": `emule pareto NAME` would pick it as NAME's newest
-    raw["distill"] = {"teacher": {"search": record.name}, "alpha": alpha, "temperature": temperature}
+    teacher = {"search": record.name, **({"top": top} if top != 1 else {})}
+    raw["distill"] = {"teacher": teacher, "alpha": alpha, "temperature": temperature}
     raw["search"] = {**raw["search"], "warm_start": warm, "trials": trials or len(warm) or raw["search"]["trials"]}
     raw["tracking"] = {"uri": tracker.uri, "experiment": experiment}
     return parse_spec(raw), yaml.safe_dump(raw, sort_keys=False)

@@ -121,20 +121,23 @@ class Distill(Strict):
     validation rows, and for the refit) are computed once per search on the driver and shared with every trial.
     ``alpha`` and ``temperature`` are the defaults of the searchable ``distill_alpha`` / ``distill_temperature``."""
 
-    teacher: str | list[str] | dict[str, str] = Field(description="an exported candidate YAML (its weights, the "
+    teacher: str | list[str] | dict[str, Any] = Field(description="an exported candidate YAML (its weights, the "
                                                       ".pt beside it, are used for the refit when present), a list "
                                                       "of them (an ensemble: logits averaged), or {search: NAME} "
-                                                      "for that search's best candidate by validation")
+                                                      "for that search's best candidate by validation ({search: "
+                                                      "NAME, top: K}: its K best, as an ensemble)")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-label term; 1 - alpha weighs the labels")
     temperature: float = Field(4.0, gt=0, description="softmax temperature of the soft-label term")
 
     @field_validator("teacher")
     @classmethod
     def _teacher_form(cls, v: Any) -> Any:
-        if isinstance(v, dict) and (set(v) - {"search", "select"} or "search" not in v
-                                    or v.get("select", "best") != "best"):
+        top = v.get("top", 1) if isinstance(v, dict) else 1
+        if isinstance(v, dict) and (set(v) - {"search", "select", "top"} or not isinstance(v.get("search"), str)
+                                    or v.get("select", "best") != "best" or isinstance(top, bool)
+                                    or not isinstance(top, int) or top < 1):
             raise ValueError(f"{v!r} not accepted; accepted: a candidate YAML path, a list of them, or "
-                             "{search: NAME[, select: best]}")
+                             "{search: NAME[, select: best][, top: K >= 1]}")
         if isinstance(v, list) and not v:
             raise ValueError("empty list; accepted: one or more candidate YAML paths")
         return v

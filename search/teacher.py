@@ -107,8 +107,9 @@ TEACHERS_DIR = Path(".emule") / "teachers"
 
 def resolve_search_teacher(spec, tracker, out_dir: str | Path = TEACHERS_DIR) -> tuple[Any, dict[str, str]]:
     """A spec whose ``distill.teacher`` is ``{search: NAME}`` made concrete: that search's best candidate by
-    validation exported as YAML into ``out_dir`` and named as the teacher. Returns (spec, tags for the new
-    search's parent run linking it to the teacher's search); other specs come back as they are, with their tags."""
+    validation (``top: K``: its K best, an ensemble) exported as YAML into ``out_dir`` and named as the teacher.
+    Returns (spec, tags for the new search's parent run linking it to the teacher's search); other specs come back
+    as they are, with their tags."""
     if spec.distill is None:
         return spec, {}
     if spec.distill.paths():
@@ -117,15 +118,21 @@ def resolve_search_teacher(spec, tracker, out_dir: str | Path = TEACHERS_DIR) ->
     from search.yardstick import best_by_validation
 
     record = load_search(tracker, spec.distill.teacher["search"])
-    best = best_by_validation(record.front.members + record.front.others)
+    finished = record.front.members + record.front.others
+    best = best_by_validation(finished)
     if best is None:
         raise ValueError(f"distill.teacher: search {record.name} has no finished candidate; accepted: a search "
                          "with at least one candidate trained to its full budget")
-    (path,) = write_candidates(tracker, record, [best], Path(out_dir).resolve())
-    spec = spec.model_copy(update={"distill": spec.distill.model_copy(update={"teacher": str(path)})})
+    top = int(spec.distill.teacher.get("top", 1))
+    # the same order as best_by_validation: validation accuracy, then fewer parameters
+    ranked = sorted((r for r in finished if "test_accuracy" in r.metrics),
+                    key=lambda r: (-r.metrics["val_accuracy"], r.metrics.get("params", 0.0)))[:top]
+    paths = write_candidates(tracker, record, ranked, Path(out_dir).resolve())
+    teacher = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+    spec = spec.model_copy(update={"distill": spec.distill.model_copy(update={"teacher": teacher})})
     check_teachers(spec)
     return spec, {"emule.distilled_from": record.name, "emule.distilled_from_run": record.parent_id,
-                  "emule.teacher": path.stem}
+                  "emule.teacher": ",".join(p.stem for p in paths)}
 
 
 def teacher_refs(spec) -> list[dict[str, Any]] | None:

@@ -16,6 +16,7 @@ from search.cli import main
 from search.export import export, load_search, load_weights, retrain, write_candidates
 from search.runner import run_search
 from search.spec import parse_spec
+from search.teacher import resolve_search_teacher, teacher_refs
 from search.tracking import Tracker
 from search.yardstick import best_by_validation
 
@@ -132,6 +133,18 @@ def test_emule_distill_reruns_the_front_with_the_best_as_teacher_and_links_the_s
         sorted(json.dumps(tracker.candidate(r.run_id)["model"], sort_keys=True) for r in plain.front.members)
     assert all(tracker.candidate(r.info.run_id)["training"]["distill_alpha"] == 0.7 for r in students)
     assert distilled.front.members
+
+
+def test_the_top_k_of_a_search_teach_as_an_ensemble(searches, tmp_path):
+    tmp, tracker, _, _, _, _ = searches
+    spec = parse_spec(_raw(tmp, "ensemble", 1, distill={"teacher": {"search": "plain-run", "top": 2}}))
+    resolved, tags = resolve_search_teacher(spec, tracker, tmp_path)
+    record = load_search(tracker, "plain-run")
+    ranked = sorted(record.front.members + record.front.others,
+                    key=lambda r: (-r.metrics["val_accuracy"], r.metrics["params"]))
+    assert resolved.distill.teacher == [str(tmp_path / f"plain-run-{r.trial_id}.yaml") for r in ranked[:2]]
+    assert tags["emule.distilled_from"] == "plain-run" and len(tags["emule.teacher"].split(",")) == 2
+    assert len(teacher_refs(resolved)) == 2
 
 
 def test_emule_distill_refuses_a_bad_alpha_before_anything_starts(searches, capsys):

@@ -127,6 +127,7 @@ def test_a_teacher_yaml_is_read_and_its_path_made_absolute(tmp_path):
     ({"distill": {"teacher": "italy.yaml"}}, "was built for other data"),
     ({"distill": {"teacher": "teacher.yaml", "alpha": 2}}, "distill.alpha: 2 - Input should be less than or equal"),
     ({"distill": {"teacher": {"search": "x", "select": "knee"}}}, "accepted: a candidate YAML path"),
+    ({"distill": {"teacher": {"search": "x", "top": 0}}}, "top: K >= 1"),
     ({"distill": {"teacher": "teacher.yaml"}, "space": {"width": [8], "distill_alpha": [1.5]}},
      "distill_alpha: 1.5 not accepted; accepted: numbers in [0, 1]"),
 ])
