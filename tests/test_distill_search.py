@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from search.yardstick import best_by_validation
 pytestmark = pytest.mark.slow
 
 FOLDS = 3
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _raw(tmp: Path, name: str, trials: int, **extra) -> dict:
@@ -114,14 +117,13 @@ def test_a_student_without_its_teachers_soft_labels_is_refused(searches, tmp_pat
 
 def test_emule_distill_reruns_the_front_with_the_best_as_teacher_and_links_the_searches(searches):
     tmp, tracker, first, _, _, _ = searches
-    home = os.getcwd()
-    os.chdir(tmp)
-    try:
-        code = main(["distill", "plain-run", "--alpha", "0.7", "--search-name", "plain-distilled",
-                     "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}", "--experiment", "distill", "-q"])
-    finally:
-        os.chdir(home)
-    assert code == 0
+    # the real command line, in its own process (and its own local Ray)
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "distill", "plain-run", "--alpha", "0.7",
+                           "--search-name", "plain-distilled", "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
+                           "--experiment", "distill", "--num-cpus", "2", "-q"], cwd=tmp, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "teacher soft labels:" in proc.stdout
     plain, distilled = load_search(tracker, "plain-run"), load_search(tracker, "plain-distilled")
     tags = tracker.client.get_run(distilled.parent_id).data.tags
     assert tags["emule.distilled_from"] == "plain-run" and tags["emule.distilled_from_run"] == first.parent_run_id
