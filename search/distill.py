@@ -32,16 +32,14 @@ def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.
     if not record.front.members:
         raise ValueError(f"search: {record.name} has no front member to distil into; accepted: a search with at "
                          "least one candidate trained to its full budget")
-    if space is not None:
-        raw = load_spec(space).model_dump(mode="json", exclude_none=True)
-        warm: list[str] = []
-    else:
-        raw = record.spec.model_dump(mode="json", exclude_none=True)
-        students = write_candidates(tracker, record, record.front.members, (students_dir / record.name).resolve())
-        warm = [str(p) for p in students]
+    raw = (load_spec(space) if space is not None else record.spec).model_dump(mode="json", exclude_none=True)
     raw["name"] = f"{record.spec.name}.distill"  # not "-": `emule pareto NAME` would pick it as NAME's newest
     teacher = {"search": record.name, **({"top": top} if top != 1 else {})}
     raw["distill"] = {"teacher": teacher, "alpha": alpha, "temperature": temperature}
-    raw["search"] = {**raw["search"], "warm_start": warm, "trials": trials or len(warm) or raw["search"]["trials"]}
+    raw["search"] = {**raw["search"], "warm_start": [], **({"trials": trials} if trials else {})}
     raw["tracking"] = {"uri": tracker.uri, "experiment": experiment}
+    parse_spec(raw)  # a bad --alpha or --trials is refused before any file is written
+    if space is None:
+        students = write_candidates(tracker, record, record.front.members, (students_dir / record.name).resolve())
+        raw["search"].update(warm_start=[str(p) for p in students], trials=trials or len(students))
     return parse_spec(raw), yaml.safe_dump(raw, sort_keys=False)

@@ -149,10 +149,12 @@ def test_the_top_k_of_a_search_teach_as_an_ensemble(searches, tmp_path):
     assert len(teacher_refs(resolved)) == 2
 
 
-def test_emule_distill_refuses_a_bad_alpha_before_anything_starts(searches, capsys):
+def test_emule_distill_refuses_a_bad_alpha_before_anything_starts(searches, capsys, tmp_path, monkeypatch):
     tmp, _, _, _, _, _ = searches
+    monkeypatch.chdir(tmp_path)
     code = main(["distill", "plain-run", "--alpha", "2", "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}",
                  "--experiment", "distill"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("emule distill: distill.alpha: 2") and "\n" not in err
+    assert not any(tmp_path.iterdir())  # nothing written
 
