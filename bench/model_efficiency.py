@@ -176,12 +176,14 @@ def report(runs: list[dict], args, wall_s: float, planned: int) -> str:
               "| set | seed | params | plain | distilled | change |", "|---|---:|---:|---:|---:|---:|"]
     deltas = []
     for r in runs:
-        for p in sorted(r["pairs"], key=lambda p: p["params"]):
+        # a config the search proposed twice trains to the same numbers (same seed): counted once
+        unique = {(p["params"], p["plain"], p["distilled"]): p for p in r["pairs"]}.values()
+        for p in sorted(unique, key=lambda p: p["params"]):
             deltas.append(p["distilled"] - p["plain"])
             lines.append(f"| {r['set']} | {r['seed']} | {p['params']} | {p['plain']:.3f} | {p['distilled']:.3f} | "
                          f"{p['distilled'] - p['plain']:+.3f} |")
     if deltas:
-        lines += ["", f"Mean change from distillation over {len(deltas)} front members: "
+        lines += ["", f"Mean change from distillation over {len(deltas)} distinct front members: "
                   f"{statistics.mean(deltas):+.3f} ({sum(d > 0 for d in deltas)} up, {sum(d < 0 for d in deltas)} "
                   "down)."]
     lines += ["", "Batch-1 latency (ms; ONNX Runtime / torch eager, one thread):", "",
@@ -213,7 +215,18 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--from-json", type=Path, default=None, metavar="JSON",
+                    help="only write the report again from a run's JSON (e.g. after a change to the report)")
+    ap.add_argument("--command", default=None, help="with --from-json: the command that measured it")
+    ap.add_argument("--minutes", type=float, default=None, help="with --from-json: how long that run took")
     args = ap.parse_args()
+    if args.from_json:
+        runs = json.loads(args.from_json.read_text())
+        if args.command:
+            sys.argv = ["", *args.command.split()[2:]]  # the report shows the measuring command
+        text = report(runs, args, 60 * (args.minutes or 0), args.seeds * len(args.sets))
+        (args.out or args.from_json.with_suffix(".md")).write_text(text)
+        return
     args.out = args.out.resolve() if args.out else None  # before the chdir below
     import os
 
