@@ -56,16 +56,27 @@ class Augmenter:
     def __call__(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor],
                  labels: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """(augmented inputs, soft targets (B, K)); ``valid`` is read, never changed."""
-        targets = F.one_hot(labels, self.num_classes).float()
+        return self._apply(inputs, valid, F.one_hot(labels, self.num_classes).float())
+
+    def with_teacher(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor], labels: torch.Tensor,
+                     teacher: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """As calling it, plus a teacher's probabilities ``teacher`` (B, K) blended with the same partners and
+        shares as the label targets: (inputs, targets, teacher)."""
+        k = self.num_classes
+        out, both = self._apply(inputs, valid, torch.cat([F.one_hot(labels, k).float(), teacher.float()], dim=1))
+        return out, both[:, :k], both[:, k:]
+
+    def _apply(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor],
+               targets: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         if not self.ops:
             return inputs, targets
-        device = labels.device
+        device = targets.device
         if self.gen is None or self.gen.device != device:
             self.gen = torch.Generator(device=device).manual_seed(self.seed)
         out = {}
         for name, x in inputs.items():
             out[name] = self._series(x, valid.get(name)) if x.dim() == 3 else self._image(x)
-        if "mix" in self.ops and len(labels) > 1:
+        if "mix" in self.ops and len(targets) > 1:
             out, targets = self._mix(out, valid, targets)
         return out, targets
 

@@ -17,6 +17,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from emule_models.augment import POLICIES, Augmenter
 from emule_models.data.dataset import Split
+from emule_models.distill import distill_loss, teacher_targets
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
     pretrain_epochs: int = 0  # masked-patch reconstruction before supervised training (emule_models.pretrain); 0 = off
     pretrain_mask_ratio: float = 0.4  # share of each sample's patches blanked and reconstructed
+    distill_alpha: float = 0.0  # weight of the teacher's soft labels in the loss (emule_models.distill); 0 = off
+    distill_temperature: float = 4.0  # softmax temperature of teacher and student in the soft term
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -44,6 +47,10 @@ class TrainConfig:
             raise ValueError(f"training.pretrain_epochs: {self.pretrain_epochs} must be >= 0")
         if not 0.0 < self.pretrain_mask_ratio < 1.0:
             raise ValueError(f"training.pretrain_mask_ratio: {self.pretrain_mask_ratio} not accepted; accepted: (0, 1)")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise ValueError(f"training.distill_alpha: {self.distill_alpha} not accepted; accepted: [0, 1]")
+        if not self.distill_temperature > 0:
+            raise ValueError(f"training.distill_temperature: {self.distill_temperature} not accepted; accepted: > 0")
         for name in ("label_smoothing", "ema"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"training.{name}: {getattr(self, name)} not accepted; accepted: [0, 1)")
@@ -92,26 +99,31 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device: str 
 
 
 def fit(model: nn.Module, train: Split, val: Split | None, cfg: TrainConfig,
-        report: Callable[[dict], None] | None = None, device: str = "cpu") -> dict[str, float]:
+        report: Callable[[dict], None] | None = None, device: str = "cpu",
+        teacher: np.ndarray | None = None) -> dict[str, float]:
     """Train with AdamW and a cosine schedule; after each epoch call ``report`` with the epoch's metrics.
+    ``teacher``: a teacher's logits on ``train``, row for row, for ``cfg.distill_alpha`` (see ``train_epochs``).
 
     Raises FloatingPointError on a non-finite loss, so a diverging candidate fails loudly instead of scoring.
     Returns the last epoch's metrics.
     """
     metrics: dict[str, float] = {}
-    for metrics in train_epochs(model, train, val, cfg, device):
+    for metrics in train_epochs(model, train, val, cfg, device, teacher):
         if report is not None:
             report(metrics)
     return metrics
 
 
 def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainConfig,
-                 device: str = "cpu") -> Iterator[dict[str, float]]:
+                 device: str = "cpu", teacher: np.ndarray | None = None) -> Iterator[dict[str, float]]:
     """``fit`` one epoch at a time: yields each epoch's metrics (validation ones only when ``val`` is given), so
     several models - one per cross-validation fold - can train in step and be reported together.
 
     ``cfg.augment`` augments training batches only; with ``cfg.ema`` the averaged weights are the ones validated,
-    and they replace the model's weights before the last epoch is yielded (so they are what is kept)."""
+    and they replace the model's weights before the last epoch is yielded (so they are what is kept). With
+    ``cfg.distill_alpha`` the loss blends in ``teacher`` - a teacher's logits (N, K) on ``train``, row for row -
+    softened at ``cfg.distill_temperature`` (``emule_models.distill``); a row without them is refused."""
+    soft = _teacher_logits(teacher, train, cfg)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model.to(device).train()
@@ -126,9 +138,17 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
         for s in range(0, len(train), cfg.batch_size):
             check_time_limit()
             inputs, valid, labels = train.batch(order[s:s + cfg.batch_size], device)
-            inputs, targets = augment(inputs, valid, labels)  # soft targets: mixup/cutmix blend them
+            if soft is None:
+                inputs, targets = augment(inputs, valid, labels)  # soft targets: mixup/cutmix blend them
+            else:  # the teacher's probabilities are blended with the same partners and shares
+                rows = torch.from_numpy(order[s:s + cfg.batch_size])
+                probs = teacher_targets(soft[rows].to(device), cfg.distill_temperature)
+                inputs, targets, probs = augment.with_teacher(inputs, valid, labels, probs)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                loss = F.cross_entropy(model(inputs, valid), targets, label_smoothing=cfg.label_smoothing)
+                logits = model(inputs, valid)
+                loss = (F.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing) if soft is None else
+                        distill_loss(logits, targets, probs, cfg.distill_alpha, cfg.distill_temperature,
+                                     cfg.label_smoothing))
             step(loss, opt, sched, f"training loss at epoch {epoch}")
             if ema is not None:
                 ema.update_parameters(model)
@@ -142,6 +162,24 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
             val_metrics = evaluate(ema.module if ema is not None else model, val, device=device)
             metrics.update(val_accuracy=val_metrics["accuracy"], val_loss=val_metrics["loss"])
         yield metrics
+
+
+def _teacher_logits(teacher: np.ndarray | None, train: Split, cfg: TrainConfig) -> torch.Tensor | None:
+    """The teacher's logits as a tensor when ``cfg`` distills (None otherwise); refused when missing, of the
+    wrong shape, or not finite on some row (a row the teacher was not allowed to label)."""
+    if not cfg.distill_alpha:
+        return None
+    if teacher is None:
+        raise ValueError(f"training.distill_alpha: {cfg.distill_alpha} needs a teacher's soft labels for the "
+                         "training rows; accepted: 0 without a teacher (the spec's distill section names one)")
+    if teacher.shape[0] != len(train):
+        raise ValueError(f"teacher soft labels: {teacher.shape[0]} rows for {len(train)} training rows; accepted: "
+                         "one row of logits per training row")
+    missing = int((~np.isfinite(teacher).all(axis=1)).sum())
+    if missing:
+        raise ValueError(f"teacher soft labels: missing on {missing} of {len(train)} training rows (a teacher never "
+                         "labels rows it must not see); accepted: logits for every row the model learns from")
+    return torch.from_numpy(np.ascontiguousarray(teacher, dtype=np.float32))
 
 
 def use_bf16(device: str) -> bool:

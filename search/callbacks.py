@@ -110,7 +110,9 @@ class SearchCallback(Callback):
             return None
 
     def candidate_of(self, config: dict) -> dict:
-        return resolve(self.spec, config, self.modalities, self.num_classes).to_dict()
+        from search.teacher import teacher_refs
+
+        return resolve(self.spec, config, self.modalities, self.num_classes, teacher_refs(self.spec)).to_dict()
 
     # --- Tune hooks ---
     def setup(self, **info) -> None:

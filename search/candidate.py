@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from emule_models import ModalitySpec, ModelConfig, MultimodalClassifier, build_model
 from emule_models.data import Dataset, load_data, needs_scores, proxy_scores
@@ -26,16 +27,20 @@ class Candidate:
     model: ModelConfig
     training: TrainConfig
     data: dict[str, Any]  # name, val_fraction, seed, cv_folds, data_fraction, selection
+    distill: dict[str, Any] | None = None  # {"teachers": [Teacher.ref(), ...]}: who made its soft labels
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model.to_dict(), "training": asdict(self.training), "data": dict(self.data)}
+        out = {"model": self.model.to_dict(), "training": asdict(self.training), "data": dict(self.data)}
+        if self.distill is not None:
+            out["distill"] = self.distill
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
-        unknown = sorted(set(d) - {"model", "training", "data"})
+        unknown = sorted(set(d) - {"model", "training", "data", "distill"})
         if unknown:
-            raise ValueError(f"candidate: unknown keys {unknown}; accepted: ['data', 'model', 'training']")
-        return cls(ModelConfig.from_dict(d["model"]), TrainConfig(**d["training"]), dict(d["data"]))
+            raise ValueError(f"candidate: unknown keys {unknown}; accepted: ['data', 'distill', 'model', 'training']")
+        return cls(ModelConfig.from_dict(d["model"]), TrainConfig(**d["training"]), dict(d["data"]), d.get("distill"))
 
 
 # Which rows and how they are validated, not which dataset: never passed to the loader.
@@ -76,20 +81,28 @@ def model_config_problems(spec: Spec, values: dict[str, Any], options: dict[str,
     return []
 
 
-def resolve(spec: Spec, flat: dict[str, Any], modalities: tuple[ModalitySpec, ...], num_classes: int) -> Candidate:
-    """Turn sampled parameters into a full candidate; settings not in the space take the spec's defaults."""
+def resolve(spec: Spec, flat: dict[str, Any], modalities: tuple[ModalitySpec, ...], num_classes: int,
+            teachers: list[dict[str, Any]] | None = None) -> Candidate:
+    """Turn sampled parameters into a full candidate; settings not in the space take the spec's defaults.
+    ``teachers``: the distillation teachers' records (``search.teacher.Teacher.ref``), kept in the candidate so
+    that a retrain makes the same soft labels; the trials themselves need none (they get the soft labels)."""
     model = ModelConfig(modalities=modalities, num_classes=num_classes, **_model_kwargs(flat, {}))
-    training = {**spec.training.model_dump(), **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
+    distill = ({"distill_alpha": spec.distill.alpha, "distill_temperature": spec.distill.temperature}
+               if spec.distill is not None else {"distill_alpha": 0.0, "distill_temperature": 4.0})
+    training = {**spec.training.model_dump(), **distill, **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
     training = TrainConfig(epochs=training["epochs"], batch_size=int(training["batch_size"]), lr=float(training["lr"]),
                            weight_decay=float(training["weight_decay"]), seed=spec.search.seed,
                            augment=str(training["augment"]), label_smoothing=float(training["label_smoothing"]),
                            ema=float(training["ema"]), pretrain_epochs=int(training["pretrain_epochs"]),
-                           pretrain_mask_ratio=float(training["pretrain_mask_ratio"]))
+                           pretrain_mask_ratio=float(training["pretrain_mask_ratio"]),
+                           distill_alpha=float(training["distill_alpha"]),
+                           distill_temperature=float(training["distill_temperature"]))
     data = {**spec.data, "data_fraction": 1.0, "selection": "random", "subset_seed": spec.search.seed,
             **{k: flat[k] for k in DATA_KEYS if k in flat}}
     if needs_scores(data["selection"]):
         data["proxy"] = spec.proxy.model_dump()
-    return Candidate(model, training, data)
+    distilled = training.distill_alpha and teachers
+    return Candidate(model, training, data, {"teachers": list(teachers)} if distilled else None)
 
 
 def quality_scores(dataset: Dataset, proxy: dict[str, Any], cache_dir: str | Path = SCORES_CACHE,
@@ -114,3 +127,21 @@ def build_seeded(cand: Candidate) -> MultimodalClassifier:
 
 def candidate_dataset(cand: Candidate) -> Dataset:
     return load_section(cand.data)
+
+
+def read_candidate(path: Path) -> tuple[Candidate, dict[str, Any]]:
+    """An exported candidate YAML: the candidate, and its ``source`` (search, trial, run, metrics)."""
+    doc = yaml.safe_load(Path(path).read_text())
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not an exported candidate (expected a mapping with model, training, data)")
+    source = doc.pop("source", {})
+    return Candidate.from_dict(doc), source
+
+
+def load_weights(weights: Path) -> torch.nn.Module:
+    """A model saved by ``emule train`` (``search.export.retrain``), rebuilt from its config (weights only: no code
+    is unpickled)."""
+    blob = torch.load(weights, map_location="cpu", weights_only=True)
+    model = build_model(Candidate.from_dict(blob["candidate"]).model)
+    model.load_state_dict(blob["state_dict"])
+    return model

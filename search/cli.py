@@ -66,6 +66,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="also log each trained model to MLflow and register it as a new version of MODEL")
     _tracking_args(p)
 
+    p = _command(sub, cmd_distill, help="a finished search's best candidate teaches its front members (or the "
+                       "candidates of --space SPEC) in a new search, tagged with the first")
+    p.add_argument("name", help="search name, or a spec name for its newest search")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's soft labels (default 0.5)")
+    p.add_argument("--temperature", type=float, default=4.0, help="softmax temperature (default 4)")
+    p.add_argument("--space", type=Path, default=None, help="a spec whose space holds the students instead of the "
+                   "front members (same data)")
+    p.add_argument("--trials", type=int, default=None, help="candidates (default: the front's size, or the "
+                   "--space spec's trials)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="K", help="the K best candidates by validation "
+                   "teach together, their logits averaged (default 1: the best alone)")
+    p.add_argument("--search-name", default=None, help="name of the new search (default: <spec>.distill-<time>)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
+    p.add_argument("--address", default=None, help="attach to a running Ray cluster instead")
+    _tracking_args(p)
+    _output_args(p)
+
     p = _command(sub, cmd_train, help="retrain an exported config and save its weights")
     p.add_argument("config", type=Path)
     p.add_argument("--out", type=Path, default=None, help="weights file (default: next to the config, .pt)")
@@ -245,6 +262,22 @@ def cmd_export(args) -> int:
             print(f"registered {reg.uri} (run {reg.run_id}): one float32 row of {reg.width} values per sample in, "
                   f"logits out; load with mlflow.pyfunc.load_model('{reg.uri}')")
     return 0
+
+
+def cmd_distill(args) -> int:
+    from search.distill import distill_spec
+    from search.tracking import Tracker
+
+    tracker = Tracker(args.tracking_uri, args.experiment)
+    # a bad --alpha is refused as the spec field it becomes (distill.alpha), before Ray starts
+    spec, text = distill_spec(tracker, args.experiment, args.name, args.alpha, args.temperature, args.space,
+                              args.trials, args.ensemble)
+    from search.runner import run_search
+
+    # today's sys.stdout, not the one bound when run_search was defined: Tune pickles the callback that holds it
+    result = run_search(spec, spec_text=text, name=args.search_name, out=sys.stdout, num_cpus=args.num_cpus,
+                        ray_address=args.address, status_every=args.status_every, quiet=args.quiet)
+    return _finished(result, spec.tracking.uri)
 
 
 def cmd_train(args) -> int:

@@ -43,8 +43,7 @@ from emule_models.data import Dataset, Split
 from emule_models.fusion import FUSION, cross_shape
 from emule_models.serving import FlatInputs, InputField, NamedInputs, field_tensors, flat_rows, input_fields
 from emule_models.train import evaluate
-from search.candidate import Candidate, candidate_dataset
-from search.export import read_candidate
+from search.candidate import Candidate, candidate_dataset, read_candidate
 
 ONNX_RTOL = 1e-4
 ONNX_ATOL = 1e-4
@@ -88,7 +87,7 @@ class Trained:
     source: dict[str, Any]
 
     def model(self) -> torch.nn.Module:
-        from search.export import load_weights
+        from search.candidate import load_weights
 
         return load_weights(self.weights).eval()
 

@@ -15,10 +15,9 @@ from typing import Any
 import torch
 import yaml
 
-from emule_models import build_model
 from emule_models.cost import count_params
 from emule_models.train import evaluate
-from search.candidate import Candidate, build_seeded, candidate_dataset
+from search.candidate import Candidate, build_seeded, candidate_dataset, read_candidate
 from search.front import Front, Record
 from search.spec import Objective, Spec, parse_spec
 from search.tracking import Tracker, redact
@@ -40,7 +39,7 @@ def load_search(tracker: Tracker, name: str) -> SearchRecord:
     parent_id = tracker.find_search(name)
     if parent_id is None:
         raise LookupError(f"search: no search named {name!r} in {redact(tracker.uri)}; run `emule search SPEC` first")
-    spec = parse_spec(yaml.safe_load(tracker.spec_text(parent_id)))
+    spec = parse_spec(yaml.safe_load(tracker.spec_text(parent_id)), check_files=False)
     front = tracker.search_state(parent_id, spec.objectives).front
     return SearchRecord(tracker.search_name(parent_id), parent_id, spec, front)
 
@@ -67,6 +66,11 @@ def export(tracker: Tracker, name: str, out: Path, how: str = "front",
            limits: dict[str, float] | None = None) -> list[Path]:
     record = load_search(tracker, name)
     chosen = choose(record.front, how, limits, record.spec.objectives[0])
+    return write_candidates(tracker, record, chosen, out)
+
+
+def write_candidates(tracker: Tracker, record: SearchRecord, chosen: Sequence[Record], out: Path) -> list[Path]:
+    """One YAML per chosen record in ``out``: its candidate and ``source`` (search, trial, run, fit, metrics)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in chosen:
@@ -79,14 +83,6 @@ def export(tracker: Tracker, name: str, out: Path, how: str = "front",
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         paths.append(path)
     return paths
-
-
-def read_candidate(path: Path) -> tuple[Candidate, dict[str, Any]]:
-    doc = yaml.safe_load(Path(path).read_text())
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: not an exported candidate (expected a mapping with model, training, data)")
-    source = doc.pop("source", {})
-    return Candidate.from_dict(doc), source
 
 
 def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[str, float]:
@@ -102,12 +98,29 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
         raise RuntimeError(f"model: rebuilt with {params} parameters but the search logged {int(logged)}")
     log(f"training {path.name}: {cand.model.attention} depth {cand.model.depth} width {cand.model.width}, "
         f"{params} parameters, {fit_description(cand, len(dataset.pool))}")
-    model, rows, _ = refit(cand, dataset, device=device,
+    model, rows, _ = refit(cand, dataset, device=device, soft=student_soft_labels(cand, dataset, device, log),
                            report=lambda m: log(f"  epoch {m['epoch']:>3}: train_loss {m['train_loss']:.4f}"))
     test = evaluate(model, dataset.test, device=device)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, weights)
     return {"params": params, "train_samples": rows, "test_accuracy": test["accuracy"]}
+
+
+def student_soft_labels(cand: Candidate, dataset, device: str = "cpu", log=print):
+    """The refit's soft labels of a distilled candidate, from the teachers it records (cached: the search that
+    found it made them); None for a candidate that does not distill."""
+    if not cand.training.distill_alpha:
+        return None
+    from search.teacher import SOFT_LABELS_CACHE, Teacher, check_teacher, soft_labels
+
+    refs = (cand.distill or {}).get("teachers")
+    if not refs:
+        raise ValueError(f"training.distill_alpha: {cand.training.distill_alpha} but the candidate names no teacher; "
+                         "accepted: a candidate exported from a distilled search (it holds `distill.teachers`)")
+    teachers = [Teacher.from_ref(r) for r in refs]
+    for t in teachers:
+        check_teacher(t, dataset)
+    return soft_labels(teachers, dataset, [], cache_dir=SOFT_LABELS_CACHE.resolve(), device=device, log=log)
 
 
 def fit_description(cand: Candidate, pool_rows: int) -> str:
@@ -116,17 +129,12 @@ def fit_description(cand: Candidate, pool_rows: int) -> str:
     subset = "all of them" if fraction >= 1 else f"{fraction:.0%} of them chosen by {selection}"
     pretrained = (f"after {cand.training.pretrain_epochs} epochs of masked-patch pretraining on the inputs of all "
                   f"{pool_rows} (and any unlabelled rows), " if cand.training.pretrain_epochs else "")
+    t = cand.training
+    distilled = (f"distilled (alpha {t.distill_alpha:g}, temperature {t.distill_temperature:g}) from the teacher's "
+                 "logits on those rows, " if t.distill_alpha else "")
     return (f"refit on the {pool_rows} training rows (train + validation; {subset}) for {cand.training.epochs} "
-            f"epochs, {pretrained}after selection by {describe(cand.data)}; the test split only "
+            f"epochs, {pretrained}{distilled}after selection by {describe(cand.data)}; the test split only "
             "scores it")
-
-
-def load_weights(weights: Path) -> torch.nn.Module:
-    """A model saved by ``retrain``, rebuilt from its config (weights only: no code is unpickled)."""
-    blob = torch.load(weights, map_location="cpu", weights_only=True)
-    model = build_model(Candidate.from_dict(blob["candidate"]).model)
-    model.load_state_dict(blob["state_dict"])
-    return model
 
 
 def _number(text: str) -> Any:

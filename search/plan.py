@@ -234,8 +234,24 @@ def plan_lines(spec: Spec, calibrate_time: bool = True) -> list[str]:
         budget = f"; search.epoch_budget {s.epoch_budget} may end it sooner" if s.epoch_budget else ""
         lines.append(f"search: {s.trials} trials, {s.concurrency} at a time: {duration(waves * per[0])} if every "
                      f"trial were the cheapest, {duration(waves * per[1])} if every one were the costliest{budget}")
+    if spec.distill is not None:
+        lines.append(_distill_line(spec))
     warning = proportion_warning(spec, dataset)
     if warning:
         lines.append(warning)
     lines.append("nothing was started; run it with `emule search`")
     return lines
+
+
+def _distill_line(spec: Spec) -> str:
+    """What distillation adds before the first trial: the teacher models that make the soft labels (not costed
+    above; each is one training of the teacher's own config, cached once made)."""
+    from search.validation import HOLDOUT, scheme
+
+    folds = 1 if scheme(spec.data) == HOLDOUT else int(scheme(spec.data))
+    teachers = spec.distill.paths()
+    who = (f"{len(teachers)} teacher(s)" if teachers else
+           f"the best {spec.distill.teacher.get('top', 1)} of search {spec.distill.teacher['search']}")
+    return (f"distillation: before the first trial, {who} x ({folds} fold(s) + refit) teacher trainings on the "
+            "driver make the soft labels (fewer when cached in .emule/soft_labels or when a teacher's weights serve "
+            "the refit); not in the figures above")

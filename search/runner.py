@@ -85,6 +85,8 @@ def search_params(spec: Spec) -> dict[str, object]:
     """Search settings logged as parent-run params."""
     out = {f"search.{k}": v for k, v in spec.search.model_dump().items()}
     out.update({f"training.{k}": v for k, v in spec.training.model_dump().items()})
+    if spec.distill is not None:
+        out.update({f"distill.{k}": v for k, v in spec.distill.model_dump().items()})
     out.update({"data": spec.data_label, "data.cv_folds": spec.data.get("cv_folds"),
                 "objectives": ",".join(f"{o.metric}:{o.mode}" for o in spec.objectives),
                 "reference_point": ",".join(f"{o.reference:g}" for o in spec.objectives)})
@@ -123,6 +125,9 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
                 num_cpus: int | None, callbacks: list | None, extend: str | None, status_every: float | None,
                 quiet: bool, custom_trainable=None) -> SearchResult:
     tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)  # fails fast when unreachable
+    from search.distill import resolve_search_teacher
+
+    spec, teacher_tags = resolve_search_teacher(spec, tracker)  # {search: NAME} -> that search's best, as YAML
     points = warm_start_points(spec)
     history, target = [], spec.search.trials
     if extend:
@@ -140,6 +145,8 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
         name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         parent_id = tracker.start_search(name, search_params(spec),
                                          spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
+        if teacher_tags:
+            tracker.tag_search(parent_id, teacher_tags)
     try:
         return _start(spec, tracker, parent_id, name, points, history, target, extend, out, ray_address, num_cpus,
                       callbacks, status_every, quiet, custom_trainable)
@@ -265,9 +272,28 @@ def trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
         scores = quality_scores(dataset, spec.proxy.model_dump(), log=lambda m: print(m, file=out, flush=True))
     # where the driver runs (as the proxy scores and baselines), not in a trial's own folder
     cache = str(PRETRAIN_CACHE.resolve())
+    soft = _soft_labels(spec, dataset, out)
+    # with_parameters puts each argument into the object store once; every trial reads the same copy
     return tune.with_resources(tune.with_parameters(train_candidate, spec=spec, dataset=dataset, replay=replay,
-                                                    scores=scores, pretrain_cache=cache),
+                                                    scores=scores, pretrain_cache=cache, soft=soft),
                                {"cpu": spec.search.cpus_per_trial, "gpu": spec.search.gpus_per_trial})
+
+
+def _soft_labels(spec: Spec, dataset, out):
+    """The distillation teacher's soft labels for every fold and the refit, made here once for all trials."""
+    if spec.distill is None:
+        return None
+    from search.teacher import SOFT_LABELS_CACHE, read_teachers, soft_labels
+    from search.validation import selection_folds
+
+    say = lambda m: print(m, file=out, flush=True)  # noqa: E731
+    teachers = read_teachers(spec.distill.teacher)
+    folds = selection_folds(spec.data, dataset)
+    soft = soft_labels(teachers, dataset, folds, cache_dir=SOFT_LABELS_CACHE.resolve(), log=say)
+    made = len(teachers) * (len(folds) + 1)
+    say(f"teacher soft labels: {len(teachers)} teacher(s) x ({len(folds)} folds + refit), {soft.trained} of "
+        f"{made} teacher models trained now, the rest from {SOFT_LABELS_CACHE}; shared with every trial")
+    return soft
 
 
 def start_baselines(spec: Spec, dataset, out):

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 
 from search.candidate import OPTION_SEP
-from search.spec import INT_KEYS, Range, Spec, SpecError
+from search.spec import DISTILL_KEYS, INT_KEYS, Range, Spec, SpecError
 
 
 def suggest(trial: optuna.Trial, name: str, param: Any, as_int: bool = False) -> Any:
@@ -103,6 +103,8 @@ def warm_start_points(spec: Spec) -> list[dict[str, Any]]:
         sources = {**doc["training"], **doc["data"], **doc["model"]}
         point = {}
         for name, param in spec.space.items():
+            if name not in sources and name in DISTILL_KEYS:
+                continue  # a candidate from a search without a teacher: the sampler picks its alpha
             if name not in sources:
                 raise SpecError(f"{field}: {path!r} has no {name!r}")
             point[name] = _inside(field, name, sources[name], param)

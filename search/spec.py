@@ -22,7 +22,8 @@ MODEL_KEYS = ("attention", "depth", "width", "heads", "mlp_ratio", "dropout", "f
               "tokenizer", "conv_kernel", "conv_dilation", "drop_path")
 DATA_KEYS = ("data_fraction", "selection")
 TRAINING_KEYS = ("lr", "weight_decay", "batch_size", "augment", "label_smoothing", "ema", "pretrain_epochs",
-                 "pretrain_mask_ratio")
+                 "pretrain_mask_ratio", "distill_alpha", "distill_temperature")
+DISTILL_KEYS = ("distill_alpha", "distill_temperature")  # searchable only with a `distill:` teacher
 SPACE_KEYS = MODEL_KEYS + DATA_KEYS + TRAINING_KEYS
 INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size", "bottleneck_tokens",
             "conv_kernel", "conv_dilation")
@@ -116,6 +117,38 @@ class Training(Strict):
         return v
 
 
+class Distill(Strict):
+    """Knowledge distillation from a teacher: its soft labels (per fold, from a teacher that never saw the fold's
+    validation rows, and for the refit) are computed once per search on the driver and shared with every trial.
+    ``alpha`` and ``temperature`` are the defaults of the searchable ``distill_alpha`` / ``distill_temperature``."""
+
+    teacher: str | list[str] | dict[str, Any] = Field(description="an exported candidate YAML (its weights, the "
+                                                      ".pt beside it, are used for the refit when present), a list "
+                                                      "of them (an ensemble: logits averaged), or {search: NAME} "
+                                                      "for that search's best candidate by validation ({search: "
+                                                      "NAME, top: K}: its K best, as an ensemble)")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-label term; 1 - alpha weighs the labels")
+    temperature: float = Field(4.0, gt=0, description="softmax temperature of the soft-label term")
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher_form(cls, v: Any) -> Any:
+        top = v.get("top", 1) if isinstance(v, dict) else 1
+        if isinstance(v, dict) and (set(v) - {"search", "select", "top"} or not isinstance(v.get("search"), str)
+                                    or v.get("select", "best") != "best" or isinstance(top, bool)
+                                    or not isinstance(top, int) or top < 1):
+            raise ValueError(f"{v!r} not accepted; accepted: a candidate YAML path, a list of them, or "
+                             "{search: NAME[, select: best][, top: K >= 1]}")
+        if isinstance(v, list) and not v:
+            raise ValueError("empty list; accepted: one or more candidate YAML paths")
+        return v
+
+    def paths(self) -> list[str]:
+        """The teacher YAMLs (empty for a ``{search: NAME}`` teacher, resolved when the search starts)."""
+        return [] if isinstance(self.teacher, dict) else [self.teacher] if isinstance(self.teacher, str) \
+            else list(self.teacher)
+
+
 class Constraints(Strict):
     """Hard budgets: a candidate over any of them is infeasible - measured, never trained, never on the front."""
 
@@ -169,6 +202,7 @@ class Spec(Strict):
     attention_options: dict[str, dict[str, Param]] = Field(default_factory=dict)
     constraints: Constraints = Constraints()
     training: Training = Training()
+    distill: Distill | None = None
     search: SearchSettings = SearchSettings()
     tracking: Tracking = Tracking()
 
@@ -214,6 +248,10 @@ class Spec(Strict):
         names = [o.metric for o in self.objectives]
         if len(set(names)) != len(names):
             raise ValueError(f"objectives: {names} repeat a metric; accepted: each metric once")
+        searched = [k for k in DISTILL_KEYS if k in self.space]
+        if searched and self.distill is None:
+            raise ValueError(f"space.{searched[0]}: searched without a teacher; accepted: a `distill:` section "
+                             "naming the teacher (distill: {teacher: exports/x.yaml})")
         if self.search.scheduler != "none" and self.search.grace_period >= self.training.epochs:
             raise ValueError(f"search.grace_period: {self.search.grace_period} leaves no room to stop early with "
                              f"training.epochs={self.training.epochs}; accepted: 1..{self.training.epochs - 1}")
@@ -285,6 +323,14 @@ def _check_values(key: str, param: Any) -> None:
         for v in values:
             if not 0 <= v < 1:
                 raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers in [0, 1)")
+    if key == "distill_alpha":
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers in [0, 1]")
+    if key == "distill_temperature":
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers > 0")
     if key == "pretrain_mask_ratio":
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
@@ -314,9 +360,10 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(raw, base_dir=path.parent)
 
 
-def parse_spec(raw: Any, base_dir: Path | None = None) -> Spec:
-    """Validate a spec given as data. ``search.warm_start`` paths are taken relative to ``base_dir`` (the spec
-    file's folder) and made absolute."""
+def parse_spec(raw: Any, base_dir: Path | None = None, check_files: bool = True) -> Spec:
+    """Validate a spec given as data. ``search.warm_start`` and ``distill.teacher`` paths are taken relative to
+    ``base_dir`` (the spec file's folder) and made absolute. ``check_files=False`` skips reading the teacher files,
+    for a finished search's record (the files may have moved since; its candidates hold what they need)."""
     if not isinstance(raw, dict):
         raise SpecError(f"spec: top level is {type(raw).__name__}; accepted: a mapping with name, data, objectives, "
                         "space")
@@ -330,11 +377,22 @@ def parse_spec(raw: Any, base_dir: Path | None = None) -> Spec:
     if spec.search.warm_start:
         paths = [str((base / p).resolve()) for p in spec.search.warm_start]
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"warm_start": paths})})
+    if spec.distill is not None and spec.distill.paths():
+        paths = [str((base / p).resolve()) for p in spec.distill.paths()]
+        teacher = paths[0] if isinstance(spec.distill.teacher, str) else paths
+        spec = spec.model_copy(update={"distill": spec.distill.model_copy(update={"teacher": teacher})})
     check_space_buildable(spec)
     spec = _resolve_folds(spec)
     from search.space import warm_start_points
 
     warm_start_points(spec)  # refuses files that are missing, malformed or outside the space
+    if spec.distill is not None and check_files:
+        from search.teacher import check_teachers
+
+        try:
+            check_teachers(spec)  # missing, malformed or foreign teacher files, before anything starts
+        except ValueError as e:
+            raise SpecError(str(e)) from None
     return spec
 
 

@@ -110,6 +110,10 @@ class Tracker:
         self.client.log_batch(parent_id, tags=tags)
         self.client.set_terminated(parent_id, "FINISHED" if status == "complete" else "KILLED")
 
+    def tag_search(self, parent_id: str, tags: dict[str, str]) -> None:
+        """Tags on a search's parent run (e.g. which search a distilled one learnt from)."""
+        self.client.log_batch(parent_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
     def reopen(self, run_id: str) -> None:
         """A resumed search or trial runs again inside its run: RUNNING, the old stop reason gone."""
         if STOP_REASON_TAG in self.client.get_run(run_id).data.tags:

@@ -24,14 +24,17 @@ from search.candidate import build_seeded, resolve
 from search.reporting import Reporter
 from search.searcher import INFEASIBLE, REPLAYED, TIMED_OUT, violated
 from search.spec import Spec
+from search.teacher import SoftLabels
 from search.validation import cross_validate, refit, selection_folds
 
 
 def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
                     replay: dict[str, dict[str, float]] | None = None,
-                    scores: dict[str, np.ndarray] | None = None, pretrain_cache: str | None = None) -> None:
+                    scores: dict[str, np.ndarray] | None = None, pretrain_cache: str | None = None,
+                    soft: SoftLabels | None = None) -> None:
     """One trial. ``scores`` are the search's quality scores (computed once on the driver) for the selection strategies
-    that need them; ``pretrain_cache`` is where pretrained weights are shared (an absolute path). ``replay``
+    that need them; ``pretrain_cache`` is where pretrained weights are shared (an absolute path); ``soft`` are the
+    distillation teacher's soft labels (made once on the driver, ``search.teacher``). ``replay``
     holds the final results of trials that finished before a driver crash but after Tune last saved its state:
     those report their recorded result again instead of training twice.
 
@@ -46,7 +49,7 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
     try:
         # results go to the driver from a thread of their own: the next epoch trains while the driver takes this one
         with time_limit(spec.search.max_trial_seconds), Reporter(tune.report) as reporter:
-            for row in _results(config, spec, dataset, scores, pretrain_cache, start, known):
+            for row in _results(config, spec, dataset, scores, pretrain_cache, start, known, soft):
                 known.update(row)
                 reporter.report(row)
     except TimeLimitExceeded:
@@ -64,7 +67,8 @@ def timed_out(spec: Spec, known: dict[str, Any], elapsed: float) -> dict[str, An
 
 
 def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[str, np.ndarray] | None,
-             pretrain_cache: str | None, start: float, known: dict[str, Any]) -> Iterator[dict[str, Any]]:
+             pretrain_cache: str | None, start: float, known: dict[str, Any],
+             soft: SoftLabels | None = None) -> Iterator[dict[str, Any]]:
     """The trial's results, one per epoch (or one for an infeasible candidate); its static measures go into
     ``known`` as soon as they are taken."""
     threads = max(1, int(spec.search.cpus_per_trial))
@@ -90,13 +94,13 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
         return
 
     # Every epoch reports the mean over the selection folds: schedulers and the front rank on it.
-    for metrics in cross_validate(cand, dataset, folds, scores, device, pretrain_cache):
+    for metrics in cross_validate(cand, dataset, folds, scores, device, pretrain_cache, soft):
         # pretraining is counted as training samples: same encoder, a reconstruction head instead of the classifier
         seen = metrics["samples_seen"] + metrics.get("pretrain_samples", 0)
         row = {**metrics, **static, "training_compute": training_flops(cand.model, seen)}
         if metrics["epoch"] == cand.training.epochs:
             # Selection is over for this candidate: refit on every training row, then the test split, once.
-            final, rows, seen = refit(cand, dataset, scores, device, pretrain_cache=pretrain_cache)
+            final, rows, seen = refit(cand, dataset, scores, device, pretrain_cache=pretrain_cache, soft=soft)
             test = evaluate(final, dataset.test, device=device)
             row.update(test_accuracy=test["accuracy"], test_loss=test["loss"], train_samples=rows,
                        refit_compute=training_flops(cand.model, seen), budget_done=True,

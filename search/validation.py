@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from emule_models.data.dataset import Split, check_fold_count, concat, smallest_
 from emule_models.pretrain import load_pretrained, pretrained_state
 from emule_models.train import fit, train_epochs
 from search.candidate import Candidate, build_seeded, quality_scores
+
+if TYPE_CHECKING:
+    from search.teacher import SoftLabels
 
 HOLDOUT = "holdout"
 AUTO = "auto"
@@ -92,18 +95,20 @@ def subset(cand: Candidate, labels: np.ndarray, rows: np.ndarray,
 
 
 def cross_validate(cand: Candidate, dataset: Dataset, folds: Folds, scores: dict[str, np.ndarray] | None = None,
-                   device: str = "cpu", pretrain_cache: str | Path | None = PRETRAIN_CACHE
-                   ) -> Iterator[dict[str, float]]:
+                   device: str = "cpu", pretrain_cache: str | Path | None = PRETRAIN_CACHE,
+                   soft: SoftLabels | None = None) -> Iterator[dict[str, float]]:
     """One model per fold, trained in step; yields per epoch the fold means (``val_accuracy``, ``val_loss``,
     ``train_loss``), ``val_accuracy_std`` across folds, ``samples_seen`` summed over folds and, with pretraining,
-    ``pretrain_samples`` summed over folds."""
+    ``pretrain_samples`` summed over folds. ``soft``: a teacher's soft labels, for a distilled candidate; fold k's
+    model learns from fold k's teacher, which never saw fold k's validation rows."""
     pool, scores = dataset.pool, _scores(cand, dataset, scores)
     runs, pretrained = [], 0
-    for fit_rows, val_rows in folds:
+    for k, (fit_rows, val_rows) in enumerate(folds):
         model, seen = start_model(cand, dataset, pool.take(fit_rows), device, pretrain_cache)
         pretrained += seen
-        train = pool.take(subset(cand, pool.labels, fit_rows, scores))
-        runs.append(train_epochs(model, train, pool.take(val_rows), cand.training, device))
+        rows = subset(cand, pool.labels, fit_rows, scores)
+        teacher = soft.for_fold(k, val_rows, rows) if distills(cand, soft) else None
+        runs.append(train_epochs(model, pool.take(rows), pool.take(val_rows), cand.training, device, teacher))
     start = time.perf_counter()
     for per_fold in zip(*runs):
         accuracy = np.array([m["val_accuracy"] for m in per_fold])
@@ -117,15 +122,28 @@ def cross_validate(cand: Candidate, dataset: Dataset, folds: Folds, scores: dict
 
 
 def refit(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None = None, device: str = "cpu",
-          report=None, pretrain_cache: str | Path | None = PRETRAIN_CACHE) -> tuple[torch.nn.Module, int, int]:
+          report=None, pretrain_cache: str | Path | None = PRETRAIN_CACHE,
+          soft: SoftLabels | None = None) -> tuple[torch.nn.Module, int, int]:
     """The candidate trained once more on the whole pool (its data fraction of it), same recipe and epochs,
-    pretrained first where its recipe says so. Returns (model, training rows, samples seen, pretraining's
-    included)."""
+    pretrained first where its recipe says so, distilled from ``soft`` (the teacher's refit labels) where it
+    distills. Returns (model, training rows, samples seen, pretraining's included)."""
     pool, scores = dataset.pool, _scores(cand, dataset, scores)
     rows = subset(cand, pool.labels, np.arange(len(pool)), scores)
     model, pretrained = start_model(cand, dataset, pool, device, pretrain_cache)
-    last = fit(model, pool.take(rows), None, cand.training, report=report, device=device)
+    teacher = soft.for_refit(rows) if distills(cand, soft) else None
+    last = fit(model, pool.take(rows), None, cand.training, report=report, device=device, teacher=teacher)
     return model, len(rows), pretrained + int(last.get("samples_seen", 0))
+
+
+def distills(cand: Candidate, soft: SoftLabels | None) -> bool:
+    """Whether ``cand`` learns from a teacher; refused when it should and no soft labels were handed in (a trial
+    never makes its own: they are made once per search, see ``search.teacher``)."""
+    if not cand.training.distill_alpha:
+        return False
+    if soft is None:
+        raise ValueError(f"training.distill_alpha: {cand.training.distill_alpha} without the teacher's soft labels; "
+                         "accepted: soft labels made once per search (search.teacher.soft_labels)")
+    return True
 
 
 def start_model(cand: Candidate, dataset: Dataset, learns_from: Split, device: str = "cpu",

@@ -12,7 +12,8 @@ import yaml
 
 from emule_models import ModelConfig, build_model
 from emule_models.cost import count_params
-from search.export import export, load_search, load_weights, retrain
+from search.candidate import load_weights
+from search.export import export, load_search, retrain
 from search.pareto import dominates, to_minimize
 from search.runner import run_search
 from search.spec import parse_spec

@@ -115,3 +115,18 @@ def test_dry_run_prints_the_cost_table_and_starts_nothing(tmp_path):
         assert any(line.startswith("time per trial: training steps timed on this machine") for line in lines)
         assert any(line.startswith("warning: the costliest corner") for line in lines)
         assert lines[-1] == "nothing was started; run it with `emule search`"
+
+
+def test_a_distilled_spec_names_the_teacher_trainings_it_adds(tmp_path):
+    from search.candidate import resolve
+    from search.plan import plan_lines
+
+    spec = parse_spec({"name": "t", "data": {"name": "gunpoint", "cv_folds": 3}, "baselines": [],
+                       "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
+                       "space": {"width": [8], "patch_len": 16, "heads": 1, "depth": 1}})
+    data = spec_dataset(spec)
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump(resolve(spec, {}, data.modalities, 2).to_dict()))
+    distilled = parse_spec({**spec.model_dump(exclude_none=True), "distill": {"teacher": "teacher.yaml"}},
+                           base_dir=tmp_path)
+    assert "1 teacher(s) x (3 fold(s) + refit) teacher trainings" in plan_lines(distilled, calibrate_time=False)[-2]
+    assert not any("distillation" in line for line in plan_lines(spec, calibrate_time=False))

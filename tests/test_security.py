@@ -34,7 +34,7 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 
 def test_weights_load_refuses_pickled_code(tmp_path):
-    from search.export import load_weights
+    from search.candidate import load_weights
 
     path = tmp_path / "evil.pt"
     torch.save({"candidate": {}, "state_dict": {}, "payload": Path("x")}, path)  # an object, not just tensors

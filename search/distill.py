@@ -1,0 +1,78 @@
+"""``emule distill SEARCH``: a finished search's best candidate (by validation) teaches its front members - or
+the candidates of a fresh, small-model spec - in a new search, linked to the first by tags so the two fronts
+compare in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from search.export import load_search, write_candidates
+from search.spec import Spec, load_spec, parse_spec
+from search.teacher import check_teachers
+from search.tracking import Tracker
+from search.yardstick import best_by_validation
+
+STUDENTS_DIR = Path(".emule") / "students"
+
+
+def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.5, temperature: float = 4.0,
+                 space: Path | None = None, trials: int | None = None, top: int = 1,
+                 students_dir: Path = STUDENTS_DIR) -> tuple[Spec, str]:
+    """The spec of the distilled search, and its text as logged. The teacher is ``{search: NAME}`` (resolved to
+    the best candidate when the search starts, which tags the new parent run with ``emule.distilled_from``).
+
+    Args:
+        space: a spec whose space holds the students (a fresh small-model space; same data as the teacher's).
+            Without it the students are the first search's front members, each run once more with the teacher
+            (``trials`` defaults to their number), in the first search's spec.
+        trials: candidates of the new search.
+        top: the teacher is the first search's ``top`` best candidates by validation, an ensemble (1: the best).
+    """
+    record = load_search(tracker, name)
+    if not record.front.members:
+        raise ValueError(f"search: {record.name} has no front member to distil into; accepted: a search with at "
+                         "least one candidate trained to its full budget")
+    raw = (load_spec(space) if space is not None else record.spec).model_dump(mode="json", exclude_none=True)
+    raw["name"] = f"{record.spec.name}.distill"  # not "-": `emule pareto NAME` would pick it as NAME's newest
+    teacher = {"search": record.name, **({"top": top} if top != 1 else {})}
+    raw["distill"] = {"teacher": teacher, "alpha": alpha, "temperature": temperature}
+    raw["search"] = {**raw["search"], "warm_start": [], **({"trials": trials} if trials else {})}
+    raw["tracking"] = {"uri": tracker.uri, "experiment": experiment}
+    parse_spec(raw)  # a bad --alpha or --trials is refused before any file is written
+    if space is None:
+        students = write_candidates(tracker, record, record.front.members, (students_dir / record.name).resolve())
+        raw["search"].update(warm_start=[str(p) for p in students], trials=trials or len(students))
+    return parse_spec(raw), yaml.safe_dump(raw, sort_keys=False)
+
+
+TEACHERS_DIR = Path(".emule") / "teachers"
+
+
+def resolve_search_teacher(spec: Spec, tracker: Tracker,
+                           out_dir: str | Path = TEACHERS_DIR) -> tuple[Spec, dict[str, str]]:
+    """A spec whose ``distill.teacher`` is ``{search: NAME}`` made concrete: that search's best candidate by
+    validation (``top: K``: its K best, an ensemble) exported as YAML into ``out_dir`` and named as the teacher.
+    Returns (spec, tags for the new search's parent run linking it to the teacher's search); other specs come back
+    as they are, with their tags."""
+    if spec.distill is None:
+        return spec, {}
+    if spec.distill.paths():
+        return spec, {"emule.teacher": ",".join(Path(p).stem for p in spec.distill.paths())}
+    record = load_search(tracker, spec.distill.teacher["search"])
+    finished = record.front.members + record.front.others
+    best = best_by_validation(finished)
+    if best is None:
+        raise ValueError(f"distill.teacher: search {record.name} has no finished candidate; accepted: a search "
+                         "with at least one candidate trained to its full budget")
+    top = int(spec.distill.teacher.get("top", 1))
+    # the same order as best_by_validation: validation accuracy, then fewer parameters
+    ranked = sorted((r for r in finished if "test_accuracy" in r.metrics),
+                    key=lambda r: (-r.metrics["val_accuracy"], r.metrics.get("params", 0.0)))[:top]
+    paths = write_candidates(tracker, record, ranked, Path(out_dir).resolve())
+    teacher = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+    spec = spec.model_copy(update={"distill": spec.distill.model_copy(update={"teacher": teacher})})
+    check_teachers(spec)
+    return spec, {"emule.distilled_from": record.name, "emule.distilled_from_run": record.parent_id,
+                  "emule.teacher": ",".join(p.stem for p in paths)}
