@@ -20,6 +20,7 @@ from emule_models.cost import count_params
 from emule_models.train import evaluate
 from search.candidate import Candidate, build_seeded, candidate_dataset
 from search.front import Front, Record
+from search.metrics import SIZE, upgrade
 from search.spec import Objective, Spec, parse_spec
 from search.tracking import Tracker, redact
 from search.validation import describe, refit
@@ -98,7 +99,7 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
     dataset = candidate_dataset(cand)
     model = build_seeded(cand)
     params = count_params(model)
-    logged = source.get("metrics", {}).get("params")
+    logged = upgrade(source.get("metrics", {})).get(SIZE)  # exports before the rename say "params"
     if logged is not None and int(logged) != params:
         raise RuntimeError(f"model: rebuilt with {params} parameters but the search logged {int(logged)}")
     log(f"training {path.name}: {cand.model.attention} depth {cand.model.depth} width {cand.model.width}, "
@@ -108,7 +109,7 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
     test = evaluate(model, dataset.test, device=device)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, weights)
-    return {"params": params, "train_samples": rows, "test_accuracy": test["accuracy"]}
+    return {SIZE: params, "train_samples": rows, "test_accuracy": test["accuracy"]}
 
 
 def fit_description(cand: Candidate, pool_rows: int) -> str:
@@ -146,7 +147,7 @@ def _tmp() -> str:
 
 def front_rows(front: Front, metrics: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
-    for r in sorted(front.members, key=lambda r: r.metrics.get("params", 0)):
+    for r in sorted(front.members, key=lambda r: r.metrics.get(SIZE, 0)):
         row = {"trial": r.trial_id, **{m: r.metrics.get(m) for m in metrics}}
         row["test_accuracy"] = r.metrics.get("test_accuracy")
         for k in ("attention", "depth", "width", "heads", "data_fraction", "selection"):
