@@ -36,7 +36,7 @@ def searched(ray_local, tmp_path_factory):
         "data": {"name": "gunpoint", "cv_folds": FOLDS},
         "baselines": ["nn_euclidean", "nn_dtw"],
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"depth": 1, "width": [16, 32], "heads": 2, "patch_len": [15, 30]},
         "training": {"epochs": EPOCHS, "batch_size": 16},
         "search": {"sampler": "random", "trials": 3, "concurrency": 2, "seed": 0, "storage": str(tmp / "runs")},
