@@ -17,7 +17,7 @@ from search.front import Front, Record
 from search.metrics import label
 from search.spec import Objective
 
-COLUMNS = 3  # panels per row
+COLUMNS = 2  # panels per row: MLflow's artifact viewer is about 600 px wide
 
 
 def write_html(front: Front, objectives: Sequence[Objective], path: Path, title: str = "Pareto front",

@@ -26,7 +26,7 @@ UNITS = {
     "peak_memory_bytes": "bytes, peak during one training step",
     "serve_memory_bytes": "bytes, peak during one batch-1 forward pass",
     "training_compute": "FLOPs, 3 x forward x samples seen (every fold, pretraining)",
-    "train_time_s": "seconds of training",
+    "train_time_s": "seconds of training so far",
     "pareto": "1 on the Pareto front, else 0",
     "knee": "1 for the front's knee (balanced compromise), else 0",
 }

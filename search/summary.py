@@ -25,7 +25,8 @@ def runs_link(experiment_id: str, parent_id: str, objectives: Sequence[Objective
 
 
 def run_link(experiment_id: str, run_id: str) -> str:
-    return f"#/experiments/{experiment_id}/runs/{run_id}"
+    """A run's page, in the "model training" view."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def ui_address(tracking_uri: str) -> str:
@@ -51,11 +52,16 @@ def describe_front(name: str, experiment_id: str, parent_id: str, front: Front, 
     the front in the runs table, and the units."""
     total = len(front.members) + len(front.others)
     lines = [f"## Search `{name}`: Pareto front of {len(front.members)} among {total} finished candidates", ""]
+    first = objectives[0]
+    # one line first: MLflow shows the top of a long description until "Show more" is clicked
+    knee = f" - knee `{front.knee.trial_id}`" if front.knee is not None else ""
+    lines += [f"Hypervolume {front.hypervolume:.4g}{knee} - [the front in the runs table]"
+              f"({runs_link(experiment_id, parent_id, objectives)}) - the interactive front: artifact `pareto.html`.",
+              ""]
     extra = [m for m in ("test_accuracy",) if all(m in r.metrics for r in front.members)]
     shown = [o.metric for o in objectives] + [m for m in extra if m not in {o.metric for o in objectives}]
     lines.append("| trial | " + " | ".join(label(m) + _arrow(m, objectives) for m in shown) + " | configuration |")
     lines.append("|---" * (len(shown) + 2) + "|")
-    first = objectives[0]
     ordered = sorted(front.members, key=lambda r: r.metrics[first.metric], reverse=first.mode == "max")
     for r in ordered:
         knee = " (knee)" if r is front.knee else ""

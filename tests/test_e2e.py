@@ -113,7 +113,7 @@ def test_parent_run_describes_the_front_and_the_end_links_to_it(finished_search)
     note = tracker.client.get_run(result.parent_run_id).data.tags["mlflow.note.content"]
     exp = tracker.experiment_id
     for r in result.front.members:  # each front member's trial id, linked to its run
-        assert f"[{r.trial_id}](#/experiments/{exp}/runs/{r.run_id})" in note
+        assert f"[{r.trial_id}](#/experiments/{exp}/runs/{r.run_id}?workflowType=machine_learning)" in note
     assert f"`{result.front.knee.trial_id}`" in note and "reference point val_accuracy = 0" in note
     assert "Best by validation" in note  # where "honest accuracy" stands
     link = runs_link(exp, result.parent_run_id, spec.objectives)

@@ -67,7 +67,7 @@ def test_description_has_table_knee_hypervolume_baselines_gap_and_link(front):
     best = front.members[0]
     note = describe_front("s-1", "7", "parent9", front, OBJECTIVES, BASELINES, best, "5-fold cross-validation")
     rows = [line for line in note.splitlines() if line.startswith("| [")]
-    assert [re.match(r"\| \[(\w+)\]\(#/experiments/7/runs/run-(\w+)\)", row).groups() for row in rows] == [
+    assert [re.match(r"\| \[(\w+)\]\(#/experiments/7/runs/run-(\w+)\?", row).groups() for row in rows] == [
         ("a1aaaaaa", "a1aaaaaa"), ("b2bbbbbb", "b2bbbbbb"), ("c3cccccc", "c3cccccc")]  # best accuracy first
     assert sum("(knee)" in row for row in rows) == 1 and f"`{front.knee.trial_id}`" in note
     assert "| 50k |" in rows[0] and "| 4.39k |" in rows[1]  # readable numbers
