@@ -187,6 +187,11 @@ def cmd_pareto(args) -> int:
     for line in yardstick.lines(best, tracker.baselines(record.parent_id),
                                 describe(record.spec.data)):
         print(line)
+    from search.summary import ui_lines
+    from search.tracking import redact
+
+    for line in ui_lines(redact(tracker.uri), tracker.experiment_id, record.parent_id, record.spec.objectives):
+        print(line)
     return 0
 
 

@@ -369,7 +369,9 @@ def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: 
     for line in accuracy:
         print(line, file=out, flush=True)
     if summary.finished:
-        for line in _where_to_look(spec, tracker, parent_id):
+        from search.summary import ui_lines
+
+        for line in ui_lines(redact(tracker.uri), tracker.experiment_id, parent_id, spec.objectives):
             print(line, file=out, flush=True)
     if status != "complete":
         print(f"continue it with: emule resume {name}", file=out, flush=True)
@@ -400,19 +402,6 @@ def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: Searc
         tracker.log_search_metrics(parent_id, {"selection_gap": yardstick.selection_gap(best)},
                                    step=len(summary.finished))
     return yardstick.lines(best, baselines, describe(spec.data))
-
-
-def _where_to_look(spec: Spec, tracker: Tracker, parent_id: str) -> list[str]:
-    """The last lines of a search: how to open MLflow's UI on its front."""
-    from search.summary import run_link, runs_link, ui_address
-
-    address, exp = ui_address(redact(tracker.uri)), tracker.experiment_id
-    lines = []
-    if address.startswith("http://127.0.0.1"):
-        lines.append(f"look at it in MLflow: mlflow ui --backend-store-uri {redact(tracker.uri)}, then open")
-    lines.append(f"  the search (its front, baselines, pareto.html): {address}{run_link(exp, parent_id)}")
-    lines.append(f"  its front in the runs table: {address}{runs_link(exp, parent_id, spec.objectives)}")
-    return lines
 
 
 def _all_done(grid, spec: Spec) -> bool:

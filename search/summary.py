@@ -36,6 +36,18 @@ def ui_address(tracking_uri: str) -> str:
     return "http://127.0.0.1:5000/"
 
 
+def ui_lines(tracking_uri: str, experiment_id: str, parent_id: str, objectives: Sequence[Objective]) -> list[str]:
+    """How to open MLflow's UI on a search: the command for a local store, then links to the search's parent run
+    and to its front in the runs table. ``tracking_uri`` without credentials."""
+    address = ui_address(tracking_uri)
+    lines = []
+    if not tracking_uri.startswith(("http://", "https://")):
+        lines.append(f"look at it in MLflow: mlflow ui --backend-store-uri {tracking_uri}, then open")
+    lines.append(f"  the search (its front, baselines, pareto.html): {address}{run_link(experiment_id, parent_id)}")
+    lines.append(f"  its front in the runs table: {address}{runs_link(experiment_id, parent_id, objectives)}")
+    return lines
+
+
 def candidate_name(trial_id: str, model: Mapping, data: Mapping | None = None) -> str:
     """A child run's name: the trial id first (MLflow's table cuts long names), then what the candidate is,
     e.g. ``3a7e17fe softmax d2 w64``; ``f0.5`` when it trains on a fraction of the data."""

@@ -13,7 +13,7 @@ import pytest
 from search.front import Record, compute_front, write_artifacts
 from search.front_plot import _tick
 from search.spec import Objective, parse_spec
-from search.summary import candidate_name, describe_front, fmt, runs_link
+from search.summary import candidate_name, describe_front, fmt, runs_link, ui_lines
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
               Objective(metric="param_count", mode="min", reference=1e6, log=True),
@@ -106,3 +106,12 @@ def test_former_size_name_is_accepted_in_specs():
                           {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
            "space": {"depth": [1]}}
     assert parse_spec(raw).metrics == ["val_accuracy", "param_count"]
+
+
+def test_end_lines_say_how_to_open_the_ui():
+    local = ui_lines("sqlite:////data/mlflow.db", "3", "abc", OBJECTIVES)
+    assert local[0] == "look at it in MLflow: mlflow ui --backend-store-uri sqlite:////data/mlflow.db, then open"
+    assert local[1].endswith("http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning")
+    assert local[2].endswith("http://127.0.0.1:5000/" + runs_link("3", "abc", OBJECTIVES))
+    served = ui_lines("https://mlflow.example.org/", "3", "abc", OBJECTIVES)
+    assert len(served) == 2 and "https://mlflow.example.org/#/experiments/3/runs?" in served[1]
