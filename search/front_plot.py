@@ -46,7 +46,7 @@ def plot_front(front: Front, objectives: Sequence[Objective], path: Path,
 
 
 def _panel(ax, front: Front, x_obj: Objective, y_obj: Objective, baselines: Mapping[str, dict]) -> None:
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     x, y = x_obj.metric, y_obj.metric
     for group, style in ((front.others, dict(c="0.6", s=18, label="candidates")),
@@ -68,8 +68,9 @@ def _panel(ax, front: Front, x_obj: Objective, y_obj: Objective, baselines: Mapp
                        label=f"{r['label']}: val {r['val_accuracy']:.3f}, test {r['test_accuracy']:.3f}")
     if x_obj.log:
         ax.set_xscale("log")
-        # 1-2-5 ticks with plain numbers: decade ticks alone make 4390 and 12966 read the same
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        # labelled ticks inside the data's range, as plain numbers: decade ticks alone make 4390 and 12966 read
+        # the same (and a range within one decade gets none)
+        ax.set_xticks(log_ticks(*ax.get_xlim()))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick(v)))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"{label(x)}, {x_obj.mode}" + (", log scale" if x_obj.log else ""))
@@ -89,6 +90,20 @@ def _staircase(front: Front, x_obj: Objective, y_obj: Objective) -> list[tuple[f
             best = py
             stair.append((px, py))
     return stair
+
+
+def log_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
+    """Tick values between ``lo`` and ``hi`` on a log axis: 1-2-5 steps per decade, every integer step where the
+    range is too narrow for three of them, only decades where it is too wide for ``most``."""
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    ticks: list[float] = []
+    for steps in ((1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0 ** d for d in decades for m in steps if lo <= m * 10.0 ** d <= hi]
+        if len(ticks) >= 3:
+            break
+    if len(ticks) > most:
+        ticks = [t for t in ticks if np.isclose(np.log10(t), round(np.log10(t)))]
+    return ticks
 
 
 def _tick(v: float) -> str:

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from search.front import Record, compute_front, write_artifacts
-from search.front_plot import _tick
+from search.front_plot import _tick, log_ticks
 from search.spec import Objective, parse_spec
 from search.summary import candidate_name, describe_front, fmt, runs_link, ui_lines
 
@@ -61,6 +61,9 @@ def test_html_is_self_contained_and_interactive(front, tmp_path):
 
 def test_log_ticks_tell_nearby_sizes_apart():
     assert [_tick(v) for v in (2000, 5000, 10_000, 2e6, 500)] == ["2k", "5k", "10k", "2M", "500"]
+    assert log_ticks(4000, 14_000) == [4000, 5000, 6000, 7000, 8000, 9000, 10_000]  # within a decade: every step
+    assert log_ticks(3000, 120_000) == [5000, 10_000, 20_000, 50_000, 100_000]
+    assert log_ticks(1e3, 1e9) == [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9]  # wide: decades only
 
 
 def test_description_has_table_knee_hypervolume_baselines_gap_and_link(front):
