@@ -79,7 +79,8 @@ class Tracker:
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
             experiment, artifact_location=artifacts_beside(self.uri), tags={KIND_TAG: KIND})
         if exp is not None and KIND_TAG not in exp.tags:  # made before the tag existed, or by someone else
-            self.client.set_experiment_tag(self.experiment_id, KIND_TAG, KIND)
+            with contextlib.suppress(Exception):  # a reader without write access still reads
+                self.client.set_experiment_tag(self.experiment_id, KIND_TAG, KIND)
 
 
     # --- searches ---
