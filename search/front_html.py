@@ -105,5 +105,6 @@ def _parallel(front: Front, objectives: Sequence[Objective]):
     fig = go.Figure(go.Parcoords(line=dict(color=[1 if i < len(front.members) else 0 for i in range(len(records))],
                                            colorscale=[[0, "#bbb"], [1, "#d62728"]], cmin=0, cmax=1),
                                  dimensions=dims))
-    fig.update_layout(title="All finished candidates, front in red", height=420, margin=dict(l=80, r=80, t=70, b=30))
+    fig.update_layout(title=dict(text="All finished candidates, front in red", y=0.98), height=440,
+                      margin=dict(l=80, r=80, t=100, b=30))
     return fig
