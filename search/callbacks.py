@@ -18,7 +18,8 @@ from ray.tune import Callback
 
 from search import stopping
 from search.candidate import resolve
-from search.front import Record, SearchState, compute_front, write_artifacts
+from search.front import Record, SearchState, compute_front
+from search.front_files import write_artifacts
 from search.metrics import STATIC
 from search.progress import STATUS_EVERY, StatusBoard
 from search.searcher import BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT

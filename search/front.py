@@ -1,4 +1,4 @@
-"""The search's Pareto front: which candidates are on it, and its files (tables, a plot, an interactive page).
+"""The search's Pareto front: which candidates are on it, its hypervolume and knee, and its table.
 
 Only candidates that trained to their full budget are eligible; the math is in ``search.pareto``.
 """
@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from search.pareto import hypervolume, knee_point, non_dominated_mask, to_minimize
 from search.spec import Objective
@@ -75,22 +73,3 @@ def front_table(front: Front, objectives: Sequence[Objective]) -> pa.Table:
         row.update({f"param.{k}": str(v) for k, v in sorted(r.params.items())})
         rows.append(row)
     return pa.Table.from_pylist(rows)
-
-
-def write_artifacts(front: Front, objectives: Sequence[Objective], folder: Path,
-                    baselines: dict[str, dict] | None = None, title: str = "Pareto front") -> list[Path]:
-    """The front's files in ``folder``: ``pareto.parquet`` and ``pareto.csv`` (the table; MLflow previews CSV),
-    ``pareto.png`` (static plot) and ``pareto.html`` (interactive, self-contained)."""
-    import pyarrow.csv as pacsv
-
-    from search.front_html import write_html
-    from search.front_plot import plot_front
-
-    folder.mkdir(parents=True, exist_ok=True)
-    table = front_table(front, objectives)
-    paths = [folder / name for name in ("pareto.parquet", "pareto.csv", "pareto.png", "pareto.html")]
-    pq.write_table(table, paths[0])
-    pacsv.write_csv(table, paths[1])
-    plot_front(front, objectives, paths[2], baselines)
-    write_html(front, objectives, paths[3], title, baselines)
-    return paths

@@ -384,7 +384,7 @@ def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: Searc
     """Baselines and the selection gap on the parent run, the front plot redrawn with the baseline lines; returns
     the same as lines for the terminal."""
     from search import yardstick
-    from search.front import write_artifacts
+    from search.front_files import write_artifacts
     from search.summary import describe_front
     from search.validation import describe
 

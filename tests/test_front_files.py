@@ -10,7 +10,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from search.front import Record, compute_front, write_artifacts
+from search.front import Record, compute_front
+from search.front_files import write_artifacts
 from search.front_plot import _tick, log_ticks
 from search.spec import Objective, parse_spec
 from search.summary import candidate_name, describe_front, fmt, runs_link, ui_lines
