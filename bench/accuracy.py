@@ -28,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from search.metrics import SIZE  # noqa: E402
+
 SETS = ("osuleaf", "gunpoint", "italypowerdemand", "basicmotions", "plaid")
 BASELINE_ORDER = ("nn_euclidean", "nn_dtw", "rocket")
 
@@ -60,7 +62,7 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
         "name": f"acc-{name}",
         "data": {"name": name},
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True},
+                       {"metric": SIZE, "mode": "min", "reference": 1e6, "log": True},
                        {"metric": "flops", "mode": "min", "reference": 1e10, "log": True}],
         "space": space,
         "attention_options": {"performer": {"features": [16, 32]}, "nystrom": {"landmarks": [4, 6]},
@@ -91,7 +93,7 @@ def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline
         best = yardstick.best_by_validation(state.finished.values())
         runs.append({"seed": seed, "wall_s": time.perf_counter() - start, "finished": len(state.finished),
                      "val": best.metrics["val_accuracy"], "test": best.metrics["test_accuracy"],
-                     "gap": yardstick.selection_gap(best), "params": best.metrics["params"],
+                     "gap": yardstick.selection_gap(best), "params": best.metrics[SIZE],
                      "candidate": {k: v for k, v in best.params.items() if "." not in k},
                      "baselines": tracker.baselines(result.parent_run_id)})
         print(f"{name} seed {seed}: best val {runs[-1]['val']:.3f} test {runs[-1]['test']:.3f} "

@@ -32,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from search.metrics import SIZE  # noqa: E402
+
 SETS = ("osuleaf", "plaid")
 WITHIN = 0.01  # "within 1 point" of the best's test accuracy
 TARGET_RATIO = 20.0
@@ -48,7 +50,7 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, folds: int, tmp: Pa
         "data": {"name": name, "cv_folds": folds},
         "baselines": [],
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": SIZE, "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 2}, "width": [8, 16, 32, 64],
                   "heads": [1, 2], "patch_len": sorted({max(2, length // t) for t in (24, 12)}),
                   "lr": {"low": 1e-3, "high": 5e-3, "log": True},
@@ -62,7 +64,7 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, folds: int, tmp: Pa
 def smallest_within(records: list, reference: float):
     """The candidate with the fewest parameters whose test accuracy is at least ``reference - WITHIN``."""
     close = [r for r in records if r.metrics["test_accuracy"] >= reference - WITHIN - 1e-12]
-    return min(close, key=lambda r: (r.metrics["params"], -r.metrics["test_accuracy"])) if close else None
+    return min(close, key=lambda r: (r.metrics[SIZE], -r.metrics["test_accuracy"])) if close else None
 
 
 def latency(tracker, run_id: str, dataset, tmp: Path) -> dict[str, float]:
@@ -81,7 +83,7 @@ def latency(tracker, run_id: str, dataset, tmp: Path) -> dict[str, float]:
 
 
 def _summary(r) -> dict:
-    return {"trial": r.trial_id, "run_id": r.run_id, "params": int(r.metrics["params"]),
+    return {"trial": r.trial_id, "run_id": r.run_id, "params": int(r.metrics[SIZE]),
             "val": r.metrics["val_accuracy"], "test": r.metrics["test_accuracy"],
             "model": {k: v for k, v in r.params.items() if k in ("attention", "depth", "width", "heads",
                                                                   "patch_len")}}
@@ -126,7 +128,7 @@ def run_one(name: str, seed: int, args, tmp: Path) -> dict:
             "students": len(taught), "best": _summary(best),
             "smallest": _summary(small) if small else None,
             "smallest_distilled": _summary(small_distilled) if small_distilled else None,
-            "pairs": [{"params": int(a.metrics["params"]), "plain": a.metrics["test_accuracy"],
+            "pairs": [{"params": int(a.metrics[SIZE]), "plain": a.metrics["test_accuracy"],
                        "distilled": b.metrics["test_accuracy"]} for a, b in pairs],
             "latency": lat, "teacher_line": teacher_line, "plain_s": plain_s,
             "wall_s": time.perf_counter() - start}

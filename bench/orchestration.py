@@ -40,6 +40,10 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from search.metrics import SIZE  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SLOT = "trial_slot"
@@ -75,7 +79,7 @@ def synthetic_trial(config: dict, epochs: int, epoch_s: float, blocking: bool) -
     rng = random.Random(hash((width, depth, float(config.get("lr", 1e-3)))))
     ceiling = 0.6 + 0.3 * (1 - math.exp(-width * depth / 64))
     params = depth * 12 * width * width + 200 * width
-    static = {"params": params, "flops": 40 * params, "latency_ms": 0.01 * depth, "latency_train_batch_ms": 0.2,
+    static = {SIZE: params, "flops": 40 * params, "latency_ms": 0.01 * depth, "latency_train_batch_ms": 0.2,
               "peak_memory_bytes": 1000 * params, "serve_memory_bytes": 100 * params,
               "node_id": ray.get_runtime_context().get_node_id(), "device": "cpu", "gpu_ids": ""}
     with Reporter(tune.report, blocking=blocking) as reporter:
@@ -244,7 +248,7 @@ def bench_spec(tmp: Path, uri: str, concurrency: int, trials: int, epochs: int, 
         "data": {"name": "gunpoint", "cv_folds": "holdout"},
         "baselines": [],
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e7, "log": True}],
+                       {"metric": SIZE, "mode": "min", "reference": 1e7, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 4}, "width": [16, 32, 64, 128],
                   "heads": [1, 2, 4], "patch_len": [10, 15, 30], "data_fraction": {"low": 0.25, "high": 1.0},
                   "lr": {"low": 1e-4, "high": 1e-2, "log": True}},
@@ -356,10 +360,10 @@ def front_cost(n: int, objectives: int, seed: int = 0) -> dict:
     from search.spec import Objective
 
     objs = [Objective(metric="val_accuracy", mode="max", reference=0.0),
-            Objective(metric="params", mode="min", reference=1e7, log=True),
+            Objective(metric=SIZE, mode="min", reference=1e7, log=True),
             Objective(metric="flops", mode="min", reference=1e9, log=True)][:objectives]
     rng = np.random.default_rng(seed)
-    records = [Record(str(i), str(i), {"val_accuracy": float(rng.random()), "params": float(10 ** rng.uniform(3, 6)),
+    records = [Record(str(i), str(i), {"val_accuracy": float(rng.random()), SIZE: float(10 ** rng.uniform(3, 6)),
                                        "flops": float(10 ** rng.uniform(4, 8))}) for i in range(n)]
     t0 = time.perf_counter()
     for i in range(1, n + 1):
@@ -427,7 +431,7 @@ def driver_capacity(store_uri: str, concurrency: int, trials: int, epochs: int, 
             acc = min(0.99, 0.5 + 0.4 * trial.epoch / epochs * width * depth / 512 + rng.gauss(0, 0.01))
             params = depth * 12 * width * width + 200 * width
             row = {"epoch": trial.epoch, "val_accuracy": acc, "val_loss": 1 - acc, "train_loss": 0.9 - acc,
-                   "val_accuracy_std": 0.01, "samples_seen": 50 * trial.epoch, "params": params,
+                   "val_accuracy_std": 0.01, "samples_seen": 50 * trial.epoch, SIZE: params,
                    "flops": 40 * params, "latency_ms": 0.01, "latency_train_batch_ms": 0.2,
                    "peak_memory_bytes": 1000 * params, "serve_memory_bytes": 100 * params,
                    "training_compute": 1e6 * trial.epoch, "node_id": "n", "device": "cpu", "gpu_ids": ""}

@@ -18,10 +18,13 @@ from ray.tune import Callback
 from search import stopping
 from search.batching import MetricBatcher
 from search.candidate import resolve
-from search.front import Record, SearchState, compute_front, extend_front, write_artifacts
+from search.front import Record, SearchState, compute_front, extend_front
+from search.front_files import write_artifacts
+from search.metrics import STATIC
 from search.progress import STATUS_EVERY, StatusBoard
 from search.searcher import BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT
 from search.spec import Spec
+from search.summary import candidate_name, describe_front
 from search.tracking import TRIAL_TAG, Tracker, redact
 from search.validation import HOLDOUT, scheme
 
@@ -32,8 +35,7 @@ NOT_METRICS = {"epoch", "node_id", "device", BUDGET_DONE, INFEASIBLE, REPLAYED, 
                "time_since_restore", "iterations_since_restore", "training_iteration", "experiment_tag",
                "checkpoint_dir_name", "should_checkpoint", "config"}
 
-MEASURED_WITHOUT_TRAINING = {"params", "flops", "latency_ms", "latency_train_batch_ms", "peak_memory_bytes",
-                             "serve_memory_bytes", "train_samples", "work_time_s"}
+MEASURED_WITHOUT_TRAINING = {*STATIC, "train_samples", "work_time_s"}
 
 
 class SearchCallback(Callback):
@@ -54,12 +56,14 @@ class SearchCallback(Callback):
             and retagging every 5 of them would take the driver's whole time.
         status_every: seconds between status lines on the running trials (None or 0: none).
         quiet: print neither status lines nor a line per ended trial (the search's start and end lines remain).
+        dataset: the search's data (``search.datasets.DatasetRecord``), logged as each child run's dataset input.
     """
 
     def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, name: str, modalities: tuple,
                  num_classes: int, target: int, refresh_every: int = 5, status_every: float | None = STATUS_EVERY,
-                 quiet: bool = False, refresh_s: float = 10.0):
+                 quiet: bool = False, refresh_s: float = 10.0, dataset=None):
         self.spec, self.tracker, self.parent_id, self.name = spec, tracker, parent_id, name
+        self.dataset = dataset
         self.modalities, self.num_classes, self.target = modalities, num_classes, target
         self.refresh_every, self.refresh_s = refresh_every, refresh_s
         self.status_every, self.quiet = status_every, quiet
@@ -87,12 +91,13 @@ class SearchCallback(Callback):
     def _load_state(self) -> None:
         self.start = time.monotonic()
         self._refreshed_at, self._refreshed_n = None, 0  # the last front refresh (artifacts and tags)
-        self._tagged: dict[str, bool] = {}  # run id -> the pareto tag it has
+        self._tagged: dict[str, tuple[bool, bool]] = {}  # run id -> the (pareto, knee) marks it has
         self.offline = False
         folds = scheme(self.spec.data)
         self.board = StatusBoard(None if self.quiet else self.status_every, self.spec.training.epochs,
                                  1 if folds == HOLDOUT else int(folds), self.start)
         self.state = self._mlflow(self.tracker.search_state, self.parent_id, self.spec.objectives) or SearchState()
+        self.static_logged: set[str] = set()  # runs whose static measures are in MLflow (logged once, not per epoch)
 
     def _mlflow(self, call, *args, **kwargs):
         """One MLflow call. The first failure turns tracking off for the rest of this run: the search goes on,
@@ -127,10 +132,13 @@ class SearchCallback(Callback):
         self.board.started(trial.trial_id, time.monotonic())
         run_id = self.state.runs.get(trial.trial_id)
         if run_id is None:
+            cand = self.candidate_of(trial.config)
             run_id = self._mlflow(self.tracker.start_candidate, self.parent_id, trial.trial_id,
-                                  f"{self.spec.name}-{trial.trial_id}", _flat(trial.config))
+                                  candidate_name(trial.trial_id, cand["model"], cand["data"]), _flat(trial.config))
             if run_id is not None:
                 self.state.runs[trial.trial_id] = run_id
+                if getattr(self, "dataset", None) is not None:
+                    self._mlflow(self.tracker.log_dataset, [run_id], self.dataset)
         else:  # resumed: the trial restarts from scratch inside the run it already has
             self._mlflow(self.tracker.reopen, run_id)
 
@@ -147,6 +155,14 @@ class SearchCallback(Callback):
         metrics = {k: v for k, v in result.items() if k not in NOT_METRICS and "/" not in k}
         if result.get(INFEASIBLE):  # log what was measured, not the reference-point stand-ins
             metrics = {k: v for k, v in metrics.items() if k in MEASURED_WITHOUT_TRAINING}
+        # Measured once before training, they ride along in every result (schedulers rank on them); MLflow gets
+        # them once, at step 0, so its charts show a value rather than a flat line per epoch.
+        static = {k: metrics.pop(k) for k in STATIC if k in metrics}
+        logged = getattr(self, "static_logged", set())
+        if static and run_id not in logged:
+            self._log_later(run_id, static, step=0)
+            logged.add(run_id)
+            self.static_logged = logged
         self._log_later(run_id, metrics, step=int(result.get("epoch", iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
@@ -240,16 +256,19 @@ class SearchCallback(Callback):
         if final or (n - self._refreshed_n >= self.refresh_every
                      and (self._refreshed_at is None or now - self._refreshed_at >= self.refresh_s)):
             self._refreshed_at, self._refreshed_n = now, n
-            front = {r.run_id for r in self.state.front.members}
-            # only runs whose membership changed are retagged: the others' tags are right already
-            changed = [r.run_id for r in self.state.finished.values()
-                       if self._tagged.get(r.run_id) != (r.run_id in front)]
+            front = self.state.front
+            members, knee = {r.run_id for r in front.members}, front.knee and front.knee.run_id
+            # only runs whose marks changed are marked again: the others' tags and last values are right already
+            marks = {r.run_id: (r.run_id in members, r.run_id == knee) for r in self.state.finished.values()}
+            changed = [run_id for run_id, mark in marks.items() if self._tagged.get(run_id) != mark]
             with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
-                table, plot = write_artifacts(self.state.front, self.spec.objectives, Path(tmp))
-                self._mlflow(self.tracker.log_front, self.parent_id, list(front), changed, table, plot,
-                             self.state.front.hypervolume, step=n)
+                files = write_artifacts(front, self.spec.objectives, Path(tmp), title=f"{self.name}: Pareto front")
+                note = describe_front(self.name, self.tracker.experiment_id, self.parent_id, front,
+                                      self.spec.objectives)
+                self._mlflow(self.tracker.log_front, self.parent_id, list(members), changed, knee, files,
+                             front.hypervolume, step=n, description=note)
             if not self.offline:
-                self._tagged.update({run_id: run_id in front for run_id in changed})
+                self._tagged.update({run_id: marks[run_id] for run_id in changed})
         else:  # cheap live view: hypervolume and front size as metrics
             self._mlflow(self.tracker.log_search_metrics, self.parent_id, {"hypervolume": self.state.front.hypervolume,
                                                              "front_size": len(self.state.front.members)}, step=n)

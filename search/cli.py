@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from search.metrics import SIZE
 from search.spec import DEFAULT_STORAGE
 
 EXIT_USAGE = 2
@@ -203,6 +204,11 @@ def cmd_pareto(args) -> int:
     for line in yardstick.lines(best, tracker.baselines(record.parent_id),
                                 describe(record.spec.data)):
         print(line)
+    from search.summary import ui_lines
+    from search.tracking import redact
+
+    for line in ui_lines(redact(tracker.uri), tracker.experiment_id, record.parent_id, record.spec.objectives):
+        print(line)
     return 0
 
 
@@ -234,7 +240,7 @@ def cmd_export(args) -> int:
                                     "candidate YAML")
         paths = [Path(args.name)]
     else:
-        limits = {k: v for k, v in (("params", args.max_params), ("flops", args.max_flops)) if v is not None}
+        limits = {k: v for k, v in ((SIZE, args.max_params), ("flops", args.max_flops)) if v is not None}
         tracker = Tracker(args.tracking_uri, args.experiment)
         paths = export(tracker, args.name, args.out, args.select, limits)
         if not paths:
@@ -285,7 +291,7 @@ def cmd_train(args) -> int:
 
     out = args.out or args.config.with_suffix(".pt")
     result = retrain(args.config, out)
-    print(f"saved {out}: {result['params']} parameters, fit on {result['train_samples']} training rows, "
+    print(f"saved {out}: {result[SIZE]} parameters, fit on {result['train_samples']} training rows, "
           f"test_accuracy {result['test_accuracy']:.4f}")
     return 0
 

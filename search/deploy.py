@@ -44,6 +44,7 @@ from emule_models.fusion import FUSION, cross_shape
 from emule_models.serving import FlatInputs, InputField, NamedInputs, field_tensors, flat_rows, input_fields
 from emule_models.train import evaluate
 from search.candidate import Candidate, candidate_dataset, read_candidate
+from search.metrics import SIZE
 
 ONNX_RTOL = 1e-4
 ONNX_ATOL = 1e-4
@@ -304,5 +305,5 @@ def register(tracker, trained: Trained, name: str, model: torch.nn.Module | None
     version, run_id = tracker.register_model(
         wrapper, name, example, logits, version_tags={k: v for k, v in tags.items() if v},
         metadata=metadata, run_name=f"model-{source.get('trial_id') or trained.config.stem}",
-        metrics={"test_accuracy": evaluate(model, dataset.test)["accuracy"], "params": count_params(model)})
+        metrics={"test_accuracy": evaluate(model, dataset.test)["accuracy"], SIZE: count_params(model)})
     return Registered(name, version, run_id, wrapper.width)

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from search.export import load_search, write_candidates
+from search.metrics import SIZE
 from search.spec import Spec, load_spec, parse_spec
 from search.teacher import check_teachers
 from search.tracking import Tracker
@@ -69,7 +70,7 @@ def resolve_search_teacher(spec: Spec, tracker: Tracker,
     top = int(spec.distill.teacher.get("top", 1))
     # the same order as best_by_validation: validation accuracy, then fewer parameters
     ranked = sorted((r for r in finished if "test_accuracy" in r.metrics),
-                    key=lambda r: (-r.metrics["val_accuracy"], r.metrics.get("params", 0.0)))[:top]
+                    key=lambda r: (-r.metrics["val_accuracy"], r.metrics.get(SIZE, 0.0)))[:top]
     paths = write_candidates(tracker, record, ranked, Path(out_dir).resolve())
     teacher = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
     spec = spec.model_copy(update={"distill": spec.distill.model_copy(update={"teacher": teacher})})

@@ -19,6 +19,7 @@ from emule_models.cost import count_params
 from emule_models.train import evaluate
 from search.candidate import Candidate, build_seeded, candidate_dataset, read_candidate
 from search.front import Front, Record
+from search.metrics import SIZE, upgrade
 from search.spec import Objective, Spec, parse_spec
 from search.tracking import Tracker, redact
 from search.validation import describe, refit
@@ -93,7 +94,7 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
     dataset = candidate_dataset(cand)
     model = build_seeded(cand)
     params = count_params(model)
-    logged = source.get("metrics", {}).get("params")
+    logged = upgrade(source.get("metrics", {})).get(SIZE)  # exports before the rename say "params"
     if logged is not None and int(logged) != params:
         raise RuntimeError(f"model: rebuilt with {params} parameters but the search logged {int(logged)}")
     log(f"training {path.name}: {cand.model.attention} depth {cand.model.depth} width {cand.model.width}, "
@@ -103,7 +104,7 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
     test = evaluate(model, dataset.test, device=device)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, weights)
-    return {"params": params, "train_samples": rows, "test_accuracy": test["accuracy"]}
+    return {SIZE: params, "train_samples": rows, "test_accuracy": test["accuracy"]}
 
 
 def student_soft_labels(cand: Candidate, dataset, device: str = "cpu", log=print):
@@ -147,7 +148,7 @@ def _number(text: str) -> Any:
 
 def front_rows(front: Front, metrics: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
-    for r in sorted(front.members, key=lambda r: r.metrics.get("params", 0)):
+    for r in sorted(front.members, key=lambda r: r.metrics.get(SIZE, 0)):
         row = {"trial": r.trial_id, **{m: r.metrics.get(m) for m in metrics}}
         row["test_accuracy"] = r.metrics.get("test_accuracy")
         for k in ("attention", "depth", "width", "heads", "data_fraction", "selection"):

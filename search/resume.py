@@ -104,8 +104,10 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
     runner.set_up_environment()
     experiment, session, spec, tracker, dataset = _open(name, storage)
     parent_id, name = session["parent_run_id"], store.name(experiment)
+    from search.datasets import describe as describe_data
+
     callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes),
-                              session["target"])
+                              session["target"], dataset=describe_data(dataset, spec.data))
     callback.out = out
     analysis = ExperimentAnalysis(experiment)
     frames = analysis.trial_dataframes

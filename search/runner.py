@@ -188,8 +188,12 @@ def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, 
     """Build the Tuner for a new (or never-saved) experiment and run it."""
     from ray import tune
 
+    from search.datasets import describe as describe_data
+
+    record = describe_data(dataset, spec.data)
+    tracker.log_dataset([parent_id], record)  # the parent run's Dataset column; each child run gets it too
     callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes), target,
-                              status_every=status_every, quiet=quiet)
+                              status_every=status_every, quiet=quiet, dataset=record)
     callback.out = out
     searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
                                        sampler=build_sampler(spec), points_to_evaluate=points or None,
@@ -394,6 +398,11 @@ def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: 
           f"hypervolume {front.hypervolume:.4g}", file=out, flush=True)
     for line in accuracy:
         print(line, file=out, flush=True)
+    if summary.finished:
+        from search.summary import ui_lines
+
+        for line in ui_lines(redact(tracker.uri), tracker.experiment_id, parent_id, spec.objectives):
+            print(line, file=out, flush=True)
     if status != "complete":
         print(f"continue it with: emule resume {name}", file=out, flush=True)
     return SearchResult(name, parent_id, front, len(summary.finished), summary.failed, summary.stopped,
@@ -405,16 +414,20 @@ def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: Searc
     """Baselines and the selection gap on the parent run, the front plot redrawn with the baseline lines; returns
     the same as lines for the terminal."""
     from search import yardstick
-    from search.front import write_artifacts
+    from search.front_files import write_artifacts
+    from search.summary import describe_front
     from search.validation import describe
 
     best = yardstick.best_by_validation(summary.finished.values())
     if baselines:
         tracker.log_baselines(parent_id, baselines, yardstick.baseline_metrics(baselines))
-        if summary.finished:
-            with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:  # the same front, now with the lines
-                tracker.log_front_artifacts(parent_id, *write_artifacts(summary.front, spec.objectives, Path(tmp),
-                                                                        baselines))
+    if summary.finished:  # the same front, now with the baselines and the selection gap
+        name = tracker.search_name(parent_id)
+        note = describe_front(name, tracker.experiment_id, parent_id, summary.front, spec.objectives, baselines, best,
+                              describe(spec.data))
+        with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
+            tracker.log_front_artifacts(parent_id, write_artifacts(summary.front, spec.objectives, Path(tmp),
+                                                                   baselines, f"{name}: Pareto front"), note)
     if best is not None:
         tracker.log_search_metrics(parent_id, {"selection_gap": yardstick.selection_gap(best)},
                                    step=len(summary.finished))

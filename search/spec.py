@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from search.metrics import ALIASES, SIZE, canonical
 from search.storage import absolute as absolute_storage
 from search.storage import is_uri
 
@@ -32,7 +33,8 @@ DEFAULT_STORAGE = "emule_runs"  # where experiment state goes when a spec or com
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "qmc")
 SCHEDULERS = ("none", "asha", "mo-asha")
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
-OBJECTIVE_METRICS = {"val_accuracy": "max", "params": "min", "flops": "min", "latency_ms": "min",
+# The model size is `param_count`; its former name `params` is accepted (search.metrics.ALIASES).
+OBJECTIVE_METRICS = {"val_accuracy": "max", SIZE: "min", "flops": "min", "latency_ms": "min",
                      "training_compute": "min", "train_time_s": "min"}
 
 
@@ -91,9 +93,10 @@ class Objective(Strict):
     @field_validator("metric")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in OBJECTIVE_METRICS:
-            raise ValueError(f"{v!r} is not a metric trials report; accepted: {sorted(OBJECTIVE_METRICS)}")
-        return v
+        if canonical(v) not in OBJECTIVE_METRICS:
+            raise ValueError(f"{v!r} is not a metric trials report; accepted: {sorted(OBJECTIVE_METRICS)} "
+                             f"(former names: {sorted(ALIASES)})")
+        return canonical(v)
 
 
 class Training(Strict):
@@ -158,7 +161,7 @@ class Constraints(Strict):
 
     def limits(self) -> dict[str, float]:
         """metric -> limit, for the constraints that are set."""
-        pairs = (("params", self.max_params), ("flops", self.max_flops), ("latency_ms", self.max_latency_ms))
+        pairs = ((SIZE, self.max_params), ("flops", self.max_flops), ("latency_ms", self.max_latency_ms))
         return {metric: limit for metric, limit in pairs if limit is not None}
 
 

@@ -31,11 +31,15 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from search.front import Record, SearchState, compute_front  # noqa: E402
+from search.metrics import upgrade  # noqa: E402
 
 SEARCH_TAG = "emule.search"
 TRIAL_TAG = "emule.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
 STOP_REASON_TAG = "emule.stop_reason"  # on runs closed as KILLED: what stopped them
+NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as Markdown on its page
+# Without it MLflow 3 may open the experiment in its GenAI mode (a traces dashboard); this one says "model training".
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 PARAM_LIMIT = 6000  # MLflow's param value limit; longer values are cut (they are in the candidate artifact anyway)
 
 
@@ -73,7 +77,10 @@ class Tracker:
             raise ConnectionError(f"tracking.uri: cannot reach MLflow at {redact(self.uri)!r} ({type(e).__name__}: "
                                   f"{redact(str(e).splitlines()[0]) if str(e) else ''})") from None
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
-            experiment, artifact_location=artifacts_beside(self.uri))
+            experiment, artifact_location=artifacts_beside(self.uri), tags={KIND_TAG: KIND})
+        if exp is not None and KIND_TAG not in exp.tags:  # made before the tag existed, or by someone else
+            with contextlib.suppress(Exception):  # a reader without write access still reads
+                self.client.set_experiment_tag(self.experiment_id, KIND_TAG, KIND)
 
 
     # --- searches ---
@@ -220,7 +227,7 @@ class Tracker:
         for run in self.candidates(parent_id):
             tags, trial_id = run.data.tags, run.data.tags.get(TRIAL_TAG)
             state.runs[trial_id] = run.info.run_id
-            metrics = dict(run.data.metrics)
+            metrics = upgrade(run.data.metrics)  # runs from before a metric's rename read under its new name
             if tags.get("budget_done") == "true" and all(o.metric in metrics for o in objectives):
                 state.finished[trial_id] = Record(trial_id, run.info.run_id, metrics, dict(run.data.params))
             elif tags.get("feasible") == "false":
@@ -233,18 +240,40 @@ class Tracker:
         return state
 
     # --- the front ---
-    def log_front(self, parent_id: str, front_run_ids: Sequence[str], all_run_ids: Sequence[str],
-                  table_path: Path, plot_path: Path, hypervolume: float, step: int) -> None:
-        front = set(front_run_ids)
-        for run_id in all_run_ids:
-            self.client.set_tag(run_id, "pareto", "true" if run_id in front else "false")
-        self.log_front_artifacts(parent_id, table_path, plot_path)
+    def log_front(self, parent_id: str, front_run_ids: Sequence[str], marked_run_ids: Sequence[str],
+                  knee_run_id: str | None, artifacts: Sequence[Path], hypervolume: float, step: int,
+                  description: str | None = None) -> None:
+        """Mark the finished candidates ``marked_run_ids`` (those whose marks changed) on or off the front and the
+        knee - as tags (``pareto``, ``knee``: true/false, for filters) and as 0/1 metrics at ``step`` (MLflow's
+        charts colour and filter by metrics, not tags) - then attach the front's files and the description to the
+        parent run."""
+        front, now = set(front_run_ids), _now()
+        for run_id in marked_run_ids:
+            marks = {"pareto": run_id in front, "knee": run_id == knee_run_id}
+            self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in marks.items()],
+                                  tags=[RunTag(k, str(v).lower()) for k, v in marks.items()])
+        self.log_front_artifacts(parent_id, artifacts, description)
         self.log_search_metrics(parent_id, {"hypervolume": hypervolume, "front_size": len(front)}, step)
 
-    def log_front_artifacts(self, parent_id: str, table_path: Path, plot_path: Path) -> None:
-        """``pareto.parquet`` and ``pareto.png`` on the parent run (replacing earlier ones)."""
-        self.client.log_artifact(parent_id, str(table_path))
-        self.client.log_artifact(parent_id, str(plot_path))
+    def log_front_artifacts(self, parent_id: str, artifacts: Sequence[Path], description: str | None = None) -> None:
+        """The front's files on the parent run (replacing earlier ones), and its Markdown description."""
+        for path in artifacts:
+            self.client.log_artifact(parent_id, str(path))
+        if description is not None:
+            self.client.set_tag(parent_id, NOTE_TAG, description)
+
+    def log_dataset(self, run_ids: Sequence[str], record, context: str = "training") -> None:
+        """The search's data (a ``search.datasets.DatasetRecord``) as an MLflow dataset input of each run: the
+        runs table's Dataset column and each run page say what it trained on."""
+        import numpy as np
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.types import Schema, TensorSpec
+
+        schema = Schema([TensorSpec(np.dtype(dtype), shape, name) for name, dtype, shape in record.columns])
+        entity = Dataset(record.name, record.digest, record.source_type, json.dumps(record.source),
+                         json.dumps({"mlflow_colspec": schema.to_dict()}), json.dumps(record.profile))
+        for run_id in run_ids:
+            self.client.log_inputs(run_id, datasets=[DatasetInput(entity, [InputTag("mlflow.data.context", context)])])
 
     # --- the model registry ---
     def register_model(self, module, name: str, input_example, output_example, version_tags: dict[str, str],

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from search.front import Record
+from search.metrics import SIZE
 
 
 def best_by_validation(records: Iterable[Record]) -> Record | None:
@@ -14,7 +15,7 @@ def best_by_validation(records: Iterable[Record]) -> Record | None:
     scored = [r for r in records if "val_accuracy" in r.metrics and "test_accuracy" in r.metrics]
     if not scored:
         return None
-    return max(scored, key=lambda r: (r.metrics["val_accuracy"], -r.metrics.get("params", 0.0)))
+    return max(scored, key=lambda r: (r.metrics["val_accuracy"], -r.metrics.get(SIZE, 0.0)))
 
 
 def selection_gap(best: Record | None) -> float | None:

@@ -24,14 +24,15 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """A real `mlflow server` (one worker, job execution off) on a sqlite store, in its own process group."""
+    """A real `mlflow server` (one worker, job execution off) on a sqlite store, in its own process group.
+    ``backend``: an existing store to serve (its runs' artifacts are read where they lie), as `mlflow ui` does."""
 
-    def __init__(self, folder: Path, port: int):
-        self.folder, self.port, self.proc = folder, port, None
+    def __init__(self, folder: Path, port: int, backend: str | None = None):
+        self.folder, self.port, self.proc, self.backend = folder, port, None, backend
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+               "--workers", "1", "--backend-store-uri", self.backend or f"sqlite:///{self.folder / 'server.db'}",
                "--artifacts-destination", str(self.folder / "artifacts")]
         self.proc = subprocess.Popen(cmd, cwd=self.folder, env=ENV, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)

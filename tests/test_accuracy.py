@@ -36,7 +36,7 @@ def searched(ray_local, tmp_path_factory):
         "data": {"name": "gunpoint", "cv_folds": FOLDS},
         "baselines": ["nn_euclidean", "nn_dtw"],
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"depth": 1, "width": [16, 32], "heads": 2, "patch_len": [15, 30]},
         "training": {"epochs": EPOCHS, "batch_size": 16},
         "search": {"sampler": "random", "trials": 3, "concurrency": 2, "seed": 0, "storage": str(tmp / "runs")},
@@ -83,9 +83,10 @@ def test_parent_run_holds_baselines_and_selection_gap(searched, tmp_path):
                                                                  str(tmp_path))).read())
     assert set(recorded) == {"nn_euclidean", "nn_dtw"}
     assert "pareto.png" in {a.path for a in tracker.client.list_artifacts(result.parent_run_id)}
-    tail = out.splitlines()[-3:]  # the final lines: the best candidate beside the baselines
+    tail = out.splitlines()[-6:]  # the final lines: the best candidate beside the baselines, then the UI's links
     assert tail[0].startswith("best by validation:") and "3-fold cross-validation" in tail[0]
     assert tail[1].startswith("  baseline 1-NN Euclidean: val_accuracy") and "1-NN DTW" in tail[2]
+    assert tail[3].startswith("look at it in MLflow: mlflow ui --backend-store-uri sqlite:///")
 
 
 def test_export_records_the_refit_and_train_repeats_it(searched, tmp_path):

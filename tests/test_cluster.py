@@ -58,7 +58,7 @@ def write_spec(path: Path, tmp: Path, trials: int, epochs: int, storage: str) ->
         "data": {"name": "osuleaf"},
         "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": 1, "width": [16, 32], "heads": 1,
                   "patch_len": [16, 32], "data_fraction": {"low": 0.3, "high": 0.6}},
         "training": {"epochs": epochs, "batch_size": 32},

@@ -272,7 +272,7 @@ def test_cli_exports_a_search_front_member_once_it_is_trained(tmp_path, capsys, 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     raw = {"name": "gp", "data": {"name": "gunpoint"}, "baselines": [],
            "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                          {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                          {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
            "space": {"depth": [1]}, "training": {"epochs": 1, "batch_size": 16},
            "search": {"sampler": "random", "trials": 1, "storage": str(tmp_path / "runs")},
            "tracking": {"uri": uri, "experiment": "emule"}}
@@ -283,7 +283,7 @@ def test_cli_exports_a_search_front_member_once_it_is_trained(tmp_path, capsys, 
     tracker = Tracker(uri, "emule")
     parent = tracker.start_search("gp-run", {}, yaml.safe_dump(raw))
     run = tracker.start_candidate(parent, "t1", "t1", {})
-    tracker.log_metrics(run, {"val_accuracy": 0.7, "params": count_params(build_model(cand.model))}, step=1)
+    tracker.log_metrics(run, {"val_accuracy": 0.7, "param_count": count_params(build_model(cand.model))}, step=1)
     tracker.finish_candidate(run, "FINISHED", {"budget_done": "true"}, cand.to_dict())
 
     export = ["export", "gp", "--out", str(tmp_path / "exports"), "--format", "onnx", "--tracking-uri", uri]

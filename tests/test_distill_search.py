@@ -18,6 +18,7 @@ from search.candidate import load_weights
 from search.cli import main
 from search.distill import resolve_search_teacher
 from search.export import export, load_search, retrain, write_candidates
+from search.metrics import SIZE
 from search.runner import run_search
 from search.spec import parse_spec
 from search.teacher import teacher_refs
@@ -100,7 +101,7 @@ def test_a_distilled_student_is_exported_retrained_and_written_as_onnx(searches)
         assert main(["train", str(path)]) == 0  # the refit's soft labels come from the search's cache
         assert len(list((tmp / ".emule" / "soft_labels").glob("*.npy"))) == cached
         model = load_weights(path.with_suffix(".pt"))
-        assert sum(p.numel() for p in model.parameters()) == doc["source"]["metrics"]["params"]
+        assert sum(p.numel() for p in model.parameters()) == doc["source"]["metrics"][SIZE]
         assert main(["export", str(path), "--format", "onnx"]) == 0
         assert path.with_suffix(".onnx").is_file()
     finally:
@@ -145,7 +146,7 @@ def test_the_top_k_of_a_search_teach_as_an_ensemble(searches, tmp_path):
     resolved, tags = resolve_search_teacher(spec, tracker, tmp_path)
     record = load_search(tracker, "plain-run")
     ranked = sorted(record.front.members + record.front.others,
-                    key=lambda r: (-r.metrics["val_accuracy"], r.metrics["params"]))
+                    key=lambda r: (-r.metrics["val_accuracy"], r.metrics[SIZE]))
     assert resolved.distill.teacher == [str(tmp_path / f"plain-run-{r.trial_id}.yaml") for r in ranked[:2]]
     assert tags["emule.distilled_from"] == "plain-run" and len(tags["emule.teacher"].split(",")) == 2
     assert len(teacher_refs(resolved)) == 2

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+from pathlib import Path
 
 import numpy as np
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -17,6 +20,7 @@ from search.export import export, load_search, retrain
 from search.pareto import dominates, to_minimize
 from search.runner import run_search
 from search.spec import parse_spec
+from search.summary import runs_link
 from search.tracking import PARENT_TAG, Tracker
 
 pytestmark = pytest.mark.slow
@@ -32,7 +36,7 @@ def finished_search(ray_local, tmp_path_factory):
         "data": {"name": "osuleaf"},
         "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True},
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True},
                        {"metric": "flops", "mode": "min", "reference": 1e9, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 2}, "width": [16, 32],
                   "heads": [1, 2], "patch_len": [16, 32], "data_fraction": {"low": 0.3, "high": 1.0},
@@ -58,9 +62,15 @@ def test_every_trial_logged_once_under_the_parent(finished_search):
     assert len({r.data.tags["emule.trial_id"] for r in runs}) == TRIALS
     for r in runs:
         assert r.info.status == "FINISHED"
-        assert {"val_accuracy", "test_accuracy", "params", "flops", "train_time_s", "latency_ms"} <= set(r.data.metrics)
+        assert {"val_accuracy", "test_accuracy", "param_count", "flops", "train_time_s",
+                "latency_ms"} <= set(r.data.metrics)
         history = tracker.client.get_metric_history(r.info.run_id, "val_accuracy")
         assert [m.step for m in history] == [1, 2]  # per-epoch validation metrics
+        for static in ("param_count", "flops", "latency_ms", "peak_memory_bytes"):  # measured once, logged once
+            assert [m.step for m in tracker.client.get_metric_history(r.info.run_id, static)] == [0]
+        trial = r.data.tags["emule.trial_id"]
+        cand = tracker.candidate(r.info.run_id)["model"]
+        assert r.info.run_name.startswith(f"{trial} {cand['attention']} d{cand['depth']} w{cand['width']}")
 
 
 def test_front_is_exactly_the_non_dominated_set(finished_search):
@@ -71,6 +81,10 @@ def test_front_is_exactly_the_non_dominated_set(finished_search):
     front = [r.info.run_id for r in runs if r.data.tags["pareto"] == "true"]
     rest = [r.info.run_id for r in runs if r.data.tags["pareto"] == "false"]
     assert front and len(front) + len(rest) == TRIALS
+    # the same marks as 0/1 metrics, which MLflow's charts can colour and filter by
+    assert sorted(r.info.run_id for r in runs if r.data.metrics["pareto"] == 1.0) == sorted(front)
+    knees = [r.info.run_id for r in runs if r.data.metrics["knee"] == 1.0]
+    assert knees == [r.info.run_id for r in runs if r.data.tags["knee"] == "true"] == [result.front.knee.run_id]
     for a in front:
         assert not any(dominates(points[b], points[a]) for b in points)
     for a in rest:
@@ -84,11 +98,37 @@ def test_parent_run_has_front_artifacts_and_hypervolume(finished_search, tmp_pat
     assert parent.data.metrics["hypervolume"] == pytest.approx(result.front.hypervolume)
     assert parent.data.params["search.sampler"] == "random"
     names = {a.path for a in tracker.client.list_artifacts(result.parent_run_id)}
-    assert {"spec.yaml", "pareto.parquet", "pareto.png"} <= names
+    assert {"spec.yaml", "pareto.parquet", "pareto.csv", "pareto.png", "pareto.html"} <= names
     table = pq.read_table(tracker.client.download_artifacts(result.parent_run_id, "pareto.parquet", str(tmp_path)))
     assert table.num_rows == len(result.front.members)
     assert set(table.column("run_id").to_pylist()) == {r.run_id for r in result.front.members}
+    csv = pacsv.read_csv(tracker.client.download_artifacts(result.parent_run_id, "pareto.csv", str(tmp_path)))
+    assert csv.column("trial_id").to_pylist() == table.column("trial_id").to_pylist()
+    html = Path(tracker.client.download_artifacts(result.parent_run_id, "pareto.html", str(tmp_path))).read_text()
+    assert all(r.trial_id in html for r in result.front.members)
     assert f"{TRIALS}/{TRIALS} ended ({TRIALS} full" in out  # progress lines
+
+
+def test_parent_run_describes_the_front_and_the_end_links_to_it(finished_search):
+    spec, result, tracker, _, out = finished_search
+    note = tracker.client.get_run(result.parent_run_id).data.tags["mlflow.note.content"]
+    exp = tracker.experiment_id
+    for r in result.front.members:  # each front member's trial id, linked to its run
+        assert f"[{r.trial_id}](#/experiments/{exp}/runs/{r.run_id}?workflowType=machine_learning)" in note
+    assert f"`{result.front.knee.trial_id}`" in note and "reference point val_accuracy = 0" in note
+    assert "Best by validation" in note  # where "honest accuracy" stands
+    link = runs_link(exp, result.parent_run_id, spec.objectives)
+    assert link in note and f"http://127.0.0.1:5000/{link}" in out.splitlines()[-1]
+    assert tracker.client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_dataset_is_an_input_of_every_run(finished_search):
+    spec, result, tracker, _, _ = finished_search
+    runs = [tracker.client.get_run(result.parent_run_id)] + tracker.candidates(result.parent_run_id)
+    seen = {(i.dataset.name, i.dataset.digest, i.dataset.source_type) for r in runs for i in r.inputs.dataset_inputs}
+    assert len(seen) == 1 and next(iter(seen))[:1] == ("osuleaf",)
+    schema = json.loads(runs[0].inputs.dataset_inputs[0].dataset.schema)["mlflow_colspec"]
+    assert [c["name"] for c in schema] == ["outline", "silhouette", "label"]
 
 
 def test_pretraining_is_counted_and_cached(finished_search):
@@ -118,10 +158,10 @@ def test_export_then_train_reproduces_the_config(finished_search, tmp_path):
     assert len(paths) == 1
     doc = yaml.safe_load(paths[0].read_text())
     cfg = ModelConfig.from_dict(doc["model"])
-    assert count_params(build_model(cfg)) == int(doc["source"]["metrics"]["params"])
+    assert count_params(build_model(cfg)) == int(doc["source"]["metrics"]["param_count"])
     logs = []
     metrics = retrain(paths[0], tmp_path / "w.pt", log=logs.append)
-    assert metrics["params"] == int(doc["source"]["metrics"]["params"])
+    assert metrics["param_count"] == int(doc["source"]["metrics"]["param_count"])
     model = load_weights(tmp_path / "w.pt")
     assert model.cfg == cfg
     assert len(logs) == 1 + doc["training"]["epochs"]

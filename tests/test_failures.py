@@ -21,7 +21,7 @@ def spec_with(tmp, space: dict, trials: int, retries: int = 0):
         "data": {"name": "osuleaf"},
         "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e12, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e12, "log": True}],
         "space": {"depth": 1, "heads": 1, "patch_len": 16, **space},
         "training": {"epochs": 2},
         "search": {"sampler": "random", "trials": trials, "concurrency": 1, "seed": 0, "retries": retries,
@@ -63,7 +63,7 @@ def test_trial_past_its_time_limit_fails_cleanly_and_shows_progress_meanwhile(ra
         "data": {"name": "osuleaf", "cv_folds": "holdout"},
         "baselines": [],
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e12, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e12, "log": True}],
         "space": {"depth": 2, "width": 128, "heads": 1, "patch_len": 64, "image_patch": [1, 32]},
         "training": {"epochs": 3},
         "search": {"sampler": "random", "trials": 3, "concurrency": 2, "seed": 1, "max_trial_seconds": 15,

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from search.front import Record, compute_front, extend_front
+from search.metrics import SIZE
 from search.spec import Objective
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
-              Objective(metric="params", mode="min", reference=1e7, log=True),
+              Objective(metric=SIZE, mode="min", reference=1e7, log=True),
               Objective(metric="flops", mode="min", reference=1e9, log=True)]
 
 
 def record(i: int, acc: float, params: float, flops: float) -> Record:
-    return Record(str(i), f"run-{i}", {"val_accuracy": acc, "params": params, "flops": flops})
+    return Record(str(i), f"run-{i}", {"val_accuracy": acc, SIZE: params, "flops": flops})
 
 
 @pytest.mark.parametrize("seed", range(5))

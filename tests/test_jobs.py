@@ -20,7 +20,7 @@ def write_spec(tmp: Path, **changes) -> Path:
         "data": {"name": "osuleaf"},
         "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": 1, "width": [16, 32], "heads": 1,
                   "lr": {"low": 1e-3, "high": 3e-3, "log": True}},
         "training": {"epochs": 1},

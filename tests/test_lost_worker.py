@@ -73,7 +73,7 @@ def test_worker_lost_mid_trial_is_retried_elsewhere(cluster, tmp_path):
         "name": "lost", "data": {"name": "osuleaf"},
         "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": 2, "width": [32, 64], "heads": 2},
         "training": {"epochs": EPOCHS},
         "search": {"sampler": "random", "trials": TRIALS, "concurrency": 2, "retries": 2, "seed": 4,

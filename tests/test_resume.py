@@ -36,7 +36,7 @@ def write_spec(tmp: Path, storage: str | None = None) -> Path:
         "data": {"name": "osuleaf"},
         "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 2}, "width": [16, 32],
                   "heads": [1, 2], "lr": {"low": 1e-3, "high": 3e-3, "log": True}},
         "training": {"epochs": EPOCHS},

@@ -24,7 +24,7 @@ def tiny(tmp, **changes) -> dict:
         "data": {"name": "osuleaf"},
         "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": {"low": 1, "high": 2}, "width": [16, 32, 64],
                   "heads": [1, 2], "lr": {"low": 1e-3, "high": 3e-3, "log": True}},
         "training": {"epochs": 3, "batch_size": 32},
@@ -43,18 +43,19 @@ def test_searcher_tells_pruned_failed_infeasible_and_complete():
                                        sampler=build_sampler(spec), limits=spec.constraints.limits())
     for tid in "abcde":
         searcher.suggest(tid)
-    searcher.on_trial_complete("a", {"val_accuracy": 0.5, "params": 5000, "budget_done": True})
-    searcher.on_trial_complete("b", {"val_accuracy": 0.2, "params": 5000})  # stopped early
+    searcher.on_trial_complete("a", {"val_accuracy": 0.5, "param_count": 5000, "budget_done": True})
+    searcher.on_trial_complete("b", {"val_accuracy": 0.2, "param_count": 5000})  # stopped early
     searcher.on_trial_complete("c", None, error=True)
-    searcher.on_trial_complete("d", {"val_accuracy": 0.0, "params": 20_000, "infeasible": True})
+    searcher.on_trial_complete("d", {"val_accuracy": 0.0, "param_count": 20_000, "infeasible": True})
     # past search.max_trial_seconds: its last values (here a partial accuracy) must not reach the sampler
-    searcher.on_trial_complete("e", {"val_accuracy": 0.4, "params": 5000, "timed_out": True, "error": "timeout: ..."})
+    searcher.on_trial_complete("e", {"val_accuracy": 0.4, "param_count": 5000, "timed_out": True,
+                                     "error": "timeout: ..."})
     states = [t.state for t in searcher._ot_study.get_trials()]
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                       optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
     trials = searcher._ot_study.get_trials()
-    assert trials[0].constraints == {"params": pytest.approx(-0.5)}
-    assert trials[3].constraints == {"params": pytest.approx(1.0)}
+    assert trials[0].constraints == {"param_count": pytest.approx(-0.5)}
+    assert trials[3].constraints == {"param_count": pytest.approx(1.0)}
     assert trials[1].values is None
 
 
@@ -82,10 +83,10 @@ def test_constraints_skip_training_and_mark_infeasible(ray_local, tmp_path):
     infeasible = [r for r in runs if r.data.tags["feasible"] == "false"]
     assert len(infeasible) == result.infeasible >= 1
     for r in infeasible:
-        assert r.data.metrics["params"] > 15_000
+        assert r.data.metrics["param_count"] > 15_000
         assert "val_accuracy" not in r.data.metrics  # never trained, no stand-in logged
-        assert "params" in r.data.tags["violations"]
-    assert all(r.metrics["params"] <= 15_000 for r in result.front.members)
+        assert "param_count" in r.data.tags["violations"]
+    assert all(r.metrics["param_count"] <= 15_000 for r in result.front.members)
 
 
 @pytest.mark.slow

@@ -67,7 +67,7 @@ def test_credentials_in_tracking_uri_never_logged(tmp_path):
             "name": "secret", "data": {"name": "osuleaf"},
             "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
             "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                           {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                           {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
             "space": {"attention": ["softmax", "linear"], "width": 16, "heads": 1, "depth": 1},
             "training": {"epochs": 1},
             "search": {"sampler": "random", "trials": 2, "concurrency": 1, "storage": str(tmp_path / "runs")},

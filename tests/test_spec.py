@@ -32,7 +32,7 @@ DELETE = object()
 
 def test_quickstart_loads():
     spec = load_spec(ROOT / "spaces" / "quickstart.yaml")
-    assert spec.metrics == ["val_accuracy", "params", "flops"]
+    assert spec.metrics == ["val_accuracy", "param_count", "flops"]
     assert isinstance(spec.space["depth"], Range) and spec.space["depth"].is_int()
 
 
@@ -50,7 +50,7 @@ def test_quickstart_loads():
     ("data.name", "imagenet", "data.name: 'imagenet' - not a built-in dataset"),
     ("data", DELETE, "data: missing"),
     ("objectives", [{"metric": "acc", "mode": "max", "reference": 0}], "objectives.0.metric: 'acc'"),
-    ("objectives", [{"metric": "params", "mode": "up", "reference": 0}], "objectives.0.mode: 'up'"),
+    ("objectives", [{"metric": "param_count", "mode": "up", "reference": 0}], "objectives.0.mode: 'up'"),
     ("objectives", [], "objectives: []"),
     ("search.sampler", "annealing", "search.sampler: 'annealing'"),
     ("search.trials", 0, "search.trials: 0"),

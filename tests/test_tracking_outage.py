@@ -25,7 +25,7 @@ def write_spec(tmp: Path, uri: str) -> Path:
         "data": {"name": "osuleaf"},
         "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": ["softmax", "linear"], "width": [16, 32], "heads": [1, 2], "depth": 1},
         "training": {"epochs": 4},
         "search": {"sampler": "random", "trials": TRIALS, "concurrency": 1, "storage": str(tmp / "runs")},

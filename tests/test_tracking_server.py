@@ -45,7 +45,7 @@ def test_search_logs_to_a_postgres_backed_server(server, ray_local, tmp_path):
         "data": {"name": "osuleaf"},
         "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
-                       {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
+                       {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": ["softmax", "linear"], "depth": 1, "width": [16, 32], "heads": 1,
                   "patch_len": [16, 32], "data_fraction": {"low": 0.3, "high": 0.6}},
         "training": {"epochs": 2, "batch_size": 32},
@@ -59,7 +59,7 @@ def test_search_logs_to_a_postgres_backed_server(server, ray_local, tmp_path):
     tracker = Tracker(server.uri, "pg")
     runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{PARENT_TAG}` = '{result.parent_run_id}'")
     assert len(runs) == TRIALS and all(r.info.status == "FINISHED" for r in runs)
-    assert all({"val_accuracy", "params", "test_accuracy"} <= set(r.data.metrics) for r in runs)
+    assert all({"val_accuracy", "param_count", "test_accuracy"} <= set(r.data.metrics) for r in runs)
     record = load_search(tracker, "pg-run")  # the front read back through the server
     assert {r.run_id for r in record.front.members} == {r.run_id for r in result.front.members}
 

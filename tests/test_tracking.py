@@ -1,0 +1,74 @@
+"""search.tracking against a real MLflow SQLite store in a temp dir: the front's marks, the description, dataset
+inputs, the experiment's kind, and records made before the size metric's rename."""
+
+from __future__ import annotations
+
+import json
+
+from mlflow.tracking import MlflowClient
+
+from search.candidate import load_section
+from search.datasets import describe
+from search.front import compute_front
+from search.spec import Objective
+from search.tracking import Tracker
+
+OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
+              Objective(metric="param_count", mode="min", reference=1e6, log=True)]
+
+
+def tracker(tmp_path) -> Tracker:
+    return Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
+
+
+def finished(t: Tracker, parent: str, trial: str, metrics: dict) -> str:
+    run = t.start_candidate(parent, trial, trial, {})
+    t.log_metrics(run, metrics, step=1)
+    t.finish_candidate(run, "FINISHED", {"budget_done": "true"})
+    return run
+
+
+def test_front_marks_are_tags_and_metrics_and_latest_wins(tmp_path):
+    t = tracker(tmp_path)
+    parent = t.start_search("s-1", {}, "name: s\n")
+    a = finished(t, parent, "a", {"val_accuracy": 0.9, "param_count": 5000})
+    b = finished(t, parent, "b", {"val_accuracy": 0.5, "param_count": 1000})
+    t.log_front(parent, [a], [a, b], a, [], 0.5, step=2, description="## front\n")
+    t.log_front(parent, [a, b], [a, b], b, [], 0.7, step=3)  # the next refresh: b joined and is the knee
+    runs = {r.info.run_id: r.data for r in t.candidates(parent)}
+    assert {k: (d.metrics["pareto"], d.metrics["knee"], d.tags["pareto"], d.tags["knee"]) for k, d in runs.items()} \
+        == {a: (1.0, 0.0, "true", "false"), b: (1.0, 1.0, "true", "true")}
+    assert t.client.get_run(parent).data.tags["mlflow.note.content"] == "## front\n"
+
+
+def test_runs_from_before_the_rename_still_count(tmp_path):
+    t = tracker(tmp_path)
+    parent = t.start_search("old-1", {}, "name: old\n")
+    finished(t, parent, "a", {"val_accuracy": 0.9, "params": 5000})  # what searches logged before param_count
+    state = t.search_state(parent, OBJECTIVES)
+    assert state.finished["a"].metrics["param_count"] == 5000
+    assert compute_front(list(state.finished.values()), OBJECTIVES).members[0].trial_id == "a"
+
+
+def test_experiment_opens_as_model_training(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).create_experiment("made-elsewhere", artifact_location=(tmp_path / "a").as_uri())
+    for name in ("new", "made-elsewhere"):
+        t = Tracker(uri, name)
+        assert t.client.get_experiment(t.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_dataset_input_names_digest_source_and_schema(tmp_path):
+    dataset = load_section({"name": "gunpoint"})
+    record = describe(dataset, {"name": "gunpoint"})
+    assert record == describe(load_section({"name": "gunpoint"}), {"name": "gunpoint"})  # same data, same digest
+    t = tracker(tmp_path)
+    parent = t.start_search("s-1", {}, "name: s\n")
+    t.log_dataset([parent], record)
+    (item,) = t.client.get_run(parent).inputs.dataset_inputs
+    assert (item.dataset.name, item.dataset.digest, item.dataset.source_type) == ("gunpoint", record.digest, "code")
+    assert item.tags[0].key == "mlflow.data.context" and item.tags[0].value == "training"
+    schema = json.loads(item.dataset.schema)["mlflow_colspec"]
+    assert [(c["name"], c["tensor-spec"]["shape"]) for c in schema] == [
+        ("position", [-1, 1, 150]), ("label", [-1])]
+    assert json.loads(item.dataset.profile)["test"] == len(dataset.test)
