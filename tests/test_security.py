@@ -64,7 +64,7 @@ def test_credentials_in_tracking_uri_never_logged(tmp_path):
         uri = f"http://emule:{SECRET}@127.0.0.1:{port}"
         spec = tmp_path / "secret.yaml"
         spec.write_text(yaml.safe_dump({
-            "name": "secret", "data": {"name": "osuleaf"},
+            "name": "secret", "data": {"name": "osuleaf", "cv_folds": "holdout"},
             "baselines": [],  # the baselines have tests of their own (test_accuracy.py)
             "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
                            {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
