@@ -148,7 +148,7 @@ def cmd_search(args) -> int:
     result = run_search(spec, spec_text=args.spec.read_text(), name=args.name, num_cpus=args.num_cpus,
                         ray_address=args.address, extend=args.extend, status_every=args.status_every,
                         quiet=args.quiet)
-    return _finished(result, spec.tracking.uri)
+    return _finished(result)
 
 
 def cmd_plan(args) -> int:
@@ -161,11 +161,11 @@ def cmd_plan(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from search.resume import read_session, resume_search
+    from search.resume import resume_search
 
     result = resume_search(args.name, storage=args.storage, num_cpus=args.num_cpus, ray_address=args.address,
                            status_every=args.status_every, quiet=args.quiet)
-    return _finished(result, read_session(result.storage)["tracking_uri"])
+    return _finished(result)
 
 
 def cmd_sync(args) -> int:
@@ -175,12 +175,9 @@ def cmd_sync(args) -> int:
     return 0
 
 
-def _finished(result, uri: str | None) -> int:
-    if result.status == "complete":
-        from search.tracking import redact
-
-        print(f"inspect: mlflow ui --backend-store-uri {redact(uri or 'sqlite:///mlflow.db')}   |   "
-              f"emule pareto {result.name}   |   emule export {result.name} --out exports/")
+def _finished(result) -> int:
+    if result.status == "complete":  # the search's own lines ended with how to open it in MLflow
+        print(f"next: emule pareto {result.name}   |   emule export {result.name} --out exports/")
         return 0
     import signal
 
@@ -283,7 +280,7 @@ def cmd_distill(args) -> int:
     # today's sys.stdout, not the one bound when run_search was defined: Tune pickles the callback that holds it
     result = run_search(spec, spec_text=text, name=args.search_name, out=sys.stdout, num_cpus=args.num_cpus,
                         ray_address=args.address, status_every=args.status_every, quiet=args.quiet)
-    return _finished(result, spec.tracking.uri)
+    return _finished(result)
 
 
 def cmd_train(args) -> int:
