@@ -34,17 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-timing", action="store_true", help="skip the short timing of training steps")
 
     p = _command(sub, cmd_resume, help="continue a search whose driver stopped (killed, crashed, a stop signal)")
-    p.add_argument("name", help="search name, or a spec name for its newest search")
-    p.add_argument("--storage", default=DEFAULT_STORAGE,
-                   help=f"the spec's search.storage: a folder or a URI, e.g. s3://bucket/runs ({DEFAULT_STORAGE})")
+    _stored_search_args(p)
     p.add_argument("--num-cpus", type=int, default=None)
     p.add_argument("--address", default=None)
     _output_args(p)
 
     p = _command(sub, cmd_sync, help="log to MLflow what a search kept while MLflow was unreachable")
-    p.add_argument("name", help="search name, or a spec name for its newest search")
-    p.add_argument("--storage", default=DEFAULT_STORAGE,
-                   help=f"the spec's search.storage: a folder or a URI, e.g. s3://bucket/runs ({DEFAULT_STORAGE})")
+    _stored_search_args(p)
 
     p = _command(sub, cmd_pareto, help="print a search's Pareto front")
     p.add_argument("name", help="search name, or a spec name for its newest search")
@@ -107,6 +103,13 @@ def _command(sub, run, **kwargs) -> argparse.ArgumentParser:
     p = sub.add_parser(run.__name__.removeprefix("cmd_"), **kwargs)
     p.set_defaults(run=run)
     return p
+
+
+def _stored_search_args(p: argparse.ArgumentParser) -> None:
+    """Which stored search a command continues: its name and where its experiment state lives."""
+    p.add_argument("name", help="search name, or a spec name for its newest search")
+    p.add_argument("--storage", default=DEFAULT_STORAGE,
+                   help=f"the spec's search.storage: a folder or a URI, e.g. s3://bucket/runs ({DEFAULT_STORAGE})")
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
