@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,8 +17,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from emule_models.augment import POLICIES, Augmenter
-from emule_models.data.dataset import Split
 from emule_models.distill import distill_loss, teacher_targets
+
+if TYPE_CHECKING:  # the data package trains proxy models with this module: it may not import data back
+    from emule_models.data.dataset import Split
 
 
 @dataclass(frozen=True)
