@@ -24,13 +24,16 @@ class Registry(dict[str, T]):
         kind: what an entry is, for the duplicate error (``"attention"``, ``"dataset"``).
         field: the spec or config field that names an entry, for the unknown-name error (``"data.name"``).
         unknown: how the unknown-name error says the name is refused.
+        sort: whether ``names()`` lists the names sorted (the default) or in the order they were registered, for
+            names with an order of their own (augmentation policies from none to strong).
     """
 
-    def __init__(self, kind: str, field: str | None = None, unknown: str = "not accepted"):
+    def __init__(self, kind: str, field: str | None = None, unknown: str = "not accepted", sort: bool = True):
         super().__init__()
         self.kind = kind
         self.field = field or kind
         self.unknown = unknown
+        self.sort = sort
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator adding the decorated object under ``name`` (default: its ``name`` attribute)."""
@@ -62,8 +65,8 @@ class Registry(dict[str, T]):
         return f"{self.field}: {name!r} {self.unknown}; accepted: {self.names()}"
 
     def names(self) -> list[str]:
-        """Every registered name, sorted."""
-        return sorted(self)
+        """Every registered name, sorted unless the registry keeps the order of registration."""
+        return sorted(self) if self.sort else list(self)
 
 
 def _both(old: Any, new: Any) -> str:

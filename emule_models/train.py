@@ -44,8 +44,7 @@ class TrainConfig:
                 raise ValueError(f"training.{name}: {getattr(self, name)} must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"training.lr: {self.lr} must be > 0")
-        if self.augment not in POLICIES:
-            raise ValueError(f"training.augment: {self.augment!r} not accepted; accepted: {list(POLICIES)}")
+        POLICIES.lookup(self.augment)  # refuses an unknown policy, naming the accepted ones
         if self.pretrain_epochs < 0:
             raise ValueError(f"training.pretrain_epochs: {self.pretrain_epochs} must be >= 0")
         if not 0.0 < self.pretrain_mask_ratio < 1.0:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import pytest
 
 from emule_models.attention import ATTENTION
+from emule_models.augment import POLICIES
 from emule_models.data import BUILTIN, STRATEGIES, VIEWS
 from emule_models.fusion import FUSION
 from emule_models.registry import Registry
 from search import spec as spec_module
+from search.baselines import METHODS
+from search.schedulers import SCHEDULERS
 from search.space import SAMPLERS
 
 
@@ -27,6 +30,15 @@ def test_register_under_a_given_name_or_the_entry_name():
     assert shapes == {"square": square, "cube": Cube}
     assert shapes.lookup("square") is square and shapes.lookup("cube") is Cube
     assert shapes.names() == ["cube", "square"]
+
+
+def test_names_keep_the_order_of_registration_where_it_means_something():
+    sizes = Registry("size", sort=False)
+    for name in ("small", "medium", "large"):
+        sizes.add(name, name)
+    assert sizes.names() == ["small", "medium", "large"]
+    with pytest.raises(ValueError, match=r"^size: 'huge' not accepted; accepted: \['small', 'medium', 'large'\]$"):
+        sizes.lookup("huge")
 
 
 def test_a_name_given_twice_is_refused_naming_both_definitions():
@@ -59,6 +71,9 @@ def test_an_unknown_name_names_the_field_the_value_and_the_accepted_names(value)
     (VIEWS, "data.view", "gaf"),
     (STRATEGIES, "selection", "ccs"),
     (SAMPLERS, "search.sampler", "tpe"),
+    (SCHEDULERS, "search.scheduler", "mo-asha"),
+    (POLICIES, "training.augment", "light"),
+    (METHODS, "baselines", "rocket"),
 ])
 def test_every_named_choice_is_a_registry_keyed_by_its_spec_field(registry, field, some):
     assert isinstance(registry, Registry) and registry.field == field
@@ -73,3 +88,7 @@ def test_the_sampler_registry_builds_every_sampler_the_spec_accepts():
     assert sorted(spec_module.SAMPLERS) == SAMPLERS.names()
     for name in SAMPLERS:
         assert isinstance(SAMPLERS.lookup(name)(0, 4, 2), optuna.samplers.BaseSampler)
+
+
+def test_the_spec_accepts_exactly_the_registered_schedulers():
+    assert tuple(spec_module.SCHEDULERS) == tuple(SCHEDULERS)
