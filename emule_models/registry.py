@@ -1,10 +1,12 @@
 """The one registry idiom for everything a spec or a config picks by name.
 
-Attention variants, fusions, built-in datasets, image views, selection strategies and samplers are each a
-``Registry``: a plain dict from name to entry, filled by a decorator that refuses a name given twice, whose
-``lookup`` refuses an unknown name with an error naming the field, the value and every accepted name. Entries
-are registered where they are defined and imported explicitly (no directory scanning), and tests are
-parametrized over the registry, so a new entry is tested the day it is added.
+Attention variants, fusions, built-in datasets, image views, selection strategies, augmentation policies, and in
+the search platform samplers, schedulers and baselines are each a ``Registry``: a plain dict from name to entry,
+filled by a decorator that refuses a name given twice, whose ``lookup`` refuses an unknown name with an error
+naming the field, the value and every accepted name. Entries are registered where they are defined and imported
+explicitly (no directory scanning), and tests are parametrized over the registry, so a new entry is tested the day
+it is added. An entry that carries more than itself (a dataset's description, a strategy's needs) is a small
+dataclass added with ``add`` by a decorator of its module (``@builtin``, ``@selection_strategy``).
 
 It imports nothing of the project, so every layer (the models and the search platform) may use it.
 """
