@@ -17,7 +17,7 @@ import time
 import torch
 
 from emule_models import ModelConfig, build_model
-from emule_models.cost import count_params, forward_flops, measure
+from emule_models.cost import count_parameters, forward_flops, measure
 from emule_models.data import read_parquet
 from emule_models.train import TrainConfig, evaluate, fit
 
@@ -40,7 +40,7 @@ def run(data, arch: dict, device: str, epochs: int) -> dict:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     test = evaluate(model, data.test, device=device)
-    return {"params": count_params(model), "flops": forward_flops(cfg), "train_s": seconds,
+    return {"params": count_parameters(model), "flops": forward_flops(cfg), "train_s": seconds,
             "test_accuracy": test["accuracy"], **costs}
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from ray.tune import Callback
 
-from emule_models.cost import count_params, forward_flops, measure
+from emule_models.cost import count_parameters, forward_flops, measure
 from emule_models.train import evaluate
 from search.candidate import Candidate, build_seeded, candidate_dataset
 from search.runner import run_search
@@ -53,7 +53,7 @@ def plain_loop(candidates: list[Candidate]) -> list[float]:
         start = time.perf_counter()
         dataset = candidate_dataset(cand)
         model = build_seeded(cand)
-        count_params(model), forward_flops(cand.model)
+        count_parameters(model), forward_flops(cand.model)
         measure(model, cand.model, cand.training.batch_size)
         for _ in cross_validate(cand, dataset, selection_folds(cand.data, dataset)):
             pass

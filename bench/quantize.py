@@ -20,7 +20,7 @@ import torch
 from emule_models import ModelConfig, build_model
 from emule_models.attention import ATTENTION
 from emule_models.compress import quantize_int8
-from emule_models.cost import count_params
+from emule_models.cost import count_parameters
 from emule_models.data import load_builtin
 from emule_models.train import TrainConfig, evaluate, fit
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
             change = 100 * (after["accuracy"] - before["accuracy"])
             ratios.append(sizes.ratio)
             changes.append(change)
-            rows.append(f"| {attention} | {width} | {count_params(model)} | {sizes.float_bytes} "
+            rows.append(f"| {attention} | {width} | {count_parameters(model)} | {sizes.float_bytes} "
                         f"| {sizes.int8_bytes} | {sizes.ratio:.2f} | {100 * before['accuracy']:.1f} "
                         f"| {100 * after['accuracy']:.1f} | {change:+.1f} | {before['loss']:.4f} "
                         f"| {after['loss']:.4f} |")

@@ -34,12 +34,13 @@ import torch
 import torch.nn.functional as F
 
 from emule_models.embed import masked_moments
+from emule_models.registry import Registry
 
-POLICIES = {
-    "none": (),
-    "light": ("scale", "jitter", "shift", "affine"),
-    "strong": ("scale", "jitter", "shift", "affine", "magnitude_warp", "time_warp", "window_slice", "mix"),
-}
+# policy -> the operations it applies, from none to strong
+POLICIES: Registry[tuple[str, ...]] = Registry("augmentation policy", field="training.augment", sort=False)
+POLICIES.add("none", ())
+POLICIES.add("light", ("scale", "jitter", "shift", "affine"))
+POLICIES.add("strong", ("scale", "jitter", "shift", "affine", "magnitude_warp", "time_warp", "window_slice", "mix"))
 HALF = ("magnitude_warp", "time_warp", "window_slice")  # applied to a random half of the batch each time
 
 
@@ -47,9 +48,7 @@ class Augmenter:
     """Applies a named policy to training batches. ``num_classes`` turns labels into (mixed) soft targets."""
 
     def __init__(self, policy: str, num_classes: int, seed: int = 0):
-        if policy not in POLICIES:
-            raise ValueError(f"augment: {policy!r} not accepted; accepted: {list(POLICIES)}")
-        self.ops, self.num_classes, self.seed = POLICIES[policy], num_classes, seed
+        self.ops, self.num_classes, self.seed = POLICIES.lookup(policy), num_classes, seed
         self.gen: torch.Generator | None = None
         self.beta = np.random.default_rng(seed)  # torch draws Beta only from its global generator
 

@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from emule_models.attention import ATTENTION
+from emule_models.fusion import FUSION
+
 MODALITY_KINDS = ("series", "image")
 CHANNEL_MODES = ("mixing", "independent")
 SERIES_NORMS = ("none", "sample")
@@ -109,8 +112,6 @@ class ModelConfig:
 
     def problems(self) -> list[str]:
         """Every reason this config cannot be built, each naming the field, the value and what is accepted."""
-        from emule_models.attention import ATTENTION, get_attention
-
         out = []
         if not self.modalities:
             out.append("modalities: empty; at least one series or image modality is needed")
@@ -135,10 +136,8 @@ class ModelConfig:
                 out.append(f"{name}: {value!r} not accepted; accepted: {list(accepted)}")
         if self.mlp_ratio <= 0:
             out.append(f"mlp_ratio: {self.mlp_ratio} must be > 0")
-        from emule_models.fusion import FUSION
-
         if self.fusion not in FUSION:
-            out.append(f"fusion: {self.fusion!r} not accepted; accepted: {sorted(FUSION)}")
+            out.append(FUSION.unknown_name(self.fusion))
         elif FUSION[self.fusion].uses_fusion_layer and self.depth >= 1 and not 0 <= self.fusion_layer < self.depth:
             out.append(f"fusion_layer: {self.fusion_layer} not accepted for fusion={self.fusion} with "
                        f"depth={self.depth}; accepted: 0..{self.depth - 1}")
@@ -152,9 +151,9 @@ class ModelConfig:
                 out.append(f"image_patch: {self.image_patch} is larger than image {m.name!r} "
                            f"({m.height}x{m.width}); accepted: 1..{min(m.height, m.width)}")
         if self.attention not in ATTENTION:
-            out.append(f"attention: {self.attention!r} is not a known variant; accepted: {sorted(ATTENTION)}")
+            out.append(ATTENTION.unknown_name(self.attention))
         elif not out:
-            variant = get_attention(self.attention)
+            variant = ATTENTION[self.attention]
             for shape in FUSION[self.fusion].shapes(self):
                 out.extend(f"attention={self.attention}: {r}" for r in variant.not_supported_reasons(shape))
         return list(dict.fromkeys(out))

@@ -31,19 +31,20 @@ from torch.utils import flop_counter
 from emule_models.config import ModelConfig
 from emule_models.embed import embed_flops
 from emule_models.fusion import FUSION
+from emule_models.model import build_model, example_inputs
 from emule_models.train import check_time_limit
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def count_parameters(module: nn.Module) -> int:
+    """Parameters of a built module, counted (``param_count`` gives the same for a config, without a model)."""
+    return sum(p.numel() for p in module.parameters())
 
 
 def param_count(cfg: ModelConfig) -> int:
-    """Parameters of the model ``cfg`` describes, without keeping it (built on the meta device: no memory)."""
-    from emule_models.model import build_model
-
+    """Parameters of the model ``cfg`` describes - what a trial reports as ``param_count`` - without keeping it
+    (built on the meta device: no memory); equal to ``count_parameters(build_model(cfg))``."""
     with torch.device("meta"):
-        return count_params(build_model(cfg))
+        return count_parameters(build_model(cfg))
 
 
 def forward_flops(cfg: ModelConfig) -> int:
@@ -167,8 +168,6 @@ def measure(model: nn.Module, cfg: ModelConfig, train_batch: int, device: torch.
         peak_memory_bytes_train_step: peak of one training-mode forward and backward at the training batch
             (what a trial needs besides weights and optimiser state).
     """
-    from emule_models.model import example_inputs
-
     device = torch.device(device)
     model.to(device)
     one, batch = example_inputs(cfg, 1, device), example_inputs(cfg, train_batch, device)

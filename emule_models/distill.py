@@ -4,12 +4,15 @@ row; this module only turns them into targets and a loss, and predicts logits fo
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emule_models.data.dataset import Split
+if TYPE_CHECKING:  # the data package trains proxy models through train, which imports this module
+    from emule_models.data.dataset import Split
 
 
 def teacher_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:

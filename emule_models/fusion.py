@@ -21,23 +21,20 @@ attention is used (for the variants' ``not_supported_reasons``) and its forward 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
 from emule_models.attention import AttentionShape
-from emule_models.config import ModelConfig
 from emule_models.layers import Block
+from emule_models.registry import Registry
 
-FUSION: dict[str, type[Fusion]] = {}
+if TYPE_CHECKING:  # config validates fusion names against FUSION, so it imports this module, not the reverse
+    from emule_models.config import ModelConfig
 
-
-def register_fusion(cls: type[Fusion]) -> type[Fusion]:
-    if cls.name in FUSION:
-        raise ValueError(f"fusion {cls.name!r} registered twice")
-    FUSION[cls.name] = cls
-    return cls
+# fusions add themselves with ``@FUSION.register()`` (under their ``name``); ``FUSION.lookup(name)`` finds one
+FUSION: Registry[type[Fusion]] = Registry("fusion")
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -100,7 +97,7 @@ def block_flops(cfg: ModelConfig, t_q: int, t_k: int) -> int:
     return Block.flops(cfg.width, cfg.mlp_ratio, cfg.attention, cross_shape(cfg, t_q, t_k), t_q, t_k)
 
 
-@register_fusion
+@FUSION.register()
 class EarlyFusion(Fusion):
     name = "early"
 
@@ -138,7 +135,7 @@ class EarlyFusion(Fusion):
         return masked_mean(torch.cat(list(encoded.values()), dim=1), torch.cat([masks[n] for n in encoded], dim=1))
 
 
-@register_fusion
+@FUSION.register()
 class LateFusion(Fusion):
     name = "late"
 
@@ -181,7 +178,7 @@ class LateFusion(Fusion):
         return torch.cat([masked_mean(encoded[n], masks[n]) if n in encoded else empty for n in self.names], dim=-1)
 
 
-@register_fusion
+@FUSION.register()
 class CrossFusion(Fusion):
     name = "cross"
     uses_fusion_layer = True
@@ -234,7 +231,7 @@ class CrossFusion(Fusion):
         return {n: self.norms[n](x) for n, x in xs.items()}
 
 
-@register_fusion
+@FUSION.register()
 class BottleneckFusion(Fusion):
     name = "bottleneck"
     uses_fusion_layer = True

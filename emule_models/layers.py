@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emule_models.attention import AttentionShape, get_attention
+from emule_models.attention import ATTENTION, AttentionShape
 
 
 class MultiHeadAttention(nn.Module):
@@ -17,7 +17,7 @@ class MultiHeadAttention(nn.Module):
         self.q = nn.Linear(width, width)
         self.kv = nn.Linear(width, 2 * width)
         self.out = nn.Linear(width, width)
-        self.attend = get_attention(attention)(shape)
+        self.attend = ATTENTION.lookup(attention)(shape)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,8 +81,8 @@ class Block(nn.Module):
     def flops(width: int, mlp_ratio: float, attention: str, shape: AttentionShape, t_q: int, t_k: int) -> int:
         """Forward matmul FLOPs of one block for one sample."""
         mlp = 2 * 2 * t_q * width * mlp_hidden(width, mlp_ratio)
-        return (MultiHeadAttention.projection_flops(width, t_q, t_k) + get_attention(attention).flops(t_q, t_k, shape)
-                + mlp)
+        attend = ATTENTION.lookup(attention).flops(t_q, t_k, shape)
+        return MultiHeadAttention.projection_flops(width, t_q, t_k) + attend + mlp
 
 
 def mlp_hidden(width: int, mlp_ratio: float) -> int:

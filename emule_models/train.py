@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,8 +17,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from emule_models.augment import POLICIES, Augmenter
-from emule_models.data.dataset import Split
 from emule_models.distill import distill_loss, teacher_targets
+
+if TYPE_CHECKING:  # the data package trains proxy models with this module: it may not import data back
+    from emule_models.data.dataset import Split
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,7 @@ class TrainConfig:
                 raise ValueError(f"training.{name}: {getattr(self, name)} must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"training.lr: {self.lr} must be > 0")
-        if self.augment not in POLICIES:
-            raise ValueError(f"training.augment: {self.augment!r} not accepted; accepted: {list(POLICIES)}")
+        POLICIES.lookup(self.augment)  # refuses an unknown policy, naming the accepted ones
         if self.pretrain_epochs < 0:
             raise ValueError(f"training.pretrain_epochs: {self.pretrain_epochs} must be >= 0")
         if not 0.0 < self.pretrain_mask_ratio < 1.0:

@@ -27,6 +27,7 @@ import numpy as np
 
 from emule_models.data import Dataset, Split
 from emule_models.data.scoring import fingerprint
+from emule_models.registry import Registry
 
 CACHE = Path(".emule") / "baselines"
 VERSION = 1  # bump when how a baseline is run changes, so old cached results are not reused
@@ -69,12 +70,11 @@ def _rows(fitted: int, predicted: int) -> float:
     return fitted + predicted
 
 
-METHODS: dict[str, Method] = {
-    "nn_euclidean": Method("1-NN Euclidean", _knn("euclidean"), _pairs),
-    "nn_dtw": Method("1-NN DTW", _knn("dtw"), _pairs),
-    "rocket": Method("ROCKET", _rocket, _rows, fallback="minirocket"),
-    "minirocket": Method("MiniRocket", _minirocket, _rows),
-}
+METHODS: Registry[Method] = Registry("baseline", field="baselines")
+METHODS.add("nn_euclidean", Method("1-NN Euclidean", _knn("euclidean"), _pairs))
+METHODS.add("nn_dtw", Method("1-NN DTW", _knn("dtw"), _pairs))
+METHODS.add("rocket", Method("ROCKET", _rocket, _rows, fallback="minirocket"))
+METHODS.add("minirocket", Method("MiniRocket", _minirocket, _rows))
 BASELINES = tuple(METHODS)
 DEFAULT = ("nn_euclidean", "nn_dtw", "rocket")
 

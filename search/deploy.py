@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from emule_models import ModelConfig
-from emule_models.attention import get_attention
-from emule_models.cost import count_params
+from emule_models.attention import ATTENTION
+from emule_models.cost import count_parameters
 from emule_models.data import Dataset, Split
 from emule_models.fusion import FUSION, cross_shape
 from emule_models.serving import FlatInputs, InputField, NamedInputs, field_tensors, flat_rows, input_fields
@@ -71,10 +71,10 @@ def check_model_name(name: str) -> str:
 
 def onnx_problems(cfg: ModelConfig) -> list[str]:
     """Why ``cfg``'s attention variant or fusion cannot be written as ONNX, each naming it; empty when both can."""
-    variant = get_attention(cfg.attention)
-    shapes = FUSION[cfg.fusion].shapes(cfg) or [cross_shape(cfg, 1, 1)]
+    variant, fusion = ATTENTION.lookup(cfg.attention), FUSION.lookup(cfg.fusion)
+    shapes = fusion.shapes(cfg) or [cross_shape(cfg, 1, 1)]
     reasons = [f"attention={cfg.attention}: {r}" for s in shapes for r in variant.onnx_reasons(s)]
-    reasons += [f"fusion={cfg.fusion}: {r}" for r in FUSION[cfg.fusion].onnx_reasons(cfg)]
+    reasons += [f"fusion={cfg.fusion}: {r}" for r in fusion.onnx_reasons(cfg)]
     return list(dict.fromkeys(reasons))
 
 
@@ -305,5 +305,5 @@ def register(tracker, trained: Trained, name: str, model: torch.nn.Module | None
     version, run_id = tracker.register_model(
         wrapper, name, example, logits, version_tags={k: v for k, v in tags.items() if v},
         metadata=metadata, run_name=f"model-{source.get('trial_id') or trained.config.stem}",
-        metrics={"test_accuracy": evaluate(model, dataset.test)["accuracy"], SIZE: count_params(model)})
+        metrics={"test_accuracy": evaluate(model, dataset.test)["accuracy"], SIZE: count_parameters(model)})
     return Registered(name, version, run_id, wrapper.width)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import yaml
 
-from emule_models.cost import count_params
+from emule_models.cost import count_parameters
 from emule_models.train import evaluate
 from search.candidate import Candidate, build_seeded, candidate_dataset, read_candidate
 from search.front import Front, Record
@@ -93,7 +93,7 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
     cand, source = read_candidate(path)
     dataset = candidate_dataset(cand)
     model = build_seeded(cand)
-    params = count_params(model)
+    params = count_parameters(model)
     logged = upgrade(source.get("metrics", {})).get(SIZE)  # exports before the rename say "params"
     if logged is not None and int(logged) != params:
         raise RuntimeError(f"model: rebuilt with {params} parameters but the search logged {int(logged)}")

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from ray.tune.result import DONE
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
+from emule_models.registry import Registry
 from search.pareto import crowding_distance, non_dominated_rank, to_minimize
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ Decision = Literal["continue", "stop"]
 CONTINUE: Decision = "continue"
 STOP: Decision = "stop"
 
-SCHEDULERS = ("none", "asha", "mo-asha")
 MODES = ("max", "min")
 
 
@@ -265,6 +265,46 @@ class MOASHAScheduler(FIFOScheduler):
             self.__dict__.update(pickle.load(f))
 
 
+# a scheduler: (metrics, modes, log, max_t, grace_period, reduction_factor, time_attr) -> a Tune scheduler or None
+SCHEDULERS: Registry[Callable[..., TrialScheduler | None]] = Registry("scheduler", field="search.scheduler",
+                                                                     sort=False)
+
+
+@SCHEDULERS.register("none")
+def _fifo(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
+          reduction_factor: int, time_attr: str) -> None:
+    return None  # Tune runs every trial to the end, first in first out
+
+
+@SCHEDULERS.register("asha")
+def _asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
+          reduction_factor: int, time_attr: str) -> TrialScheduler:
+    _check_budget(grace_period, reduction_factor, max_t)
+    return ASHAScheduler(
+        time_attr=time_attr,
+        metric=metrics[0],
+        mode=modes[0],
+        max_t=max_t,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+    )
+
+
+@SCHEDULERS.register("mo-asha")
+def _mo_asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
+             reduction_factor: int, time_attr: str) -> TrialScheduler:
+    _check_budget(grace_period, reduction_factor, max_t)
+    return MOASHAScheduler(
+        metrics,
+        modes,
+        time_attr=time_attr,
+        max_t=max_t,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+        log=log,
+    )
+
+
 def build_scheduler(
     name: str,
     metrics: Sequence[str],
@@ -281,30 +321,9 @@ def build_scheduler(
     (its metric and mode set on the scheduler, never in ``TuneConfig``; ``log`` is not used). ``"mo-asha"``:
     ``MOASHAScheduler`` over all objectives.
     """
-    if name not in SCHEDULERS:
-        raise ValueError(f"search.scheduler: {name!r} not accepted; accepted: {list(SCHEDULERS)}")
+    make = SCHEDULERS.lookup(name)
     metrics, modes = _check_objectives(metrics, modes)
-    if name == "none":
-        return None
-    _check_budget(grace_period, reduction_factor, max_t)
-    if name == "asha":
-        return ASHAScheduler(
-            time_attr=time_attr,
-            metric=metrics[0],
-            mode=modes[0],
-            max_t=max_t,
-            grace_period=grace_period,
-            reduction_factor=reduction_factor,
-        )
-    return MOASHAScheduler(
-        metrics,
-        modes,
-        time_attr=time_attr,
-        max_t=max_t,
-        grace_period=grace_period,
-        reduction_factor=reduction_factor,
-        log=log,
-    )
+    return make(metrics, modes, log, max_t, grace_period, reduction_factor, time_attr)
 
 
 def _as_list(x: str | Sequence[str]) -> list[str]:

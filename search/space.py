@@ -6,11 +6,13 @@ when that variant is picked, under the name ``<variant>.<option>``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 
+from emule_models.registry import Registry
 from search.candidate import OPTION_SEP
 from search.spec import DISTILL_KEYS, INT_KEYS, Range, Spec, SpecError
 
@@ -59,29 +61,53 @@ def _is_fixed(param: Any) -> bool:
     return not isinstance(param, (Range, list)) or isinstance(param, list) and len(param) == 1
 
 
+# a sampler: (seed, NSGA population, start-up trials) -> a seeded Optuna sampler; the names are spec.SAMPLERS
+SamplerFactory = Callable[[int, int, int], optuna.samplers.BaseSampler]
+SAMPLERS: Registry[SamplerFactory] = Registry("sampler", field="search.sampler")
+
+
+@SAMPLERS.register("nsga2")
+def _nsga2(seed: int, population: int, startup: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+
+
+@SAMPLERS.register("nsga3")
+def _nsga3(seed: int, population: int, startup: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIIISampler(population_size=population, seed=seed)
+
+
+@SAMPLERS.register("tpe")
+def _tpe(seed: int, population: int, startup: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+@SAMPLERS.register("gp")
+def _gp(seed: int, population: int, startup: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+
+
+@SAMPLERS.register("qmc")
+def _qmc(seed: int, population: int, startup: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.QMCSampler(seed=seed)
+
+
+@SAMPLERS.register("random")
+def _random(seed: int, population: int, startup: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
 def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
     """The spec's sampler, seeded. NSGA-II/III population sizes follow the trial budget so that small searches
     still get past their first generation. Constraint values reach the samplers through each trial
     (``Trial.set_constraint``, see ``search.searcher``): nsga2, nsga3, tpe and gp learn from them; random and qmc
     ignore them."""
-    name, seed = spec.search.sampler, spec.search.seed
     # with an epoch budget, `trials` is only a cap: size the samplers for the full trials the budget affords
     expected = spec.search.trials
     if spec.search.epoch_budget is not None:
         expected = min(expected, max(1, spec.search.epoch_budget // spec.training.epochs))
     population = max(4, min(50, expected // 3))
     startup = max(2, expected // 4)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
-    if name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(population_size=population, seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed)
-    return optuna.samplers.RandomSampler(seed=seed)
+    return SAMPLERS.lookup(spec.search.sampler)(spec.search.seed, population, startup)
 
 
 def warm_start_points(spec: Spec) -> list[dict[str, Any]]:

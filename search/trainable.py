@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from ray import tune
 
-from emule_models.cost import count_params, forward_flops, measure, training_flops
+from emule_models.cost import count_parameters, forward_flops, measure, training_flops
 from emule_models.data import Dataset
 from emule_models.train import TimeLimitExceeded, evaluate, time_limit
 from search.candidate import build_seeded, resolve
@@ -80,7 +80,7 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
     folds = selection_folds(cand.data, dataset)
     model = build_seeded(cand).to(device)
     measured = measure(model, cand.model, cand.training.batch_size, device)  # on the trial's own device
-    static = {SIZE: count_params(model), "flops": forward_flops(cand.model),
+    static = {SIZE: count_parameters(model), "flops": forward_flops(cand.model),
               "latency_ms": measured["latency_ms_batch1"], "latency_train_batch_ms": measured["latency_ms_train_batch"],
               "peak_memory_bytes": measured["peak_memory_bytes_train_step"],
               "serve_memory_bytes": measured["peak_memory_bytes_batch1"], "node_id": _node_id(), "device": device,

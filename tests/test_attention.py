@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emule_models.attention import ATTENTION, AttentionShape, get_attention, register
+from emule_models.attention import ATTENTION, AttentionShape
 from emule_models.attention.base import Attention
 from emule_models.cost import counted_flops
 
@@ -24,7 +24,7 @@ LENGTHS = [(12, 12), (5, 12), (12, 7)]  # self-attention, and cross-attention bo
 
 def build(name: str, t_q: int, t_k: int, **options) -> Attention:
     shape = AttentionShape(heads=H, head_dim=D, max_q=t_q, max_k=t_k, options={**TINY.get(name, {}), **options})
-    return get_attention(name)(shape)
+    return ATTENTION.lookup(name)(shape)
 
 
 def qkv(t_q: int, t_k: int, seed: int = 0, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -44,12 +44,12 @@ def test_registry_holds_every_variant_of_the_issue():
 
 def test_registry_refuses_a_duplicate_name():
     with pytest.raises(ValueError, match="registered twice"):
-        register(type("Again", (Attention,), {"name": "softmax"}))
+        ATTENTION.register()(type("Again", (Attention,), {"name": "softmax"}))
 
 
 def test_unknown_variant_names_the_accepted_ones():
     with pytest.raises(ValueError, match=r"attention: 'nope'.*accepted: \['cosformer'"):
-        get_attention("nope")
+        ATTENTION.lookup("nope")
 
 
 @pytest.mark.parametrize("name", VARIANTS)

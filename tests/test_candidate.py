@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from emule_models.attention import ATTENTION
-from emule_models.cost import count_params, forward_flops
+from emule_models.cost import count_parameters, forward_flops
 from emule_models.fusion import FUSION
 from emule_models.train import TrainConfig, fit
 from search.candidate import Candidate, build_seeded, resolve, spec_dataset
@@ -36,8 +36,8 @@ def test_each_variant_and_fusion_trains_from_the_spec(attention, fusion):
     rows = subset(cand, data.pool.labels, np.arange(len(data.train)), None)
     assert len(rows) < len(data.train)
     model = build_seeded(cand)
-    assert count_params(model) > 0 and forward_flops(cand.model) > 0
+    assert count_parameters(model) > 0 and forward_flops(cand.model) > 0
     metrics = fit(model, data.train.take(rows), data.val, TrainConfig(epochs=1, batch_size=32))
     assert metrics["samples_seen"] == len(rows) and torch.isfinite(torch.tensor(metrics["train_loss"]))
     again = Candidate.from_dict(cand.to_dict())  # what export writes and `emule train` reads
-    assert again == cand and count_params(build_seeded(again)) == count_params(model)
+    assert again == cand and count_parameters(build_seeded(again)) == count_parameters(model)

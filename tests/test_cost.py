@@ -10,7 +10,7 @@ import torch
 from emule_models import ModelConfig, build_model
 from emule_models.attention import ATTENTION
 from emule_models.cost import (
-    count_params,
+    count_parameters,
     forward_flops,
     measure,
     measured_flops,
@@ -67,7 +67,7 @@ def test_closed_form_holds_for_three_modalities(fusion):
 @pytest.mark.parametrize("attention,fusion", list(itertools.product(sorted(ATTENTION), sorted(FUSION))))
 def test_param_count_without_building_matches_the_model(attention, fusion):
     cfg = config(attention, fusion)
-    assert param_count(cfg) == count_params(build_model(cfg))
+    assert param_count(cfg) == count_parameters(build_model(cfg))
 
 
 def test_training_compute_is_three_forwards_per_sample_seen():

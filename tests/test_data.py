@@ -13,7 +13,6 @@ import pytest
 
 from emule_models.data import (
     BUILTIN,
-    DESCRIPTIONS,
     VIEWS,
     Dataset,
     TableSpec,
@@ -392,7 +391,7 @@ def test_builtins_load_offline_and_match_descriptions():
     assert [m.name for m in leaf.modalities] == ["outline", "silhouette"]
     for name in BUILTIN:
         ds = load_builtin(name)
-        numbers = [int(v) for v in re.findall(r"\d+", DESCRIPTIONS[name])]
+        numbers = [int(v) for v in re.findall(r"\d+", BUILTIN[name].description)]
         assert len(ds.classes) in numbers and len(ds.test) in numbers
 
 

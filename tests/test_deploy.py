@@ -264,7 +264,7 @@ def test_cli_exports_a_plaid_candidate_to_onnx_and_the_registry(tmp_path, capsys
 def test_cli_exports_a_search_front_member_once_it_is_trained(tmp_path, capsys, monkeypatch):
     """`emule export NAME --format onnx` on a search's front: refused until `emule train` has saved the weights
     beside the YAML, then written beside them. The search record is made through the tracker, as a search makes it."""
-    from emule_models.cost import count_params
+    from emule_models.cost import count_parameters
     from search.candidate import resolve, spec_dataset
     from search.spec import parse_spec
 
@@ -283,7 +283,7 @@ def test_cli_exports_a_search_front_member_once_it_is_trained(tmp_path, capsys, 
     tracker = Tracker(uri, "emule")
     parent = tracker.start_search("gp-run", {}, yaml.safe_dump(raw))
     run = tracker.start_candidate(parent, "t1", "t1", {})
-    tracker.log_metrics(run, {"val_accuracy": 0.7, "param_count": count_params(build_model(cand.model))}, step=1)
+    tracker.log_metrics(run, {"val_accuracy": 0.7, "param_count": count_parameters(build_model(cand.model))}, step=1)
     tracker.finish_candidate(run, "FINISHED", {"budget_done": "true"}, cand.to_dict())
 
     export = ["export", "gp", "--out", str(tmp_path / "exports"), "--format", "onnx", "--tracking-uri", uri]

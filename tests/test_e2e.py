@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from emule_models import ModelConfig, build_model
-from emule_models.cost import count_params
+from emule_models.cost import count_parameters
 from search.candidate import load_weights
 from search.export import export, load_search, retrain
 from search.pareto import dominates, to_minimize
@@ -158,7 +158,7 @@ def test_export_then_train_reproduces_the_config(finished_search, tmp_path):
     assert len(paths) == 1
     doc = yaml.safe_load(paths[0].read_text())
     cfg = ModelConfig.from_dict(doc["model"])
-    assert count_params(build_model(cfg)) == int(doc["source"]["metrics"]["param_count"])
+    assert count_parameters(build_model(cfg)) == int(doc["source"]["metrics"]["param_count"])
     logs = []
     metrics = retrain(paths[0], tmp_path / "w.pt", log=logs.append)
     assert metrics["param_count"] == int(doc["source"]["metrics"]["param_count"])

@@ -280,7 +280,7 @@ def build(name: str, **kwargs):
 
 
 def test_build_scheduler_each_name():
-    assert SCHEDULERS == ("none", "asha", "mo-asha")
+    assert tuple(SCHEDULERS) == ("none", "asha", "mo-asha")
     assert build("none") is None
     asha = build("asha", time_attr="epoch")
     assert isinstance(asha, ASHAScheduler)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emule_models.data.selection import NEEDS, STRATEGIES, coverage_centric, k_center, needs_scores, select
+from emule_models.data.selection import STRATEGIES, coverage_centric, k_center, needs_scores, select
 
 RNG = np.random.default_rng(0)
 LABELS = np.repeat(np.arange(4), [50, 30, 15, 5])  # imbalanced, one small class
@@ -95,7 +95,7 @@ def test_kcenter_covers():
 
 def test_missing_or_mismatched_inputs_rejected():
     for strategy in STRATEGIES:
-        assert needs_scores(strategy) == (NEEDS[strategy] is not None)
+        assert needs_scores(strategy) == (STRATEGIES[strategy].needs is not None)
     with pytest.raises(ValueError, match=r"^selection: 'el2n' needs scores"):
         select(LABELS, 0.5, "el2n")
     with pytest.raises(ValueError, match=r"^selection: 'kcenter' needs embeddings"):

@@ -1,4 +1,4 @@
-"""Attention variants, one module each, registered by name in ``ATTENTION``.
+"""Attention variants, one module each, registered by name in ``ATTENTION`` (an ``emule_models.registry.Registry``).
 
 Variants are imported explicitly here (no directory scanning): adding one means adding a module and a line.
 """
@@ -12,6 +12,6 @@ from emule_models.attention import (  # noqa: F401  (registers the variants)
     performer,
     softmax,
 )
-from emule_models.attention.base import ATTENTION, Attention, AttentionShape, get_attention, register
+from emule_models.attention.base import ATTENTION, Attention, AttentionShape
 
-__all__ = ["ATTENTION", "Attention", "AttentionShape", "get_attention", "register"]
+__all__ = ["ATTENTION", "Attention", "AttentionShape"]

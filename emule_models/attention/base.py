@@ -14,7 +14,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-ATTENTION: dict[str, type[Attention]] = {}
+from emule_models.registry import Registry
+
+# variants add themselves with ``@ATTENTION.register()`` (under their ``name``); ``ATTENTION.lookup(name)`` finds one
+ATTENTION: Registry[type[Attention]] = Registry("attention", unknown="is not a known variant")
 
 
 @dataclass(frozen=True)
@@ -35,24 +38,6 @@ class AttentionShape:
     max_q: int
     max_k: int
     options: dict[str, Any]
-
-
-def register(cls: type[Attention]) -> type[Attention]:
-    """Class decorator adding a variant to ``ATTENTION`` under ``cls.name``; refuses duplicates."""
-    if not getattr(cls, "name", None):
-        raise TypeError(f"{cls.__qualname__} has no 'name'")
-    if cls.name in ATTENTION:
-        raise ValueError(f"attention {cls.name!r} registered twice "
-                         f"({ATTENTION[cls.name].__qualname__}, {cls.__qualname__})")
-    ATTENTION[cls.name] = cls
-    return cls
-
-
-def get_attention(name: str) -> type[Attention]:
-    try:
-        return ATTENTION[name]
-    except KeyError:
-        raise ValueError(f"attention: {name!r} is not a known variant; accepted: {sorted(ATTENTION)}") from None
 
 
 class Attention(nn.Module):

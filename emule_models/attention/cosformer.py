@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from emule_models.attention.base import Attention, AttentionShape, register
+from emule_models.attention.base import ATTENTION, Attention, AttentionShape
 
 
 def cos_sin_features(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -23,7 +23,7 @@ def cos_sin_features(x: torch.Tensor, length: int) -> torch.Tensor:
     return (torch.relu(x)[..., None, :] * weights).flatten(-2)  # (B, H, T, 2D)
 
 
-@register
+@ATTENTION.register()
 class CosFormerAttention(Attention):
     name = "cosformer"
     defaults = {"eps": 1e-6}

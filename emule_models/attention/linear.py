@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from emule_models.attention.base import Attention, AttentionShape, register
+from emule_models.attention.base import ATTENTION, Attention, AttentionShape
 
 
-@register
+@ATTENTION.register()
 class LinearAttention(Attention):
     name = "linear"
     defaults = {"eps": 1e-6}

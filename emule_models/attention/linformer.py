@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emule_models.attention.base import Attention, AttentionShape, register
+from emule_models.attention.base import ATTENTION, Attention, AttentionShape
 
 
-@register
+@ATTENTION.register()
 class LinformerAttention(Attention):
     name = "linformer"
     defaults = {"proj_len": 64}

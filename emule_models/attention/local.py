@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from emule_models.attention.base import Attention, AttentionShape, register
+from emule_models.attention.base import ATTENTION, Attention, AttentionShape
 
 
 def block_geometry(t_q: int, t_k: int, window: int) -> tuple[int, int, int, int]:
@@ -30,7 +30,7 @@ def with_neighbours(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([padded[..., :-2, :, :], padded[..., 1:-1, :, :], padded[..., 2:, :, :]], dim=-2)
 
 
-@register
+@ATTENTION.register()
 class LocalAttention(Attention):
     name = "local"
     defaults = {"window": 32}

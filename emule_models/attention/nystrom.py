@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from emule_models.attention.base import Attention, AttentionShape, register
+from emule_models.attention.base import ATTENTION, Attention, AttentionShape
 
 
 def segment_means(x: torch.Tensor, segments: int, mask: torch.Tensor | None) -> torch.Tensor:
@@ -40,7 +40,7 @@ def iterative_pinv(a: torch.Tensor, iters: int) -> torch.Tensor:
     return z
 
 
-@register
+@ATTENTION.register()
 class NystromAttention(Attention):
     name = "nystrom"
     defaults = {"landmarks": 32, "pinv_iters": 6}

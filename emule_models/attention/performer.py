@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from emule_models.attention.base import Attention, AttentionShape, register
+from emule_models.attention.base import ATTENTION, Attention, AttentionShape
 
 
 def orthogonal_gaussian(features: int, dim: int) -> torch.Tensor:
@@ -27,7 +27,7 @@ def orthogonal_gaussian(features: int, dim: int) -> torch.Tensor:
     return directions * norms
 
 
-@register
+@ATTENTION.register()
 class PerformerAttention(Attention):
     name = "performer"
     defaults = {"features": 64}

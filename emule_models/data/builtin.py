@@ -2,7 +2,7 @@
 
 Each built-in is first an Arrow table (one row per sample, a ``split`` column with the official ``train``/``test``
 split, its spec in the schema metadata) and is decoded by the same code as a user's Parquet file. Validation is
-carved from train, seeded and stratified. ``TABLES[name]()`` gives the table, e.g. to write it as Parquet.
+carved from train, seeded and stratified. ``BUILTIN[name].table()`` gives the table, e.g. to write it as Parquet.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -17,30 +18,47 @@ import pyarrow as pa
 from emule_models.data.arrow import METADATA_KEY, ColumnSpec, TableSpec, dataset_from_table, series_array
 from emule_models.data.dataset import Dataset
 from emule_models.data.views import with_view
+from emule_models.registry import Registry
 
-BUILTIN: dict[str, Callable[..., Dataset]] = {}
-DESCRIPTIONS: dict[str, str] = {}
-TABLES: dict[str, Callable[[], pa.Table]] = {}
+
+@dataclass(frozen=True)
+class Builtin:
+    """One built-in dataset.
+
+    Args:
+        name: its name in ``BUILTIN`` (what a spec's ``data.name`` says).
+        description: one line for ``emule datasets``.
+        table: the dataset's Arrow table, parsed once per process.
+        views: (view, source, name) image views always added to it.
+    """
+
+    name: str
+    description: str
+    table: Callable[[], pa.Table]
+    views: tuple[tuple[str, str, str], ...] = ()
+
+    def load(self, seed: int = 0, val_fraction: float = 0.2, view: str | None = None,
+             view_size: int = 32) -> Dataset:
+        """The dataset decoded and split; see ``load_builtin``."""
+        table = self.table()
+        spec = TableSpec.from_dict({**json.loads(table.schema.metadata[METADATA_KEY]),
+                                    "seed": seed, "val_fraction": val_fraction})
+        dataset = dataset_from_table(table, spec)
+        for v, source, vname in self.views:
+            dataset = with_view(dataset, v, 32, source=source, name=vname)
+        return with_view(dataset, view, view_size) if view else dataset
+
+
+BUILTIN: Registry[Builtin] = Registry("dataset", field="data.name", unknown="is not a built-in dataset")
 
 
 def builtin(name: str, description: str, views: tuple[tuple[str, str, str], ...] = ()):
-    """Register a function returning the dataset's table. ``views``: (view, source, name) always added."""
+    """Register a function returning the dataset's table under ``name``. ``views``: (view, source, name) always
+    added."""
 
     def wrap(table_fn: Callable[[], pa.Table]) -> Callable[[], pa.Table]:
-        if name in BUILTIN:
-            raise ValueError(f"dataset {name!r} registered twice")
         cached = functools.lru_cache(maxsize=None)(table_fn)  # tables are immutable: parse the files once
-
-        def load(seed: int = 0, val_fraction: float = 0.2, view: str | None = None, view_size: int = 32) -> Dataset:
-            spec = TableSpec.from_dict({**json.loads(cached().schema.metadata[METADATA_KEY]),
-                                        "seed": seed, "val_fraction": val_fraction})
-            dataset = dataset_from_table(cached(), spec)
-            for v, source, vname in views:
-                dataset = with_view(dataset, v, 32, source=source, name=vname)
-            return with_view(dataset, view, view_size) if view else dataset
-
-        load.__doc__ = description
-        BUILTIN[name], DESCRIPTIONS[name], TABLES[name] = load, description, cached
+        BUILTIN.add(name, Builtin(name, description, cached, views))
         return cached
 
     return wrap
@@ -58,9 +76,7 @@ def load_builtin(name: str, seed: int = 0, val_fraction: float = 0.2, view: str 
             new information, only another way for the model to look at the same series.
         view_size: side of the derived image.
     """
-    if name not in BUILTIN:
-        raise ValueError(f"data.name: {name!r} is not a built-in dataset; accepted: {sorted(BUILTIN)}")
-    return BUILTIN[name](seed, val_fraction, view=view, view_size=view_size)
+    return BUILTIN.lookup(name).load(seed, val_fraction, view=view, view_size=view_size)
 
 
 def _sktime(loader_name: str) -> dict[str, tuple[list[list[np.ndarray]], np.ndarray]]:
@@ -128,4 +144,5 @@ def italypowerdemand_table() -> pa.Table:
 
 def describe_builtins() -> list[dict]:
     """One row per built-in: name, description and the sizes read from the decoded data (for ``emule datasets``)."""
-    return [{"name": name, "description": DESCRIPTIONS[name], **load_builtin(name).describe()} for name in BUILTIN]
+    return [{"name": name, "description": entry.description, **entry.load().describe()}
+            for name, entry in BUILTIN.items()]

@@ -27,6 +27,8 @@ import torch
 
 from emule_models.config import ModelConfig
 from emule_models.data.dataset import Dataset, Split
+from emule_models.model import build_model
+from emule_models.train import TrainConfig, fit
 
 SCORES_VERSION = 1  # bump when the scoring itself changes, so old caches are not reused
 
@@ -97,9 +99,6 @@ def cache_key(dataset: Dataset, settings: dict) -> str:
 def _train_proxy(dataset: Dataset, cfg: ModelConfig, epochs: int, lr: float, batch_size: int,
                  seed: int) -> tuple[np.ndarray, np.ndarray]:
     """One proxy run: train, then (EL2N, pooled embedding) for every train row, in eval mode."""
-    from emule_models.model import build_model
-    from emule_models.train import TrainConfig, fit
-
     torch.manual_seed(seed)
     model = build_model(cfg)
     fit(model, dataset.train, dataset.val, TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed))

@@ -18,15 +18,43 @@ with them is cheap, so it happens per trial.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
-STRATEGIES = ("random", "el2n", "kcenter", "ccs")
-NEEDS = {"random": None, "el2n": "scores", "kcenter": "embeddings", "ccs": "scores"}  # what each takes
+from emule_models.registry import Registry
+
+# picks k rows of one class: (its rows, k, seeded generator, what it needs (or None), ccs's beta, ccs's bins)
+Pick = Callable[[np.ndarray, int, np.random.Generator, np.ndarray | None, float, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A selection strategy: how it picks one class's rows, and which proxy output it reads (``scores``,
+    ``embeddings`` or None)."""
+
+    name: str
+    pick: Pick
+    needs: str | None = None
+
+
+STRATEGIES: Registry[Strategy] = Registry("selection strategy", field="selection")
+
+
+def selection_strategy(name: str, needs: str | None = None) -> Callable[[Pick], Pick]:
+    """Register the decorated function as the strategy ``name``, reading ``needs`` from the proxy model."""
+
+    def wrap(pick: Pick) -> Pick:
+        STRATEGIES.add(name, Strategy(name, pick, needs))
+        return pick
+
+    return wrap
 
 
 def needs_scores(strategy: str) -> bool:
     """Whether ``strategy`` needs the proxy model's output (so the search computes it once, up front)."""
-    return NEEDS.get(strategy) is not None
+    return strategy in STRATEGIES and STRATEGIES[strategy].needs is not None
 
 
 def select(labels: np.ndarray, fraction: float, strategy: str = "random", seed: int = 0,
@@ -37,7 +65,7 @@ def select(labels: np.ndarray, fraction: float, strategy: str = "random", seed: 
     Args:
         labels: (N,) class indices of the train split.
         fraction: in (0, 1]; 1 keeps every row whatever the strategy.
-        strategy: a name in ``STRATEGIES``.
+        strategy: a name in ``STRATEGIES`` (``random``, ``el2n``, ``kcenter``, ``ccs``).
         seed: makes the choice repeatable (random draws, tie-breaking, the first k-center).
         scores: (N,) EL2N scores, higher = harder; needed by ``el2n`` and ``ccs``.
         embeddings: (N, d) proxy embeddings; needed by ``kcenter``.
@@ -46,10 +74,9 @@ def select(labels: np.ndarray, fraction: float, strategy: str = "random", seed: 
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"data_fraction: {fraction} not accepted; accepted: a number in (0, 1]")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"selection: {strategy!r} not accepted; accepted: {list(STRATEGIES)}")
+    chosen_strategy = STRATEGIES.lookup(strategy)
     labels = np.asarray(labels)
-    need = NEEDS[strategy]
+    need = chosen_strategy.needs
     given = {"scores": scores, "embeddings": embeddings}[need] if need else None
     if need and given is None:
         raise ValueError(f"selection: {strategy!r} needs {need} from a proxy model; accepted: pass {need}= from "
@@ -62,26 +89,37 @@ def select(labels: np.ndarray, fraction: float, strategy: str = "random", seed: 
     if fraction == 1.0:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
+    beta = min(0.1, 1.0 - fraction) if beta is None else beta
     chosen = []
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         k = max(1, round(fraction * len(rows)))
-        if strategy == "random":
-            pick = rng.choice(rows, size=k, replace=False)
-        elif strategy == "el2n":
-            pick = _hardest(rows, scores, k, rng)
-        elif strategy == "kcenter":
-            pick = rows[k_center(np.asarray(embeddings, np.float64)[rows], k, rng)]
-        else:
-            b = min(0.1, 1.0 - fraction) if beta is None else beta
-            pick = rows[coverage_centric(np.asarray(scores, np.float64)[rows], k, b, bins, rng)]
-        chosen.append(pick)
+        chosen.append(chosen_strategy.pick(rows, k, rng, given, beta, bins))
     return np.sort(np.concatenate(chosen))
 
 
-def _hardest(rows: np.ndarray, scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+@selection_strategy("random")
+def _random(rows: np.ndarray, k: int, rng: np.random.Generator, _: None, beta: float, bins: int) -> np.ndarray:
+    return rng.choice(rows, size=k, replace=False)
+
+
+@selection_strategy("el2n", needs="scores")
+def _hardest(rows: np.ndarray, k: int, rng: np.random.Generator, scores: np.ndarray, beta: float,
+             bins: int) -> np.ndarray:
     shuffled = rng.permutation(rows)  # ties broken by the seed, not by row order
     return shuffled[np.argsort(-np.asarray(scores)[shuffled], kind="stable")[:k]]
+
+
+@selection_strategy("kcenter", needs="embeddings")
+def _k_center(rows: np.ndarray, k: int, rng: np.random.Generator, embeddings: np.ndarray, beta: float,
+              bins: int) -> np.ndarray:
+    return rows[k_center(np.asarray(embeddings, np.float64)[rows], k, rng)]
+
+
+@selection_strategy("ccs", needs="scores")
+def _coverage_centric(rows: np.ndarray, k: int, rng: np.random.Generator, scores: np.ndarray, beta: float,
+                      bins: int) -> np.ndarray:
+    return rows[coverage_centric(np.asarray(scores, np.float64)[rows], k, beta, bins, rng)]
 
 
 def k_center(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

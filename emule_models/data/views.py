@@ -7,12 +7,18 @@ variable-length data (PLAID) gets images of one size. All are vectorised over th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from emule_models.config import ModalitySpec
 from emule_models.data.dataset import SPLITS, Dataset, Split
+from emule_models.registry import Registry
+
+# a view: (N, C, L) padded series, (N,) real lengths or None, image side -> (N, C', side, side) images
+View = Callable[[np.ndarray, np.ndarray | None, int], np.ndarray]
+VIEWS: Registry[View] = Registry("view", field="data.view")
 
 
 def polar_silhouette(radius: np.ndarray, size: int = 32) -> np.ndarray:
@@ -47,6 +53,7 @@ def resample(x: np.ndarray, steps: np.ndarray | None, points: int) -> np.ndarray
     return lo + (hi - lo) * frac  # (N, C, P)
 
 
+@VIEWS.register("gaf")
 def gramian_angular_field(x: np.ndarray, steps: np.ndarray | None = None, size: int = 32) -> np.ndarray:
     """Gramian angular summation field (Wang & Oates 2015): (N, C, L) -> (N, C, size, size).
 
@@ -61,6 +68,7 @@ def gramian_angular_field(x: np.ndarray, steps: np.ndarray | None = None, size: 
     return (u[..., :, None] * u[..., None, :] - s[..., :, None] * s[..., None, :]).astype(np.float32)  # (N, C, S, S)
 
 
+@VIEWS.register("spectrogram")
 def spectrogram(x: np.ndarray, steps: np.ndarray | None = None, size: int = 32) -> np.ndarray:
     """Log-magnitude short-time Fourier transform: (N, C, L) -> (N, C, size, size), frequency x time.
 
@@ -77,13 +85,11 @@ def spectrogram(x: np.ndarray, steps: np.ndarray | None = None, size: int = 32) 
     return ((spec - mu) / np.maximum(sd, 1e-8)).astype(np.float32)
 
 
+@VIEWS.register("silhouette")
 def silhouette(x: np.ndarray, steps: np.ndarray | None = None, size: int = 32) -> np.ndarray:
     """``polar_silhouette`` of the first channel, read as a radius per angle (for outlines such as OSULeaf)."""
     radius = x[:, 0] if steps is None else resample(x[:, :1], steps, x.shape[-1])[:, 0]  # (N, L)
     return polar_silhouette(radius, size)
-
-
-VIEWS = {"gaf": gramian_angular_field, "spectrogram": spectrogram, "silhouette": silhouette}
 
 
 def with_view(dataset: Dataset, view: str, size: int = 32, source: str | None = None,
@@ -96,8 +102,7 @@ def with_view(dataset: Dataset, view: str, size: int = 32, source: str | None = 
         source: the series modality (default: every series modality gets its own view).
         name: the new modality's name (default ``<source>_<view>``; only with one source).
     """
-    if view not in VIEWS:
-        raise ValueError(f"data.view: {view!r} not accepted; accepted: {sorted(VIEWS)}")
+    make = VIEWS.lookup(view)
     series = [m for m in dataset.modalities if m.kind == "series"]
     if source is not None:
         series = [m for m in series if m.name == source]
@@ -114,7 +119,7 @@ def with_view(dataset: Dataset, view: str, size: int = 32, source: str | None = 
         inputs = dict(part.inputs)
         for src, dst in names.items():
             steps = part.valid[src].sum(1) if src in part.valid else None
-            inputs[dst] = VIEWS[view](part.inputs[src], steps, size)
+            inputs[dst] = make(part.inputs[src], steps, size)
         return Split(inputs, part.labels, part.valid)
 
     splits = {s: viewed(dataset.split(s)) for s in SPLITS}
