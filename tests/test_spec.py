@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.spec import Range, SpecError, load_spec, parse_spec
+from search.spec import Range, SpecError
+from search.spec_checks import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = yaml.safe_load((ROOT / "spaces" / "quickstart.yaml").read_text())
