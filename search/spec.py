@@ -297,7 +297,7 @@ class DataSection(Strict):
     columns: dict[str, Any] | None = Field(None, description="input columns and their kinds (Parquet)")
     split: str | None = Field(None, description="a column of train / val / test (Parquet)")
     seed: int | None = Field(None, description="seeds the validation carve and the cross-validation folds")
-    val_fraction: float | None = Field(None, gt=0, lt=1)
+    val_fraction: float | None = Field(None, ge=0, lt=1)
     test_fraction: float | None = Field(None, ge=0, lt=1)
     view: str | None = Field(None, description="a derived view of the series (emule_models.data.views)")
     view_size: int | None = Field(None, ge=1)
