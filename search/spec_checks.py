@@ -22,8 +22,9 @@ from search.spec import AUTO, MODEL_KEYS, Spec, SpecError, choices, parse_schema
 from search.teacher import check_teachers
 from search.validation import resolve_setting
 
-# Model combinations the corner check builds (and `emule plan` costs). A larger space is refused: checking it
-# would take minutes, and checking part of it would let unbuildable candidates through.
+# Model combinations the corner check builds (and `emule plan` costs): under a second at the limit
+# (bench/results/spec_check.md). A larger space is refused: checking only part of it would let candidates that
+# cannot be built through.
 MAX_CORNERS = 20000
 
 
