@@ -83,7 +83,7 @@ def _integer(v: Any) -> bool:
     return _number(v) and float(v).is_integer()
 
 
-def names(registry: Collection[str]) -> Rule:
+def one_of(registry: Collection[str]) -> Rule:
     return Rule(str(sorted(registry)), lambda v: isinstance(v, str) and v in registry)
 
 
@@ -114,8 +114,14 @@ def rule(key: str) -> Rule:
     if key in RULES:
         return RULES[key]
     if key in CHOICES:
-        return names(CHOICES[key])
+        return one_of(CHOICES[key])
     return TYPE_RULES[KEY_TYPES[key]]
+
+
+# A field whose type has no rule (a bool, an optional) must be given one: refused here, not at a user's spec.
+_UNRULED = [k for k in SPACE_KEYS if k not in RULES and k not in CHOICES and KEY_TYPES[k] not in TYPE_RULES]
+if _UNRULED:
+    raise TypeError(f"search.spec: no rule for the searchable keys {_UNRULED}; give each one in RULES")
 
 
 def check_value(key: str, param: Any) -> None:
