@@ -80,7 +80,7 @@ def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline
     """``seeds`` searches of one set; the best-by-validation candidate of each, and the search's baselines."""
     from search import yardstick
     from search.runner import run_search
-    from search.spec import parse_spec
+    from search.spec_checks import parse_spec
     from search.tracking import Tracker
 
     runs = []

@@ -94,7 +94,7 @@ def run_one(name: str, seed: int, args, tmp: Path) -> dict:
     from search.candidate import load_section
     from search.distill import distill_spec
     from search.runner import run_search
-    from search.spec import parse_spec
+    from search.spec_checks import parse_spec
     from search.tracking import Tracker
 
     start = time.perf_counter()

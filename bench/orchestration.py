@@ -241,7 +241,7 @@ def _peak_rss() -> int:
 
 # --- one run ---
 def bench_spec(tmp: Path, uri: str, concurrency: int, trials: int, epochs: int, sampler: str, scheduler: str):
-    from search.spec import parse_spec
+    from search.spec_checks import parse_spec
 
     return parse_spec({
         "name": "orchestration",

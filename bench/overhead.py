@@ -28,7 +28,7 @@ from emule_models.cost import count_parameters, forward_flops, measure
 from emule_models.train import evaluate
 from search.candidate import Candidate, build_seeded, candidate_dataset
 from search.runner import run_search
-from search.spec import load_spec, parse_spec
+from search.spec_checks import load_spec, parse_spec
 from search.tracking import Tracker
 from search.validation import cross_validate, refit, selection_folds
 

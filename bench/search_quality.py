@@ -41,7 +41,8 @@ from search.candidate import spec_dataset
 from search.front import Record, compute_front
 from search.runner import run_search
 from search.searcher import BUDGET_DONE
-from search.spec import Spec, load_spec, parse_spec
+from search.spec import Spec
+from search.spec_checks import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 # label -> (sampler, scheduler); random first: its final hypervolume is the target the others race to.

@@ -16,7 +16,7 @@ import yaml
 from emule_models import ModalitySpec, ModelConfig, MultimodalClassifier, build_model
 from emule_models.data import Dataset, load_data, needs_scores, proxy_scores
 from emule_models.train import TrainConfig
-from search.spec import DATA_KEYS, MODEL_KEYS, TRAINING_KEYS, Spec
+from search.spec import DATA_KEYS, MODEL_KEYS, TRAINING_KEYS, TRAINING_TYPES, Spec
 
 OPTION_SEP = "."  # sampler parameter "performer.features" -> attention_options["features"] of performer
 SCORES_CACHE = Path(".emule") / "scores"
@@ -87,22 +87,24 @@ def resolve(spec: Spec, flat: dict[str, Any], modalities: tuple[ModalitySpec, ..
     ``teachers``: the distillation teachers' records (``search.teacher.Teacher.ref``), kept in the candidate so
     that a retrain makes the same soft labels; the trials themselves need none (they get the soft labels)."""
     model = ModelConfig(modalities=modalities, num_classes=num_classes, **_model_kwargs(flat, {}))
-    distill = ({"distill_alpha": spec.distill.alpha, "distill_temperature": spec.distill.temperature}
-               if spec.distill is not None else {"distill_alpha": 0.0, "distill_temperature": 4.0})
-    training = {**spec.training.model_dump(), **distill, **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
-    training = TrainConfig(epochs=training["epochs"], batch_size=int(training["batch_size"]), lr=float(training["lr"]),
-                           weight_decay=float(training["weight_decay"]), seed=spec.search.seed,
-                           augment=str(training["augment"]), label_smoothing=float(training["label_smoothing"]),
-                           ema=float(training["ema"]), pretrain_epochs=int(training["pretrain_epochs"]),
-                           pretrain_mask_ratio=float(training["pretrain_mask_ratio"]),
-                           distill_alpha=float(training["distill_alpha"]),
-                           distill_temperature=float(training["distill_temperature"]))
+    training = _training(spec, flat)
     data = {**spec.data, "data_fraction": 1.0, "selection": "random", "subset_seed": spec.search.seed,
             **{k: flat[k] for k in DATA_KEYS if k in flat}}
     if needs_scores(data["selection"]):
         data["proxy"] = spec.proxy.model_dump()
     distilled = training.distill_alpha and teachers
     return Candidate(model, training, data, {"teachers": list(teachers)} if distilled else None)
+
+
+def _training(spec: Spec, flat: dict[str, Any]) -> TrainConfig:
+    """Each training key from the sampled parameters, else the spec's ``training:`` (``distill:`` for the two
+    ``distill_`` keys), else ``TrainConfig``'s default; cast to its field's type (a sampler may give 3 for a
+    float key)."""
+    distill = ({"distill_alpha": spec.distill.alpha, "distill_temperature": spec.distill.temperature}
+               if spec.distill is not None else {})
+    given = {**spec.training.model_dump(), **distill, **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
+    values = {k: TRAINING_TYPES[k](given[k]) for k in TRAINING_KEYS if k in given}
+    return TrainConfig(epochs=spec.training.epochs, seed=spec.search.seed, **values)
 
 
 def quality_scores(dataset: Dataset, proxy: dict[str, Any], cache_dir: str | Path = SCORES_CACHE,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from search.metrics import SIZE
-from search.spec import DEFAULT_STORAGE
+from search.storage import DEFAULT_STORAGE
 
 EXIT_USAGE = 2
 
@@ -138,7 +138,7 @@ def _tracking_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_search(args) -> int:
-    from search.spec import load_spec
+    from search.spec_checks import load_spec
 
     if args.dry_run:
         return cmd_plan(args)
@@ -156,7 +156,7 @@ def cmd_search(args) -> int:
 
 def cmd_plan(args) -> int:
     from search.plan import plan_lines
-    from search.spec import load_spec
+    from search.spec_checks import load_spec
 
     for line in plan_lines(load_spec(args.spec), calibrate_time=not getattr(args, "no_timing", False)):
         print(line, flush=True)

@@ -10,7 +10,8 @@ import yaml
 
 from search.export import load_search, write_candidates
 from search.metrics import SIZE
-from search.spec import Spec, load_spec, parse_spec
+from search.spec import Spec
+from search.spec_checks import load_spec, parse_spec
 from search.teacher import check_teachers
 from search.tracking import Tracker
 from search.yardstick import best_by_validation

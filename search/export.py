@@ -20,7 +20,8 @@ from emule_models.train import evaluate
 from search.candidate import Candidate, build_seeded, candidate_dataset, read_candidate
 from search.front import Front, Record
 from search.metrics import SIZE, upgrade
-from search.spec import Objective, Spec, parse_spec
+from search.spec import Objective, Spec
+from search.spec_checks import parse_spec
 from search.tracking import Tracker, redact
 from search.validation import describe, refit
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from search.spec import Spec, SpecError, load_spec
+from search.spec import Spec, SpecError
+from search.spec_checks import load_spec
 from search.storage import is_uri
 
 PACKAGES = ("search", "emule_models")

@@ -2,10 +2,10 @@
 warning `emule search` prints when one corner of the space is out of proportion. Starts no Ray, writes nothing.
 
 Costs come from the closed forms of ``emule_models.cost`` over the corners of the model space (every choice, each
-range's two bounds; ``search.spec.space_corners``), and from what a trial does with the spec's data: it trains one
-model per selection fold for ``training.epochs`` on its ``data_fraction`` of the fold's rows, then refits on every
-training row, pretraining each first for ``pretrain_epochs`` (on all their rows and the unlabelled ones).
-Training FLOPs count 3 x the forward FLOPs per sample seen, as a trial's ``training_compute`` does (the refit
+range's two bounds; ``search.spec_checks.space_corners``), and from what a trial does with the spec's data: it
+trains one model per selection fold for ``training.epochs`` on its ``data_fraction`` of the fold's rows, then
+refits on every training row, pretraining each first for ``pretrain_epochs`` (on all their rows and the unlabelled
+ones). Training FLOPs count 3 x the forward FLOPs per sample seen, as a trial's ``training_compute`` does (the refit
 included here). The time per trial is those FLOPs (plus one forward per validation and test row) over the speed of
 timed training steps of that corner on this machine, with the trial's threads (``search.cpus_per_trial``).
 
@@ -29,7 +29,8 @@ from emule_models.cost import forward_flops, param_count
 from emule_models.data import Dataset
 from search.candidate import OPTION_SEP, resolve, spec_dataset
 from search.progress import duration
-from search.spec import MODEL_KEYS, Spec, choices, space_corners
+from search.spec import MODEL_KEYS, Spec, choices
+from search.spec_checks import space_corners
 from search.validation import HOLDOUT, describe, scheme, selection_folds
 
 OUT_OF_PROPORTION = 100.0  # costliest / median forward FLOPs per sample
@@ -246,8 +247,6 @@ def plan_lines(spec: Spec, calibrate_time: bool = True) -> list[str]:
 def _distill_line(spec: Spec) -> str:
     """What distillation adds before the first trial: the teacher models that make the soft labels (not costed
     above; each is one training of the teacher's own config, cached once made)."""
-    from search.validation import HOLDOUT, scheme
-
     folds = 1 if scheme(spec.data) == HOLDOUT else int(scheme(spec.data))
     teachers = spec.distill.paths()
     who = (f"{len(teachers)} teacher(s)" if teachers else

@@ -17,7 +17,8 @@ from search.candidate import spec_dataset
 from search.progress import STATUS_EVERY
 from search.runner import SESSION_FILE, SearchResult
 from search.space import warm_start_points
-from search.spec import DEFAULT_STORAGE, Spec, parse_spec
+from search.spec import DEFAULT_STORAGE, Spec
+from search.spec_checks import parse_spec
 from search.tracking import Tracker, redact
 from search.validation import HOLDOUT
 

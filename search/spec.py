@@ -1,47 +1,148 @@
-"""The search spec: a validated model of a YAML file in spaces/.
+"""The search spec's schema: a validated model of a YAML file in spaces/, the value rules of every searchable key,
+and the rewriting of pydantic's errors into one line naming the field, the value and what is accepted.
 
-Every error names the field, the value and what is accepted, and is raised here - before Ray, MLflow or any
-training is touched. ``load_spec`` is the boundary; ``SpecError`` carries one line for the terminal.
+The searchable model and training keys are the fields of ``ModelConfig`` and ``TrainConfig``: a field added there is
+searchable at once, under the rule of its type (ints: integers >= 1, floats: numbers, strings: the names in
+``CHOICES``) unless ``RULES`` gives it its own. What needs the data or builds models is checked by
+``search.spec_checks``, which is also where a spec file is loaded.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
+import math
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from emule_models.attention import ATTENTION
+from emule_models.augment import POLICIES
+from emule_models.config import CHANNEL_MODES, SERIES_NORMS, TOKENIZERS, ModelConfig
+from emule_models.data import BUILTIN, STRATEGIES, needs_scores
+from emule_models.data.load import BUILTIN_KEYS
+from emule_models.fusion import FUSION
+from emule_models.train import TrainConfig
+from search.baselines import BASELINES
+from search.baselines import DEFAULT as DEFAULT_BASELINES
 from search.metrics import ALIASES, SIZE, canonical
+from search.storage import DEFAULT_STORAGE, is_uri
 from search.storage import absolute as absolute_storage
-from search.storage import is_uri
 
-# Which candidate setting each space key drives. Anything else in `space` is refused.
-MODEL_KEYS = ("attention", "depth", "width", "heads", "mlp_ratio", "dropout", "fusion", "fusion_layer",
-              "bottleneck_tokens", "patch_len", "patch_stride", "channel_mode", "image_patch", "series_norm",
-              "tokenizer", "conv_kernel", "conv_dilation", "drop_path")
-DATA_KEYS = ("data_fraction", "selection")
-TRAINING_KEYS = ("lr", "weight_decay", "batch_size", "augment", "label_smoothing", "ema", "pretrain_epochs",
-                 "pretrain_mask_ratio", "distill_alpha", "distill_temperature")
+# --- the searchable keys, derived from the dataclasses that consume them ---
+# ModelConfig fields a sampler never proposes: the data fixes the first two, `attention_options` the third.
+MODEL_FIXED = ("modalities", "num_classes", "attention_options")
+# TrainConfig fields that are no hyperparameters: epochs are the budget a scheduler cuts, the seed is search.seed.
+TRAINING_FIXED = ("epochs", "seed")
+
+
+def _searchable(cls: type, fixed: tuple[str, ...]) -> dict[str, type]:
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in fixed}
+
+
+MODEL_TYPES = _searchable(ModelConfig, MODEL_FIXED)
+TRAINING_TYPES = _searchable(TrainConfig, TRAINING_FIXED)
+DATA_TYPES: dict[str, type] = {"data_fraction": float, "selection": str}  # which training rows a candidate sees
+KEY_TYPES = {**MODEL_TYPES, **DATA_TYPES, **TRAINING_TYPES}
+MODEL_KEYS, DATA_KEYS, TRAINING_KEYS = tuple(MODEL_TYPES), tuple(DATA_TYPES), tuple(TRAINING_TYPES)
+SPACE_KEYS = tuple(KEY_TYPES)
+INT_KEYS = tuple(k for k, kind in KEY_TYPES.items() if kind is int)
 DISTILL_KEYS = ("distill_alpha", "distill_temperature")  # searchable only with a `distill:` teacher
-SPACE_KEYS = MODEL_KEYS + DATA_KEYS + TRAINING_KEYS
-INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch", "batch_size", "bottleneck_tokens",
-            "conv_kernel", "conv_dilation")
-RATE_KEYS = ("dropout", "drop_path", "label_smoothing", "ema")  # numbers in [0, 1)
-DEFAULT_STORAGE = "emule_runs"  # where experiment state goes when a spec or command names no storage
+
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "qmc")
 SCHEDULERS = ("none", "asha", "mo-asha")
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
 # The model size is `param_count`; its former name `params` is accepted (search.metrics.ALIASES).
 OBJECTIVE_METRICS = {"val_accuracy": "max", SIZE: "min", "flops": "min", "latency_ms": "min",
                      "training_compute": "min", "train_time_s": "min"}
+# data.cv_folds: how candidates are validated (search.validation resolves `auto` against the data)
+HOLDOUT = "holdout"
+AUTO = "auto"
 
 
 class SpecError(ValueError):
     """A spec problem, as one line: ``<field>: <value> - <what is accepted>``."""
 
 
+# --- value rules of the searchable keys ---
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """What one key's values may be: ``ok(value)``, and ``accepted`` in words for the error line."""
+
+    accepted: str
+    ok: Callable[[Any], bool]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and (isinstance(v, int) or math.isfinite(v))
+
+
+def _integer(v: Any) -> bool:
+    return _number(v) and float(v).is_integer()
+
+
+def one_of(registry: Collection[str]) -> Rule:
+    return Rule(str(sorted(registry)), lambda v: isinstance(v, str) and v in registry)
+
+
+INTEGERS = Rule("integers >= 1", lambda v: _integer(v) and v >= 1)
+COUNTS = Rule("integers >= 0", lambda v: _integer(v) and v >= 0)
+NUMBERS = Rule("numbers", _number)
+STRINGS = Rule("strings", lambda v: isinstance(v, str))
+RATES = Rule("numbers in [0, 1)", lambda v: _number(v) and 0 <= v < 1)
+TYPE_RULES = {int: INTEGERS, float: NUMBERS, str: STRINGS}  # a key's rule when it has no other
+
+# The names a string key accepts: the registries of emule_models.
+CHOICES: dict[str, Collection[str]] = {
+    "attention": ATTENTION, "fusion": FUSION, "channel_mode": CHANNEL_MODES, "series_norm": SERIES_NORMS,
+    "tokenizer": TOKENIZERS, "selection": STRATEGIES, "augment": POLICIES}
+# Keys whose values are narrower than their type's rule.
+RULES: dict[str, Rule] = {
+    "fusion_layer": COUNTS, "pretrain_epochs": COUNTS,
+    "dropout": RATES, "drop_path": RATES, "label_smoothing": RATES, "ema": RATES,
+    "data_fraction": Rule("numbers in (0, 1]", lambda v: _number(v) and 0 < v <= 1),
+    "pretrain_mask_ratio": Rule("numbers in (0, 1)", lambda v: _number(v) and 0 < v < 1),
+    "distill_alpha": Rule("numbers in [0, 1]", lambda v: _number(v) and 0 <= v <= 1),
+    "distill_temperature": Rule("numbers > 0", lambda v: _number(v) and v > 0),
+}
+
+
+def rule(key: str) -> Rule:
+    """The rule of a searchable key: its own, else its registry's names, else its type's."""
+    if key in RULES:
+        return RULES[key]
+    if key in CHOICES:
+        return one_of(CHOICES[key])
+    return TYPE_RULES[KEY_TYPES[key]]
+
+
+# A field whose type has no rule (a bool, an optional) must be given one: refused here, not at a user's spec.
+_UNRULED = [k for k in SPACE_KEYS if k not in RULES and k not in CHOICES and KEY_TYPES[k] not in TYPE_RULES]
+if _UNRULED:
+    raise TypeError(f"search.spec: no rule for the searchable keys {_UNRULED}; give each one in RULES")
+
+
+def check_value(key: str, param: Any) -> None:
+    """Refuse a space entry (choices, a range - by its bounds - or a fixed value) that breaks its key's rule."""
+    if KEY_TYPES[key] is int and isinstance(param, Range) and not param.is_int():
+        raise ValueError(f"{key}: {param.low:g}..{param.high:g} is not an integer range; accepted: integers")
+    r = rule(key)
+    for v in param.corners() if isinstance(param, Range) else param if isinstance(param, list) else [param]:
+        if not r.ok(v):
+            raise ValueError(f"{key}: {v!r} not accepted; accepted: {r.accepted}")
+
+
+def check_cv_folds(value: Any) -> None:
+    """Refuse a ``data.cv_folds`` value that is not ``auto``, ``holdout`` or an integer >= 2."""
+    if value in (AUTO, HOLDOUT):
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ValueError(f"data.cv_folds: {value!r} not accepted; accepted: auto, holdout, or an integer >= 2")
+
+
+# --- the schema ---
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -113,8 +214,6 @@ class Training(Strict):
     @field_validator("augment")
     @classmethod
     def _policy(cls, v: str) -> str:
-        from emule_models.augment import POLICIES
-
         if v not in POLICIES:
             raise ValueError(f"not accepted; accepted: {list(POLICIES)}")
         return v
@@ -193,10 +292,58 @@ class Tracking(Strict):
     experiment: str = "emule"
 
 
+class DataSection(Strict):
+    """The ``data`` section: a built-in by ``name`` or a user's Parquet ``path`` (read by
+    ``emule_models.data.load_data``), and how candidates are validated on it. A spec keeps it as the plain mapping
+    of the keys given, which the loader and every candidate's ``data`` take."""
+
+    name: str | None = Field(None, description="a built-in dataset (`emule datasets`)")
+    path: str | None = Field(None, description="a Parquet file or folder, relative to the spec file")
+    label: str | None = Field(None, description="the label column (Parquet)")
+    columns: dict[str, Any] | None = Field(None, description="input columns and their kinds (Parquet)")
+    split: str | None = Field(None, description="a column of train / val / test (Parquet)")
+    seed: int | None = Field(None, description="seeds the validation carve and the cross-validation folds")
+    val_fraction: float | None = Field(None, ge=0, lt=1)
+    test_fraction: float | None = Field(None, ge=0, lt=1)
+    view: str | None = Field(None, description="a derived view of the series (emule_models.data.views)")
+    view_size: int | None = Field(None, ge=1)
+    cv_folds: Any = Field(None, description="auto | holdout | k >= 2 (search.validation)")
+
+    @field_validator("name")
+    @classmethod
+    def _builtin(cls, v: str | None) -> str | None:
+        if v is not None and v not in BUILTIN:
+            raise ValueError(f"not a built-in dataset; accepted: {sorted(BUILTIN)}")
+        return v
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _folds(cls, v: Any) -> Any:
+        if v is not None:
+            check_cv_folds(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        given = self.as_dict()
+        if ("name" in given) == ("path" in given):
+            raise ValueError(f"data: {sorted(given)} names no source; accepted: either name (a built-in, see "
+                             "`emule datasets`) or path (a Parquet file or folder) with label and columns")
+        foreign = sorted(set(given) - {*BUILTIN_KEYS, "cv_folds"}) if "name" in given else []
+        if foreign:
+            raise ValueError(f"data: {foreign} only go with a Parquet path; accepted with a built-in name: "
+                             f"{[*BUILTIN_KEYS, 'cv_folds']}")
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys given, as the loader takes them."""
+        return self.model_dump(exclude_none=True)
+
+
 class Spec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: dict[str, Any] = Field(description="a built-in {name: ...} or a user's Parquet {path: ..., label: ..., "
-                                 "columns: ...}; see emule_models.data.load")
+                                 "columns: ...}, validated as a DataSection; see emule_models.data.load")
     proxy: Proxy = Proxy()
     baselines: list[str] | None = Field(None, description="classical baselines computed once per search beside the "
                                         "trials (default: all); [] turns them off")
@@ -209,25 +356,17 @@ class Spec(Strict):
     search: SearchSettings = SearchSettings()
     tracking: Tracking = Tracking()
 
-    @field_validator("data")
+    @field_validator("data", mode="before")
     @classmethod
-    def _data_source(cls, data: dict[str, Any]) -> dict[str, Any]:
-        if ("name" in data) == ("path" in data):
-            raise ValueError(f"{sorted(data)} names no source; accepted: either name (a built-in, see "
-                             "`emule datasets`) or path (a Parquet file or folder) with label and columns")
-        from search.validation import AUTO, check_setting
-
+    def _typed_data(cls, data: Any) -> dict[str, Any]:
         try:
-            check_setting(data.get("cv_folds", AUTO))
-        except ValueError as e:  # named relative to `data`, like the loader's own key errors
-            raise ValueError(str(e).removeprefix("data.")) from None
-        return data
+            return DataSection.model_validate(data).as_dict()
+        except ValidationError as e:
+            raise ValueError(one_line(e, under="data")) from None
 
     @field_validator("baselines")
     @classmethod
     def _baselines_known(cls, names: list[str] | None) -> list[str] | None:
-        from search.baselines import BASELINES
-
         for name in names or []:
             if name not in BASELINES:
                 raise ValueError(f"{name!r} not accepted; accepted: {sorted(BASELINES)} (or [] for none)")
@@ -243,8 +382,20 @@ class Spec(Strict):
                 raise ValueError(f"{key!r} is not a searchable setting; accepted: {list(SPACE_KEYS)}")
             if isinstance(param, list) and not param:
                 raise ValueError(f"{key}: empty list; accepted: a non-empty list of choices")
-            _check_values(key, param)
+            check_value(key, param)
         return space
+
+    @field_validator("attention_options")
+    @classmethod
+    def _options_known(cls, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for variant, given in options.items():
+            if variant not in ATTENTION:
+                raise ValueError(f"{variant}: not a known variant; accepted: {sorted(ATTENTION)}")
+            allowed = ATTENTION[variant].defaults
+            for opt in given:
+                if opt not in allowed:
+                    raise ValueError(f"{variant}.{opt}: not an option of {variant!r}; accepted: {sorted(allowed)}")
+        return options
 
     @model_validator(mode="after")
     def _objectives_unique(self):
@@ -271,9 +422,7 @@ class Spec(Strict):
 
     @property
     def baseline_names(self) -> list[str]:
-        from search.baselines import DEFAULT
-
-        return list(DEFAULT) if self.baselines is None else list(self.baselines)
+        return list(DEFAULT_BASELINES) if self.baselines is None else list(self.baselines)
 
     @property
     def data_label(self) -> str:
@@ -281,8 +430,6 @@ class Spec(Strict):
 
     def needs_scores(self) -> bool:
         """Whether any selection strategy in the space needs the proxy's quality scores."""
-        from emule_models.data import needs_scores
-
         return any(needs_scores(s) for s in choices(self.space.get("selection", "random")))
 
     def storage_path(self) -> Path:
@@ -296,84 +443,25 @@ class Spec(Strict):
         return absolute_storage(self.search.storage)
 
 
-def _check_values(key: str, param: Any) -> None:
-    """Per-key value rules (a depth is an int >= 1, a fraction is in (0, 1], ...)."""
-    values = param.corners() if isinstance(param, Range) else param if isinstance(param, list) else [param]
-    if key in ("fusion_layer", "pretrain_epochs"):
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 0:
-                raise ValueError(f"{key}: {v!r} not accepted; accepted: integers >= 0")
-    if key in INT_KEYS:
-        if isinstance(param, Range) and not param.is_int():
-            raise ValueError(f"{key}: {param.low:g}..{param.high:g} is not an integer range; accepted: integers")
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer() or v < 1:
-                raise ValueError(f"{key}: {v!r} not accepted; accepted: integers >= 1")
-    if key == "data_fraction":
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
-                raise ValueError(f"data_fraction: {v!r} not accepted; accepted: numbers in (0, 1]")
-    names = _named_choices().get(key)
-    if names is not None:
-        for v in values:
-            if v not in names:
-                raise ValueError(f"{key}: {v!r} not accepted; accepted: {sorted(names)}")
-    if key in ("lr", "weight_decay", "mlp_ratio", *RATE_KEYS):
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers")
-    if key in RATE_KEYS:
-        for v in values:
-            if not 0 <= v < 1:
-                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers in [0, 1)")
-    if key == "distill_alpha":
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
-                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers in [0, 1]")
-    if key == "distill_temperature":
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers > 0")
-    if key == "pretrain_mask_ratio":
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-                raise ValueError(f"{key}: {v!r} not accepted; accepted: numbers in (0, 1)")
+def choices(param: Any) -> list[Any]:
+    """The values of a space entry worth checking: its choices, or a range's two bounds."""
+    if isinstance(param, Range):
+        return [int(v) if param.is_int() else v for v in param.corners()]
+    return list(param) if isinstance(param, list) else [param]
 
 
-def _named_choices() -> dict[str, Any]:
-    from emule_models.attention import ATTENTION
-    from emule_models.augment import POLICIES
-    from emule_models.config import CHANNEL_MODES, SERIES_NORMS, TOKENIZERS
-    from emule_models.data import STRATEGIES
-    from emule_models.fusion import FUSION
-
-    return {"attention": ATTENTION, "fusion": FUSION, "channel_mode": CHANNEL_MODES, "selection": STRATEGIES,
-            "series_norm": SERIES_NORMS, "tokenizer": TOKENIZERS, "augment": POLICIES}
-
-
-def load_spec(path: str | Path) -> Spec:
-    """Read and fully validate a spec file (syntax, fields, and the space against the dataset's shape)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"spec: {str(path)!r} is not a file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpecError(f"spec: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    return parse_spec(raw, base_dir=path.parent)
-
-
-def parse_spec(raw: Any, base_dir: Path | None = None, check_files: bool = True) -> Spec:
-    """Validate a spec given as data. ``search.warm_start`` and ``distill.teacher`` paths are taken relative to
-    ``base_dir`` (the spec file's folder) and made absolute. ``check_files=False`` skips reading the teacher files,
-    for a finished search's record (the files may have moved since; its candidates hold what they need)."""
+def parse_schema(raw: Any, base_dir: Path | None = None) -> Spec:
+    """Validate a spec given as data against the schema alone (no file beyond the spec is read). The paths in it
+    (``data.path``, ``search.warm_start``, ``distill.teacher``) are taken relative to ``base_dir`` (the spec file's
+    folder; default the working directory) and made absolute. ``search.spec_checks.parse_spec`` adds the checks
+    against the data."""
     if not isinstance(raw, dict):
         raise SpecError(f"spec: top level is {type(raw).__name__}; accepted: a mapping with name, data, objectives, "
                         "space")
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(_one_line(e)) from None
+        raise SpecError(one_line(e)) from None
     base = base_dir or Path.cwd()
     if "path" in spec.data and not Path(spec.data["path"]).is_absolute():
         spec = spec.model_copy(update={"data": {**spec.data, "path": str((base / spec.data["path"]).resolve())}})
@@ -384,113 +472,33 @@ def parse_spec(raw: Any, base_dir: Path | None = None, check_files: bool = True)
         paths = [str((base / p).resolve()) for p in spec.distill.paths()]
         teacher = paths[0] if isinstance(spec.distill.teacher, str) else paths
         spec = spec.model_copy(update={"distill": spec.distill.model_copy(update={"teacher": teacher})})
-    check_space_buildable(spec)
-    spec = _resolve_folds(spec)
-    from search.space import warm_start_points
-
-    warm_start_points(spec)  # refuses files that are missing, malformed or outside the space
-    if spec.distill is not None and check_files:
-        from search.teacher import check_teachers
-
-        try:
-            check_teachers(spec)  # missing, malformed or foreign teacher files, before anything starts
-        except ValueError as e:
-            raise SpecError(str(e)) from None
     return spec
 
 
-def _resolve_folds(spec: Spec) -> Spec:
-    """``data.cv_folds`` made concrete for this dataset (``auto`` picks k-fold or holdout by the pool's size);
-    a fold count the smallest class cannot fill is refused here."""
-    from search.candidate import spec_dataset
-    from search.validation import AUTO, resolve_setting
-
-    try:
-        folds = resolve_setting(spec.data.get("cv_folds", AUTO), spec_dataset(spec).pool.labels)
-    except ValueError as e:
-        raise SpecError(str(e)) from None
-    return spec.model_copy(update={"data": {**spec.data, "cv_folds": folds}})
-
-
-def _one_line(e: ValidationError) -> str:
+# --- pydantic's errors as one line ---
+def one_line(e: ValidationError, under: str = "") -> str:
+    """The first error as ``<field>: <value> - <what is accepted>``, the field as the user wrote it (``under``:
+    the section the validated data sits in)."""
     err = e.errors()[0]
     # pydantic lists union branches in the location; keep only the user's field path
-    loc = ".".join(str(p) for p in err["loc"] if not _is_type_tag(p))
+    loc = ".".join([under] * bool(under) + [str(p) for p in err["loc"] if not _is_type_tag(p)])
     msg = err["msg"].removeprefix("Value error, ")
     value = err.get("input")
-    if not loc:  # a whole-spec rule: the message names its fields
+    if not loc or msg.startswith((f"{loc}:", f"{loc}.")):  # a rule that names its own field(s)
         return msg
     if err["type"] == "missing":
         return f"{loc}: missing - required"
-    if isinstance(value, dict):  # our own validators name the key and value inside msg
-        return f"{loc}.{msg}" if msg.split(":")[0].isidentifier() and ":" in msg else f"{loc}: {msg}"
-    return f"{loc}: {value!r} - {msg}"
+    if isinstance(value, dict) and _names_a_key(msg):  # a mapping's validator: "<key>: <value> ..." inside it
+        return f"{loc}.{msg}"
+    return f"{loc}: {value!r} - {msg}" if not isinstance(value, dict) else f"{loc}: {msg}"
+
+
+def _names_a_key(msg: str) -> bool:
+    head = msg.split(":")[0]
+    return ":" in msg and all(part.isidentifier() for part in head.split("."))
 
 
 def _is_type_tag(part: Any) -> bool:
     """pydantic puts union branch names (``Range``, ``list[any]``, ``function-after[...]``) into locations."""
     return isinstance(part, str) and (part in ("Range", "str", "int", "float")
                                       or part.startswith(("function-", "list[")))
-
-
-def choices(param: Any) -> list[Any]:
-    """The values of a space entry worth checking: its choices, or a range's two bounds."""
-    if isinstance(param, Range):
-        return [int(v) if param.is_int() else v for v in param.corners()]
-    return list(param) if isinstance(param, list) else [param]
-
-
-def check_space_buildable(spec: Spec) -> None:
-    """Refuse a space containing models that cannot be built (heads not dividing width, a patch longer than
-    the series, a variant that cannot serve the token count ...), by building every corner config. Loads only
-    the dataset's shape, never trains."""
-    from emule_models.attention import ATTENTION
-    from emule_models.data import BUILTIN
-    from search.candidate import spec_dataset
-
-    if "name" in spec.data and spec.data["name"] not in BUILTIN:
-        raise SpecError(f"data.name: {spec.data['name']!r} - not a built-in dataset; accepted: {sorted(BUILTIN)}")
-    try:
-        spec_dataset(spec)  # reads and checks the data itself: a bad column fails here, before Ray
-    except (ValueError, OSError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SpecError(message if message.startswith("data") else f"data: {message}") from None
-    for variant, options in spec.attention_options.items():
-        if variant not in ATTENTION:
-            raise SpecError(f"attention_options.{variant}: not a known variant; accepted: {sorted(ATTENTION)}")
-        allowed = ATTENTION[variant].defaults
-        for opt in options:
-            if opt not in allowed:
-                raise SpecError(f"attention_options.{variant}.{opt}: not an option of {variant!r}; accepted: "
-                                f"{sorted(allowed)}")
-    from search.candidate import model_config_problems
-
-    for values, opts in space_corners(spec):
-        problems = model_config_problems(spec, values, opts)
-        if problems:
-            shown = ", ".join(f"{k}={v}" for k, v in values.items())
-            raise SpecError(f"space: the candidate ({shown}) cannot be built - {problems[0]}")
-
-
-MAX_CORNERS = 20000  # corners of the model space that are checked (and costed); a larger space is cut there
-
-
-def space_corners(spec: Spec) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """The corners of the model space: every combination of each model setting's choices (a range's two bounds),
-    with every combination of the picked variant's attention options; (values, options) pairs, at most
-    MAX_CORNERS model combinations."""
-    model_space = {k: choices(v) for k, v in spec.space.items() if k in MODEL_KEYS}
-    names = list(model_space)
-    corners = []
-    for combo in itertools.islice(itertools.product(*model_space.values()), MAX_CORNERS):
-        values = dict(zip(names, combo))
-        for opts in _option_corners(spec.attention_options.get(values.get("attention", "softmax"), {})):
-            corners.append((values, opts))
-    return corners
-
-
-def _option_corners(options: dict[str, Any]) -> list[dict[str, Any]]:
-    if not options:
-        return [{}]
-    keys = list(options)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(choices(options[k]) for k in keys))]

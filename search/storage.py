@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+DEFAULT_STORAGE = "emule_runs"  # where experiment state goes when a spec or command names no storage
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 

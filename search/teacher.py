@@ -26,7 +26,7 @@ from emule_models.data import Dataset
 from emule_models.data.scoring import fingerprint
 from emule_models.distill import predict_logits
 from emule_models.train import fit
-from search.candidate import Candidate, load_section, load_weights, read_candidate
+from search.candidate import Candidate, load_section, load_weights, read_candidate, spec_dataset
 from search.validation import PRETRAIN_CACHE, Folds, _scores, refit, start_model, subset
 
 SOFT_LABELS_CACHE = Path(".emule") / "soft_labels"
@@ -110,8 +110,6 @@ def teacher_refs(spec) -> list[dict[str, Any]] | None:
 def check_teachers(spec) -> None:
     """Refuse teachers that cannot label the spec's data: missing or malformed files, another dataset's shape or
     classes, weights that do not fit the teacher or were fit on other training rows."""
-    from search.candidate import spec_dataset
-
     if not spec.distill.paths():
         return  # {search: NAME}: resolved, and checked, when the search starts
     dataset = spec_dataset(spec)

@@ -25,12 +25,11 @@ from emule_models.data.dataset import Split, check_fold_count, concat, smallest_
 from emule_models.pretrain import load_pretrained, pretrained_state
 from emule_models.train import fit, train_epochs
 from search.candidate import Candidate, build_seeded, quality_scores
+from search.spec import AUTO, HOLDOUT, check_cv_folds
 
 if TYPE_CHECKING:
     from search.teacher import SoftLabels
 
-HOLDOUT = "holdout"
-AUTO = "auto"
 # `auto`: k-fold while the training pool is small enough for one validation split to be noise, holdout above.
 AUTO_FOLDS = 5
 AUTO_MAX_ROWS = 1000
@@ -40,17 +39,9 @@ PRETRAIN_CACHE = Path(".emule") / "pretrain"
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
 
-def check_setting(value: Any) -> None:
-    """Refuse a ``data.cv_folds`` value that is not ``auto``, ``holdout`` or an integer >= 2."""
-    if value in (AUTO, HOLDOUT):
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise ValueError(f"data.cv_folds: {value!r} not accepted; accepted: auto, holdout, or an integer >= 2")
-
-
 def resolve_setting(value: Any, labels: np.ndarray) -> int | str:
     """``data.cv_folds`` for a training pool with these labels: a fold count, or ``holdout``."""
-    check_setting(value)
+    check_cv_folds(value)
     if value == AUTO:
         smallest = smallest_class(labels)
         if len(labels) >= AUTO_MAX_ROWS or smallest < 2:

@@ -17,7 +17,7 @@ from emule_models.data import load_builtin
 from search.candidate import Candidate
 from search.export import export, retrain
 from search.runner import run_search
-from search.spec import parse_spec
+from search.spec_checks import parse_spec
 from search.tracking import Tracker
 from search.validation import selection_folds
 

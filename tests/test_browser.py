@@ -16,7 +16,7 @@ import pytest
 from servers import MlflowServer, free_port
 
 from search.runner import run_search
-from search.spec import parse_spec
+from search.spec_checks import parse_spec
 from search.summary import run_link, runs_link
 from search.tracking import Tracker
 

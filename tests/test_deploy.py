@@ -266,7 +266,7 @@ def test_cli_exports_a_search_front_member_once_it_is_trained(tmp_path, capsys, 
     beside the YAML, then written beside them. The search record is made through the tracker, as a search makes it."""
     from emule_models.cost import count_parameters
     from search.candidate import resolve, spec_dataset
-    from search.spec import parse_spec
+    from search.spec_checks import parse_spec
 
     monkeypatch.chdir(tmp_path)  # a SQLite store keeps artifacts under ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

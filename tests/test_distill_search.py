@@ -20,7 +20,7 @@ from search.distill import resolve_search_teacher
 from search.export import export, load_search, retrain, write_candidates
 from search.metrics import SIZE
 from search.runner import run_search
-from search.spec import parse_spec
+from search.spec_checks import parse_spec
 from search.teacher import teacher_refs
 from search.tracking import Tracker
 from search.yardstick import best_by_validation

@@ -19,7 +19,7 @@ from search.candidate import load_weights
 from search.export import export, load_search, retrain
 from search.pareto import dominates, to_minimize
 from search.runner import run_search
-from search.spec import parse_spec
+from search.spec_checks import parse_spec
 from search.summary import runs_link
 from search.tracking import PARENT_TAG, Tracker
 

@@ -9,7 +9,7 @@ import io
 import pytest
 
 from search.runner import run_search
-from search.spec import parse_spec
+from search.spec_checks import parse_spec
 from search.tracking import Tracker
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,8 @@ import pytest
 from search.front import Record, compute_front
 from search.front_files import write_artifacts
 from search.front_plot import _tick, log_ticks
-from search.spec import Objective, parse_spec
+from search.spec import Objective
+from search.spec_checks import parse_spec
 from search.summary import candidate_name, describe_front, fmt, runs_link, ui_lines
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),

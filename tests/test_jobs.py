@@ -11,7 +11,8 @@ import yaml
 
 from search import jobs
 from search.cli import main
-from search.spec import SpecError, load_spec
+from search.spec import SpecError
+from search.spec_checks import load_spec
 
 
 def write_spec(tmp: Path, **changes) -> Path:

@@ -13,7 +13,7 @@ import yaml
 
 from search.candidate import spec_dataset
 from search.plan import OUT_OF_PROPORTION, corners, proportion_warning, workload
-from search.spec import load_spec, parse_spec
+from search.spec_checks import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = yaml.safe_load((ROOT / "spaces" / "quickstart.yaml").read_text())

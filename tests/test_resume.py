@@ -21,7 +21,7 @@ import yaml
 from servers import epochs_logged
 
 from search.pareto import dominates, to_minimize
-from search.spec import load_spec
+from search.spec_checks import load_spec
 from search.tracking import Tracker
 
 pytestmark = pytest.mark.slow

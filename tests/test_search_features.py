@@ -14,7 +14,8 @@ from search.export import export, load_search
 from search.runner import run_search
 from search.searcher import BudgetAwareOptunaSearch
 from search.space import DefineByRun, build_sampler, history_trials, typed_params
-from search.spec import SpecError, parse_spec
+from search.spec import SpecError
+from search.spec_checks import parse_spec
 from search.tracking import Tracker
 
 

@@ -12,7 +12,8 @@ import torch
 import yaml
 from servers import ENV, MlflowServer, free_port
 
-from search.spec import SpecError, load_spec
+from search.spec import SpecError
+from search.spec_checks import load_spec
 from search.tracking import redact
 
 SECRET = "s3cret-Tok3n"

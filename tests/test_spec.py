@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.spec import Range, SpecError, load_spec, parse_spec
+from search.spec import SPACE_KEYS, Range, SpecError
+from search.spec_checks import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = yaml.safe_load((ROOT / "spaces" / "quickstart.yaml").read_text())
@@ -138,3 +139,73 @@ def test_cv_folds_resolved_against_the_data():
     assert parse_spec(QUICKSTART).data["cv_folds"] == 5  # OSULeaf: 200 training rows, every class >= 5
     assert parse_spec(with_change("data.cv_folds", "holdout")).data["cv_folds"] == "holdout"
     assert parse_spec(with_change("data.cv_folds", 3)).data["cv_folds"] == 3
+
+
+def test_space_keys_are_the_dataclass_fields():
+    """A field added to ModelConfig or TrainConfig is searchable with no list to edit beside it."""
+    import dataclasses
+
+    from emule_models.config import ModelConfig
+    from emule_models.train import TrainConfig
+    from search.spec import DATA_KEYS, MODEL_FIXED, MODEL_KEYS, SPACE_KEYS, TRAINING_FIXED, TRAINING_KEYS
+
+    assert set(MODEL_KEYS) == {f.name for f in dataclasses.fields(ModelConfig)} - set(MODEL_FIXED)
+    assert set(TRAINING_KEYS) == {f.name for f in dataclasses.fields(TrainConfig)} - set(TRAINING_FIXED)
+    assert SPACE_KEYS == MODEL_KEYS + DATA_KEYS + TRAINING_KEYS
+
+
+@pytest.mark.parametrize("key", SPACE_KEYS)
+def test_every_searchable_key_has_a_rule(key):
+    """Each key refuses a value of the wrong kind, naming the key, the value and what its rule accepts."""
+    from search.spec import KEY_TYPES, rule
+
+    bad = "not-a-name" if KEY_TYPES[key] is not str or rule(key).accepted != "strings" else 7
+    with pytest.raises(SpecError) as err:
+        parse_spec(with_change(f"space.{key}", [bad]))
+    assert str(err.value) == f"space.{key}: {bad!r} not accepted; accepted: {rule(key).accepted}"
+
+
+def test_int_fields_are_sampled_as_integers():
+    """fusion_layer and pretrain_epochs are ints in their dataclasses, so an integer range samples ints."""
+    import optuna
+
+    from search.space import suggest
+
+    trial = optuna.create_study().ask()
+    for key in ("fusion_layer", "pretrain_epochs", "depth"):
+        assert isinstance(suggest(trial, key, Range(low=0, high=3)), int)
+    assert isinstance(suggest(trial, "dropout", Range(low=0, high=0.5)), float)
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    ("data.val_fraction", "a fifth", "data.val_fraction: 'a fifth' - Input should be a valid number"),
+    ("data.val_fraction", 1.5, "data.val_fraction: 1.5 - Input should be less than 1"),
+    ("data.seed", 0.5, "data.seed: 0.5 - Input should be a valid integer"),
+    ("data.label", "species", "data: ['label'] only go with a Parquet path; accepted with a built-in name"),
+    ("data.surprise", 1, "data.surprise: 1 - Extra inputs are not permitted"),
+    ("data.path", "x.parquet", "data: ['cv_folds', 'name', 'path', 'seed', 'val_fraction'] names no source"),
+    ("data", "osuleaf", "data: 'osuleaf' - Input should be a valid dictionary"),
+])
+def test_data_section_is_typed(path, value, expected):
+    with pytest.raises(SpecError) as err:
+        parse_spec(with_change(path, value))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_data_section_keeps_the_keys_given():
+    spec = parse_spec(QUICKSTART)
+    assert set(spec.data) == {"name", "val_fraction", "seed", "cv_folds"}
+    assert spec.data["seed"] == 0 and isinstance(spec.data["val_fraction"], float)
+
+
+def test_training_keys_fall_back_in_order():
+    """Sampled value, else the spec's training section (distill section), else TrainConfig's own default."""
+    from emule_models.train import TrainConfig
+    from search.candidate import resolve, spec_dataset
+
+    spec = parse_spec(with_change("training", {"epochs": 7, "lr": 0.02, "ema": 0.5}))
+    data = spec_dataset(spec)
+    cand = resolve(spec, {"lr": 0.003, "batch_size": 16.0}, data.modalities, len(data.classes))
+    assert (cand.training.lr, cand.training.batch_size, cand.training.ema, cand.training.epochs) == (0.003, 16, 0.5, 7)
+    assert isinstance(cand.training.batch_size, int)
+    assert cand.training.distill_temperature == TrainConfig.distill_temperature  # no distill section: the default

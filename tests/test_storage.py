@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from search import storage
-from search.spec import parse_spec
+from search.spec_checks import parse_spec
 
 
 @pytest.mark.parametrize("value, uri", [("s3://b/x", True), ("gs://b", True), ("file:///tmp/x", True),

@@ -13,7 +13,8 @@ from emule_models.data.dataset import stratified_folds
 from emule_models.distill import predict_logits
 from emule_models.train import TrainConfig, fit
 from search.candidate import Candidate, build_seeded, resolve, spec_dataset
-from search.spec import SpecError, parse_spec
+from search.spec import SpecError
+from search.spec_checks import parse_spec
 from search.teacher import Teacher, soft_labels
 from search.validation import cross_validate, refit
 

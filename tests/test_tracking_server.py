@@ -14,7 +14,7 @@ import pytest
 
 from search.export import load_search
 from search.runner import run_search
-from search.spec import parse_spec
+from search.spec_checks import parse_spec
 from search.tracking import PARENT_TAG, Tracker
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,8 @@ from PIL import Image
 
 from emule_models.data import load_builtin
 from search.runner import run_search
-from search.spec import SpecError, load_spec
+from search.spec import SpecError
+from search.spec_checks import load_spec
 from search.tracking import Tracker
 
 pytestmark = pytest.mark.slow
