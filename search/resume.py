@@ -17,8 +17,9 @@ from search.candidate import spec_dataset
 from search.progress import STATUS_EVERY
 from search.runner import SESSION_FILE, SearchResult
 from search.space import warm_start_points
-from search.spec import DEFAULT_STORAGE, Spec
+from search.spec import Spec
 from search.spec_checks import parse_spec
+from search.storage import DEFAULT_STORAGE
 from search.tracking import Tracker, redact
 from search.validation import HOLDOUT
 
