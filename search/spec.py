@@ -31,7 +31,7 @@ INT_KEYS = ("depth", "width", "heads", "patch_len", "patch_stride", "image_patch
 RATE_KEYS = ("dropout", "drop_path", "label_smoothing", "ema")  # numbers in [0, 1)
 DEFAULT_STORAGE = "emule_runs"  # where experiment state goes when a spec or command names no storage
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "qmc")
-SCHEDULERS = ("none", "asha", "mo-asha")
+SCHEDULERS = ("none", "asha", "mo-asha", "mo-asha-strata")
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
 # The model size is `param_count`; its former name `params` is accepted (search.metrics.ALIASES).
 OBJECTIVE_METRICS = {"val_accuracy": "max", SIZE: "min", "flops": "min", "latency_ms": "min",
