@@ -129,3 +129,19 @@ def test_trained_objective_and_factory():
 def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         MultiObjectiveHalving(MODES, max_t=9, **kwargs)
+
+
+def test_ray_adapter_applies_the_strata_rule():
+    # the H case above through Tune's scheduler interface (fake trials: the adapter reads trial_id only)
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    sched = build_scheduler("mo-asha-strata", ["val_accuracy", "param_count"], ["max", "min"], [False, True],
+                            max_t=9, grace_period=1, reduction_factor=3)
+    decide = {t: sched.on_trial_result(None, SimpleNamespace(trial_id=t),
+                                       {"epoch": 1, "val_accuracy": a, "param_count": p})
+              for t, (a, p) in {**{k: FIVE[k] for k in "ABC"}, "H": (0.45, 900)}.items()}
+    assert decide == {"A": TrialScheduler.CONTINUE, "B": TrialScheduler.STOP, "C": TrialScheduler.CONTINUE,
+                      "H": TrialScheduler.STOP}
+    assert "strata" in sched.debug_string()
