@@ -8,7 +8,8 @@ every cross-validation fold included), not epochs. The methods:
   ``spaces/full.yaml``), TPE under MO-ASHA with the Pareto promotion rule, and under the strata rule.
 - Plain Optuna: the same sampler (``build_sampler`` of the same spec) in this process, one trial at a time, no Ray.
 - Syne Tune's MO-ASHA (``syne_tune.optimizer.schedulers.multiobjective.moasha.MOASHA``, random sampling, its
-  default non-dominated-sort promotion) on Syne Tune's ``PythonBackend``: a local process per trial.
+  default non-dominated-sort promotion), driven in this process (``bench/peers.py``: Syne Tune's local backends
+  start a Python process per trial, whose imports took most of the wall time at this scale).
 
 All run the product's own trial code (``search.trainable``), so a candidate trains, validates and refits the same
 way and reports the same ``training_compute``. ``bench/trace.py`` turns each method's results into hypervolume as a
@@ -118,7 +119,7 @@ def run_one(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Name
     elif runner == "optuna":
         run_optuna(spec, spec_dataset(spec), trace)
     else:
-        run_syne_moasha(spec, trace, tmp, args.grace_period, args.reduction_factor)
+        run_syne_moasha(spec, spec_dataset(spec), trace, args.grace_period, args.reduction_factor)
     return trace.run(method, seed, dataset)
 
 
@@ -319,7 +320,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     ap.add_argument("--default", default="tpe", choices=list(METHODS), help="the method the targets judge")
     ap.add_argument("--log", type=Path, help="JSON lines, one per finished search (appended)")
-    ap.add_argument("--from-log", type=Path, help="write the report from an earlier run's log; run nothing")
+    ap.add_argument("--from-log", type=Path, nargs="+", help="write the report from earlier runs' logs; run nothing")
     ap.add_argument("--out", type=Path, help="markdown report; the plot goes beside it (.png)")
     args = ap.parse_args()
     args.budget = {**BUDGETS, **{k: float(v) for k, v in (b.split("=", 1) for b in args.budget)}}
@@ -329,10 +330,10 @@ def main() -> None:
 
     start = time.perf_counter()
     if args.from_log:  # the run's own command and time, kept beside its log
-        runs = load_log(args.from_log)
-        meta = json.loads(args.from_log.with_suffix(".meta.json").read_text())
-        command = f"{meta['command']}\n# report written again from its log:\n{command}"
-        total = meta.get("total_s", float("nan"))
+        runs = [r for path in args.from_log for r in load_log(path)]
+        metas = [json.loads(p.with_suffix(".meta.json").read_text()) for p in args.from_log]
+        command = "\n".join(m["command"] for m in metas) + f"\n# report written from their logs:\n{command}"
+        total = sum(m.get("total_s", float("nan")) for m in metas)
     else:
         runs, total = execute(args, start, command)
     out = args.out or Path(tempfile.mkdtemp(prefix="emule-search-quality-")) / "search_quality.md"
@@ -353,15 +354,17 @@ def execute(args: argparse.Namespace, start: float, command: str) -> tuple[list[
     meta = log.with_suffix(".meta.json")
     meta.write_text(json.dumps({"command": command}))
     print(f"store: {tmp}; log: {log}; {len(METHODS)} methods x {args.seeds} seeds x {args.datasets}", flush=True)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    # "local": a fresh instance, never one another process started on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     # a throw-away search first: MLflow's tables and Ray's workers, so the first timed search does not pay for them
     warm = argparse.Namespace(**{**vars(args), "epochs": 2, "trials": 1, "grace_period": 1})
     run_one(tmp, args.datasets[0], BASELINE, 0, warm)
-    runs: list[Run] = []
+    runs = load_log(log) if log.exists() else []  # a log from an interrupted run: its searches are not repeated
+    done = {(r.dataset, r.method, r.seed) for r in runs}
     try:
         for seed in range(args.seeds):  # seed-major: a machine slowing down over time hits every method alike
             for dataset in args.datasets:
-                for method in METHODS:
+                for method in [m for m in METHODS if (dataset, m, seed) not in done]:
                     run = run_one(tmp, dataset, method, seed, args)
                     runs.append(run)
                     with log.open("a") as f:

@@ -70,9 +70,8 @@ def test_syne_tune_space_follows_the_spec(tmp_path):
     raw = spec(tmp_path).model_dump(mode="json")
     raw["attention_options"] = {"performer": {"features": [16, 32]}}
     raw["space"]["attention"] = ["softmax", "performer"]
-    space = syne_config_space(parse_spec(raw), tmp_path / "spec.json")
+    space = syne_config_space(parse_spec(raw))
     assert isinstance(space["attention"], Categorical) and space["attention"].categories == ["softmax", "performer"]
     assert isinstance(space["depth"], Integer) and (space["depth"].lower, space["depth"].upper) == (1, 2)
     assert isinstance(space["lr"], Float) and (space["lr"].lower, space["lr"].upper) == (1e-3, 3e-3)
     assert space["performer.features"].categories == [16, 32]  # sampled always, used when performer is picked
-    assert space["spec_file"] == str(tmp_path / "spec.json")
