@@ -337,6 +337,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["osuleaf", "plaid"], choices=list(BUDGETS))
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. seeds-1 (a run split in two)")
     ap.add_argument("--budget", nargs="+", default=[], metavar="DATASET=FLOPS",
                     help=f"training FLOPs per search (default {BUDGETS})")
     ap.add_argument("--epochs", type=int, default=9, help="training epochs of a full trial (MO-ASHA's max_t)")
@@ -390,7 +391,8 @@ def execute(args: argparse.Namespace, start: float, command: str) -> tuple[list[
     runs = load_log(log) if log.exists() else []  # a log from an interrupted run: its searches are not repeated
     done = {(r.dataset, r.method, r.seed) for r in runs}
     try:
-        for seed in range(args.seeds):  # seed-major: a machine slowing down over time hits every method alike
+        # seed-major: a machine slowing down over time hits every method alike
+        for seed in range(args.first_seed, args.seeds):
             for dataset in args.datasets:
                 for method in [m for m in METHODS if (dataset, m, seed) not in done]:
                     run = run_one(tmp, dataset, method, seed, args)
