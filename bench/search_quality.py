@@ -359,7 +359,8 @@ def main() -> None:
 
     start = time.perf_counter()
     if args.from_log:  # the run's own command and time, kept beside its log
-        runs = [r for path in args.from_log for r in load_log(path)]
+        runs = list({(r.dataset, r.method, r.seed): r for path in reversed(args.from_log)
+                     for r in load_log(path)}.values())  # a search in two logs counts once (the first log's)
         metas = [json.loads(p.with_suffix(".meta.json").read_text()) for p in args.from_log]
         command = "\n".join(m["command"] for m in metas) + f"\n# report written from their logs:\n{command}"
         total = sum(m.get("total_s", float("nan")) for m in metas)
