@@ -1,27 +1,32 @@
-"""Search quality: hypervolume against compute for random, TPE and NSGA-II, with and without MO-ASHA.
+"""Search quality: hypervolume against training FLOPs for EMuLe's searches and two peers, in one run.
 
-Every combination searches the same space on the same real dataset (the quickstart space on OSULeaf, the
-quickstart's three objectives and fixed reference point) under the same compute budget - ``search.epoch_budget``,
-the total training epochs of all trials together - once per seed. Each search is a real ``run_search`` (local Ray,
-Optuna, an MLflow store in a temp dir), all in this one process on one Ray instance. A driver-side callback
-records, in the order the driver sees them, every epoch a trial trains (a result with ``epoch > 0``) and every
-trial that finishes its full training budget (``budget_done``: only those can be on the front); after each such
-completion the hypervolume of the finished candidates is recomputed with ``search.front.compute_front``. That
-gives hypervolume as a step function of epochs spent and of wall time since the search was called.
+Every method searches the same space (``spaces/full.yaml``: the whole model family) on the same data with the
+same objectives and fixed reference point, seeds and compute budget - **training FLOPs** (``training_compute``,
+every cross-validation fold included), not epochs. The methods:
 
-``search.trials`` is only a cap on candidates here (the epoch budget ends each search), but ``build_sampler``
-also sizes NSGA-II's population (trials // 3) and TPE's random start-up (trials // 4) from it. So the cap is set,
-per scheduler, to about the number of candidates the budget affords: ``epoch_budget // epochs`` without early
-stopping (exactly the budget), ``epoch_budget // 3`` with MO-ASHA (60 for 180 epochs; the recorded run averaged
-46 candidates there, 4 epochs each, and 2 of its 10 MO-ASHA searches ended on the cap a little before the budget).
+- EMuLe's searches (``run_search``: local Ray, Optuna, MLflow in a temp dir): random, TPE alone (the default of
+  ``spaces/full.yaml``), TPE under MO-ASHA with the Pareto promotion rule, and under the strata rule.
+- Plain Optuna: the same sampler (``build_sampler`` of the same spec) in this process, one trial at a time, no Ray.
+- Syne Tune's MO-ASHA (``syne_tune.optimizer.schedulers.multiobjective.moasha.MOASHA``, random sampling, its
+  default non-dominated-sort promotion), driven in this process (``bench/peers.py``: Syne Tune's local backends
+  start a Python process per trial, whose imports took most of the wall time at this scale).
 
-    python bench/search_quality.py --seeds 5 --epoch-budget 180 --epochs 12 --out bench/results/search_quality.md
+All run the product's own trial code (``search.trainable``), so a candidate trains, validates and refits the same
+way and reports the same ``training_compute``. ``bench/trace.py`` turns each method's results into hypervolume as a
+step function of FLOPs spent and of wall time; the budget ends each search (for EMuLe's searches a stopper on the
+same trace replaces the epoch budget; ``search.trials`` is a cap that also sizes TPE's random start-up).
+Results go to a JSON-lines log as each search ends, so a report can be written from a partial run
+(``--from-log``).
+
+    python bench/search_quality.py --datasets osuleaf plaid --seeds 3 --out bench/results/search_quality.md
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import json
 import os
 import platform
 import shlex
@@ -29,107 +34,122 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import ray
-import torch
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
-from search.candidate import spec_dataset
-from search.front import Record, compute_front
-from search.runner import run_search
-from search.searcher import BUDGET_DONE
-from search.spec import Spec
-from search.spec_checks import load_spec, parse_spec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.trace import Run, Trace  # noqa: E402
+from search.spec import Spec  # noqa: E402
+from search.spec_checks import load_spec, parse_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# label -> (sampler, scheduler); random first: its final hypervolume is the target the others race to.
-COMBOS = {"random": ("random", "none"), "tpe": ("tpe", "none"), "nsga2": ("nsga2", "none"),
-          "tpe + mo-asha": ("tpe", "mo-asha"), "nsga2 + mo-asha": ("nsga2", "mo-asha")}
-BASELINE = "random"
-TARGET_FRACTION = 1 / 3  # the issue's target: reach random's final hypervolume with <= 1/3 of its compute
+# label -> (runner, sampler, scheduler). Random first: its final hypervolume is the target the others race to.
+METHODS = {
+    "random": ("ray", "random", "none"),
+    "tpe": ("ray", "tpe", "none"),
+    "tpe + mo-asha": ("ray", "tpe", "mo-asha"),
+    "tpe + mo-asha-strata": ("ray", "tpe", "mo-asha-strata"),
+    "nsga2 + mo-asha-strata": ("ray", "nsga2", "mo-asha-strata"),
+    "optuna tpe": ("optuna", "tpe", "none"),
+    "syne tune mo-asha": ("syne", "random", "mo-asha"),
+}
+BASELINE, PEER = "random", "syne tune mo-asha"
+TARGET_FRACTION = 1 / 3  # the issue's target: random's final hypervolume with <= 1/3 of its compute
+# training FLOPs per search and dataset: about 8 (OSULeaf) and 5.5 (PLAID) full random candidates at 9 epochs, 3 folds
+# (mean cost of a feasible random candidate: 5.0e10 and 2.2e11 FLOPs)
+BUDGETS = {"osuleaf": 4e11, "plaid": 1.2e12}
 
 
-class HypervolumeTrace(Callback):
-    """Epochs spent, wall time and hypervolume of the full-budget trials, after each one (driver order).
+class ComputeBudget(Stopper):
+    """A Tune stopper on a ``Trace``: every result is charged there, and the whole search ends once the budget is
+    spent (it stands in for ``search.runner.EpochBudget``, which counts epochs)."""
 
-    A candidate counts from its ``budget_done`` result, not from ``on_trial_complete``: when the epoch budget runs
-    out on a trial's last epoch, Tune's stop-all terminates that trial without calling any ``on_trial_complete``,
-    so the product's own front misses a candidate that trained fully. ``lost`` lists those trials.
-    """
+    def __init__(self, trace: Trace):
+        self.trace = trace
 
-    def __init__(self, spec: Spec, start: float):
-        self.spec, self.start = spec, start
-        self.epochs = 0
-        self.trials: set[str] = set()
-        self.completed: set[str] = set()
-        self.records: list[Record] = []
-        self.points: list[tuple[int, float, float]] = [(0, 0.0, 0.0)]  # (epochs, seconds, hypervolume)
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        self.trace.result(trial_id, result)
+        return False
 
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.trials.add(trial.trial_id)
-        if result.get("epoch", 0) > 0:  # one training epoch; the same count the runner's EpochBudget stops on
-            self.epochs += 1
-        if result.get(BUDGET_DONE):
-            metrics = {o.metric: float(result[o.metric]) for o in self.spec.objectives}
-            self.records.append(Record(trial.trial_id, "", metrics))
-            hv = compute_front(self.records, self.spec.objectives).hypervolume
-            self.points.append((self.epochs, time.perf_counter() - self.start, hv))
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.completed.add(trial.trial_id)
-
-    @property
-    def lost(self) -> list[str]:
-        """Full-budget trials the product never saw complete (so they are off its front)."""
-        return [r.trial_id for r in self.records if r.trial_id not in self.completed]
+    def stop_all(self) -> bool:
+        return self.trace.spent()
 
 
-@dataclass
-class Run:
-    combo: str
-    seed: int
-    epochs: int  # epochs trained in all, including those of trials the budget cut short
-    wall_s: float
-    trials: int  # trials that reported at least once
-    full: int  # trials that trained their full budget
-    lost: int  # of those, trials the product never saw complete (off its own front)
-    points: list[tuple[int, float, float]] = field(repr=False)
+class ReleaseErroredTrials(Callback):
+    """Frees the concurrency slot of a trial Tune errored without telling its searcher.
 
-    def hv_at(self, x: np.ndarray, axis: int) -> np.ndarray:
-        """Hypervolume reached by ``x`` epochs (axis 0) or seconds (axis 1); a finished search keeps its last."""
-        xs = np.array([p[axis] for p in self.points], dtype=float)
-        hvs = np.array([p[2] for p in self.points])
-        return hvs[np.searchsorted(xs, x, side="right") - 1]
+    With ``reuse_actors=True`` (the product's setting), when a trial stopped early still runs its last epoch as
+    Tune resets its actor for the next trial, the reset fails and Tune errors that next trial, but Ray 2.60's
+    ``ConcurrencyLimiter`` keeps it live: after ``search.concurrency`` such failures it hands out no trial again and
+    the search stalls (seen on PLAID under MO-ASHA). Here each errored trial is told to the limiter as failed, as
+    Tune does for trials that error while running; its compute stays charged."""
 
-    @property
-    def final_hv(self) -> float:
-        return self.points[-1][2]
+    def __init__(self):
+        self.released: set[str] = set()
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        errored = {t.trial_id for t in trials if t.status == "ERROR"} - self.released
+        if not errored:
+            return
+        import gc
+
+        from ray.tune.search import ConcurrencyLimiter
+
+        for limiter in (o for o in gc.get_objects() if isinstance(o, ConcurrencyLimiter)):
+            for tid in errored & set(limiter.live_trials):
+                limiter.on_trial_complete(tid, error=True)
+        self.released |= errored
 
 
-def make_spec(tmp: Path, sampler: str, scheduler: str, seed: int, args: argparse.Namespace) -> Spec:
-    raw = load_spec(ROOT / "spaces" / "quickstart.yaml").model_dump(mode="json")
+@contextlib.contextmanager
+def compute_budget(trace: Trace):
+    import search.runner as runner
+
+    saved = runner.EpochBudget
+    runner.EpochBudget = lambda budget: ComputeBudget(trace)  # noqa: ARG005  (the spec sets no epoch budget)
+    try:
+        yield
+    finally:
+        runner.EpochBudget = saved
+
+
+def make_spec(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Namespace) -> Spec:
+    _, sampler, scheduler = METHODS[method]
+    raw = load_spec(ROOT / "spaces" / "full.yaml").model_dump(mode="json")
     raw["name"] = "bench-search-quality"
+    raw["data"] = {**raw["data"], "name": dataset, "cv_folds": args.cv_folds}
+    raw["baselines"] = []
     raw["training"]["epochs"] = args.epochs
-    trials = args.epoch_budget // args.epochs if scheduler == "none" else args.epoch_budget // 3
+    trials = args.trials if scheduler == "none" else args.trials * args.reduction_factor
     raw["search"].update(sampler=sampler, scheduler=scheduler, grace_period=args.grace_period,
-                         reduction_factor=args.reduction_factor, epoch_budget=args.epoch_budget, trials=trials,
+                         reduction_factor=args.reduction_factor, epoch_budget=None, trials=trials,
                          concurrency=args.concurrency, seed=seed, storage=str(tmp / "runs"))
     raw["tracking"] = {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "bench-search-quality"}
     return parse_spec(raw)
 
 
-def run_one(tmp: Path, combo: str, seed: int, args: argparse.Namespace) -> Run:
-    sampler, scheduler = COMBOS[combo]
-    spec = make_spec(tmp, sampler, scheduler, seed, args)
-    start = time.perf_counter()
-    trace = HypervolumeTrace(spec, start)
-    name = f"{combo.replace(' + ', '-')}-s{seed}"
-    run_search(spec, name=name, out=io.StringIO(), callbacks=[trace])
-    return Run(combo, seed, trace.epochs, time.perf_counter() - start, len(trace.trials), len(trace.records),
-               len(trace.lost), trace.points)
+def run_one(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Namespace) -> Run:
+    from bench.peers import run_optuna, run_syne_moasha
+    from search.candidate import spec_dataset
+    from search.runner import run_search
+
+    runner = METHODS[method][0]
+    spec = make_spec(tmp, dataset, method, seed, args)
+    label = f"{dataset}-{method.replace(' + ', '-').replace(' ', '-')}-s{seed}"
+    trace = Trace(spec, args.budget[dataset], label)
+    if runner == "ray":
+        with compute_budget(trace):
+            run_search(spec, name=label, out=io.StringIO(), quiet=True, status_every=None,
+                       callbacks=[ReleaseErroredTrials()])
+    elif runner == "optuna":
+        run_optuna(spec, spec_dataset(spec), trace)
+    else:
+        run_syne_moasha(spec, spec_dataset(spec), trace, args.grace_period, args.reduction_factor)
+    return trace.run(method, seed, dataset)
 
 
 def first_reach(curve: np.ndarray, grid: np.ndarray, target: float) -> float | None:
@@ -137,275 +157,259 @@ def first_reach(curve: np.ndarray, grid: np.ndarray, target: float) -> float | N
     return float(grid[hit[0]]) if len(hit) else None
 
 
-def summarize(runs: list[Run], budget: int) -> dict[str, dict]:
-    """Per combo: mean/std hypervolume curves over epochs and seconds, and the numbers of the table."""
-    epochs = np.arange(0, max(budget, max(r.epochs for r in runs)) + 1, dtype=float)
-    seconds = np.linspace(0, max(r.wall_s for r in runs), 400)
+def summarize(runs: list[Run], budget: float) -> dict:
+    """One dataset: per method, HV curves over FLOPs (fractions of the budget) and seconds, and the table's numbers."""
+    grid = np.linspace(0, 1, 301) * budget
+    methods = [m for m in METHODS if any(r.method == m for r in runs)]
+    seconds = np.linspace(0, max(r.wall_s for r in runs), 300)
     out = {}
-    for combo in COMBOS:
-        mine = [r for r in runs if r.combo == combo]
-        by_epoch = np.stack([r.hv_at(epochs, 0) for r in mine])
+    for method in methods:
+        mine = sorted((r for r in runs if r.method == method), key=lambda r: r.seed)
+        by_flops = np.stack([r.hv_at(grid, 0) for r in mine])
         by_time = np.stack([r.hv_at(seconds, 1) for r in mine])
-        out[combo] = {"runs": mine, "epochs": epochs, "seconds": seconds,
-                      "epoch_mean": by_epoch.mean(0), "epoch_std": by_epoch.std(0),
-                      "time_mean": by_time.mean(0), "time_std": by_time.std(0), "by_epoch": by_epoch,
-                      "by_time": by_time}
-    target = statistics.mean(r.final_hv for r in out[BASELINE]["runs"])
+        out[method] = {"runs": mine, "by_flops": by_flops, "by_time": by_time}
+    target = statistics.mean(r.final_hv for r in out[BASELINE]["runs"]) if BASELINE in out else float("nan")
     for s in out.values():
-        s["reach_epochs"] = first_reach(s["epoch_mean"], epochs, target)
-        s["reach_seconds"] = first_reach(s["time_mean"], seconds, target)
-        s["seed_reach"] = [first_reach(row, epochs, target) for row in s["by_epoch"]]
-    return {"target": target, "combos": out}
+        s["reach"] = first_reach(s["by_flops"].mean(0), grid / budget, target)
+        s["seed_reach"] = [first_reach(row, grid / budget, target) for row in s["by_flops"]]
+    return {"target": target, "grid": grid, "seconds": seconds, "methods": out, "budget": budget}
 
 
-def fmt(values: list[float], digits: int = 3) -> str:
+def fmt(values, digits: int = 3) -> str:
+    values = list(values)
     return f"{statistics.mean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
 
 
-def report(summary: dict, args: argparse.Namespace, total_s: float, command: str, plot: Path) -> str:
-    budget, target = args.epoch_budget, summary["target"]
-    third, half = budget // 3, budget // 2
-    lines = [
-        "# Search quality: hypervolume against compute",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        f"Machine: {os.cpu_count()} CPUs (shared with other jobs while this ran), Ray with num_cpus=2, "
-        f"{args.concurrency} trials at a time; torch {torch.__version__}, ray {ray.__version__}, "
-        f"python {platform.python_version()}. Whole run: **{total_s / 60:.1f} min** for "
-        f"{len(COMBOS) * args.seeds} searches.",
-        "",
-        f"Task: the quickstart space and objectives (val_accuracy max, params min log, flops min log; fixed "
-        f"reference point 0 / 1e6 / 1e9) on OSULeaf; every trial trains up to {args.epochs} epochs. Budget per "
-        f"search: **{budget} training epochs** in total (`search.epoch_budget`), seeds {args.seeds} "
-        f"(`search.seed` 0..{args.seeds - 1}, the same for every combination). MO-ASHA: grace period "
-        f"{args.grace_period}, reduction factor {args.reduction_factor}. Trial cap (`search.trials`): "
-        f"{budget // args.epochs} without a scheduler, {budget // 3} with MO-ASHA.",
-        "",
-        f"Hypervolume (HV) counts only trials that trained all {args.epochs} epochs. Mean ± std over seeds "
-        f"(population std). \"Reaches random\" is the first point where the combination's mean HV curve reaches "
-        f"random search's final mean HV ({target:.3f}); \"seeds\" counts the seeds whose own curve reaches it "
-        "within the budget.",
-        "",
-        f"| combination | final HV | HV at {third} epochs (1/3) | HV at {half} epochs (1/2) | reaches random "
-        "(epochs) | reaches random (s) | seeds | trials | full-budget trials | wall time per search (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for combo, s in summary["combos"].items():
+def at(s: dict, fraction: float) -> np.ndarray:
+    """Per seed, HV at ``fraction`` of the budget."""
+    return s["by_flops"][:, int(round(fraction * (s["by_flops"].shape[1] - 1)))]
+
+
+def paired(a: dict, b: dict, fraction: float) -> tuple[float, int, int]:
+    """Mean over common seeds of HV(a) - HV(b) at a fraction of the budget; seeds where a >= b; seeds compared."""
+    seeds = sorted({r.seed for r in a["runs"]} & {r.seed for r in b["runs"]})
+    ia = [[r.seed for r in a["runs"]].index(s) for s in seeds]
+    ib = [[r.seed for r in b["runs"]].index(s) for s in seeds]
+    diff = at(a, fraction)[ia] - at(b, fraction)[ib]
+    return float(diff.mean()) if len(diff) else float("nan"), int((diff >= -1e-12).sum()), len(seeds)
+
+
+def dataset_section(name: str, summary: dict) -> list[str]:
+    target, budget, methods = summary["target"], summary["budget"], summary["methods"]
+    lines = [f"### {name}", "", f"Budget **{budget:.3g} training FLOPs** per search; random's final mean HV "
+             f"{target:.3f}.", "",
+             "| method | final HV | HV at 1/3 | HV at 2/3 | reaches random (of budget) | seeds | vs Syne Tune at 1/3, "
+             "2/3, end (paired mean, seeds >=) | trials | full-budget | FLOPs spent | wall per search (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method, s in methods.items():
         runs = s["runs"]
-        reach = "not reached" if s["reach_epochs"] is None else \
-            f"{s['reach_epochs']:.0f} ({s['reach_epochs'] / budget:.0%})"
-        reach_s = "not reached" if s["reach_seconds"] is None else f"{s['reach_seconds']:.0f}"
+        reach = "not reached" if s["reach"] is None else f"{s['reach']:.0%}"
         seeds = sum(x is not None for x in s["seed_reach"])
-        lines.append(
-            f"| {combo} | {fmt([r.final_hv for r in runs])} | {fmt(list(s['by_epoch'][:, third]))} | "
-            f"{fmt(list(s['by_epoch'][:, half]))} | {reach} | {reach_s} | {seeds}/{len(runs)} | "
-            f"{fmt([r.trials for r in runs], 1)} | {fmt([r.full for r in runs], 1)} | "
-            f"{fmt([r.wall_s for r in runs], 0)} |")
-    lines += ["", "Final HV per seed:", "",
-              "| combination | " + " | ".join(f"seed {i}" for i in range(args.seeds)) +
-              " | epochs spent | full-budget trials off the product's front |",
-              "|---|" + "---|" * (args.seeds + 2)]
-    for combo, s in summary["combos"].items():
-        runs = sorted(s["runs"], key=lambda r: r.seed)
-        lines.append(f"| {combo} | " + " | ".join(f"{r.final_hv:.3f}" for r in runs) +
-                     f" | {', '.join(str(r.epochs) for r in runs)} | {', '.join(str(r.lost) for r in runs)} |")
-    lines += ["", f"![hypervolume against epochs and wall time]({plot.name})", "", "## Verdict", "",
-              verdict(summary, budget), "", notes([r for s in summary["combos"].values() for r in s["runs"]], args),
-              ""]
+        if PEER in methods and method != PEER:
+            cells = [paired(s, methods[PEER], f) for f in (1 / 3, 2 / 3, 1)]
+            versus = ", ".join(f"{d:+.3f} ({k}/{n})" for d, k, n in cells)
+        else:
+            versus = "-"
+        lines.append(f"| {method} | {fmt(r.final_hv for r in runs)} | {fmt(at(s, 1 / 3))} | {fmt(at(s, 2 / 3))} | "
+                     f"{reach} | {seeds}/{len(runs)} | {versus} | {fmt((r.trials for r in runs), 1)} | "
+                     f"{fmt((r.full for r in runs), 1)} | {statistics.mean(r.compute for r in runs):.3g} | "
+                     f"{fmt((r.wall_s for r in runs), 0)} |")
+    lines += ["", "Final HV per seed:", "", "| method | " + " | ".join(
+        f"seed {r.seed}" for r in next(iter(methods.values()))["runs"]) + " |",
+        "|---|" + "---|" * len(next(iter(methods.values()))["runs"])]
+    for method, s in methods.items():
+        lines.append(f"| {method} | " + " | ".join(f"{r.final_hv:.3f}" for r in s["runs"]) + " |")
+    return lines + [""]
+
+
+def verdict(summaries: dict[str, dict], default: str) -> list[str]:
+    lines = []
+    for name, summary in summaries.items():
+        methods = summary["methods"]
+        if default not in methods:
+            continue
+        s = methods[default]
+        reach = s["reach"]
+        met = reach is not None and reach <= TARGET_FRACTION + 1e-9
+        line = (f"- **{name}, reach random at <= 1/3 of its compute: {'met' if met else 'not met'}.** {default} "
+                + ("never reaches" if reach is None else f"reaches at {reach:.0%} of the budget")
+                + f" random's final mean HV ({summary['target']:.3f}); the seeds' own curves reach it on "
+                f"{sum(x is not None for x in s['seed_reach'])}/{len(s['runs'])}.")
+        if PEER in methods:
+            d13, k13, n = paired(s, methods[PEER], 1 / 3)
+            d1, k1, _ = paired(s, methods[PEER], 1)
+            line += (f" **Against Syne Tune's MO-ASHA at equal compute: {'met' if d13 >= 0 and d1 >= 0 else 'not met'}"
+                     f"** (paired mean HV difference {d13:+.3f} at 1/3 of the budget, ahead or level on {k13}/{n} "
+                     f"seeds; {d1:+.3f} at the end, {k1}/{n}).")
+        lines.append(line)
+        others = {m: x["reach"] for m, x in methods.items() if m not in (BASELINE, default)}
+        lines.append("  Others reaching random: " + ", ".join(
+            f"{m} {'never' if r is None else f'{r:.0%}'}" for m, r in others.items()) + ".")
+    return lines
+
+
+def report(runs: list[Run], args: argparse.Namespace, command: str, plot_path: Path, total_s: float) -> str:
+    import ray
+    import torch
+
+    runs = complete_seeds(runs)
+    datasets = [d for d in args.datasets if any(r.dataset == d for r in runs)]
+    summaries = {d: summarize([r for r in runs if r.dataset == d], args.budget[d]) for d in datasets}
+    seeds = {d: sorted({r.seed for r in runs if r.dataset == d}) for d in datasets}
+    lines = [
+        "# Search quality: hypervolume against training FLOPs, with peers in the same run", "", "```", command, "```",
+        "",
+        f"Machine: {os.cpu_count()} CPUs shared with other jobs while this ran (all of it under `nice -n 10`); Ray "
+        f"with num_cpus=2, {args.concurrency} trials at a time for every method but plain Optuna (one); torch "
+        f"{torch.__version__}, ray {ray.__version__}, python {platform.python_version()}. Whole run: "
+        f"**{total_s / 60:.1f} min** for {len(runs)} searches.",
+        "",
+        f"Task: `spaces/full.yaml` (every attention variant with its options, every fusion, depth 1-3, width 32/64, "
+        f"heads, patch length, channel mode, image patch, data fraction 0.25-1, learning rate; max_params 200k) with "
+        f"its objectives (val_accuracy max, param_count min log, flops min log; fixed reference point 0 / 1e6 / 1e9), "
+        f"on {', '.join(datasets)}. Each candidate trains {args.epochs} epochs and is judged by "
+        f"**{args.cv_folds}-fold cross-validation** (the spec's `auto` would pick 5 folds: 3 keep the run inside the "
+        f"machine's time; the refit on all training rows runs after the last epoch, outside the budget, as in the "
+        f"product). Seeds {seeds} (`search.seed`, the same for every method; paired comparisons by seed). MO-ASHA "
+        f"(ours and Syne Tune's): grace period {args.grace_period}, reduction factor {args.reduction_factor}, max_t "
+        f"{args.epochs}. Trial cap (`search.trials`): {args.trials} without a scheduler, "
+        f"{args.trials * args.reduction_factor} with one (it sizes TPE's random start-up: trials // 4).",
+        "",
+        "HV counts only candidates that trained all epochs. Mean ± std over seeds (population std). \"Reaches "
+        "random\" is the first point where the method's mean HV curve over FLOPs reaches random search's final mean "
+        "HV; \"seeds\" counts the seeds whose own curve reaches it. \"vs Syne Tune\": mean over seeds of (HV - Syne "
+        "Tune MO-ASHA's HV) at the same FLOPs, and on how many seeds it is ahead or level.",
+        "",
+    ]
+    for name, summary in summaries.items():
+        lines += dataset_section(name, summary)
+    lines += [f"![hypervolume against training FLOPs and wall time]({plot_path.name})", "", "## Verdict", "",
+              f"Default of `spaces/full.yaml` during this run: `{args.default[0]}`"
+              + (f"; judged beside it: {', '.join(f'`{m}`' for m in args.default[1:])}." if args.default[1:] else "."),
+              "", *(line for method in args.default for line in verdict(summaries, method)), ""]
     return "\n".join(lines)
 
 
-def verdict(summary: dict, budget: int) -> str:
-    combos = summary["combos"]
-    reached = {c: s["reach_epochs"] for c, s in combos.items() if c != BASELINE and s["reach_epochs"] is not None}
-    if not reached:
-        return (f"**Target not met.** No combination's mean HV curve reaches random search's final mean HV "
-                f"({summary['target']:.3f}) within the {budget}-epoch budget.")
-    best = min(reached, key=reached.get)
-    fraction = reached[best] / budget
-    met = fraction <= TARGET_FRACTION
-    others = ", ".join(f"{c} {e:.0f} ({e / budget:.0%})" for c, e in sorted(reached.items(), key=lambda kv: kv[1])
-                       if c != best)
-    missed = [c for c in combos if c != BASELINE and c not in reached]
-    third = budget // 3
-    base = combos[BASELINE]["by_epoch"][:, third]
-    lead = max((c for c in combos if c != BASELINE), key=lambda c: combos[c]["by_epoch"][:, third].mean())
-    gap = combos[lead]["by_epoch"][:, third].mean() - base.mean()
-    return (f"**Target {'met' if met else 'not met'}.** The fastest combination, {best}, reaches random search's "
-            f"final mean HV ({summary['target']:.3f}) after {reached[best]:.0f} of {budget} epochs "
-            f"({fraction:.0%} of random's compute; target <= {TARGET_FRACTION:.0%}). "
-            + (f"The others: {others}" if others else "")
-            + (f"{'; ' if others else ''}not reached: {', '.join(missed)}" if missed else "")
-            + f". At 1/3 of the budget the best mean HV ({lead}) is {gap:+.3f} from random's, against a "
-            f"seed-to-seed std of {base.std():.3f} for random there: at this budget the early curves are not "
-            "told apart.")
+def complete_seeds(runs: list[Run]) -> list[Run]:
+    """Only the (dataset, seed) pairs every method finished, so that every comparison is paired."""
+    methods = {r.method for r in runs}
+    done = {(d, s) for d, s in {(r.dataset, r.seed) for r in runs}
+            if {r.method for r in runs if (r.dataset, r.seed) == (d, s)} == methods}
+    return [r for r in runs if (r.dataset, r.seed) in done]
 
 
-def population(trials: int) -> int:
-    """NSGA-II's population for a trial cap, as ``search.space.build_sampler`` sets it."""
-    return max(4, min(50, trials // 3))
-
-
-def startup(trials: int) -> int:
-    """TPE's random start-up trials for a trial cap, as ``search.space.build_sampler`` sets it."""
-    return max(2, trials // 4)
-
-
-def notes(runs: list[Run], args: argparse.Namespace) -> str:
-    """What the cheap setting may distort, with the facts of this run that bear on it."""
-    budget, cap_mo = args.epoch_budget, args.epoch_budget // 3
-    by = {c: sorted((r for r in runs if r.combo == c), key=lambda r: r.seed) for c in COMBOS}
-    base = by[BASELINE]
-    wins = ", ".join(f"{c} {sum(r.final_hv > b.final_hv for r, b in zip(by[c], base))}/{len(base)}"
-                     for c in COMBOS if c != BASELINE)
-    mo = [r for r in runs if "mo-asha" in r.combo]
-    rungs, level = [], args.grace_period
-    while level < args.epochs:
-        rungs.append(level)
-        level *= args.reduction_factor
-    levels = [*rungs, args.epochs]  # epochs per trial if exactly 1 in reduction_factor went on at every rung
-    ideal = levels[0] + sum((levels[k + 1] - levels[k]) / args.reduction_factor ** (k + 1) for k in range(len(rungs)))
-    capped = [r for r in runs if r.epochs < budget]
-    gaps = [statistics.mean(r.final_hv for r in by[c]) - statistics.mean(r.final_hv for r in base)
-            for c in COMBOS if c != BASELINE]
-    checkpoints = np.array([budget // 3, budget // 2], dtype=float)
-    same_start = "nsga2" in by and all(np.allclose(r.hv_at(checkpoints, 0), b.hv_at(checkpoints, 0))
-                                       for r, b in zip(by["nsga2"], base))
-    lost = [r for r in runs if r.lost]
-    stds = [statistics.pstdev(r.final_hv for r in by[c]) for c in COMBOS]
-    lines = ["## What the cheapness may distort", ""]
-    if mo:
-        per_trial = statistics.mean(r.epochs / r.trials for r in mo)
-        full = statistics.mean(r.full for r in mo)
-        lines += [
-            f"- **Low-fidelity rankings.** MO-ASHA decides at epochs {', '.join(map(str, rungs))} of a "
-            f"{args.epochs}-epoch cosine schedule. After {rungs[0]} epoch(s) validation accuracy says little about "
-            "final accuracy, while params and flops are exact at any epoch, so at the first rung the ranking leans "
-            "on size: MO-ASHA keeps small, cheap models and stops large ones whatever their final accuracy. With "
-            "three objectives most points are mutually non-dominated and several per front have infinite crowding "
-            "distance, so "
-            f"promotions are generous: {statistics.mean(r.trials for r in mo):.0f} candidates per search, "
-            f"{per_trial:.1f} epochs each on average (an exact 1-in-{args.reduction_factor} halving over these "
-            f"rungs would spend {ideal:.1f}). Longer training makes early accuracy more telling, which may favour "
-            "MO-ASHA at real scale; this benchmark cannot say.",
-            f"- **Population sizes and pruned trials.** With MO-ASHA, stopped trials reach Optuna as PRUNED. NSGA-II "
-            f"builds generations from COMPLETE trials only: with population {population(cap_mo)} and "
-            f"{full:.1f} full-budget trials per search it "
-            + ("never leaves its random first generation, so nsga2 + mo-asha is random sampling + MO-ASHA here. "
-               if full < population(cap_mo) else "barely gets past its random first generation. ")
-            + f"TPE counts pruned trials toward its start-up ({startup(cap_mo)} random trials) and then models "
-            "from the few complete ones."]
-    lines += [
-        f"- **Few candidates.** Without a scheduler the budget buys {budget // args.epochs} candidates: TPE models "
-        f"after {startup(budget // args.epochs)} random start-up trials, NSGA-II runs generations of "
-        f"{population(budget // args.epochs)}. At real budgets (population 50) NSGA-II needs far more compute to "
-        "leave its random first generation. That first generation draws the same points as random search with the "
-        "same seed, so nsga2 and random coincide early in each search: a paired comparison, not an independent one"
-        + (" (in this run they have the same HV at 1/3 and 1/2 of the budget on every seed)." if same_start
-           else "."),
-        f"- **Noise.** {args.val_size} validation samples: accuracy moves in steps of {100 / args.val_size:.1f} "
-        "points, and the front is picked on the "
-        f"same samples, so HV rewards lucky validation draws. The seed-to-seed std of final HV is "
-        f"{min(stds):.2f}-{max(stds):.2f}; the combinations' mean final HVs lie {min(gaps):+.2f} to {max(gaps):+.2f} "
-        f"from random's. Paired by seed (same `search.seed`), final HV above random's: {wins}.",
-        "- **What an epoch costs.** The budget counts epochs; an epoch on a quarter of the data (`data_fraction` "
-        "0.25) or of a width-16 model counts as much as a full-data width-64 one, so a search drifting to small data "
-        "or small models gets more for its epochs. Training FLOPs (`training_compute`) would be the fairer unit.",
-        "- **Wall time.** An epoch of these models takes a fraction of a second, so wall time is mostly per-trial "
-        "cost (Ray actor, data subset, latency measurement, MLflow logging to SQLite); MO-ASHA's many short trials "
-        "pay it more often"
-        + (f" ({statistics.mean(r.wall_s for r in mo):.0f} s per search against "
-           f"{statistics.mean(r.wall_s for r in runs if r not in mo):.0f} s without a scheduler, for the same epochs)"
-           if mo and len(mo) < len(runs) else "")
-        + ". The cores were shared with other jobs, so wall times are noisy."]
-    if capped:
-        lines.append("- **Trial cap.** " + ", ".join(f"{r.combo} seed {r.seed}" for r in capped) +
-                     f" stopped on `search.trials` after {', '.join(str(r.epochs) for r in capped)} of {budget} "
-                     "epochs; their curves hold their last HV from there, so those final HVs are slightly low.")
-    if lost:
-        lines.append(f"- **Candidates off the product's own front.** {sum(r.lost for r in lost)} full-budget "
-                     f"trials in {len(lost)} searches finished on the epoch that spent the budget. Tune's stop-all "
-                     "then terminates them without any `on_trial_complete`, so `run_search`'s front (and MLflow's "
-                     "`budget_done` tag) misses them; this benchmark counts them from their `budget_done` result.")
-    return "\n".join(lines)
-
-
-def plot(summary: dict, path: Path) -> None:
+def plot(runs: list[Run], args: argparse.Namespace, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for i, (combo, s) in enumerate(summary["combos"].items()):
-        for ax, x, mean, std in ((axes[0], s["epochs"], s["epoch_mean"], s["epoch_std"]),
-                                 (axes[1], s["seconds"], s["time_mean"], s["time_std"])):
-            ax.plot(x, mean, c=f"C{i}", label=combo, lw=2 if combo == BASELINE else 1.5,
-                    ls="--" if "mo-asha" in combo else "-")
-            ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.12)
-    for ax, label in ((axes[0], "training epochs spent (all trials)"), (axes[1], "wall time since search start (s)")):
-        ax.axhline(summary["target"], c="k", lw=0.8, ls=":", label="random's final mean HV")
-        ax.set_xlabel(label)
-        ax.set_ylabel("hypervolume (fixed reference point)")
-        ax.grid(alpha=0.3)
-    axes[0].axvline(summary["combos"][BASELINE]["epochs"][-1] * TARGET_FRACTION, c="0.5", lw=0.8, ls="-.",
-                    label="1/3 of the budget")
-    axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Hypervolume of full-budget candidates, mean ± std over seeds")
+    runs = complete_seeds(runs)
+    datasets = [d for d in args.datasets if any(r.dataset == d for r in runs)]
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(13, 4.5 * len(datasets)), squeeze=False)
+    for row, name in zip(axes, datasets):
+        summary = summarize([r for r in runs if r.dataset == name], args.budget[name])
+        for i, (method, s) in enumerate(summary["methods"].items()):
+            style = dict(c=f"C{i}", label=method, lw=2.2 if method in (BASELINE, PEER) else 1.4,
+                         ls=":" if method == PEER else "--" if "mo-asha" in method else "-")
+            for ax, x, curves in ((row[0], summary["grid"], s["by_flops"]), (row[1], summary["seconds"],
+                                                                               s["by_time"])):
+                mean, std = curves.mean(0), curves.std(0)
+                ax.plot(x, mean, **style)
+                ax.fill_between(x, mean - std, mean + std, color=f"C{i}", alpha=0.08)
+        for ax, label in ((row[0], "training FLOPs spent (all trials, all folds)"),
+                          (row[1], "wall time since search start (s; machine shared)")):
+            ax.axhline(summary["target"], c="k", lw=0.8, ls=":")
+            ax.set_xlabel(label)
+            ax.set_ylabel(f"{name}: hypervolume")
+            ax.grid(alpha=0.3)
+        row[0].axvline(summary["budget"] * TARGET_FRACTION, c="0.5", lw=0.8, ls="-.")
+        row[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Hypervolume of full-budget candidates, mean ± std over seeds (dotted line: random's final mean)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def load_log(path: Path) -> list[Run]:
+    return [Run(**{**row, "points": [tuple(p) for p in row["points"]]}) for row in map(json.loads, path.open())]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--epoch-budget", type=int, default=180, help="total training epochs per search")
-    ap.add_argument("--epochs", type=int, default=12, help="training epochs of a full trial (MO-ASHA's max_t)")
+    ap.add_argument("--datasets", nargs="+", default=["osuleaf", "plaid"], choices=list(BUDGETS))
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. seeds-1 (a run split in two)")
+    ap.add_argument("--budget", nargs="+", default=[], metavar="DATASET=FLOPS",
+                    help=f"training FLOPs per search (default {BUDGETS})")
+    ap.add_argument("--epochs", type=int, default=9, help="training epochs of a full trial (MO-ASHA's max_t)")
+    ap.add_argument("--cv-folds", type=int, default=3)
+    ap.add_argument("--trials", type=int, default=16, help="trial cap without a scheduler (x reduction factor with)")
     ap.add_argument("--grace-period", type=int, default=1)
     ap.add_argument("--reduction-factor", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=2)
-    ap.add_argument("--combos", nargs="+", choices=list(COMBOS), default=list(COMBOS),
-                    help="subset to run (timing checks); the report needs random")
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    ap.add_argument("--default", nargs="+", default=["tpe"], choices=list(METHODS),
+                    help="the methods the targets judge: the spec's default first, then any proposed one")
+    ap.add_argument("--log", type=Path, help="JSON lines, one per finished search (appended)")
+    ap.add_argument("--from-log", type=Path, nargs="+", help="write the report from earlier runs' logs; run nothing")
     ap.add_argument("--out", type=Path, help="markdown report; the plot goes beside it (.png)")
     args = ap.parse_args()
+    args.budget = {**BUDGETS, **{k: float(v) for k, v in (b.split("=", 1) for b in args.budget)}}
     command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT), *sys.argv[1:]])
-    for combo in [c for c in COMBOS if c not in args.combos]:
-        del COMBOS[combo]
+    for method in [m for m in METHODS if m not in args.methods]:
+        del METHODS[method]
 
-    tmp = Path(tempfile.mkdtemp(prefix="emule-search-quality-"))
-    args.val_size = len(spec_dataset(make_spec(tmp, "random", "none", 0, args)).val)
-    print(f"store: {tmp}; {len(COMBOS)} combinations x {args.seeds} seeds, {args.epoch_budget} epochs each",
-          flush=True)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    # a throw-away search first: creates the MLflow tables and starts Ray's workers, so seed 0's first search
-    # does not pay for them on the wall-time axis
-    run_one(tmp, BASELINE, 0, argparse.Namespace(**{**vars(args), "epochs": 1, "epoch_budget": 2}))
-    runs: list[Run] = []
     start = time.perf_counter()
-    try:
-        for seed in range(args.seeds):  # seed-major, so a machine slowing down over time hits every combination
-            for combo in COMBOS:
-                run = run_one(tmp, combo, seed, args)
-                runs.append(run)
-                print(f"[{time.perf_counter() - start:7.1f}s] {combo:>16} seed {seed}: HV {run.final_hv:.3f}, "
-                      f"{run.epochs} epochs, {run.trials} trials ({run.full} full, {run.lost} lost), "
-                      f"{run.wall_s:.1f}s", flush=True)
-    finally:
-        ray.shutdown()
-    total = time.perf_counter() - start
-    summary = summarize(runs, args.epoch_budget)
-    out = args.out or tmp / "search_quality.md"
+    if args.from_log:  # the run's own command and time, kept beside its log
+        runs = list({(r.dataset, r.method, r.seed): r for path in reversed(args.from_log)
+                     for r in load_log(path)}.values())  # a search in two logs counts once (the first log's)
+        metas = [json.loads(p.with_suffix(".meta.json").read_text()) for p in args.from_log]
+        command = "\n".join(m["command"] for m in metas) + f"\n# report written from their logs:\n{command}"
+        total = sum(m.get("total_s", float("nan")) for m in metas)
+    else:
+        runs, total = execute(args, start, command)
+    out = args.out or Path(tempfile.mkdtemp(prefix="emule-search-quality-")) / "search_quality.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     png = out.with_suffix(".png")
-    plot(summary, png)
-    text = report(summary, args, total, command, png)
-    out.write_text(text)
-    print(text)
-    print(f"\nwrote {out} and {png}; total {total / 60:.1f} min")
+    plot(runs, args, png)
+    out.write_text(report(runs, args, command, png, total))
+    print(out.read_text())
+    print(f"\nwrote {out} and {png}")
+
+
+def execute(args: argparse.Namespace, start: float, command: str) -> tuple[list[Run], float]:
+    import ray
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    tmp = Path(tempfile.mkdtemp(prefix="emule-search-quality-"))
+    log = args.log or tmp / "runs.jsonl"
+    meta = log.with_suffix(".meta.json")
+    meta.write_text(json.dumps({"command": command}))
+    print(f"store: {tmp}; log: {log}; {len(METHODS)} methods x {args.seeds} seeds x {args.datasets}", flush=True)
+    # "local": a fresh instance, never one another process started on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    # a throw-away search first: MLflow's tables and Ray's workers, so the first timed search does not pay for them
+    warm = argparse.Namespace(**{**vars(args), "epochs": 2, "trials": 1, "grace_period": 1})
+    run_one(tmp, args.datasets[0], BASELINE, 0, warm)
+    runs = load_log(log) if log.exists() else []  # a log from an interrupted run: its searches are not repeated
+    done = {(r.dataset, r.method, r.seed) for r in runs}
+    try:
+        # seed-major: a machine slowing down over time hits every method alike
+        for seed in range(args.first_seed, args.seeds):
+            for dataset in args.datasets:
+                for method in [m for m in METHODS if (dataset, m, seed) not in done]:
+                    run = run_one(tmp, dataset, method, seed, args)
+                    runs.append(run)
+                    with log.open("a") as f:
+                        f.write(json.dumps(run.__dict__) + "\n")
+                    meta.write_text(json.dumps({"command": command, "total_s": time.perf_counter() - start}))
+                    print(f"[{time.perf_counter() - start:7.1f}s] {dataset} {method:>22} seed {seed}: HV "
+                          f"{run.final_hv:.3f}, {run.compute:.3g} FLOPs, {run.trials} trials ({run.full} full), "
+                          f"{run.wall_s:.1f}s", flush=True)
+    finally:
+        ray.shutdown()
+    return runs, time.perf_counter() - start
 
 
 if __name__ == "__main__":

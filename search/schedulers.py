@@ -29,6 +29,20 @@ dominates it and, within its front, none has a larger crowding distance (with on
 crowding distance is inf, so they tie). This is Syne Tune's convention (continue iff ``p / n <= 1 / eta``, which
 agrees for n < eta) and ASHA's (the first trial at a rung continues; a later one only if it beats the cutoff of those
 before it). For n >= eta it is stricter than Syne Tune's by one when eta divides n: exactly ``n / eta`` pass.
+
+``mo-asha-strata`` changes step 6 only, because at low rungs the rule above is decided by the size objectives:
+they are exact from the first epoch while accuracy is not, so the smallest model is always on the rung's front
+(rank 0, infinite crowding distance) whatever its accuracy. Instead, one objective is *ranked* (the trained one,
+``val_accuracy``: the first objective that is not measured before training) and the others are *size*:
+
+6'. The trial's stratum = the recorded trials whose every size objective is at most ``size_slack`` times its own
+   (in the minimized space: <= its value + log10(size_slack) on a log objective, <= value + (size_slack - 1) *
+   abs(value) otherwise), itself included; n = the stratum's size. p = the number of trials in the stratum with a
+   strictly better ranked objective. Continue if ``p * eta < n``.
+
+So a model goes on only if its accuracy is among the top 1/eta of the models no more than ``size_slack`` times its
+size: a small model competes with small ones, a large one must beat the smaller models too (it has to earn its
+size). A NaN result (all +inf) is in no finite trial's stratum and has every finite trial ahead of it.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ from ray.tune.result import DONE
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from emule_models.registry import Registry
+from search.metrics import STATIC, canonical
 from search.pareto import crowding_distance, non_dominated_rank, to_minimize
 
 if TYPE_CHECKING:
@@ -53,6 +68,8 @@ Decision = Literal["continue", "stop"]
 CONTINUE: Decision = "continue"
 STOP: Decision = "stop"
 
+RULES = ("pareto", "strata")
+SIZE_SLACK = 2.0  # a model's stratum: those at most twice its size (in every size objective)
 MODES = ("max", "min")
 
 
@@ -88,6 +105,27 @@ def rung_positions(points: np.ndarray) -> np.ndarray:
     return ahead.sum(axis=1)
 
 
+def strata_positions(points: np.ndarray, ranked: int, log: Sequence[bool], size_slack: float = SIZE_SLACK
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, M) minimized vectors -> ((N,) position within its stratum, (N,) stratum size), rule 6' above.
+
+    Args:
+        ranked: column of the trained objective; the other columns are size objectives.
+        log: per column, whether it is on log10 scale (the slack is then added as log10(size_slack)).
+    """
+    points = np.asarray(points, dtype=float)
+    size = [k for k in range(points.shape[1]) if k != ranked]
+    own = points[:, size]  # (N, S)
+    tol = np.array([math.log10(size_slack) if log[k] else np.nan for k in size])
+    tol = np.where(np.isnan(tol), (size_slack - 1) * np.abs(own), tol)  # (N, S): relative on a linear scale
+    # within[i, j]: j is in i's stratum - no size objective of j above i's own by more than the slack
+    within = np.all(own[None, :, :] <= own[:, None, :] + tol[:, None, :], axis=2) if size else \
+        np.ones((len(points), len(points)), dtype=bool)
+    np.fill_diagonal(within, True)  # an all-inf point (inf <= inf + tol holds anyway) counts itself too
+    better = points[None, :, ranked] < points[:, None, ranked]  # better[i, j]: j ranks strictly ahead of i
+    return (within & better).sum(axis=1), within.sum(axis=1)
+
+
 class MultiObjectiveHalving:
     """MO-ASHA's decisions, with no Ray: feed every result, get "continue" or "stop" (rule in the module docstring).
 
@@ -97,6 +135,10 @@ class MultiObjectiveHalving:
         grace_period: first rung; no trial is stopped before it.
         reduction_factor: eta; about 1/eta of the trials at a rung go on to the next.
         log: per objective, rank on log10 scale (changes crowding distances, not dominance).
+        rule: ``"pareto"`` (rank, then crowding distance: step 6) or ``"strata"`` (the ranked objective within
+            size strata: step 6').
+        ranked: for ``"strata"``, the index of the trained objective; every other one is a size objective.
+        size_slack: for ``"strata"``, how much larger (a factor) a model in a trial's stratum may be.
     """
 
     def __init__(
@@ -107,8 +149,18 @@ class MultiObjectiveHalving:
         grace_period: float = 1,
         reduction_factor: float = 3,
         log: Sequence[bool] | None = None,
+        rule: str = "pareto",
+        ranked: int = 0,
+        size_slack: float = SIZE_SLACK,
     ) -> None:
         self.modes = tuple(_check_modes(modes))
+        if rule not in RULES:
+            raise ValueError(f"rule: {rule!r} not accepted; accepted: {list(RULES)}")
+        if not 0 <= ranked < len(self.modes):
+            raise ValueError(f"ranked: {ranked!r} not accepted; accepted: an objective index, 0..{len(self.modes) - 1}")
+        if not size_slack >= 1:
+            raise ValueError(f"size_slack: {size_slack!r} not accepted; must be >= 1 (a factor)")
+        self.rule, self.ranked, self.size_slack = rule, ranked, size_slack
         self.log = tuple(bool(x) for x in log) if log is not None else (False,) * len(self.modes)
         if len(self.log) != len(self.modes):
             raise ValueError(f"log: {list(log)!r} has {len(self.log)} entries; need one per objective ({len(modes)})")
@@ -139,8 +191,13 @@ class MultiObjectiveHalving:
             return CONTINUE
         recorded = self._recorded[level]
         recorded[trial_id] = self._point(values)
-        position = rung_positions(np.stack(list(recorded.values())))[list(recorded).index(trial_id)]
-        if position * self.reduction_factor < len(recorded):
+        points, me = np.stack(list(recorded.values())), list(recorded).index(trial_id)
+        if self.rule == "strata":
+            positions, sizes = strata_positions(points, self.ranked, self.log, self.size_slack)
+            position, n = positions[me], sizes[me]
+        else:
+            position, n = rung_positions(points)[me], len(recorded)
+        if position * self.reduction_factor < n:
             return CONTINUE
         self._stopped.add(trial_id)
         return STOP
@@ -184,7 +241,7 @@ class MOASHAScheduler(FIFOScheduler):
         metrics: result keys of the objectives.
         modes: ``"max"`` or ``"min"`` per metric.
         time_attr: result key of the resource (monotonic), epochs by default.
-        max_t, grace_period, reduction_factor, log: as for ``MultiObjectiveHalving``.
+        max_t, grace_period, reduction_factor, log, rule, ranked, size_slack: as for ``MultiObjectiveHalving``.
     """
 
     def __init__(
@@ -197,13 +254,17 @@ class MOASHAScheduler(FIFOScheduler):
         grace_period: float = 1,
         reduction_factor: float = 3,
         log: Sequence[bool] | None = None,
+        rule: str = "pareto",
+        ranked: int = 0,
+        size_slack: float = SIZE_SLACK,
     ) -> None:
         metrics, modes = _check_objectives(metrics, modes)
         super().__init__()
         self._metrics = tuple(metrics)
         self._time_attr = time_attr
         self._halving = MultiObjectiveHalving(
-            modes, max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor, log=log
+            modes, max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor, log=log, rule=rule,
+            ranked=ranked, size_slack=size_slack,
         )
 
     @property
@@ -254,7 +315,7 @@ class MOASHAScheduler(FIFOScheduler):
         )
 
     def debug_string(self) -> str:
-        return f"Using MO-ASHA over {list(self._metrics)}: {self._halving.debug_string()}"
+        return f"Using MO-ASHA ({self._halving.rule}) over {list(self._metrics)}: {self._halving.debug_string()}"
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -305,6 +366,23 @@ def _mo_asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, m
     )
 
 
+@SCHEDULERS.register("mo-asha-strata")
+def _mo_asha_strata(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
+                    reduction_factor: int, time_attr: str) -> TrialScheduler:
+    _check_budget(grace_period, reduction_factor, max_t)
+    return MOASHAScheduler(
+        metrics,
+        modes,
+        time_attr=time_attr,
+        max_t=max_t,
+        grace_period=grace_period,
+        reduction_factor=reduction_factor,
+        log=log,
+        rule="strata",
+        ranked=trained_objective(metrics),
+    )
+
+
 def build_scheduler(
     name: str,
     metrics: Sequence[str],
@@ -319,11 +397,21 @@ def build_scheduler(
 
     ``"none"``: None (Tune runs every trial to the end, FIFO). ``"asha"``: Tune's ASHA on the first objective alone
     (its metric and mode set on the scheduler, never in ``TuneConfig``; ``log`` is not used). ``"mo-asha"``:
-    ``MOASHAScheduler`` over all objectives.
+    ``MOASHAScheduler`` over all objectives. ``"mo-asha-strata"``: the same with rule 6' (module docstring), ranking
+    the first objective not measured before training (``search.metrics.STATIC``) within size strata.
     """
     make = SCHEDULERS.lookup(name)
     metrics, modes = _check_objectives(metrics, modes)
     return make(metrics, modes, log, max_t, grace_period, reduction_factor, time_attr)
+
+
+def trained_objective(metrics: Sequence[str]) -> int:
+    """Index of the first objective that training changes (not measured once before it, as sizes are)."""
+    trained = [i for i, m in enumerate(metrics) if canonical(m) not in STATIC]
+    if not trained:
+        raise ValueError(f"search.scheduler: 'mo-asha-strata' needs an objective that training changes (e.g. "
+                         f"val_accuracy); objectives {list(metrics)} are all measured before training")
+    return trained[0]
 
 
 def _as_list(x: str | Sequence[str]) -> list[str]:

@@ -4,7 +4,13 @@ Stock ``OptunaSearch`` hands a trial stopped early by a scheduler to Optuna as C
 low-fidelity values, so the sampler learns from partial results as if they were final. Here:
 
 - a trial whose last result has ``budget_done`` is COMPLETE with its values;
-- a trial stopped early (no ``budget_done``) is PRUNED, with no values: samplers skip it;
+- a trial stopped early by a scheduler (no ``budget_done``) is COMPLETE with its last, low-fidelity values and the
+  user attribute ``stopped_at_epoch``. Its trained objective is a pessimistic stand-in for the final one (accuracy
+  still rising when it stopped), which is the scheduler's own verdict - weaker than the trials it was ranked
+  against - passed on to the sampler. Told PRUNED instead, it was lost to the samplers: NSGA-II forms generations
+  from COMPLETE trials only, so under MO-ASHA it never left its random first generation, and multi-objective TPE
+  puts value-less pruned trials in its "bad" group without knowing what they cost. The front never reads the
+  study (only ``budget_done`` trials can be on it), so these values stay in the samplers;
 - an infeasible trial (over a spec constraint; never trained) is COMPLETE with its measured costs, its training
   objectives at the spec's reference point (the worst value the spec accepts), and its constraint violations,
   so the constrained samplers learn to avoid that region;
@@ -28,6 +34,7 @@ BUDGET_DONE = "budget_done"
 INFEASIBLE = "infeasible"
 REPLAYED = "replayed"  # a result recorded before a driver crash, reported again on resume
 TIMED_OUT = "timed_out"  # the last result of a trial stopped by search.max_trial_seconds
+STOPPED_AT = "stopped_at_epoch"  # user attribute of a trial a scheduler stopped early: its values' fidelity
 
 
 class BudgetAwareOptunaSearch(OptunaSearch):
@@ -47,14 +54,17 @@ class BudgetAwareOptunaSearch(OptunaSearch):
             return
         ot_trial = self._ot_trials[trial_id]
         timed_out = bool(result and result.get(TIMED_OUT))
-        if result and self._limits and not timed_out:
+        if result and self._limits and not timed_out and all(k in result for k in self._limits):
             for key, value in zip(self._limits, constraint_violations(result, self._limits)):
                 ot_trial.set_constraint(key, value)
         if error or not result or timed_out:
             self._ot_study.tell(ot_trial, None, state=TrialState.FAIL)
         elif result.get(BUDGET_DONE) or result.get(INFEASIBLE):
             self._ot_study.tell(ot_trial, [result[m] for m in self.metric], state=TrialState.COMPLETE)
-        else:
+        elif all(m in result for m in self.metric):  # stopped early: its rung values inform the sampler
+            ot_trial.set_user_attr(STOPPED_AT, result.get("epoch"))
+            self._ot_study.tell(ot_trial, [result[m] for m in self.metric], state=TrialState.COMPLETE)
+        else:  # ended before its first result: nothing to learn from
             self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)
         self._completed_trials.add(trial_id)
 

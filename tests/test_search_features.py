@@ -37,7 +37,7 @@ def tiny(tmp, **changes) -> dict:
     return raw
 
 
-def test_searcher_tells_pruned_failed_infeasible_and_complete():
+def test_searcher_tells_stopped_failed_infeasible_and_complete():
     """Unit: the outcome each kind of trial reaches Optuna with (no Ray cluster needed)."""
     spec = parse_spec(tiny(Path("/tmp"), constraints={"max_params": 10_000}))
     searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
@@ -45,19 +45,39 @@ def test_searcher_tells_pruned_failed_infeasible_and_complete():
     for tid in "abcde":
         searcher.suggest(tid)
     searcher.on_trial_complete("a", {"val_accuracy": 0.5, "param_count": 5000, "budget_done": True})
-    searcher.on_trial_complete("b", {"val_accuracy": 0.2, "param_count": 5000})  # stopped early
+    searcher.on_trial_complete("b", {"val_accuracy": 0.2, "param_count": 5000, "epoch": 1})  # stopped early
     searcher.on_trial_complete("c", None, error=True)
     searcher.on_trial_complete("d", {"val_accuracy": 0.0, "param_count": 20_000, "infeasible": True})
     # past search.max_trial_seconds: its last values (here a partial accuracy) must not reach the sampler
     searcher.on_trial_complete("e", {"val_accuracy": 0.4, "param_count": 5000, "timed_out": True,
                                      "error": "timeout: ..."})
+    searcher.suggest("f")
+    searcher.on_trial_complete("f", {"done": True})  # stopped before its first result
     states = [t.state for t in searcher._ot_study.get_trials()]
-    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                      optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.COMPLETE,
+                      optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                      optuna.trial.TrialState.PRUNED]
     trials = searcher._ot_study.get_trials()
     assert trials[0].constraints == {"param_count": pytest.approx(-0.5)}
     assert trials[3].constraints == {"param_count": pytest.approx(1.0)}
-    assert trials[1].values is None
+    # stopped early: its rung values reach the sampler, marked with their fidelity; a finished trial has no mark
+    assert trials[1].values == [0.2, 5000] and trials[1].user_attrs == {"stopped_at_epoch": 1}
+    assert "stopped_at_epoch" not in trials[0].user_attrs
+    assert trials[5].values is None
+
+
+def test_nsga2_forms_generations_from_stopped_trials():
+    """Unit: trials stopped early count toward NSGA-II's generations (pruned ones never did), so under a scheduler
+    it leaves its random first generation. Population 4 (the minimum): 4 stopped trials make generation 0 whole."""
+    spec = parse_spec(tiny(Path("/tmp"), search={"sampler": "nsga2", "trials": 12}))
+    searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
+                                       sampler=build_sampler(spec))
+    for i in range(4):
+        searcher.suggest(str(i))
+        searcher.on_trial_complete(str(i), {"val_accuracy": 0.1 * i, "param_count": 1000 * (i + 1), "epoch": 1})
+    searcher.suggest("next")
+    generations = [t.system_attrs.get("NSGAIISampler:generation") for t in searcher._ot_study.get_trials()]
+    assert generations == [0, 0, 0, 0, 1]
 
 
 @pytest.mark.slow
