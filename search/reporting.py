@@ -7,16 +7,23 @@ order, so the next epoch trains while the driver catches up; the trial's last re
 
 What Tune's contract still holds: every result reaches Tune, in order, and a trial that Tune stops (a scheduler's
 decision, the end of the search) stops at its next ``report`` - one epoch later than with a blocking report.
+Tune hands a stopped trial's actor to the next trial only once the stopped trial's thread has ended, and waits
+``TUNE_FUNCTION_THREAD_TIMEOUT_S`` for it (2 s by default): shorter than an epoch, the reuse failed, Tune errored the
+next trial without freeing its concurrency slot (Ray 2.60), and a search under a stopping scheduler stalled once
+``search.concurrency`` trials were lost that way. A ``Reporter`` therefore lets Tune wait for the epoch to end.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any
 
 _DONE = object()
+THREAD_TIMEOUT = "TUNE_FUNCTION_THREAD_TIMEOUT_S"  # read by Tune in the trial's process when it reuses the actor
+REUSE_WAIT_S = 24 * 3600  # the longest epoch a stopped trial may still finish before its actor is reused
 
 
 class Reporter:
@@ -36,6 +43,7 @@ class Reporter:
         self._error: BaseException | None = None
 
     def __enter__(self) -> Reporter:
+        os.environ.setdefault(THREAD_TIMEOUT, str(REUSE_WAIT_S))  # a value the user set is kept
         if not self.blocking:
             self._thread = threading.Thread(target=self._deliver, name="emule-report", daemon=True)
             self._thread.start()

@@ -65,3 +65,30 @@ def test_an_error_in_the_trial_still_delivers_what_it_reported():
             reporter.report({"epoch": 1})
             raise RuntimeError("time limit")
     assert taken == [1]  # delivered before anything else (a timeout's own result) is reported
+
+
+@pytest.mark.slow
+def test_a_stopped_trial_hands_its_actor_to_the_next_trial(ray_local, tmp_path):
+    """Real Tune with actor reuse: each trial is stopped after its first result while its next epoch (longer than
+    Tune's 2 s default wait) still runs. The next trials reuse the actor and run, none errors (before the fix the
+    reuse failed and Tune errored the next trial, which stalled a search under a concurrency limit)."""
+    import time
+
+    from ray import tune
+
+    def trial(config):
+        with Reporter(tune.report) as reporter:
+            for epoch in range(1, 4):
+                time.sleep(0 if epoch == 1 else 3)
+                reporter.report({"epoch": epoch, "score": config["x"]})
+
+    tuner = tune.Tuner(
+        tune.with_resources(trial, {"cpu": 1}),
+        param_space={"x": tune.grid_search([1, 2, 3])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),
+        run_config=tune.RunConfig(stop={"epoch": 1}, verbose=0, storage_path=str(tmp_path)),
+    )
+    grid = tuner.fit()
+    assert grid.errors == []
+    assert sorted(r.metrics["score"] for r in grid) == [1, 2, 3]
+    assert all(r.metrics["epoch"] == 1 for r in grid)  # each was stopped after its first result
