@@ -38,7 +38,7 @@ def test_front_marks_are_tags_and_metrics_and_latest_wins(tmp_path):
     runs = {r.info.run_id: r.data for r in t.candidates(parent)}
     assert {k: (d.metrics["pareto"], d.metrics["knee"], d.tags["pareto"], d.tags["knee"]) for k, d in runs.items()} \
         == {a: (1.0, 0.0, "true", "false"), b: (1.0, 1.0, "true", "true")}
-    assert t.client.get_run(parent).data.tags["mlflow.note.content"] == "## front\n"
+    assert t.run(parent).data.tags["mlflow.note.content"] == "## front\n"
 
 
 def test_runs_from_before_the_rename_still_count(tmp_path):
@@ -55,7 +55,7 @@ def test_experiment_opens_as_model_training(tmp_path):
     MlflowClient(uri).create_experiment("made-elsewhere", artifact_location=(tmp_path / "a").as_uri())
     for name in ("new", "made-elsewhere"):
         t = Tracker(uri, name)
-        assert t.client.get_experiment(t.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+        assert t.experiment_tags()["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_dataset_input_names_digest_source_and_schema(tmp_path):
@@ -65,7 +65,7 @@ def test_dataset_input_names_digest_source_and_schema(tmp_path):
     t = tracker(tmp_path)
     parent = t.start_search("s-1", {}, "name: s\n")
     t.log_dataset([parent], record)
-    (item,) = t.client.get_run(parent).inputs.dataset_inputs
+    (item,) = t.run(parent).inputs.dataset_inputs
     assert (item.dataset.name, item.dataset.digest, item.dataset.source_type) == ("gunpoint", record.digest, "code")
     assert item.tags[0].key == "mlflow.data.context" and item.tags[0].value == "training"
     schema = json.loads(item.dataset.schema)["mlflow_colspec"]
