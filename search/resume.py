@@ -8,6 +8,7 @@ one in a local folder.
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from search import runner, stopping
@@ -113,9 +114,7 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
                               session["target"], dataset=describe_data(dataset, spec.data))
     callback.out = out
     analysis = ExperimentAnalysis(experiment)
-    frames = analysis.trial_dataframes
-    rows = {tid: frame.to_dict("records") for tid, frame in frames.items() if frame is not None}
-    synced = repair(callback, analysis.trials, rows, spec.search.trials)
+    synced = repair(callback, analysis.trials, trial_rows(analysis.trial_dataframes), spec.search.trials)
     state = tracker.search_state(parent_id, spec.objectives)
     baselines = {}
     if spec.baseline_names:  # the search's own task died with its driver; cached results come back at once
@@ -131,6 +130,15 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
                         state.infeasible, "complete", experiment)
 
 
+def trial_rows(frames: dict) -> dict[str, list[dict]]:
+    """Each trial's results from Tune's per-trial tables (pandas), as the dicts the trial reported: a table holds
+    every key any of its results had, so a key missing from one result (``budget_done`` before the last epoch, say)
+    is a NaN cell there - left out here, as it was left out of the report."""
+    return {trial_id: [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+                       for row in frame.to_dict("records")]
+            for trial_id, frame in frames.items() if frame is not None}
+
+
 def repair(callback: SearchCallback, trials: list, rows: dict[str, list[dict]], planned: int) -> int:
     """Bring MLflow up to what Tune recorded, through the search's own callback: each trial whose run is not
     already FINISHED or FAILED gets a run (if it has none), the epochs MLflow lacks, and its end; runs still open
@@ -143,6 +151,8 @@ def repair(callback: SearchCallback, trials: list, rows: dict[str, list[dict]], 
         if run_id is not None and tracker.run_status(run_id) in ("FINISHED", "FAILED"):
             continue
         logged = tracker.epochs_logged(run_id) if run_id else 0
+        if logged:  # its static measures went to MLflow with its first epoch
+            callback.static_logged.add(run_id)
         for row in rows.get(trial.trial_id, []):
             if row.get(EPOCH, 0) > logged:
                 callback.on_trial_result(0, trials, trial, row)
