@@ -32,6 +32,7 @@ from search.results import (
     STATIC,
     TIMED_OUT,
     TRIAL_ID,
+    TRIAL_TAG,
     VIOLATIONS,
     ended_tags,
     error_tags,
@@ -41,7 +42,7 @@ from search.results import (
 )
 from search.spec import Spec
 from search.summary import candidate_name, describe_front
-from search.tracking import TRIAL_TAG, Tracker, redact
+from search.tracking import Tracker, redact
 from search.validation import HOLDOUT, scheme
 
 

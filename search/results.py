@@ -1,5 +1,5 @@
-"""The trial contract: every key a trial's results carry, which of them are metrics, and the tags that record
-a trial's outcome on its MLflow run.
+"""The trial contract: every key a trial's results carry, which of them are metrics, and the names of the tags
+that place a run in the MLflow record and say how its trial ended.
 
 A trial (``search.trainable``) reports one dict per epoch through Tune; the driver reads them - the searcher
 (what Optuna is told), the schedulers and the epoch budget (``EPOCH`` is their resource), the callbacks (what
@@ -53,6 +53,14 @@ BOOKKEEPING = frozenset({EPOCH, BUDGET_DONE, INFEASIBLE, VIOLATIONS, REPLAYED, T
                          GPU_IDS, *TUNE_KEYS})
 # What an infeasible candidate measured: the rest of its result stands at the spec's reference point.
 MEASURED_WITHOUT_TRAINING = frozenset({*STATIC, TRAIN_SAMPLES, WORK_TIME_S})
+
+# --- tags that place a run in the MLflow record (MLflow's own, ``mlflow.*``, are named in search.tracking) ---
+SEARCH_TAG = "emule.search"  # the search a run belongs to: its parent run and each child run
+TRIAL_TAG = "emule.trial_id"  # a child run's trial: how a resumed driver finds the runs it made
+RUN_KIND_TAG = "emule.kind"  # search (a parent run), candidate (a child run) or model (a registered model's run)
+STATUS_TAG = "emule.status"  # a search's state: running, complete, interrupted
+STOP_REASON_TAG = "emule.stop_reason"  # on runs closed as KILLED: what stopped them
+ORPHAN_TAG = "emule.orphan"  # on a discarded run whose trial Tune's saved state lost
 
 # --- tags on a candidate's MLflow run that record how its trial ended ---
 FEASIBLE_TAG = "feasible"  # "false" for an infeasible candidate

@@ -32,15 +32,20 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from search.front import Record, SearchState, compute_front  # noqa: E402
 from search.metrics import upgrade  # noqa: E402
-from search.results import BUDGET_DONE_TAG, FEASIBLE_TAG, flag, is_number  # noqa: E402
+from search.results import (  # noqa: E402
+    BUDGET_DONE_TAG,
+    FEASIBLE_TAG,
+    ORPHAN_TAG,
+    RUN_KIND_TAG,
+    SEARCH_TAG,
+    STATUS_TAG,
+    STOP_REASON_TAG,
+    TRIAL_TAG,
+    flag,
+    is_number,
+)
 
-SEARCH_TAG = "emule.search"
-TRIAL_TAG = "emule.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
-STOP_REASON_TAG = "emule.stop_reason"  # on runs closed as KILLED: what stopped them
-RUN_KIND_TAG = "emule.kind"  # search (a parent run), candidate (a child run) or model (a registered model's run)
-STATUS_TAG = "emule.status"  # a search's state: running, complete, interrupted
-ORPHAN_TAG = "emule.orphan"  # on a discarded run whose trial Tune's saved state lost
 NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as Markdown on its page
 # Without it MLflow 3 may open the experiment in its GenAI mode (a traces dashboard); this one says "model training".
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from search.front import SearchState
+from search.results import TRIAL_TAG
 from search.spec import Spec, parse_spec
-from search.tracking import TRIAL_TAG
 
 PARENT = "parent-run"
 
