@@ -126,7 +126,10 @@ def finished_trials(tmp: Path) -> dict[str, int]:
     db = tmp / "mlflow.db"
     if not db.exists():
         return {}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+    # read-write, though it only reads: the driver is dead by now, and one killed inside a write leaves a hot
+    # journal that only a writable connection rolls back (read-only, SQLite says "attempt to write a readonly
+    # database"); MLflow's next connection would roll it back the same way
+    with sqlite3.connect(db) as con:
         rows = con.execute(
             "select t.value, count(m.key) from tags t join runs r on r.run_uuid = t.run_uuid "
             "join tags b on b.run_uuid = t.run_uuid and b.key = 'budget_done' and b.value = 'true' "
