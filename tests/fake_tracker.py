@@ -10,7 +10,8 @@ from typing import Any
 
 from search.front import SearchState
 from search.results import TRIAL_TAG
-from search.spec import Spec, parse_spec
+from search.spec import Spec
+from search.spec_checks import parse_spec
 
 PARENT = "parent-run"
 
