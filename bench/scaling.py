@@ -127,7 +127,7 @@ def run(workers: int, trials: int, epochs: int, concurrency: int) -> dict:
         lc.stop(tmp / "ray")
     tracker = Tracker(f"sqlite:///{tmp / 'mlflow.db'}", "scaling")
     parent = tracker.find_search(f"scaling-{workers}")
-    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{PARENT_TAG}` = '{parent}'")
+    runs = tracker.runs(f"tags.`{PARENT_TAG}` = '{parent}'")
     start = min(r.info.start_time for r in runs) / 1000
     end = max(r.info.end_time for r in runs) / 1000
     ours, others = meter.cores(start, end)

@@ -20,22 +20,30 @@ from search.batching import MetricBatcher
 from search.candidate import resolve
 from search.front import Record, SearchState, compute_front, extend_front
 from search.front_files import write_artifacts
-from search.metrics import STATIC
 from search.progress import STATUS_EVERY, StatusBoard
-from search.searcher import BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT
+from search.results import (
+    BUDGET_DONE,
+    EPOCH,
+    ERROR,
+    FAILURE_TIMEOUT,
+    INFEASIBLE,
+    MEASURED_WITHOUT_TRAINING,
+    REPLAYED,
+    STATIC,
+    TIMED_OUT,
+    TRIAL_ID,
+    TRIAL_TAG,
+    VIOLATIONS,
+    ended_tags,
+    error_tags,
+    metrics_of,
+    numbers_of,
+    timed_out_tags,
+)
 from search.spec import Spec
 from search.summary import candidate_name, describe_front
-from search.tracking import TRIAL_TAG, Tracker, redact
+from search.tracking import Tracker, redact
 from search.validation import HOLDOUT, scheme
-
-# Result keys that are bookkeeping, not metrics.
-NOT_METRICS = {"epoch", "node_id", "device", BUDGET_DONE, INFEASIBLE, REPLAYED, TIMED_OUT, "error", "violations",
-               "done", "trial_id", "gpu_ids",
-               "date", "hostname", "node_ip", "pid", "timestamp", "time_this_iter_s", "time_total_s",
-               "time_since_restore", "iterations_since_restore", "training_iteration", "experiment_tag",
-               "checkpoint_dir_name", "should_checkpoint", "config"}
-
-MEASURED_WITHOUT_TRAINING = {*STATIC, "train_samples", "work_time_s"}
 
 
 class SearchCallback(Callback):
@@ -149,10 +157,10 @@ class SearchCallback(Callback):
         if result.get(TIMED_OUT):  # its epochs are logged; on_trial_complete records the timeout
             return
         if not result.get(INFEASIBLE):
-            self.board.epoch_ended(trial.trial_id, int(result.get("epoch", 0)), time.monotonic())
+            self.board.epoch_ended(trial.trial_id, int(result.get(EPOCH, 0)), time.monotonic())
         if result.get(REPLAYED) or run_id is None:  # already in MLflow, or MLflow is away
             return
-        metrics = {k: v for k, v in result.items() if k not in NOT_METRICS and "/" not in k}
+        metrics = metrics_of(result)
         if result.get(INFEASIBLE):  # log what was measured, not the reference-point stand-ins
             metrics = {k: v for k, v in metrics.items() if k in MEASURED_WITHOUT_TRAINING}
         # Measured once before training, they ride along in every result (schedulers rank on them); MLflow gets
@@ -163,7 +171,7 @@ class SearchCallback(Callback):
             self._log_later(run_id, static, step=0)
             logged.add(run_id)
             self.static_logged = logged
-        self._log_later(run_id, metrics, step=int(result.get("epoch", iteration)))
+        self._log_later(run_id, metrics, step=int(result.get(EPOCH, iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
         # every epoch is in MLflow before the run is closed, and the run is closed before Tune can save this trial
@@ -178,34 +186,29 @@ class SearchCallback(Callback):
             return
         budget_done = bool(result.get(BUDGET_DONE))
         infeasible = bool(result.get(INFEASIBLE))
-        tags = {"budget_done": str(budget_done).lower(), "feasible": str(not infeasible).lower(),
-                "node_id": result.get("node_id", ""), "device": result.get("device", ""),
-                "gpu_ids": result.get("gpu_ids", "")}
-        if infeasible:
-            tags["violations"] = result.get("violations", "")
         if run_id:
-            self._mlflow(self.tracker.finish_candidate, run_id, "FINISHED", tags, self.candidate_of(trial.config))
+            self._mlflow(self.tracker.finish_candidate, run_id, "FINISHED", ended_tags(result),
+                         self.candidate_of(trial.config))
         if budget_done:
-            record = Record(trial.trial_id, run_id, _numbers(result), _flat(trial.config))
+            record = Record(trial.trial_id, run_id, numbers_of(result), _flat(trial.config))
             self.state.finished[trial.trial_id] = record
             self._update_front(final=False, new=record)
             event = "done"
         elif infeasible:
             self.state.infeasible += 1
-            event = f"infeasible ({result.get('violations', '')})"
+            event = f"infeasible ({result.get(VIOLATIONS, '')})"
         else:
             self.state.stopped += 1
-            event = f"stopped early at epoch {result.get('epoch', '?')}"
+            event = f"stopped early at epoch {result.get(EPOCH, '?')}"
         self._progress(trials, f"{trial.trial_id} {event}", {} if infeasible else result)
 
     def _timed_out(self, trials: list, trial: Any, run_id: str, result: dict) -> None:
         """A trial stopped by ``search.max_trial_seconds``: FAILED with reason timeout, never on the front."""
         self.state.failed += 1
-        tags = {"budget_done": "false", "feasible": "true", "failure": "timeout", "error": result.get("error", ""),
-                "node_id": result.get("node_id", ""), "device": result.get("device", "")}
         if run_id:
-            self._mlflow(self.tracker.finish_candidate, run_id, "FAILED", tags, self.candidate_of(trial.config))
-        self._progress(trials, f"{trial.trial_id} failed: {result.get('error', 'timeout')}", {})
+            self._mlflow(self.tracker.finish_candidate, run_id, "FAILED", timed_out_tags(result),
+                         self.candidate_of(trial.config))
+        self._progress(trials, f"{trial.trial_id} failed: {result.get(ERROR, FAILURE_TIMEOUT)}", {})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self._flush()
@@ -214,8 +217,7 @@ class SearchCallback(Callback):
         run_id = self.state.runs.get(trial.trial_id)
         error = _error_text(trial)
         if run_id is not None:
-            self._mlflow(self.tracker.finish_candidate, run_id, "FAILED",
-                         {"budget_done": "false", "failure": "error", "error": error[:5000]})
+            self._mlflow(self.tracker.finish_candidate, run_id, "FAILED", error_tags(error))
         self._progress(trials, f"{trial.trial_id} failed: {error[:200]}", {})
 
     def on_experiment_end(self, trials: list, **info) -> None:
@@ -227,17 +229,17 @@ class SearchCallback(Callback):
             if run.info.status != "RUNNING":
                 continue
             if run.data.tags.get(TRIAL_TAG) in known:  # did not end (a stop signal, budget stop): a resume continues it
-                self.tracker.stop_candidate(run.info.run_id, reason)
+                self._mlflow(self.tracker.stop_candidate, run.info.run_id, reason)
             else:  # started after Tune last saved its state, then the driver died: Tune ran it again under a new id
-                self.tracker.discard_orphan(run.info.run_id)
+                self._mlflow(self.tracker.discard_orphan, run.info.run_id)
 
     def settle(self, grid) -> None:
         """After ``fit``: a trial whose last epoch spent the epoch budget is ended by Tune without
         ``on_trial_complete``; record those full-budget trials like any other, then refresh the front."""
         missed = [r for r in grid if r.metrics and r.metrics.get(BUDGET_DONE)
-                  and r.metrics.get("trial_id") not in self.state.finished]
+                  and r.metrics.get(TRIAL_ID) not in self.state.finished]
         for r in missed:
-            trial = SimpleNamespace(trial_id=r.metrics["trial_id"], last_result=r.metrics, config=r.config,
+            trial = SimpleNamespace(trial_id=r.metrics[TRIAL_ID], last_result=r.metrics, config=r.config,
                                     status="TERMINATED")
             self.on_trial_complete(0, [], trial)
         if missed:
@@ -293,11 +295,6 @@ def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def _numbers(result: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in result.items()
-            if k not in NOT_METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _short(v: Any) -> str:

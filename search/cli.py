@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from search.metrics import SIZE
+from search.results import FLOPS, SIZE, TEST_ACCURACY, TRAIN_SAMPLES
 from search.storage import DEFAULT_STORAGE
 
 EXIT_USAGE = 2
@@ -240,7 +240,7 @@ def cmd_export(args) -> int:
                                     "candidate YAML")
         paths = [Path(args.name)]
     else:
-        limits = {k: v for k, v in ((SIZE, args.max_params), ("flops", args.max_flops)) if v is not None}
+        limits = {k: v for k, v in ((SIZE, args.max_params), (FLOPS, args.max_flops)) if v is not None}
         tracker = Tracker(args.tracking_uri, args.experiment)
         paths = export(tracker, args.name, args.out, args.select, limits)
         if not paths:
@@ -291,8 +291,8 @@ def cmd_train(args) -> int:
 
     out = args.out or args.config.with_suffix(".pt")
     result = retrain(args.config, out)
-    print(f"saved {out}: {result[SIZE]} parameters, fit on {result['train_samples']} training rows, "
-          f"test_accuracy {result['test_accuracy']:.4f}")
+    print(f"saved {out}: {result[SIZE]} parameters, fit on {result[TRAIN_SAMPLES]} training rows, "
+          f"test_accuracy {result[TEST_ACCURACY]:.4f}")
     return 0
 
 

@@ -45,6 +45,7 @@ from emule_models.serving import FlatInputs, InputField, NamedInputs, field_tens
 from emule_models.train import evaluate
 from search.candidate import Candidate, candidate_dataset, read_candidate
 from search.metrics import SIZE
+from search.results import SEARCH_TAG, TRIAL_TAG
 
 ONNX_RTOL = 1e-4
 ONNX_ATOL = 1e-4
@@ -296,7 +297,7 @@ def register(tracker, trained: Trained, name: str, model: torch.nn.Module | None
     with torch.no_grad():
         logits = wrapper(torch.from_numpy(example)).numpy()
     source, cfg = trained.source, trained.candidate.model
-    tags = {"emule.search": source.get("search", ""), "emule.trial_id": source.get("trial_id", ""),
+    tags = {SEARCH_TAG: source.get("search", ""), TRIAL_TAG: source.get("trial_id", ""),
             "emule.source_run_id": source.get("run_id", ""), "emule.config": trained.config.name,
             "emule.attention": cfg.attention, "emule.fusion": cfg.fusion, "emule.input_width": str(wrapper.width),
             **{f"metric.{k}": f"{float(v):.6g}" for k, v in source.get("metrics", {}).items()}}

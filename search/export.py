@@ -19,7 +19,8 @@ from emule_models.cost import count_parameters
 from emule_models.train import evaluate
 from search.candidate import Candidate, build_seeded, candidate_dataset, read_candidate
 from search.front import Front, Record
-from search.metrics import SIZE, upgrade
+from search.metrics import upgrade
+from search.results import EPOCH, SIZE, TEST_ACCURACY, TRAIN_SAMPLES
 from search.spec import Objective, Spec
 from search.spec_checks import parse_spec
 from search.tracking import Tracker, redact
@@ -101,11 +102,11 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
     log(f"training {path.name}: {cand.model.attention} depth {cand.model.depth} width {cand.model.width}, "
         f"{params} parameters, {fit_description(cand, len(dataset.pool))}")
     model, rows, _ = refit(cand, dataset, device=device, soft=student_soft_labels(cand, dataset, device, log),
-                           report=lambda m: log(f"  epoch {m['epoch']:>3}: train_loss {m['train_loss']:.4f}"))
+                           report=lambda m: log(f"  epoch {m[EPOCH]:>3}: train_loss {m['train_loss']:.4f}"))
     test = evaluate(model, dataset.test, device=device)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, weights)
-    return {SIZE: params, "train_samples": rows, "test_accuracy": test["accuracy"]}
+    return {SIZE: params, TRAIN_SAMPLES: rows, TEST_ACCURACY: test["accuracy"]}
 
 
 def student_soft_labels(cand: Candidate, dataset, device: str = "cpu", log=print):

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from search.pareto import dominates, hypervolume, knee_point, non_dominated_mask, to_minimize
+from search.results import LATENCY_MS, TEST_ACCURACY, TRAINING_COMPUTE
 from search.spec import Objective
 
 
@@ -82,7 +83,7 @@ def front_table(front: Front, objectives: Sequence[Objective]) -> pa.Table:
     for r in front.members:
         row = {"trial_id": r.trial_id, "run_id": r.run_id, "knee": r is front.knee}
         row.update({o.metric: float(r.metrics[o.metric]) for o in objectives})
-        row.update({k: r.metrics[k] for k in ("test_accuracy", "latency_ms", "training_compute") if k in r.metrics})
+        row.update({k: r.metrics[k] for k in (TEST_ACCURACY, LATENCY_MS, TRAINING_COMPUTE) if k in r.metrics})
         row.update({f"param.{k}": str(v) for k, v in sorted(r.params.items())})
         rows.append(row)
     return pa.Table.from_pylist(rows)

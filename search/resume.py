@@ -8,6 +8,7 @@ one in a local folder.
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from search import runner, stopping
@@ -15,6 +16,7 @@ from search import storage as store
 from search.callbacks import SearchCallback
 from search.candidate import spec_dataset
 from search.progress import STATUS_EVERY
+from search.results import EPOCH
 from search.runner import SESSION_FILE, SearchResult
 from search.space import warm_start_points
 from search.spec import Spec
@@ -112,27 +114,7 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
                               session["target"], dataset=describe_data(dataset, spec.data))
     callback.out = out
     analysis = ExperimentAnalysis(experiment)
-    frames = analysis.trial_dataframes
-    trials = analysis.trials
-    synced = 0
-    for trial in trials:
-        run_id = callback.state.runs.get(trial.trial_id)
-        if run_id is not None and tracker.run_status(run_id) in ("FINISHED", "FAILED"):
-            continue
-        logged = tracker.epochs_logged(run_id) if run_id else 0
-        frame = frames.get(trial.trial_id)
-        rows = [] if frame is None else frame.to_dict("records")
-        for row in rows:
-            if row.get("epoch", 0) > logged:
-                callback.on_trial_result(0, trials, trial, row)
-        if trial.status == "ERROR":
-            callback.on_trial_error(0, trials, trial)
-        elif trial.status == "TERMINATED":
-            callback.on_trial_complete(0, trials, trial)
-        synced += 1
-    callback.on_experiment_end(trials)
-    if all(t.status in ("TERMINATED", "ERROR") for t in trials) and len(trials) >= spec.search.trials:
-        tracker.finish_search(parent_id, "complete")
+    synced = repair(callback, analysis.trials, trial_rows(analysis.trial_dataframes), spec.search.trials)
     state = tracker.search_state(parent_id, spec.objectives)
     baselines = {}
     if spec.baseline_names:  # the search's own task died with its driver; cached results come back at once
@@ -146,6 +128,43 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
           f"Pareto front {len(state.front.members)}, hypervolume {state.front.hypervolume:.4g}", file=out, flush=True)
     return SearchResult(name, parent_id, state.front, len(state.finished), state.failed, state.stopped,
                         state.infeasible, "complete", experiment)
+
+
+def trial_rows(frames: dict) -> dict[str, list[dict]]:
+    """Each trial's results from Tune's per-trial tables (pandas), as the dicts the trial reported: a table holds
+    every key any of its results had, so a key missing from one result (``budget_done`` before the last epoch, say)
+    is a NaN cell there - left out here, as it was left out of the report."""
+    return {trial_id: [{k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+                       for row in frame.to_dict("records")]
+            for trial_id, frame in frames.items() if frame is not None}
+
+
+def repair(callback: SearchCallback, trials: list, rows: dict[str, list[dict]], planned: int) -> int:
+    """Bring MLflow up to what Tune recorded, through the search's own callback: each trial whose run is not
+    already FINISHED or FAILED gets a run (if it has none), the epochs MLflow lacks, and its end; runs still open
+    are then closed, and the search is marked complete when every one of its ``planned`` trials ended. ``rows``
+    are each trial's results as Tune logged them, by trial id. Returns how many trials were synced."""
+    tracker = callback.tracker
+    synced = 0
+    for trial in trials:
+        run_id = callback.state.runs.get(trial.trial_id)
+        if run_id is not None and tracker.run_status(run_id) in ("FINISHED", "FAILED"):
+            continue
+        logged = tracker.epochs_logged(run_id) if run_id else 0
+        if logged:  # its static measures went to MLflow with its first epoch
+            callback.static_logged.add(run_id)
+        for row in rows.get(trial.trial_id, []):
+            if row.get(EPOCH, 0) > logged:
+                callback.on_trial_result(0, trials, trial, row)
+        if trial.status == "ERROR":
+            callback.on_trial_error(0, trials, trial)
+        elif trial.status == "TERMINATED":
+            callback.on_trial_complete(0, trials, trial)
+        synced += 1
+    callback.on_experiment_end(trials)
+    if all(t.status in ("TERMINATED", "ERROR") for t in trials) and len(trials) >= planned:
+        tracker.finish_search(callback.parent_id, "complete")
+    return synced
 
 
 def _open(name: str, storage: str | None):

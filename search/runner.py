@@ -28,8 +28,9 @@ from search.candidate import quality_scores, spec_dataset
 from search.export import load_search
 from search.front import Front, SearchState
 from search.progress import STATUS_EVERY
+from search.results import DONE, EPOCH, TIMED_OUT
 from search.schedulers import build_scheduler
-from search.searcher import TIMED_OUT, BudgetAwareOptunaSearch
+from search.searcher import BudgetAwareOptunaSearch
 from search.space import DefineByRun, build_sampler, history_trials, typed_params, warm_start_points
 from search.spec import Spec
 from search.tracking import Tracker, redact
@@ -59,7 +60,7 @@ class EpochBudget(Stopper):
         self.budget, self.spent = budget, 0
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if result.get("epoch", 0) > 0 and not result.get("done") and not result.get(TIMED_OUT):
+        if result.get(EPOCH, 0) > 0 and not result.get(DONE) and not result.get(TIMED_OUT):
             self.spent += 1
         return False
 
@@ -441,6 +442,6 @@ def _all_done(grid, spec: Spec) -> bool:
     states = {t.status for t in getattr(grid, "_trials", [])}
     if states - {"TERMINATED", "ERROR"}:
         return False
-    spent = sum(int((r.metrics or {}).get("epoch", 0)) for r in grid)
+    spent = sum(int((r.metrics or {}).get(EPOCH, 0)) for r in grid)
     return len(grid) >= spec.search.trials or (spec.search.epoch_budget is not None
                                                and spent >= spec.search.epoch_budget)

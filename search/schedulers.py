@@ -59,6 +59,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from emule_models.registry import Registry
 from search.metrics import STATIC, canonical
 from search.pareto import crowding_distance, non_dominated_rank, to_minimize
+from search.results import EPOCH
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -249,7 +250,7 @@ class MOASHAScheduler(FIFOScheduler):
         metrics: Sequence[str],
         modes: Sequence[str],
         *,
-        time_attr: str = "epoch",
+        time_attr: str = EPOCH,
         max_t: float,
         grace_period: float = 1,
         reduction_factor: float = 3,
@@ -391,7 +392,7 @@ def build_scheduler(
     max_t: int,
     grace_period: int,
     reduction_factor: int,
-    time_attr: str = "epoch",
+    time_attr: str = EPOCH,
 ) -> TrialScheduler | None:
     """The spec's ``search.scheduler`` -> a Tune scheduler.
 

@@ -30,10 +30,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-BUDGET_DONE = "budget_done"
-INFEASIBLE = "infeasible"
-REPLAYED = "replayed"  # a result recorded before a driver crash, reported again on resume
-TIMED_OUT = "timed_out"  # the last result of a trial stopped by search.max_trial_seconds
+from search.results import BUDGET_DONE, EPOCH, INFEASIBLE, TIMED_OUT
+
 STOPPED_AT = "stopped_at_epoch"  # user attribute of a trial a scheduler stopped early: its values' fidelity
 
 
@@ -62,7 +60,7 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         elif result.get(BUDGET_DONE) or result.get(INFEASIBLE):
             self._ot_study.tell(ot_trial, [result[m] for m in self.metric], state=TrialState.COMPLETE)
         elif all(m in result for m in self.metric):  # stopped early: its rung values inform the sampler
-            ot_trial.set_user_attr(STOPPED_AT, result.get("epoch"))
+            ot_trial.set_user_attr(STOPPED_AT, result.get(EPOCH))
             self._ot_study.tell(ot_trial, [result[m] for m in self.metric], state=TrialState.COMPLETE)
         else:  # ended before its first result: nothing to learn from
             self._ot_study.tell(ot_trial, None, state=TrialState.PRUNED)

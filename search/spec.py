@@ -26,7 +26,8 @@ from emule_models.fusion import FUSION
 from emule_models.train import TrainConfig
 from search.baselines import BASELINES
 from search.baselines import DEFAULT as DEFAULT_BASELINES
-from search.metrics import ALIASES, SIZE, canonical
+from search.metrics import ALIASES, canonical
+from search.results import FLOPS, LATENCY_MS, SIZE, TRAINING_COMPUTE
 from search.storage import DEFAULT_STORAGE, is_uri
 from search.storage import absolute as absolute_storage
 
@@ -55,8 +56,8 @@ SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "qmc")
 SCHEDULERS = ("none", "asha", "mo-asha", "mo-asha-strata")
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
 # The model size is `param_count`; its former name `params` is accepted (search.metrics.ALIASES).
-OBJECTIVE_METRICS = {"val_accuracy": "max", SIZE: "min", "flops": "min", "latency_ms": "min",
-                     "training_compute": "min", "train_time_s": "min"}
+OBJECTIVE_METRICS = {"val_accuracy": "max", SIZE: "min", FLOPS: "min", LATENCY_MS: "min",
+                     TRAINING_COMPUTE: "min", "train_time_s": "min"}
 # data.cv_folds: how candidates are validated (search.validation resolves `auto` against the data)
 HOLDOUT = "holdout"
 AUTO = "auto"
@@ -260,7 +261,7 @@ class Constraints(Strict):
 
     def limits(self) -> dict[str, float]:
         """metric -> limit, for the constraints that are set."""
-        pairs = ((SIZE, self.max_params), ("flops", self.max_flops), ("latency_ms", self.max_latency_ms))
+        pairs = ((SIZE, self.max_params), (FLOPS, self.max_flops), (LATENCY_MS, self.max_latency_ms))
         return {metric: limit for metric, limit in pairs if limit is not None}
 
 

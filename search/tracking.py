@@ -32,11 +32,20 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from search.front import Record, SearchState, compute_front  # noqa: E402
 from search.metrics import upgrade  # noqa: E402
+from search.results import (  # noqa: E402
+    BUDGET_DONE_TAG,
+    FEASIBLE_TAG,
+    ORPHAN_TAG,
+    RUN_KIND_TAG,
+    SEARCH_TAG,
+    STATUS_TAG,
+    STOP_REASON_TAG,
+    TRIAL_TAG,
+    flag,
+    is_number,
+)
 
-SEARCH_TAG = "emule.search"
-TRIAL_TAG = "emule.trial_id"
 PARENT_TAG = "mlflow.parentRunId"
-STOP_REASON_TAG = "emule.stop_reason"  # on runs closed as KILLED: what stopped them
 NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as Markdown on its page
 # Without it MLflow 3 may open the experiment in its GenAI mode (a traces dashboard); this one says "model training".
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
@@ -66,35 +75,42 @@ def artifacts_beside(uri: str) -> str | None:
 
 
 class Tracker:
-    """MLflow records of searches and their candidates."""
+    """MLflow records of searches and their candidates. Its MLflow client is its own (``_client``): callers ask
+    for what they need through its methods."""
 
     def __init__(self, uri: str | None, experiment: str):
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self._client = MlflowClient(tracking_uri=self.uri)
         try:
-            exp = self.client.get_experiment_by_name(experiment)
+            exp = self._client.get_experiment_by_name(experiment)
         except Exception as e:  # unreachable server, bad URI, locked file: say so before any training
             raise ConnectionError(f"tracking.uri: cannot reach MLflow at {redact(self.uri)!r} ({type(e).__name__}: "
                                   f"{redact(str(e).splitlines()[0]) if str(e) else ''})") from None
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+        self.experiment_id = exp.experiment_id if exp else self._client.create_experiment(
             experiment, artifact_location=artifacts_beside(self.uri), tags={KIND_TAG: KIND})
         if exp is not None and KIND_TAG not in exp.tags:  # made before the tag existed, or by someone else
             with contextlib.suppress(Exception):  # a reader without write access still reads
-                self.client.set_experiment_tag(self.experiment_id, KIND_TAG, KIND)
+                self._client.set_experiment_tag(self.experiment_id, KIND_TAG, KIND)
 
+    def __setstate__(self, state: dict) -> None:
+        # a Tracker pickled (inside Tune's experiment state) before the client became private names it "client"
+        if "client" in state:
+            state["_client"] = state.pop("client")
+        self.__dict__.update(state)
 
     # --- searches ---
     def start_search(self, name: str, params: dict[str, Any], spec_text: str) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={SEARCH_TAG: name, "emule.kind": "search"})
+        run = self._client.create_run(self.experiment_id, run_name=name,
+                                      tags={SEARCH_TAG: name, RUN_KIND_TAG: "search"})
         self._log_params(run.info.run_id, params)
-        self.client.log_text(run.info.run_id, redact(spec_text), "spec.yaml")  # no credentials in the record
+        self._client.log_text(run.info.run_id, redact(spec_text), "spec.yaml")  # no credentials in the record
         return run.info.run_id
 
     def find_search(self, name: str) -> str | None:
         """The parent run of the search ``name``; a spec name alone picks its newest search."""
-        for flt in (f"tags.`{SEARCH_TAG}` = '{name}' and tags.`emule.kind` = 'search'",
-                    f"tags.`{SEARCH_TAG}` LIKE '{name}-%' and tags.`emule.kind` = 'search'"):
-            runs = self.client.search_runs([self.experiment_id], flt, order_by=["attributes.start_time DESC"],
+        for flt in (f"tags.`{SEARCH_TAG}` = '{name}' and tags.`{RUN_KIND_TAG}` = 'search'",
+                    f"tags.`{SEARCH_TAG}` LIKE '{name}-%' and tags.`{RUN_KIND_TAG}` = 'search'"):
+            runs = self._client.search_runs([self.experiment_id], flt, order_by=["attributes.start_time DESC"],
                                            max_results=1)
             if runs:
                 return runs[0].info.run_id
@@ -105,71 +121,71 @@ class Tracker:
         # a Tracker restored from an older pickled experiment has no cache yet)
         names = self.__dict__.setdefault("_names", {})
         if parent_id not in names:
-            names[parent_id] = self.client.get_run(parent_id).data.tags[SEARCH_TAG]
+            names[parent_id] = self._client.get_run(parent_id).data.tags[SEARCH_TAG]
         return names[parent_id]
 
     def finish_search(self, parent_id: str, status: str, reason: str | None = None) -> None:
         """Close the parent run: FINISHED when ``status`` is complete, else KILLED; ``reason`` (what stopped it,
         e.g. ``SIGTERM``) goes into the tag ``emule.stop_reason``."""
-        tags = [RunTag("emule.status", status)]
+        tags = [RunTag(STATUS_TAG, status)]
         if reason:
             tags.append(RunTag(STOP_REASON_TAG, reason))
-        self.client.log_batch(parent_id, tags=tags)
-        self.client.set_terminated(parent_id, "FINISHED" if status == "complete" else "KILLED")
+        self._client.log_batch(parent_id, tags=tags)
+        self._client.set_terminated(parent_id, "FINISHED" if status == "complete" else "KILLED")
 
     def tag_search(self, parent_id: str, tags: dict[str, str]) -> None:
         """Tags on a search's parent run (e.g. which search a distilled one learnt from)."""
-        self.client.log_batch(parent_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._client.log_batch(parent_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def reopen(self, run_id: str) -> None:
         """A resumed search or trial runs again inside its run: RUNNING, the old stop reason gone."""
-        if STOP_REASON_TAG in self.client.get_run(run_id).data.tags:
-            self.client.delete_tag(run_id, STOP_REASON_TAG)
-        self.client.update_run(run_id, status="RUNNING")
+        if STOP_REASON_TAG in self._client.get_run(run_id).data.tags:
+            self._client.delete_tag(run_id, STOP_REASON_TAG)
+        self._client.update_run(run_id, status="RUNNING")
 
     def reopen_search(self, parent_id: str) -> None:
         self.reopen(parent_id)
-        self.client.set_tag(parent_id, "emule.status", "running")
+        self._client.set_tag(parent_id, STATUS_TAG, "running")
 
     def stop_candidate(self, run_id: str, reason: str) -> None:
         """A trial the search stopped before it ended (a stop signal, the epoch budget): KILLED, with the reason;
         a resume continues it inside this run."""
-        self.client.set_tag(run_id, STOP_REASON_TAG, reason)
-        self.client.set_terminated(run_id, "KILLED")
+        self._client.set_tag(run_id, STOP_REASON_TAG, reason)
+        self._client.set_terminated(run_id, "KILLED")
 
     def log_search_metrics(self, parent_id: str, metrics: dict[str, float], step: int) -> None:
-        self.client.log_batch(parent_id, metrics=[Metric(k, float(v), _now(), step) for k, v in metrics.items()])
+        self._client.log_batch(parent_id, metrics=[Metric(k, float(v), _now(), step) for k, v in metrics.items()])
 
     def log_baselines(self, parent_id: str, results: dict[str, dict], metrics: dict[str, float]) -> None:
         """The classical baselines: metrics for charts and comparisons, ``baselines.json`` with the labels and
         skip reasons, a tag per baseline saying what ran."""
         tags = [RunTag(f"baseline.{name}", (f"skipped: {r['skipped']}" if "skipped" in r else r["method"])[:5000])
                 for name, r in results.items()]
-        self.client.log_batch(parent_id, metrics=[Metric(k, v, _now(), 0) for k, v in metrics.items()], tags=tags)
-        self.client.log_dict(parent_id, results, "baselines.json")
+        self._client.log_batch(parent_id, metrics=[Metric(k, v, _now(), 0) for k, v in metrics.items()], tags=tags)
+        self._client.log_dict(parent_id, results, "baselines.json")
 
     def baselines(self, parent_id: str) -> dict[str, dict]:
         """What ``log_baselines`` recorded for a search ({} when it logged none)."""
         try:
-            path = self.client.download_artifacts(parent_id, "baselines.json", tempfile.mkdtemp(prefix="emule-"))
+            path = self._client.download_artifacts(parent_id, "baselines.json", tempfile.mkdtemp(prefix="emule-"))
         except Exception:  # no baselines logged (turned off, or the search ended before they did)
             return {}
         return json.loads(Path(path).read_text())
 
     # --- candidates ---
     def start_candidate(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={
+        run = self._client.create_run(self.experiment_id, run_name=name, tags={
             PARENT_TAG: parent_id, TRIAL_TAG: trial_id, SEARCH_TAG: self.search_name(parent_id),
-            "emule.kind": "candidate"})
+            RUN_KIND_TAG: "candidate"})
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
     def discard_orphan(self, run_id: str) -> None:
         """A partial run whose trial the experiment state lost: soft-deleted (``mlflow runs restore`` brings it
         back), tagged ``emule.orphan``, so the search shows one run per trial."""
-        self.client.set_tag(run_id, "emule.orphan", "true")
-        self.client.set_terminated(run_id, "KILLED")
-        self.client.delete_run(run_id)
+        self._client.set_tag(run_id, ORPHAN_TAG, flag(True))
+        self._client.set_terminated(run_id, "KILLED")
+        self._client.delete_run(run_id)
 
     def stop_running(self, parent_id: str, reason: str) -> None:
         """Close every child run of a search still RUNNING as KILLED with ``reason``."""
@@ -178,47 +194,78 @@ class Tracker:
                 self.stop_candidate(run.info.run_id, reason)
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
-        rows = [Metric(k, float(v), _now(), step) for k, v in metrics.items() if _is_number(v)]
+        rows = [Metric(k, float(v), _now(), step) for k, v in metrics.items() if is_number(v)]
         if rows:
-            self.client.log_batch(run_id, metrics=rows)
+            self._client.log_batch(run_id, metrics=rows)
 
     def log_epochs(self, run_id: str, epochs: Sequence[tuple[int, dict[str, Any], int]]) -> None:
         """Several epochs of one run, each ``(step, metrics, timestamp_ms)``, in as few writes as MLflow takes
         (at most 1000 metrics per batch)."""
         rows = [Metric(k, float(v), ts, step) for step, metrics, ts in epochs for k, v in metrics.items()
-                if _is_number(v)]
+                if is_number(v)]
         for i in range(0, len(rows), 1000):
-            self.client.log_batch(run_id, metrics=rows[i:i + 1000])
+            self._client.log_batch(run_id, metrics=rows[i:i + 1000])
 
     def finish_candidate(self, run_id: str, status: str, tags: dict[str, str], candidate: dict | None = None) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         if candidate is not None:
-            self.client.log_dict(run_id, candidate, "candidate.json")
-        self.client.set_terminated(run_id, status)
+            self._client.log_dict(run_id, candidate, "candidate.json")
+        self._client.set_terminated(run_id, status)
 
     def candidate(self, run_id: str) -> dict:
-        path = self.client.download_artifacts(run_id, "candidate.json", tempfile.mkdtemp(prefix="emule-"))
+        path = self._client.download_artifacts(run_id, "candidate.json", tempfile.mkdtemp(prefix="emule-"))
         return json.loads(Path(path).read_text())
 
     def spec_text(self, parent_id: str) -> str:
         """The spec a search ran, as its parent run recorded it."""
-        path = self.client.download_artifacts(parent_id, "spec.yaml", tempfile.mkdtemp(prefix="emule-"))
+        path = self._client.download_artifacts(parent_id, "spec.yaml", tempfile.mkdtemp(prefix="emule-"))
         return Path(path).read_text()
 
     def search_param(self, parent_id: str, key: str, default: str | None = None) -> str | None:
-        return self.client.get_run(parent_id).data.params.get(key, default)
+        return self._client.get_run(parent_id).data.params.get(key, default)
 
     def run_status(self, run_id: str) -> str:
         """MLflow's status of a run: RUNNING, FINISHED, FAILED, KILLED ..."""
-        return self.client.get_run(run_id).info.status
+        return self._client.get_run(run_id).info.status
 
     def epochs_logged(self, run_id: str, metric: str = "val_accuracy") -> int:
         """How many per-epoch values of ``metric`` a run holds."""
-        return len(self.client.get_metric_history(run_id, metric))
+        return len(self._client.get_metric_history(run_id, metric))
+
+    def metric_history(self, run_id: str, metric: str) -> list:
+        """Every logged value of ``metric`` in a run (mlflow Metric objects: ``step``, ``value``, ``timestamp``)."""
+        return self._client.get_metric_history(run_id, metric)
+
+    def run(self, run_id: str):
+        """One run (an mlflow Run: ``info`` with status and times, ``data`` with params, metrics and tags)."""
+        return self._client.get_run(run_id)
+
+    def runs(self, filter_string: str = "") -> list:
+        """The runs of this experiment that match an MLflow filter (all of them for ""), newest first."""
+        return self._client.search_runs([self.experiment_id], filter_string, max_results=50000)
+
+    def searches(self) -> list:
+        """The parent runs of every search in this experiment, newest first."""
+        return self.runs(f"tags.`{RUN_KIND_TAG}` = 'search'")
+
+    def artifact_paths(self, run_id: str, path: str | None = None) -> list[str]:
+        """The paths of a run's artifacts (under ``path``, or at its top level)."""
+        return [a.path for a in self._client.list_artifacts(run_id, path)]
+
+    def download_artifact(self, run_id: str, path: str, dst: str | Path) -> Path:
+        """A run's artifact (a file, or a folder with "" for all of them) copied under the folder ``dst``."""
+        return Path(self._client.download_artifacts(run_id, path, str(dst)))
+
+    def experiment_tags(self) -> dict[str, str]:
+        return dict(self._client.get_experiment(self.experiment_id).tags)
+
+    def model_version(self, name: str, version: int | str):
+        """One version of a registered model (an mlflow ModelVersion: ``run_id``, ``tags`` ...)."""
+        return self._client.get_model_version(name, str(version))
 
     def candidates(self, parent_id: str) -> list:
         """The child runs of a search (mlflow Run objects), oldest first."""
-        return self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'",
+        return self._client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'",
                                        max_results=50000, order_by=["attributes.start_time ASC"])
 
     def search_state(self, parent_id: str, objectives: Sequence) -> SearchState:
@@ -228,9 +275,9 @@ class Tracker:
             tags, trial_id = run.data.tags, run.data.tags.get(TRIAL_TAG)
             state.runs[trial_id] = run.info.run_id
             metrics = upgrade(run.data.metrics)  # runs from before a metric's rename read under its new name
-            if tags.get("budget_done") == "true" and all(o.metric in metrics for o in objectives):
+            if tags.get(BUDGET_DONE_TAG) == flag(True) and all(o.metric in metrics for o in objectives):
                 state.finished[trial_id] = Record(trial_id, run.info.run_id, metrics, dict(run.data.params))
-            elif tags.get("feasible") == "false":
+            elif tags.get(FEASIBLE_TAG) == flag(False):
                 state.infeasible += 1
             elif run.info.status == "FAILED":
                 state.failed += 1
@@ -250,7 +297,7 @@ class Tracker:
         front, now = set(front_run_ids), _now()
         for run_id in marked_run_ids:
             marks = {"pareto": run_id in front, "knee": run_id == knee_run_id}
-            self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in marks.items()],
+            self._client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in marks.items()],
                                   tags=[RunTag(k, str(v).lower()) for k, v in marks.items()])
         self.log_front_artifacts(parent_id, artifacts, description)
         self.log_search_metrics(parent_id, {"hypervolume": hypervolume, "front_size": len(front)}, step)
@@ -258,9 +305,9 @@ class Tracker:
     def log_front_artifacts(self, parent_id: str, artifacts: Sequence[Path], description: str | None = None) -> None:
         """The front's files on the parent run (replacing earlier ones), and its Markdown description."""
         for path in artifacts:
-            self.client.log_artifact(parent_id, str(path))
+            self._client.log_artifact(parent_id, str(path))
         if description is not None:
-            self.client.set_tag(parent_id, NOTE_TAG, description)
+            self._client.set_tag(parent_id, NOTE_TAG, description)
 
     def log_dataset(self, run_ids: Sequence[str], record, context: str = "training") -> None:
         """The search's data (a ``search.datasets.DatasetRecord``) as an MLflow dataset input of each run: the
@@ -273,7 +320,7 @@ class Tracker:
         entity = Dataset(record.name, record.digest, record.source_type, json.dumps(record.source),
                          json.dumps({"mlflow_colspec": schema.to_dict()}), json.dumps(record.profile))
         for run_id in run_ids:
-            self.client.log_inputs(run_id, datasets=[DatasetInput(entity, [InputTag("mlflow.data.context", context)])])
+            self._client.log_inputs(run_id, datasets=[DatasetInput(entity, [InputTag("mlflow.data.context", context)])])
 
     # --- the model registry ---
     def register_model(self, module, name: str, input_example, output_example, version_tags: dict[str, str],
@@ -292,7 +339,7 @@ class Tracker:
         from mlflow.models import infer_signature
 
         signature = infer_signature(input_example, output_example)
-        tags = {"emule.kind": "model", "emule.registered_model": name,
+        tags = {RUN_KIND_TAG: "model", "emule.registered_model": name,
                 **{k: v for k, v in version_tags.items() if k in (SEARCH_TAG, TRIAL_TAG)}}
         with _fluent_uri(self.uri):
             with mlflow.start_run(experiment_id=self.experiment_id, run_name=run_name, tags=tags) as run:
@@ -303,13 +350,13 @@ class Tracker:
                 mlflow.log_metrics(metrics)
         version = int(info.registered_model_version)
         for key, value in version_tags.items():
-            self.client.set_model_version_tag(name, str(version), key, str(value)[:5000])
+            self._client.set_model_version_tag(name, str(version), key, str(value)[:5000])
         return version, run.info.run_id
 
     def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
         items = [Param(k, str(v)[:PARAM_LIMIT]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
-            self.client.log_batch(run_id, params=items[i:i + 100])
+            self._client.log_batch(run_id, params=items[i:i + 100])
 
 
 @contextlib.contextmanager
@@ -324,10 +371,6 @@ def _fluent_uri(uri: str) -> Iterator[None]:
         yield
     finally:
         mlflow.set_tracking_uri(before)  # None: unset again
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _now() -> int:

@@ -21,9 +21,34 @@ from emule_models.cost import count_parameters, forward_flops, measure, training
 from emule_models.data import Dataset
 from emule_models.train import TimeLimitExceeded, evaluate, time_limit
 from search.candidate import build_seeded, resolve
-from search.metrics import SIZE
 from search.reporting import Reporter
-from search.searcher import INFEASIBLE, REPLAYED, TIMED_OUT, violated
+from search.results import (
+    BUDGET_DONE,
+    DEVICE,
+    EPOCH,
+    ERROR,
+    FLOPS,
+    GPU_IDS,
+    INFEASIBLE,
+    LATENCY_MS,
+    LATENCY_TRAIN_BATCH_MS,
+    NODE_ID,
+    PEAK_MEMORY_BYTES,
+    PRETRAIN_SAMPLES,
+    REFIT_COMPUTE,
+    REPLAYED,
+    SAMPLES_SEEN,
+    SERVE_MEMORY_BYTES,
+    SIZE,
+    TEST_ACCURACY,
+    TEST_LOSS,
+    TIMED_OUT,
+    TRAIN_SAMPLES,
+    TRAINING_COMPUTE,
+    VIOLATIONS,
+    WORK_TIME_S,
+)
+from search.searcher import violated
 from search.spec import Spec
 from search.teacher import SoftLabels
 from search.validation import cross_validate, refit, selection_folds
@@ -44,7 +69,7 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
     start = time.perf_counter()
     trial_id = tune.get_context().get_trial_id()
     if replay and trial_id in replay:
-        tune.report({**replay[trial_id], "epoch": spec.training.epochs, "budget_done": True, REPLAYED: True})
+        tune.report({**replay[trial_id], EPOCH: spec.training.epochs, BUDGET_DONE: True, REPLAYED: True})
         return
     known: dict[str, Any] = {}  # what the trial measured and reported so far
     try:
@@ -60,11 +85,11 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
 def timed_out(spec: Spec, known: dict[str, Any], elapsed: float) -> dict[str, Any]:
     """The last result of a trial stopped by ``search.max_trial_seconds``: what it measured so far, objectives it
     never reached at the spec's reference point (every result must carry them), ``timed_out`` and the reason."""
-    epoch = int(known.get("epoch", 0))
+    epoch = int(known.get(EPOCH, 0))
     error = (f"timeout: past search.max_trial_seconds={spec.search.max_trial_seconds:g} after {elapsed:.1f} s, "
              f"{epoch} of {spec.training.epochs} epochs done")
-    return {**{o.metric: o.reference for o in spec.objectives}, **known, "epoch": epoch, TIMED_OUT: True,
-            "error": error, "work_time_s": elapsed}
+    return {**{o.metric: o.reference for o in spec.objectives}, **known, EPOCH: epoch, TIMED_OUT: True,
+            ERROR: error, WORK_TIME_S: elapsed}
 
 
 def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[str, np.ndarray] | None,
@@ -80,32 +105,32 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
     folds = selection_folds(cand.data, dataset)
     model = build_seeded(cand).to(device)
     measured = measure(model, cand.model, cand.training.batch_size, device)  # on the trial's own device
-    static = {SIZE: count_parameters(model), "flops": forward_flops(cand.model),
-              "latency_ms": measured["latency_ms_batch1"], "latency_train_batch_ms": measured["latency_ms_train_batch"],
-              "peak_memory_bytes": measured["peak_memory_bytes_train_step"],
-              "serve_memory_bytes": measured["peak_memory_bytes_batch1"], "node_id": _node_id(), "device": device,
-              "gpu_ids": _gpu_ids()}
+    static = {SIZE: count_parameters(model), FLOPS: forward_flops(cand.model),
+              LATENCY_MS: measured["latency_ms_batch1"], LATENCY_TRAIN_BATCH_MS: measured["latency_ms_train_batch"],
+              PEAK_MEMORY_BYTES: measured["peak_memory_bytes_train_step"],
+              SERVE_MEMORY_BYTES: measured["peak_memory_bytes_batch1"], NODE_ID: _node_id(), DEVICE: device,
+              GPU_IDS: _gpu_ids()}
     known.update(static)
     del model
     over = violated(static, spec.constraints.limits())
     if over:  # over budget: measured, never trained; training objectives stand at the reference point
         unmeasured = {o.metric: o.reference for o in spec.objectives if o.metric not in static}
-        yield {**static, **unmeasured, INFEASIBLE: True, "violations": "; ".join(over),
-               "epoch": 0, "samples_seen": 0, "work_time_s": time.perf_counter() - start}
+        yield {**static, **unmeasured, INFEASIBLE: True, VIOLATIONS: "; ".join(over),
+               EPOCH: 0, SAMPLES_SEEN: 0, WORK_TIME_S: time.perf_counter() - start}
         return
 
     # Every epoch reports the mean over the selection folds: schedulers and the front rank on it.
     for metrics in cross_validate(cand, dataset, folds, scores, device, pretrain_cache, soft):
         # pretraining is counted as training samples: same encoder, a reconstruction head instead of the classifier
-        seen = metrics["samples_seen"] + metrics.get("pretrain_samples", 0)
-        row = {**metrics, **static, "training_compute": training_flops(cand.model, seen)}
-        if metrics["epoch"] == cand.training.epochs:
+        seen = metrics[SAMPLES_SEEN] + metrics.get(PRETRAIN_SAMPLES, 0)
+        row = {**metrics, **static, TRAINING_COMPUTE: training_flops(cand.model, seen)}
+        if metrics[EPOCH] == cand.training.epochs:
             # Selection is over for this candidate: refit on every training row, then the test split, once.
             final, rows, seen = refit(cand, dataset, scores, device, pretrain_cache=pretrain_cache, soft=soft)
             test = evaluate(final, dataset.test, device=device)
-            row.update(test_accuracy=test["accuracy"], test_loss=test["loss"], train_samples=rows,
-                       refit_compute=training_flops(cand.model, seen), budget_done=True,
-                       work_time_s=time.perf_counter() - start)  # everything this trial did; the rest is overhead
+            row.update({TEST_ACCURACY: test["accuracy"], TEST_LOSS: test["loss"], TRAIN_SAMPLES: rows,
+                        REFIT_COMPUTE: training_flops(cand.model, seen), BUDGET_DONE: True,
+                        WORK_TIME_S: time.perf_counter() - start})  # everything this trial did; the rest is overhead
         yield row
 
 

@@ -25,6 +25,7 @@ from emule_models.data.dataset import Split, check_fold_count, concat, smallest_
 from emule_models.pretrain import load_pretrained, pretrained_state
 from emule_models.train import fit, train_epochs
 from search.candidate import Candidate, build_seeded, quality_scores
+from search.results import EPOCH, PRETRAIN_SAMPLES, SAMPLES_SEEN
 from search.spec import AUTO, HOLDOUT, check_cv_folds
 
 if TYPE_CHECKING:
@@ -103,12 +104,12 @@ def cross_validate(cand: Candidate, dataset: Dataset, folds: Folds, scores: dict
     start = time.perf_counter()
     for per_fold in zip(*runs):
         accuracy = np.array([m["val_accuracy"] for m in per_fold])
-        yield {"epoch": per_fold[0]["epoch"],
+        yield {EPOCH: per_fold[0][EPOCH],
                "train_loss": float(np.mean([m["train_loss"] for m in per_fold])),
                "val_accuracy": float(accuracy.mean()), "val_accuracy_std": float(accuracy.std()),
                "val_loss": float(np.mean([m["val_loss"] for m in per_fold])),
-               "samples_seen": int(sum(m["samples_seen"] for m in per_fold)),
-               **({"pretrain_samples": pretrained} if cand.training.pretrain_epochs else {}),
+               SAMPLES_SEEN: int(sum(m[SAMPLES_SEEN] for m in per_fold)),
+               **({PRETRAIN_SAMPLES: pretrained} if cand.training.pretrain_epochs else {}),
                "train_time_s": time.perf_counter() - start}
 
 
@@ -123,7 +124,7 @@ def refit(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | Non
     model, pretrained = start_model(cand, dataset, pool, device, pretrain_cache)
     teacher = soft.for_refit(rows) if distills(cand, soft) else None
     last = fit(model, pool.take(rows), None, cand.training, report=report, device=device, teacher=teacher)
-    return model, len(rows), pretrained + int(last.get("samples_seen", 0))
+    return model, len(rows), pretrained + int(last.get(SAMPLES_SEEN, 0))
 
 
 def distills(cand: Candidate, soft: SoftLabels | None) -> bool:

@@ -58,7 +58,7 @@ def test_trials_report_the_fold_mean_and_count_every_fold(searched):
     fold_rows = sum(len(fit) for fit, _ in selection_folds(spec.data, data))
     for run in tracker.candidates(result.parent_run_id):
         m = run.data.metrics
-        history = tracker.client.get_metric_history(run.info.run_id, "val_accuracy_std")
+        history = tracker.metric_history(run.info.run_id, "val_accuracy_std")
         assert [h.step for h in history] == list(range(1, EPOCHS + 1))  # every epoch, across the folds
         assert m["samples_seen"] == EPOCHS * fold_rows  # one model per fold, all counted
         cand = Candidate.from_dict(tracker.candidate(run.info.run_id))
@@ -70,7 +70,7 @@ def test_trials_report_the_fold_mean_and_count_every_fold(searched):
 
 def test_parent_run_holds_baselines_and_selection_gap(searched, tmp_path):
     spec, result, tracker, out = searched
-    parent = tracker.client.get_run(result.parent_run_id)
+    parent = tracker.run(result.parent_run_id)
     m = parent.data.metrics
     for name in ("nn_euclidean", "nn_dtw"):
         for key in ("val_accuracy", "test_accuracy", "fit_seconds"):
@@ -79,10 +79,10 @@ def test_parent_run_holds_baselines_and_selection_gap(searched, tmp_path):
     assert parent.data.tags["baseline.nn_dtw"] == "1-NN DTW"
     best = max(result.front.members, key=lambda r: r.metrics["val_accuracy"])
     assert m["selection_gap"] == pytest.approx(best.metrics["val_accuracy"] - best.metrics["test_accuracy"])
-    recorded = json.loads(open(tracker.client.download_artifacts(result.parent_run_id, "baselines.json",
+    recorded = json.loads(open(tracker.download_artifact(result.parent_run_id, "baselines.json",
                                                                  str(tmp_path))).read())
     assert set(recorded) == {"nn_euclidean", "nn_dtw"}
-    assert "pareto.png" in {a.path for a in tracker.client.list_artifacts(result.parent_run_id)}
+    assert "pareto.png" in set(tracker.artifact_paths(result.parent_run_id))
     tail = out.splitlines()[-6:]  # the final lines: the best candidate beside the baselines, then the UI's links
     assert tail[0].startswith("best by validation:") and "3-fold cross-validation" in tail[0]
     assert tail[1].startswith("  baseline 1-NN Euclidean: val_accuracy") and "1-NN DTW" in tail[2]
@@ -114,7 +114,7 @@ def test_a_skipped_baseline_does_not_stop_the_search(ray_local, tmp_path, monkey
     out = io.StringIO()
     result = run_search(spec, name="skip-run", out=out)
     assert result.status == "complete" and result.finished == 1
-    tags = Tracker(spec.tracking.uri, "skip").client.get_run(result.parent_run_id).data.tags
+    tags = Tracker(spec.tracking.uri, "skip").run(result.parent_run_id).data.tags
     assert tags["baseline.nn_dtw"].startswith("skipped: 1-NN DTW estimated")
     assert "  baseline 1-NN DTW: skipped - 1-NN DTW estimated" in out.getvalue()
-    assert "selection_gap" in Tracker(spec.tracking.uri, "skip").client.get_run(result.parent_run_id).data.metrics
+    assert "selection_gap" in Tracker(spec.tracking.uri, "skip").run(result.parent_run_id).data.metrics

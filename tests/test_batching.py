@@ -64,12 +64,14 @@ def test_a_failing_write_never_blocks_flush():
 
 
 def test_log_epochs_writes_each_step_with_its_timestamp(tmp_path):
+    from mlflow import MlflowClient
+
     from search.tracking import Tracker
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
-    run = tracker.client.create_run(tracker.experiment_id).info.run_id
+    run = MlflowClient(tracker.uri).create_run(tracker.experiment_id).info.run_id  # a bare run, in no search
     tracker.log_epochs(run, [(1, {"acc": 0.5, "name": "skipped"}, 1000), (2, {"acc": 0.7}, 2000)])
-    history = tracker.client.get_metric_history(run, "acc")
+    history = tracker.metric_history(run, "acc")
     assert [(m.step, m.value, m.timestamp) for m in history] == [(1, 0.5, 1000), (2, 0.7, 2000)]
-    assert "name" not in tracker.client.get_run(run).data.metrics
+    assert "name" not in tracker.run(run).data.metrics
 

@@ -89,7 +89,7 @@ def test_submitted_search_runs_on_both_nodes(cluster, tmp_path):
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "cluster")
     parent = tracker.find_search("on-two-nodes")
     assert parent is not None
-    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{PARENT_TAG}` = '{parent}'")
+    runs = tracker.runs(f"tags.`{PARENT_TAG}` = '{parent}'")
     assert len(runs) == TRIALS and all(r.info.status == "FINISHED" for r in runs)
     nodes = {r.data.tags["node_id"] for r in runs}
     # both nodes of this cluster: the driver attached to it rather than starting a Ray of its own
@@ -97,9 +97,9 @@ def test_submitted_search_runs_on_both_nodes(cluster, tmp_path):
     # the front exists: tagged on the candidates, attached to the parent run
     assert any(r.data.tags["pareto"] == "true" for r in runs)
     assert {r.data.tags["pareto"] for r in runs} <= {"true", "false"}
-    artifacts = {a.path for a in tracker.client.list_artifacts(parent)}
+    artifacts = set(tracker.artifact_paths(parent))
     assert {"spec.yaml", "pareto.parquet", "pareto.png"} <= artifacts
-    assert tracker.client.get_run(parent).data.tags[SEARCH_TAG] == "on-two-nodes"
+    assert tracker.run(parent).data.tags[SEARCH_TAG] == "on-two-nodes"
     assert (tmp_path / "runs" / "on-two-nodes").is_dir()  # Tune's state went to the file:// storage
 
 
@@ -127,7 +127,7 @@ def test_stop_ends_a_running_search_in_order_and_resume_completes_it(cluster, tm
     assert "search stopped interrupted by SIGTERM" in logs, logs
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "cluster")
-    parent = tracker.client.get_run(tracker.find_search("stopped"))
+    parent = tracker.run(tracker.find_search("stopped"))
     assert parent.info.status == "KILLED" and parent.data.tags["emule.status"] == "interrupted"
     assert parent.data.tags["emule.stop_reason"] == "SIGTERM"
     runs = tracker.candidates(parent.info.run_id)
@@ -142,7 +142,7 @@ def test_stop_ends_a_running_search_in_order_and_resume_completes_it(cluster, tm
     trial_ids = [r.data.tags["emule.trial_id"] for r in runs]
     assert len(runs) == 3 and len(set(trial_ids)) == 3  # no duplicate child runs
     assert all(r.info.status == "FINISHED" for r in runs)
-    assert tracker.client.get_run(parent.info.run_id).data.tags["emule.status"] == "complete"
+    assert tracker.run(parent.info.run_id).data.tags["emule.status"] == "complete"
 
 
 def test_cli_errors_are_one_line(cluster, tmp_path):

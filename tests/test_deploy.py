@@ -193,11 +193,11 @@ def test_registered_model_loads_back_through_pyfunc(data, tmp_path, monkeypatch)
     assert (first.name, first.version, first.uri) == ("tiny-model", 1, "models:/tiny-model/1")
     assert os.environ.get("MLFLOW_TRACKING_URI") == before  # MLflow's process-wide URI is put back
 
-    version = tracker.client.get_model_version("tiny-model", "1")
+    version = tracker.model_version("tiny-model", "1")
     assert version.run_id == first.run_id
     assert {"emule.search": "search-20260101", "emule.trial_id": "a1b2c3", "emule.source_run_id": "0123abcd",
             "metric.val_accuracy": "0.5", "metric.params": "1234"}.items() <= version.tags.items()
-    run = tracker.client.get_run(first.run_id)
+    run = tracker.run(first.run_id)
     assert run.data.tags["emule.kind"] == "model" and "test_accuracy" in run.data.metrics
     assert not tracker.candidates(run.info.run_id)  # a run of its own, in no search
 
@@ -256,7 +256,7 @@ def test_cli_exports_a_plaid_candidate_to_onnx_and_the_registry(tmp_path, capsys
     assert [i.name for i in session.get_inputs()] == ["current", "current_valid"]
     meta = session.get_modelmeta().custom_metadata_map
     assert yaml.safe_load(meta["emule.classes"]) == list(plaid.classes)
-    version = Tracker(uri, "emule").client.get_model_version("plaid-small", "1")
+    version = Tracker(uri, "emule").model_version("plaid-small", "1")
     assert version.tags["emule.trial_id"] == "a1b2c3"
 
 

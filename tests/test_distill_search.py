@@ -78,7 +78,7 @@ def test_soft_labels_are_made_once_on_the_driver_for_every_fold_and_the_refit(se
 
 def test_every_student_records_its_teacher_and_alpha(searches):
     _, tracker, _, second, teacher, _ = searches
-    parent = tracker.client.get_run(second.parent_run_id).data
+    parent = tracker.run(second.parent_run_id).data
     assert parent.params["distill.alpha"] == "0.5" and parent.tags["emule.teacher"] == teacher.stem
     for run in tracker.candidates(second.parent_run_id):
         assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
@@ -128,7 +128,7 @@ def test_emule_distill_reruns_the_front_with_the_best_as_teacher_and_links_the_s
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "teacher soft labels:" in proc.stdout
     plain, distilled = load_search(tracker, "plain-run"), load_search(tracker, "plain-distilled")
-    tags = tracker.client.get_run(distilled.parent_id).data.tags
+    tags = tracker.run(distilled.parent_id).data.tags
     assert tags["emule.distilled_from"] == "plain-run" and tags["emule.distilled_from_run"] == first.parent_run_id
     best = best_by_validation(plain.front.members + plain.front.others)
     assert tags["emule.teacher"] == f"plain-run-{best.trial_id}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pyarrow.csv as pacsv
@@ -57,17 +56,17 @@ def finished_search(ray_local, tmp_path_factory):
 def test_every_trial_logged_once_under_the_parent(finished_search):
     spec, result, tracker, _, _ = finished_search
     assert result.status == "complete" and result.finished == TRIALS
-    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{PARENT_TAG}` = '{result.parent_run_id}'")
+    runs = tracker.runs(f"tags.`{PARENT_TAG}` = '{result.parent_run_id}'")
     assert len(runs) == TRIALS
     assert len({r.data.tags["emule.trial_id"] for r in runs}) == TRIALS
     for r in runs:
         assert r.info.status == "FINISHED"
         assert {"val_accuracy", "test_accuracy", "param_count", "flops", "train_time_s",
                 "latency_ms"} <= set(r.data.metrics)
-        history = tracker.client.get_metric_history(r.info.run_id, "val_accuracy")
+        history = tracker.metric_history(r.info.run_id, "val_accuracy")
         assert [m.step for m in history] == [1, 2]  # per-epoch validation metrics
         for static in ("param_count", "flops", "latency_ms", "peak_memory_bytes"):  # measured once, logged once
-            assert [m.step for m in tracker.client.get_metric_history(r.info.run_id, static)] == [0]
+            assert [m.step for m in tracker.metric_history(r.info.run_id, static)] == [0]
         trial = r.data.tags["emule.trial_id"]
         cand = tracker.candidate(r.info.run_id)["model"]
         assert r.info.run_name.startswith(f"{trial} {cand['attention']} d{cand['depth']} w{cand['width']}")
@@ -93,25 +92,25 @@ def test_front_is_exactly_the_non_dominated_set(finished_search):
 
 def test_parent_run_has_front_artifacts_and_hypervolume(finished_search, tmp_path):
     spec, result, tracker, _, out = finished_search
-    parent = tracker.client.get_run(result.parent_run_id)
+    parent = tracker.run(result.parent_run_id)
     assert parent.data.tags["emule.status"] == "complete"
     assert parent.data.metrics["hypervolume"] == pytest.approx(result.front.hypervolume)
     assert parent.data.params["search.sampler"] == "random"
-    names = {a.path for a in tracker.client.list_artifacts(result.parent_run_id)}
+    names = set(tracker.artifact_paths(result.parent_run_id))
     assert {"spec.yaml", "pareto.parquet", "pareto.csv", "pareto.png", "pareto.html"} <= names
-    table = pq.read_table(tracker.client.download_artifacts(result.parent_run_id, "pareto.parquet", str(tmp_path)))
+    table = pq.read_table(tracker.download_artifact(result.parent_run_id, "pareto.parquet", tmp_path))
     assert table.num_rows == len(result.front.members)
     assert set(table.column("run_id").to_pylist()) == {r.run_id for r in result.front.members}
-    csv = pacsv.read_csv(tracker.client.download_artifacts(result.parent_run_id, "pareto.csv", str(tmp_path)))
+    csv = pacsv.read_csv(str(tracker.download_artifact(result.parent_run_id, "pareto.csv", tmp_path)))
     assert csv.column("trial_id").to_pylist() == table.column("trial_id").to_pylist()
-    html = Path(tracker.client.download_artifacts(result.parent_run_id, "pareto.html", str(tmp_path))).read_text()
+    html = tracker.download_artifact(result.parent_run_id, "pareto.html", tmp_path).read_text()
     assert all(r.trial_id in html for r in result.front.members)
     assert f"{TRIALS}/{TRIALS} ended ({TRIALS} full" in out  # progress lines
 
 
 def test_parent_run_describes_the_front_and_the_end_links_to_it(finished_search):
     spec, result, tracker, _, out = finished_search
-    note = tracker.client.get_run(result.parent_run_id).data.tags["mlflow.note.content"]
+    note = tracker.run(result.parent_run_id).data.tags["mlflow.note.content"]
     exp = tracker.experiment_id
     for r in result.front.members:  # each front member's trial id, linked to its run
         assert f"[{r.trial_id}](#/experiments/{exp}/runs/{r.run_id}?workflowType=machine_learning)" in note
@@ -119,12 +118,12 @@ def test_parent_run_describes_the_front_and_the_end_links_to_it(finished_search)
     assert "Best by validation" in note  # where "honest accuracy" stands
     link = runs_link(exp, result.parent_run_id, spec.objectives)
     assert link in note and f"http://127.0.0.1:5000/{link}" in out.splitlines()[-1]
-    assert tracker.client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tracker.experiment_tags()["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_dataset_is_an_input_of_every_run(finished_search):
     spec, result, tracker, _, _ = finished_search
-    runs = [tracker.client.get_run(result.parent_run_id)] + tracker.candidates(result.parent_run_id)
+    runs = [tracker.run(result.parent_run_id)] + tracker.candidates(result.parent_run_id)
     seen = {(i.dataset.name, i.dataset.digest, i.dataset.source_type) for r in runs for i in r.inputs.dataset_inputs}
     assert len(seen) == 1 and next(iter(seen))[:1] == ("osuleaf",)
     schema = json.loads(runs[0].inputs.dataset_inputs[0].dataset.schema)["mlflow_colspec"]

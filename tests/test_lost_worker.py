@@ -93,7 +93,7 @@ def test_worker_lost_mid_trial_is_retried_elsewhere(cluster, tmp_path):
     assert driver.returncode == 0, out
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "lost")
-    [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
+    [parent] = tracker.runs("tags.`emule.kind` = 'search'")
     assert parent.data.tags["emule.status"] == "complete"
     runs = tracker.candidates(parent.info.run_id)
     assert len(runs) == TRIALS

@@ -104,14 +104,14 @@ def kill_when(proc: subprocess.Popen, ready, sig=signal.SIGKILL, timeout: float 
 def check_record(tmp: Path, spec_path: Path, finished_before: dict[str, int]) -> None:
     spec = load_spec(spec_path)
     tracker = Tracker(spec.tracking.uri, "crash")
-    [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
+    [parent] = tracker.runs("tags.`emule.kind` = 'search'")
     assert parent.data.tags["emule.status"] == "complete"
     runs = tracker.candidates(parent.info.run_id)
     trial_ids = [r.data.tags["emule.trial_id"] for r in runs]
     assert len(runs) == TRIALS and len(set(trial_ids)) == TRIALS  # no duplicate child runs
     assert all(r.info.status == "FINISHED" and r.data.tags["budget_done"] == "true" for r in runs)
     for r in runs:
-        history = tracker.client.get_metric_history(r.info.run_id, "val_accuracy")
+        history = tracker.metric_history(r.info.run_id, "val_accuracy")
         tid = r.data.tags["emule.trial_id"]
         if tid in finished_before:  # finished before the kill: not trained again
             assert len(history) == finished_before[tid] == EPOCHS, [(m.step, m.value, m.timestamp) for m in history]
@@ -126,7 +126,10 @@ def finished_trials(tmp: Path) -> dict[str, int]:
     db = tmp / "mlflow.db"
     if not db.exists():
         return {}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+    # read-write, though it only reads: the driver is dead by now, and one killed inside a write leaves a hot
+    # journal that only a writable connection rolls back (read-only, SQLite says "attempt to write a readonly
+    # database"); MLflow's next connection would roll it back the same way
+    with sqlite3.connect(db) as con:
         rows = con.execute(
             "select t.value, count(m.key) from tags t join runs r on r.run_uuid = t.run_uuid "
             "join tags b on b.run_uuid = t.run_uuid and b.key = 'budget_done' and b.value = 'true' "
@@ -190,7 +193,7 @@ def test_ctrl_c_records_interrupted_then_resume_completes(tmp_path):
     assert proc.returncode == 130, out
     assert "interrupted" in out and "emule resume" in out
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "crash")
-    [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
+    [parent] = tracker.runs("tags.`emule.kind` = 'search'")
     assert parent.data.tags["emule.status"] == "interrupted"
     before = finished_trials(tmp_path)
     resume(tmp_path)
@@ -206,7 +209,7 @@ def test_sigterm_mid_trial_closes_every_run_then_resume_completes(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert "interrupted by SIGTERM" in out and "emule resume" in out
     tracker = Tracker(f"sqlite:///{db}", "crash")
-    [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
+    [parent] = tracker.runs("tags.`emule.kind` = 'search'")
     assert parent.info.status == "KILLED"
     assert parent.data.tags["emule.status"] == "interrupted" and parent.data.tags["emule.stop_reason"] == "SIGTERM"
     runs = tracker.candidates(parent.info.run_id)
@@ -216,7 +219,7 @@ def test_sigterm_mid_trial_closes_every_run_then_resume_completes(tmp_path):
     before = finished_trials(tmp_path)
     resume(tmp_path)
     check_record(tmp_path, spec, before)
-    runs = tracker.client.search_runs([tracker.experiment_id], "")
+    runs = tracker.runs("")
     assert not [r for r in runs if "emule.stop_reason" in r.data.tags]  # the resume ended what was stopped
 
 

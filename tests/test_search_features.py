@@ -160,7 +160,7 @@ def test_epoch_budget_ends_the_search(ray_local, tmp_path):
     result = run_search(spec, name="budget", out=io.StringIO())
     assert result.status == "complete"
     runs = Tracker(spec.tracking.uri, "feat").candidates(result.parent_run_id)
-    epochs = sum(len(Tracker(spec.tracking.uri, "feat").client.get_metric_history(r.info.run_id, "val_accuracy"))
+    epochs = sum(len(Tracker(spec.tracking.uri, "feat").metric_history(r.info.run_id, "val_accuracy"))
                  for r in runs)
     assert 10 <= epochs <= 10 + 2 * spec.search.concurrency  # trials in flight may finish their epoch
     assert len(runs) < 50

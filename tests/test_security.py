@@ -88,11 +88,11 @@ def test_credentials_in_tracking_uri_never_logged(tmp_path):
         from search.tracking import Tracker
 
         tracker = Tracker(uri, "secret")
-        runs = tracker.client.search_runs([tracker.experiment_id], "")
+        runs = tracker.runs("")
         assert len(runs) == 3  # parent + 2 candidates
         for run in runs:
             seen += [str(run.data.params), str(run.data.tags), str(list(run.data.metrics))]
-            folder = Path(tracker.client.download_artifacts(run.info.run_id, "", str(tmp_path / run.info.run_id)))
+            folder = Path(tracker.download_artifact(run.info.run_id, "", str(tmp_path / run.info.run_id)))
             for path in folder.rglob("*"):
                 if path.suffix == ".parquet":
                     seen.append(str(pq.read_table(path).to_pylist()))

@@ -4,6 +4,7 @@ inputs, the experiment's kind, and records made before the size metric's rename.
 from __future__ import annotations
 
 import json
+import pickle
 
 from mlflow.tracking import MlflowClient
 
@@ -38,7 +39,7 @@ def test_front_marks_are_tags_and_metrics_and_latest_wins(tmp_path):
     runs = {r.info.run_id: r.data for r in t.candidates(parent)}
     assert {k: (d.metrics["pareto"], d.metrics["knee"], d.tags["pareto"], d.tags["knee"]) for k, d in runs.items()} \
         == {a: (1.0, 0.0, "true", "false"), b: (1.0, 1.0, "true", "true")}
-    assert t.client.get_run(parent).data.tags["mlflow.note.content"] == "## front\n"
+    assert t.run(parent).data.tags["mlflow.note.content"] == "## front\n"
 
 
 def test_runs_from_before_the_rename_still_count(tmp_path):
@@ -55,7 +56,7 @@ def test_experiment_opens_as_model_training(tmp_path):
     MlflowClient(uri).create_experiment("made-elsewhere", artifact_location=(tmp_path / "a").as_uri())
     for name in ("new", "made-elsewhere"):
         t = Tracker(uri, name)
-        assert t.client.get_experiment(t.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+        assert t.experiment_tags()["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_dataset_input_names_digest_source_and_schema(tmp_path):
@@ -65,10 +66,42 @@ def test_dataset_input_names_digest_source_and_schema(tmp_path):
     t = tracker(tmp_path)
     parent = t.start_search("s-1", {}, "name: s\n")
     t.log_dataset([parent], record)
-    (item,) = t.client.get_run(parent).inputs.dataset_inputs
+    (item,) = t.run(parent).inputs.dataset_inputs
     assert (item.dataset.name, item.dataset.digest, item.dataset.source_type) == ("gunpoint", record.digest, "code")
     assert item.tags[0].key == "mlflow.data.context" and item.tags[0].value == "training"
     schema = json.loads(item.dataset.schema)["mlflow_colspec"]
     assert [(c["name"], c["tensor-spec"]["shape"]) for c in schema] == [
         ("position", [-1, 1, 150]), ("label", [-1])]
     assert json.loads(item.dataset.profile)["test"] == len(dataset.test)
+
+
+def test_reads_go_through_the_tracker_against_the_real_store(tmp_path):
+    t = tracker(tmp_path)
+    parent = t.start_search("s-1", {"search.trials": 2}, "name: s\n")
+    a = finished(t, parent, "a", {"val_accuracy": 0.9, "param_count": 5000})
+    t.log_metrics(a, {"val_accuracy": 0.95}, step=2)
+    t.stop_candidate(b := t.start_candidate(parent, "b", "b", {}), "SIGTERM")
+    assert not hasattr(t, "client")  # MLflow is reached through the Tracker's methods only
+    assert [r.info.run_id for r in t.searches()] == [parent]
+    assert {r.info.run_id for r in t.runs("tags.`emule.trial_id` = 'a'")} == {a}
+    assert len(t.runs()) == 3  # the parent and its two candidates
+    assert (t.run_status(a), t.run_status(b)) == ("FINISHED", "KILLED")
+    assert t.run(b).data.tags["emule.stop_reason"] == "SIGTERM"
+    assert [(m.step, m.value) for m in t.metric_history(a, "val_accuracy")] == [(1, 0.9), (2, 0.95)]
+    assert t.epochs_logged(a) == 2 and t.search_param(parent, "search.trials") == "2"
+    assert t.artifact_paths(parent) == ["spec.yaml"]
+    assert t.download_artifact(parent, "spec.yaml", tmp_path / "dl").read_text() == "name: s\n"
+    assert t.spec_text(parent) == "name: s\n"
+
+
+def test_a_tracker_pickled_before_its_client_became_private_still_works(tmp_path):
+    # Tune pickles the search callback, Tracker included, into its experiment state; a search started by an
+    # earlier version resumes with the Tracker it saved then
+    t = tracker(tmp_path)
+    parent = t.start_search("s-1", {}, "name: s\n")
+    state = dict(t.__dict__)
+    state["client"] = state.pop("_client")
+    old = Tracker.__new__(Tracker)
+    old.__setstate__(state)
+    assert old.run_status(parent) == "RUNNING" and not hasattr(old, "client")
+    assert pickle.loads(pickle.dumps(old)).search_name(parent) == "s-1"

@@ -71,15 +71,15 @@ def test_outage_mid_search_then_sync(tmp_path):
                               timeout=300)
         assert sync.returncode == 0, sync.stdout + sync.stderr
         tracker = Tracker(f"http://127.0.0.1:{port}", "outage")
-        [parent] = tracker.client.search_runs([tracker.experiment_id], "tags.`emule.kind` = 'search'")
+        [parent] = tracker.runs("tags.`emule.kind` = 'search'")
         runs = tracker.candidates(parent.info.run_id)
         assert len(runs) == TRIALS and len({r.data.tags["emule.trial_id"] for r in runs}) == TRIALS
         assert all(r.info.status == "FINISHED" and r.data.tags["budget_done"] == "true" for r in runs)
         for r in runs:
-            steps = [m.step for m in tracker.client.get_metric_history(r.info.run_id, "val_accuracy")]
+            steps = [m.step for m in tracker.metric_history(r.info.run_id, "val_accuracy")]
             assert steps == [1, 2, 3, 4]  # every epoch, none twice
         assert any(r.data.tags["pareto"] == "true" for r in runs)
         assert parent.data.tags["emule.status"] == "complete"
-        assert {"pareto.parquet", "pareto.png"} <= {a.path for a in tracker.client.list_artifacts(parent.info.run_id)}
+        assert {"pareto.parquet", "pareto.png"} <= set(tracker.artifact_paths(parent.info.run_id))
     finally:
         server.stop()

@@ -57,7 +57,7 @@ def test_search_logs_to_a_postgres_backed_server(server, ray_local, tmp_path):
     assert result.status == "complete" and result.finished == TRIALS
 
     tracker = Tracker(server.uri, "pg")
-    runs = tracker.client.search_runs([tracker.experiment_id], f"tags.`{PARENT_TAG}` = '{result.parent_run_id}'")
+    runs = tracker.runs(f"tags.`{PARENT_TAG}` = '{result.parent_run_id}'")
     assert len(runs) == TRIALS and all(r.info.status == "FINISHED" for r in runs)
     assert all({"val_accuracy", "param_count", "test_accuracy"} <= set(r.data.metrics) for r in runs)
     record = load_search(tracker, "pg-run")  # the front read back through the server

@@ -1,0 +1,179 @@
+"""search.callbacks.SearchCallback driven by hand-made Tune events against a fake Tracker: which runs are created,
+ended or marked, with which tags and metrics, for every way a trial can end. The callback's MLflow side is the
+fake's log; what the real Tracker writes is tested against a real store (test_tracking.py, test_e2e.py)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fake_tracker import PARENT, FakeTracker, trial, unit_spec
+
+from search.callbacks import SearchCallback
+from search.candidate import spec_dataset
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory):
+    return unit_spec(tmp_path_factory.mktemp("callbacks"))
+
+
+@pytest.fixture(scope="module")
+def shape(spec):
+    dataset = spec_dataset(spec)
+    return dataset.modalities, len(dataset.classes)
+
+
+def callback(spec, shape, tracker: FakeTracker) -> SearchCallback:
+    cb = SearchCallback(spec, tracker, PARENT, "cb-1", *shape, target=4, status_every=None)
+    cb.out = io.StringIO()
+    return cb
+
+
+STATIC = {"param_count": 1500, "flops": 2.0e4, "latency_ms": 0.3, "latency_train_batch_ms": 1.2,
+          "peak_memory_bytes": 4096, "serve_memory_bytes": 1024}
+WHERE = {"node_id": "node-a", "device": "cpu", "gpu_ids": ""}
+TUNE = {"done": False, "training_iteration": 1, "time_total_s": 1.5, "pid": 42, "date": "2026-11-28",
+        "config": {"width": 16}}  # what Tune adds to every result
+
+
+def epoch(n: int, trial_id: str, acc: float, **extra) -> dict:
+    return {**STATIC, **WHERE, **TUNE, "trial_id": trial_id, "epoch": n, "val_accuracy": acc,
+            "train_loss": 1.0 / n, "samples_seen": 100 * n, "training_compute": 3e6 * n, **extra}
+
+
+def run_trial(cb: SearchCallback, t, results: list[dict]) -> None:
+    cb.on_trial_start(0, [t], t)
+    for r in results:
+        cb.on_trial_result(0, [t], t, r)
+    t.last_result, t.status = results[-1], "TERMINATED"
+    cb.on_trial_complete(0, [t], t)
+
+
+def test_full_budget_trial_gets_one_run_its_epochs_and_a_place_on_the_front(spec, shape):
+    tracker = FakeTracker()
+    cb = callback(spec, shape, tracker)
+    t = trial("t1")
+    last = epoch(2, "t1", 0.8, budget_done=True, test_accuracy=0.75, train_samples=400, work_time_s=3.0)
+    run_trial(cb, t, [epoch(1, "t1", 0.6), last])
+
+    [(parent, trial_id, name, params)] = tracker.called("start_candidate")
+    assert (parent, trial_id, params) == (PARENT, "t1", {"depth": 1, "width": 16})
+    assert name == "t1 softmax d1 w16"  # the trial id, then what the candidate is
+    # static measures once at step 0; per-epoch metrics at their epoch; no bookkeeping or Tune keys
+    logged = [e for _, epochs in tracker.called("log_epochs") for e in epochs]
+    assert logged == [
+        (0, STATIC),
+        (1, {"val_accuracy": 0.6, "train_loss": 1.0, "samples_seen": 100, "training_compute": 3e6}),
+        (2, {"val_accuracy": 0.8, "train_loss": 0.5, "samples_seen": 200, "training_compute": 6e6,
+             "test_accuracy": 0.75, "train_samples": 400, "work_time_s": 3.0}),
+    ]
+    # the run is closed after its epochs are written, with the outcome tags and the candidate
+    assert tracker.calls.index(("finish_candidate", "run-t1", "FINISHED", {
+        "budget_done": "true", "feasible": "true", "node_id": "node-a", "device": "cpu", "gpu_ids": ""}, True)) \
+        > max(i for i, c in enumerate(tracker.calls) if c[0] == "log_epochs")
+    record = cb.state.finished["t1"]
+    assert record.run_id == "run-t1" and record.params == {"depth": 1, "width": 16}
+    assert record.metrics["val_accuracy"] == 0.8 and record.metrics["param_count"] == 1500
+    assert not {"epoch", "trial_id", "training_iteration", "pid", "budget_done"} & set(record.metrics)
+    assert [r.trial_id for r in cb.state.front.members] == ["t1"]
+    assert cb.state.ended == 1 and "t1 done" in cb.out.getvalue()
+
+
+def test_stopped_early_trial_is_finished_but_not_on_the_front(spec, shape):
+    tracker = FakeTracker()
+    cb = callback(spec, shape, tracker)
+    run_trial(cb, trial("t2"), [epoch(1, "t2", 0.4)])
+    assert tracker.called("finish_candidate") == [("run-t2", "FINISHED", {
+        "budget_done": "false", "feasible": "true", "node_id": "node-a", "device": "cpu", "gpu_ids": ""}, True)]
+    assert cb.state.stopped == 1 and not cb.state.finished and not cb.state.front.members
+    assert "t2 stopped early at epoch 1" in cb.out.getvalue()
+
+
+def test_infeasible_trial_logs_what_it_measured_and_its_violations(spec, shape):
+    tracker = FakeTracker()
+    cb = callback(spec, shape, tracker)
+    # never trained: the training objective stands at the reference point, which must not reach MLflow
+    result = {**STATIC, **WHERE, **TUNE, "trial_id": "t3", "infeasible": True, "epoch": 0, "val_accuracy": 0.0,
+              "violations": "param_count 1500 > 1000", "samples_seen": 0, "work_time_s": 0.2}
+    run_trial(cb, trial("t3"), [result])
+    logged = [e for _, epochs in tracker.called("log_epochs") for e in epochs]
+    assert logged == [(0, STATIC), (0, {"work_time_s": 0.2})]
+    assert tracker.called("finish_candidate") == [("run-t3", "FINISHED", {
+        "budget_done": "false", "feasible": "false", "node_id": "node-a", "device": "cpu", "gpu_ids": "",
+        "violations": "param_count 1500 > 1000"}, True)]
+    assert cb.state.infeasible == 1 and not cb.state.finished
+    assert "t3 infeasible (param_count 1500 > 1000)" in cb.out.getvalue()
+
+
+def test_timed_out_trial_keeps_its_epochs_and_fails_with_the_reason(spec, shape):
+    tracker = FakeTracker()
+    cb = callback(spec, shape, tracker)
+    why = "timeout: past search.max_trial_seconds=5 after 5.1 s, 1 of 2 epochs done"
+    last = {**epoch(1, "t4", 0.5), "timed_out": True, "error": why, "work_time_s": 5.1}
+    run_trial(cb, trial("t4"), [epoch(1, "t4", 0.5), last])
+    steps = [step for _, epochs in tracker.called("log_epochs") for step, _ in epochs]
+    assert steps == [0, 1]  # the timed-out result itself is not an epoch
+    assert tracker.called("finish_candidate") == [("run-t4", "FAILED", {
+        "budget_done": "false", "feasible": "true", "failure": "timeout", "error": why, "node_id": "node-a",
+        "device": "cpu"}, True)]
+    assert cb.state.failed == 1 and not cb.state.finished
+    assert f"t4 failed: {why}" in cb.out.getvalue()
+
+
+def test_errored_trial_fails_with_the_last_line_of_its_traceback(spec, shape, tmp_path):
+    tracker = FakeTracker()
+    cb = callback(spec, shape, tracker)
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Traceback (most recent call last):\n  File \"x.py\", line 1\nRuntimeError: boom\n\n")
+    t = trial("t5", error_file=str(error_file))
+    cb.on_trial_start(0, [t], t)
+    cb.on_trial_result(0, [t], t, epoch(1, "t5", 0.5))
+    t.status = "ERROR"
+    cb.on_trial_error(0, [t], t)
+    assert tracker.called("finish_candidate") == [
+        ("run-t5", "FAILED", {"budget_done": "false", "failure": "error", "error": "RuntimeError: boom"}, False)]
+    assert cb.state.failed == 1 and "t5 failed: RuntimeError: boom" in cb.out.getvalue()
+
+
+def test_replayed_result_is_not_logged_again_but_counts_on_the_front(spec, shape):
+    tracker = FakeTracker()
+    run_id = tracker.add_run("t6", status="RUNNING", epochs=2)  # the crash fell between its last epoch and its end
+    cb = callback(spec, shape, tracker)
+    replayed = {**STATIC, "val_accuracy": 0.9, "epoch": 2, "budget_done": True, "replayed": True, "trial_id": "t6"}
+    run_trial(cb, trial("t6"), [replayed])
+    assert tracker.called("start_candidate") == [] and tracker.called("reopen") == [(run_id,)]
+    assert tracker.called("log_epochs") == []
+    assert tracker.called("finish_candidate")[0][:3] == (run_id, "FINISHED", {
+        "budget_done": "true", "feasible": "true", "node_id": "", "device": "", "gpu_ids": ""})
+    assert [r.trial_id for r in cb.state.front.members] == ["t6"]
+
+
+def test_experiment_end_marks_unended_runs_killed_and_discards_orphans(spec, shape):
+    tracker = FakeTracker()
+    done = tracker.add_run("old", status="FINISHED", epochs=2)
+    cut = tracker.add_run("cut", status="RUNNING", epochs=1)  # Tune knows it: a resume continues it
+    orphan = tracker.add_run("lost", status="RUNNING", epochs=1)  # Tune's saved state lost its trial
+    cb = callback(spec, shape, tracker)
+    cb.on_experiment_end([trial("old", "TERMINATED"), trial("cut", "PENDING")])
+    assert tracker.called("stop_candidate") == [(cut, "the search ended before the trial did")]
+    assert tracker.called("discard_orphan") == [(orphan,)]
+    assert tracker.runs[done]["status"] == "FINISHED"
+
+
+def test_a_failing_store_turns_tracking_off_and_the_search_goes_on(spec, shape):
+    tracker = FakeTracker(fail={"start_candidate"})
+    cb = callback(spec, shape, tracker)
+    run_trial(cb, trial("t7"), [epoch(1, "t7", 0.6), epoch(2, "t7", 0.7, budget_done=True)])
+    assert cb.offline and "emule sync cb-1" in cb.out.getvalue()
+    # after the first failure nothing more is asked of the store; the callback's own state still counts the trial
+    assert [c[0] for c in tracker.calls] == ["search_state", "start_candidate"]
+    assert "t7" in cb.state.finished
+
+
+def test_closing_runs_at_the_end_goes_through_the_failure_guard(spec, shape):
+    tracker = FakeTracker(fail={"stop_candidate"})
+    tracker.add_run("cut", status="RUNNING", epochs=1)
+    cb = callback(spec, shape, tracker)
+    cb.on_experiment_end([trial("cut", "PENDING")])  # the store fails while closing: noted, not raised
+    assert cb.offline and "emule sync cb-1" in cb.out.getvalue()
