@@ -354,7 +354,7 @@ def _asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_
 
 @SCHEDULERS.register("mo-asha")
 def _mo_asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
-             reduction_factor: int, time_attr: str) -> TrialScheduler:
+             reduction_factor: int, time_attr: str, rule: str = "pareto") -> TrialScheduler:
     _check_budget(grace_period, reduction_factor, max_t)
     return MOASHAScheduler(
         metrics,
@@ -364,24 +364,14 @@ def _mo_asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, m
         grace_period=grace_period,
         reduction_factor=reduction_factor,
         log=log,
+        rule=rule,
+        ranked=trained_objective(metrics) if rule == "strata" else 0,
     )
 
 
 @SCHEDULERS.register("mo-asha-strata")
-def _mo_asha_strata(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
-                    reduction_factor: int, time_attr: str) -> TrialScheduler:
-    _check_budget(grace_period, reduction_factor, max_t)
-    return MOASHAScheduler(
-        metrics,
-        modes,
-        time_attr=time_attr,
-        max_t=max_t,
-        grace_period=grace_period,
-        reduction_factor=reduction_factor,
-        log=log,
-        rule="strata",
-        ranked=trained_objective(metrics),
-    )
+def _mo_asha_strata(*args) -> TrialScheduler:
+    return _mo_asha(*args, rule="strata")
 
 
 def build_scheduler(

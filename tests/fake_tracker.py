@@ -5,15 +5,31 @@ runs were created, ended or marked and with which tags. The real Tracker is test
 
 from __future__ import annotations
 
+import io
 from types import SimpleNamespace
 from typing import Any
 
+from search.callbacks import SearchCallback
+from search.candidate import spec_dataset
 from search.front import SearchState
 from search.results import TRIAL_TAG
 from search.spec import Spec
 from search.spec_checks import parse_spec
 
 PARENT = "parent-run"
+
+
+def data_shape(spec: Spec) -> tuple[tuple, int]:
+    """The spec's data as the search callback takes it: its modalities and its number of classes."""
+    dataset = spec_dataset(spec)
+    return dataset.modalities, len(dataset.classes)
+
+
+def callback(spec: Spec, shape: tuple[tuple, int], tracker: FakeTracker) -> SearchCallback:
+    """The search's real callback on the fake tracker, printing into a buffer."""
+    cb = SearchCallback(spec, tracker, PARENT, "cb-1", *shape, target=4, status_every=None)
+    cb.out = io.StringIO()
+    return cb
 
 
 def unit_spec(tmp) -> Spec:

@@ -5,14 +5,10 @@ real S3 API runs in test_tracking_outage.py and test_resume.py."""
 
 from __future__ import annotations
 
-import io
-
 import pandas as pd
 import pytest
-from fake_tracker import PARENT, FakeTracker, trial, unit_spec
+from fake_tracker import PARENT, FakeTracker, callback, data_shape, trial, unit_spec
 
-from search.callbacks import SearchCallback
-from search.candidate import spec_dataset
 from search.resume import repair, trial_rows
 
 STATIC = {"param_count": 1500, "flops": 2.0e4, "latency_ms": 0.3, "latency_train_batch_ms": 1.2,
@@ -26,14 +22,7 @@ def spec(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def shape(spec):
-    dataset = spec_dataset(spec)
-    return dataset.modalities, len(dataset.classes)
-
-
-def callback(spec, shape, tracker: FakeTracker) -> SearchCallback:
-    cb = SearchCallback(spec, tracker, PARENT, "cb-1", *shape, target=4, status_every=None)
-    cb.out = io.StringIO()
-    return cb
+    return data_shape(spec)
 
 
 def row(trial_id: str, n: int, acc: float, **extra) -> dict:
