@@ -436,12 +436,10 @@ def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: Searc
 
 
 def _all_done(grid, spec: Spec) -> bool:
-    """Every trial reached an end, and all were started - or the epoch budget ended the search."""
-    if any(r.metrics is None and r.error is None for r in grid):
-        return False
-    states = {t.status for t in getattr(grid, "_trials", [])}
-    if states - {"TERMINATED", "ERROR"}:
-        return False
+    """The epoch budget ended the search, or every trial was started and ended: Tune marks a trial's last result
+    ``done`` when it finished or a scheduler stopped it, never when a stop signal interrupted it."""
     spent = sum(int((r.metrics or {}).get(EPOCH, 0)) for r in grid)
-    return len(grid) >= spec.search.trials or (spec.search.epoch_budget is not None
-                                               and spent >= spec.search.epoch_budget)
+    if spec.search.epoch_budget is not None and spent >= spec.search.epoch_budget:
+        return True
+    ended = all(r.error is not None or (r.metrics or {}).get(DONE) for r in grid)
+    return ended and len(grid) >= spec.search.trials

@@ -7,6 +7,7 @@ import json
 import os
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -101,7 +102,9 @@ def test_parent_run_has_front_artifacts_and_hypervolume(finished_search, tmp_pat
     table = pq.read_table(tracker.download_artifact(result.parent_run_id, "pareto.parquet", tmp_path))
     assert table.num_rows == len(result.front.members)
     assert set(table.column("run_id").to_pylist()) == {r.run_id for r in result.front.members}
-    csv = pacsv.read_csv(str(tracker.download_artifact(result.parent_run_id, "pareto.csv", tmp_path)))
+    # trial ids are hex strings; one like "069081e4" reads as a number unless the column's type is given
+    csv = pacsv.read_csv(str(tracker.download_artifact(result.parent_run_id, "pareto.csv", tmp_path)),
+                         convert_options=pacsv.ConvertOptions(column_types={"trial_id": pa.string()}))
     assert csv.column("trial_id").to_pylist() == table.column("trial_id").to_pylist()
     html = tracker.download_artifact(result.parent_run_id, "pareto.html", tmp_path).read_text()
     assert all(r.trial_id in html for r in result.front.members)

@@ -58,3 +58,26 @@ def test_reinstall_takes_sigterm_back_from_a_library():
         stopping.reinstall()
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGTERM)
+
+
+def _grid(*results):
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(metrics=m, error=e) for m, e in results]
+
+
+@pytest.mark.parametrize(("results", "budget", "complete"), [
+    ([({"epoch": 3, "done": True}, None), ({"epoch": 1, "done": True}, None)], None, True),  # finished; stopped early
+    ([({"epoch": 3, "done": True}, None), (None, RuntimeError("x"))], None, True),  # one failed
+    ([({"epoch": 3, "done": True}, None), ({"epoch": 2, "done": False}, None)], None, False),  # a signal cut one
+    ([({"epoch": 3, "done": True}, None), (None, None)], None, False),  # one never reported
+    ([({"epoch": 3, "done": True}, None)], None, False),  # fewer trials than the spec's
+    ([({"epoch": 3, "done": True}, None), ({"epoch": 2, "done": False}, None)], 5, True),  # the epoch budget ended it
+])
+def test_a_search_is_complete_when_every_trial_ended_or_the_budget_did(results, budget, complete):
+    from types import SimpleNamespace
+
+    from search.runner import _all_done
+
+    spec = SimpleNamespace(search=SimpleNamespace(trials=2, epoch_budget=budget))
+    assert _all_done(_grid(*results), spec) is complete
