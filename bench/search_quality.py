@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -79,32 +78,6 @@ class ComputeBudget(Stopper):
         return self.trace.spent()
 
 
-class ReleaseErroredTrials(Callback):
-    """Frees the concurrency slot of a trial Tune errored without telling its searcher.
-
-    With ``reuse_actors=True`` (the product's setting), when a trial stopped early still runs its last epoch as
-    Tune resets its actor for the next trial, the reset fails and Tune errors that next trial, but Ray 2.60's
-    ``ConcurrencyLimiter`` keeps it live: after ``search.concurrency`` such failures it hands out no trial again and
-    the search stalls (seen on PLAID under MO-ASHA). Here each errored trial is told to the limiter as failed, as
-    Tune does for trials that error while running; its compute stays charged."""
-
-    def __init__(self):
-        self.released: set[str] = set()
-
-    def on_step_end(self, iteration: int, trials: list, **info) -> None:
-        errored = {t.trial_id for t in trials if t.status == "ERROR"} - self.released
-        if not errored:
-            return
-        import gc
-
-        from ray.tune.search import ConcurrencyLimiter
-
-        for limiter in (o for o in gc.get_objects() if isinstance(o, ConcurrencyLimiter)):
-            for tid in errored & set(limiter.live_trials):
-                limiter.on_trial_complete(tid, error=True)
-        self.released |= errored
-
-
 @contextlib.contextmanager
 def compute_budget(trace: Trace):
     import search.runner as runner
@@ -143,8 +116,7 @@ def run_one(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Name
     trace = Trace(spec, args.budget[dataset], label)
     if runner == "ray":
         with compute_budget(trace):
-            run_search(spec, name=label, out=io.StringIO(), quiet=True, status_every=None,
-                       callbacks=[ReleaseErroredTrials()])
+            run_search(spec, name=label, out=io.StringIO(), quiet=True, status_every=None)
     elif runner == "optuna":
         run_optuna(spec, spec_dataset(spec), trace)
     else:
