@@ -28,7 +28,7 @@ from search.candidate import quality_scores, spec_dataset
 from search.export import load_search
 from search.front import Front, SearchState
 from search.progress import STATUS_EVERY
-from search.results import DONE, EPOCH, TIMED_OUT
+from search.results import BUDGET_DONE, DONE, EPOCH, INFEASIBLE, TIMED_OUT
 from search.schedulers import build_scheduler
 from search.searcher import BudgetAwareOptunaSearch
 from search.space import DefineByRun, build_sampler, history_trials, typed_params, warm_start_points
@@ -435,11 +435,16 @@ def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: Searc
     return yardstick.lines(best, baselines, describe(spec.data))
 
 
+ENDED = (DONE, BUDGET_DONE, INFEASIBLE, TIMED_OUT)  # result keys that mark a trial's last result
+
+
 def _all_done(grid, spec: Spec) -> bool:
     """The epoch budget ended the search, or every trial was started and ended: Tune marks a trial's last result
-    ``done`` when it finished or a scheduler stopped it, never when a stop signal interrupted it."""
+    ``done`` when it finished or a scheduler stopped it, never when a stop signal interrupted it. A trial's own
+    last result says it ended too (its full budget, infeasible, timed out): a driver killed between that result
+    and Tune's ``done`` leaves the saved state without the flag."""
     spent = sum(int((r.metrics or {}).get(EPOCH, 0)) for r in grid)
     if spec.search.epoch_budget is not None and spent >= spec.search.epoch_budget:
         return True
-    ended = all(r.error is not None or (r.metrics or {}).get(DONE) for r in grid)
+    ended = all(r.error is not None or any((r.metrics or {}).get(k) for k in ENDED) for r in grid)
     return ended and len(grid) >= spec.search.trials

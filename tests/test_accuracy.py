@@ -116,5 +116,6 @@ def test_a_skipped_baseline_does_not_stop_the_search(ray_local, tmp_path, monkey
     assert result.status == "complete" and result.finished == 1
     tags = Tracker(spec.tracking.uri, "skip").run(result.parent_run_id).data.tags
     assert tags["baseline.nn_dtw"].startswith("skipped: 1-NN DTW estimated")
+    assert "1-NN DTW (10% window) estimated" in tags["baseline.nn_dtw"]
     assert "  baseline 1-NN DTW: skipped - 1-NN DTW estimated" in out.getvalue()
     assert "selection_gap" in Tracker(spec.tracking.uri, "skip").run(result.parent_run_id).data.metrics

@@ -71,3 +71,17 @@ def test_results_are_cached_by_data_and_folds(gunpoint, tmp_path, monkeypatch):
     other_folds = selection_folds({"cv_folds": 3}, gunpoint)
     with pytest.raises(pytest.fail.Exception):
         run_baselines(gunpoint, other_folds, ["nn_euclidean"], cache_dir=tmp_path)
+
+
+def test_over_the_time_bound_full_dtw_falls_back_to_a_10_percent_band(gunpoint, monkeypatch):
+    real = baselines._estimate
+    monkeypatch.setattr(baselines, "_estimate",
+                        lambda method, *a: 1e9 if method.label == "1-NN DTW" else real(method, *a))
+    folds = selection_folds({"cv_folds": 2}, gunpoint)
+    out = run_baselines(gunpoint, folds, ["nn_dtw"], max_seconds=300, cache_dir=None)["nn_dtw"]
+    assert out["label"] == "1-NN DTW (10% window) (for 1-NN DTW)"
+    assert out["note"].startswith("1-NN DTW estimated 1000000000 s > search.baseline_seconds=300")
+    x, y = series_matrix(gunpoint.pool, gunpoint), gunpoint.pool.labels
+    banded = KNeighborsTimeSeriesClassifier(n_neighbors=1, distance="dtw", distance_params={"window": 0.1})
+    by_hand = banded.fit(x, y).predict(series_matrix(gunpoint.test, gunpoint))
+    assert out["test_accuracy"] == pytest.approx(np.mean(by_hand == gunpoint.test.labels))

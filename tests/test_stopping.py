@@ -71,6 +71,9 @@ def _grid(*results):
     ([({"epoch": 3, "done": True}, None), (None, RuntimeError("x"))], None, True),  # one failed
     ([({"epoch": 3, "done": True}, None), ({"epoch": 2, "done": False}, None)], None, False),  # a signal cut one
     ([({"epoch": 3, "done": True}, None), (None, None)], None, False),  # one never reported
+    # a driver killed between a trial's last result and Tune's done: the trial's own flags say it ended
+    ([({"epoch": 3, "done": True}, None), ({"epoch": 3, "done": False, "budget_done": True}, None)], None, True),
+    ([({"epoch": 3, "done": True}, None), ({"epoch": 0, "infeasible": True}, None)], None, True),
     ([({"epoch": 3, "done": True}, None)], None, False),  # fewer trials than the spec's
     ([({"epoch": 3, "done": True}, None), ({"epoch": 2, "done": False}, None)], 5, True),  # the epoch budget ended it
 ])
