@@ -19,8 +19,10 @@ $(BIN)/emule: pyproject.toml
 quickstart: setup
 	$(BIN)/emule search spaces/quickstart.yaml
 
+# Two test processes, each test file whole in one of them (its module fixtures - a local cluster, a server - start
+# once); each process has its own local Ray instance.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check search emule_models tests bench cluster

@@ -178,12 +178,12 @@ def main() -> None:
         for name in args.sets:
             results.append(run_set(name, seeds[name], args.trials, args.epochs, Path(tmp), args.baseline_seconds,
                                    args.pretrain_epochs))
+            text = report(results, args, time.perf_counter() - start)
+            if args.out:  # after every set: a long run cut short keeps what it measured
+                args.out.write_text(text)
+                args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     ray.shutdown()
-    text = report(results, args, time.perf_counter() - start)
     print(text)
-    if args.out:
-        args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
 
 
 if __name__ == "__main__":
