@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -78,10 +80,52 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 
 
 def check_time_limit() -> None:
-    """Raise TimeLimitExceeded when the current ``time_limit`` has passed."""
+    """Between batches: raise TimeLimitExceeded when the current ``time_limit`` has passed, ProcessExiting when
+    this process has begun to exit around a ``stops_at_exit`` block."""
+    if _exiting.is_set():
+        raise ProcessExiting("the process is exiting")
     value = getattr(_limit, "value", None)
     if value is not None and time.monotonic() > value[0]:
         raise TimeLimitExceeded(f"past the time limit of {value[1]:g} s")
+
+
+class ProcessExiting(Exception):
+    """Raised between batches inside ``stops_at_exit`` once the process has begun to exit."""
+
+
+_exiting = threading.Event()  # set at exit: every stops_at_exit block stops training at its next batch
+_running = threading.Condition()  # guards _running_blocks, the stops_at_exit blocks now open
+_running_blocks = 0
+_hooked = False
+
+
+@contextlib.contextmanager
+def stops_at_exit(wait_s: float = 30.0) -> Iterator[None]:
+    """Training inside the block - on any thread - stops at its next batch once the process begins to exit, and
+    the exit waits for that (at most ``wait_s``). Why: a thread still inside torch when the interpreter finalises
+    (a Ray actor shut down while its trial is mid-epoch) is ended by ``pthread_exit``, whose unwinding through
+    torch's C++ frames aborts the process with "Fatal Python error: Aborted"."""
+    global _running_blocks, _hooked
+    with _running:
+        if not _hooked:
+            atexit.register(_stop_training, wait_s)
+            _hooked = True
+        _running_blocks += 1
+    try:
+        yield
+    except ProcessExiting as e:  # free the stopped training's tensors now, while the exit still waits for them
+        traceback.clear_frames(e.__traceback__)
+        raise
+    finally:
+        with _running:
+            _running_blocks -= 1
+            _running.notify_all()
+
+
+def _stop_training(wait_s: float) -> None:
+    _exiting.set()
+    with _running:
+        _running.wait_for(lambda: _running_blocks == 0, timeout=wait_s)
 
 
 @torch.no_grad()

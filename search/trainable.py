@@ -19,7 +19,7 @@ from ray import tune
 
 from emule_models.cost import count_parameters, forward_flops, measure, training_flops
 from emule_models.data import Dataset
-from emule_models.train import TimeLimitExceeded, evaluate, time_limit
+from emule_models.train import TimeLimitExceeded, evaluate, stops_at_exit, time_limit
 from search.candidate import build_seeded, resolve
 from search.reporting import Reporter
 from search.results import (
@@ -73,8 +73,9 @@ def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
         return
     known: dict[str, Any] = {}  # what the trial measured and reported so far
     try:
-        # results go to the driver from a thread of their own: the next epoch trains while the driver takes this one
-        with time_limit(spec.search.max_trial_seconds), Reporter(tune.report) as reporter:
+        # results go to the driver from a thread of their own: the next epoch trains while the driver takes this one;
+        # an actor shut down mid-epoch (a search ended early) stops the training before its interpreter finalises
+        with stops_at_exit(), time_limit(spec.search.max_trial_seconds), Reporter(tune.report) as reporter:
             for row in _results(config, spec, dataset, scores, pretrain_cache, start, known, soft):
                 known.update(row)
                 reporter.report(row)

@@ -135,3 +135,43 @@ def test_training_stops_at_the_next_batch_past_its_time_limit():
         fit(build_seeded(cand), dataset.train, None, cand.training)
     with time_limit(None):
         assert fit(build_seeded(cand), dataset.train, None, cand.training)["epoch"] == 1
+
+
+EXIT_MID_EPOCH = '''
+import sys, threading, time
+from emule_models.data import synthetic
+from emule_models.train import ProcessExiting, TrainConfig, fit, stops_at_exit
+from emule_models import ModelConfig, build_model
+
+def trial():  # the trainable's shape: the block around training that runs in frames of its own
+    try:
+        with stops_at_exit():
+            ds = synthetic(n=256, length=256, seed=0)
+            model = build_model(ModelConfig(modalities=ds.modalities, num_classes=len(ds.classes), width=64,
+                                            patch_len=8))
+            fit(model, ds.train, None, TrainConfig(epochs=10_000, batch_size=64))
+    except ProcessExiting:
+        print("training stopped", flush=True)
+
+class SlowTeardown:  # an interpreter that takes its time to finalise, as a Ray actor's does
+    def __del__(self, sleep=time.sleep):
+        sleep(1.0)
+
+keep = SlowTeardown()
+threading.Thread(target=trial, daemon=True).start()
+time.sleep(3.0)
+sys.exit(0)
+'''
+
+
+def test_a_process_exiting_mid_epoch_stops_its_training_first():
+    """A daemon thread still inside torch when the interpreter finalises is ended by pthread_exit, which aborts the
+    process through torch's C++ frames ("terminate called", exit code 134): what a Ray actor shut down mid-epoch
+    printed. Inside ``stops_at_exit`` the training stops at its next batch and the exit waits for it."""
+    import subprocess
+    import sys
+
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", EXIT_MID_EPOCH], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "training stopped" in done.stdout and "terminate called" not in done.stderr
