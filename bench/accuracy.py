@@ -76,7 +76,7 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
 
 
 def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float,
-            pretrain_epochs: int) -> dict:
+            pretrain_epochs: int, first_seed: int = 0) -> dict:
     """``seeds`` searches of one set; the best-by-validation candidate of each, and the search's baselines."""
     from search import yardstick
     from search.runner import run_search
@@ -84,7 +84,7 @@ def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline
     from search.tracking import Tracker
 
     runs = []
-    for seed in range(seeds):
+    for seed in range(first_seed, seeds):
         spec = parse_spec(spec_for(name, seed, trials, epochs, tmp, baseline_seconds, pretrain_epochs))
         start = time.perf_counter()
         result = run_search(spec, name=f"acc-{name}-{seed}", out=io.StringIO())
@@ -126,7 +126,8 @@ def report(results: list[dict], args, wall_s: float) -> str:
              f"(aeon 1.6; time bound {args.baseline_seconds:g} s each; a baseline run in place of one over the "
              "bound is named in its cell). `oracle test`: the best test accuracy among each search's candidates, what "
              "a perfect selection would have found (for reading the selection, never for choosing). "
-             f"Whole run {wall_s / 60:.0f} min on this 2-core machine.", "",
+             (f"Whole run {wall_s / 60:.0f} min on this 2-core machine." if wall_s == wall_s  # NaN: merged runs
+              else "Merged from the JSON records of several runs (each search's wall time is listed below)."), "",
              "| set | selection | best-by-val test (mean +- std) | val | selection gap | oracle test | 1-NN ED | "
              "1-NN DTW | ROCKET |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     ranks = {k: [] for k in ("emule", *BASELINE_ORDER)}
@@ -177,8 +178,22 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--pretrain-epochs", type=int, default=40)
     ap.add_argument("--baseline-seconds", type=float, default=300.0)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. seeds-1 (a run split in two)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--from-json", nargs="+", type=Path, default=[],
+                    help="write the report from earlier runs' JSON records (their seeds merged per set); run nothing")
     args = ap.parse_args()
+    if args.from_json:
+        merged: dict[str, dict] = {}
+        for path in args.from_json:
+            for r in json.loads(path.read_text()):
+                merged.setdefault(r["name"], {**r, "runs": []})["runs"] += r["runs"]
+        results = [merged[n] for n in args.sets if n in merged]
+        text = report(results, args, float("nan"))
+        print(text)
+        if args.out:
+            args.out.write_text(text)
+        return
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
@@ -189,7 +204,7 @@ def main() -> None:
                                                           (x.split(":") for x in args.seeds_per_set)}}
         for name in args.sets:
             results.append(run_set(name, seeds[name], args.trials, args.epochs, Path(tmp), args.baseline_seconds,
-                                   args.pretrain_epochs))
+                                   args.pretrain_epochs, args.first_seed))
             text = report(results, args, time.perf_counter() - start)
             if args.out:  # after every set: a long run cut short keeps what it measured
                 args.out.write_text(text)
