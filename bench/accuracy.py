@@ -126,8 +126,8 @@ def report(results: list[dict], args, wall_s: float) -> str:
              f"(aeon 1.6; time bound {args.baseline_seconds:g} s each; a baseline run in place of one over the "
              "bound is named in its cell). `oracle test`: the best test accuracy among each search's candidates, what "
              "a perfect selection would have found (for reading the selection, never for choosing). "
-             (f"Whole run {wall_s / 60:.0f} min on this 2-core machine." if wall_s == wall_s  # NaN: merged runs
-              else "Merged from the JSON records of several runs (each search's wall time is listed below)."), "",
+             + (f"Whole run {wall_s / 60:.0f} min on this 2-core machine." if wall_s == wall_s  # NaN: merged runs
+                else "Merged from the JSON records of several runs (each search's wall time is listed below)."), "",
              "| set | selection | best-by-val test (mean +- std) | val | selection gap | oracle test | 1-NN ED | "
              "1-NN DTW | ROCKET |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     ranks = {k: [] for k in ("emule", *BASELINE_ORDER)}
