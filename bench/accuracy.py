@@ -144,7 +144,7 @@ def report(results: list[dict], args, wall_s: float) -> str:
                 scores[b] = res["test_accuracy"]
                 cells.append(f"{res['test_accuracy']:.3f}" + (f" ({res['method']})" if res.get("note") else ""))
             else:
-                cells.append(f"skipped ({res.get('skipped', 'not run')[:60]})")
+                cells.append(f"skipped ({res.get('skipped', 'not run').split('; ')[-1]})")  # the last bound missed
         order = sorted(scores, key=lambda k: -scores[k])
         for k in scores:  # ties share the better rank
             ranks[k].append(1 + sum(scores[o] > scores[k] for o in order))

@@ -60,7 +60,10 @@ def write_spec(path: Path, tmp: Path, fraction: float, trials: int) -> Path:
                        {"metric": "params", "mode": "min", "reference": 1e6, "log": True}],
         "space": {"attention": "linear", "depth": 1, "width": 16, "heads": 1, "patch_len": 30,
                   "data_fraction": 0.5, "lr": {"low": 1e-3, "high": 3e-3}},
-        "training": {"epochs": 1, "batch_size": 32},
+        # trials last several seconds, longer than a trial actor takes to start on a loaded machine: a 1-epoch trial
+        # could end, and Tune reuse its actor for every other trial, before a second node's actor was up - leaving
+        # that node's GPU unused
+        "training": {"epochs": 200, "batch_size": 8},
         # one more trial than the GPUs hold at once: Tune asks for it, Ray must hold it back
         "search": {"sampler": "random", "trials": trials, "concurrency": trials, "seed": 0, "cpus_per_trial": 0.5,
                    "gpus_per_trial": fraction, "storage": str(tmp / "runs")},
