@@ -17,6 +17,10 @@ from search.spec import Spec
 from search.spec_checks import parse_spec
 
 PARENT = "parent-run"
+# what every trial measures before training (rides along in every result) and where it ran
+STATIC = {"param_count": 1500, "flops": 2.0e4, "latency_ms": 0.3, "latency_train_batch_ms": 1.2,
+          "peak_memory_bytes": 4096, "serve_memory_bytes": 1024}
+WHERE = {"node_id": "node-a", "device": "cpu", "gpu_ids": ""}
 
 
 def data_shape(spec: Spec) -> tuple[tuple, int]:

@@ -5,7 +5,7 @@ fake's log; what the real Tracker writes is tested against a real store (test_tr
 from __future__ import annotations
 
 import pytest
-from fake_tracker import PARENT, FakeTracker, callback, data_shape, trial, unit_spec
+from fake_tracker import PARENT, STATIC, WHERE, FakeTracker, callback, data_shape, trial, unit_spec
 
 from search.callbacks import SearchCallback
 
@@ -20,9 +20,6 @@ def shape(spec):
     return data_shape(spec)
 
 
-STATIC = {"param_count": 1500, "flops": 2.0e4, "latency_ms": 0.3, "latency_train_batch_ms": 1.2,
-          "peak_memory_bytes": 4096, "serve_memory_bytes": 1024}
-WHERE = {"node_id": "node-a", "device": "cpu", "gpu_ids": ""}
 TUNE = {"done": False, "training_iteration": 1, "time_total_s": 1.5, "pid": 42, "date": "2026-11-28",
         "config": {"width": 16}}  # what Tune adds to every result
 

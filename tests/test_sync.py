@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from fake_tracker import PARENT, FakeTracker, callback, data_shape, trial, unit_spec
+from fake_tracker import PARENT, STATIC, WHERE, FakeTracker, callback, data_shape, trial, unit_spec
 
 from search.resume import repair, trial_rows
-
-STATIC = {"param_count": 1500, "flops": 2.0e4, "latency_ms": 0.3, "latency_train_batch_ms": 1.2,
-          "peak_memory_bytes": 4096, "serve_memory_bytes": 1024}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +24,7 @@ def shape(spec):
 
 def row(trial_id: str, n: int, acc: float, **extra) -> dict:
     """One result as Tune's per-trial table holds it (config flattened into ``config/...`` columns)."""
-    return {**STATIC, "node_id": "node-a", "device": "cpu", "gpu_ids": "", "trial_id": trial_id, "epoch": n,
+    return {**STATIC, **WHERE, "trial_id": trial_id, "epoch": n,
             "val_accuracy": acc, "done": False, "training_iteration": n, "config/width": 16, **extra}
 
 
