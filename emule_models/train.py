@@ -94,21 +94,25 @@ class ProcessExiting(Exception):
 
 
 _exiting = threading.Event()  # set at exit: every stops_at_exit block stops training at its next batch
-_running = threading.Condition()  # guards _running_blocks, the stops_at_exit blocks now open
+_running = threading.Condition()  # guards _running_blocks (the stops_at_exit blocks now open) and _hooked
 _running_blocks = 0
-_hooked = False
+_hooked = False  # the exit hook is registered at the first block, not at import: atexit runs its hooks last
+# registered first, so this one runs before those of the libraries imported earlier (Ray's among them)
+EXIT_WAIT_S = 30.0  # the longest the process's exit waits for its training to stop (one batch, normally)
 
 
 @contextlib.contextmanager
-def stops_at_exit(wait_s: float = 30.0) -> Iterator[None]:
+def stops_at_exit() -> Iterator[None]:
     """Training inside the block - on any thread - stops at its next batch once the process begins to exit, and
-    the exit waits for that (at most ``wait_s``). Why: a thread still inside torch when the interpreter finalises
-    (a Ray actor shut down while its trial is mid-epoch) is ended by ``pthread_exit``, whose unwinding through
-    torch's C++ frames aborts the process with "Fatal Python error: Aborted"."""
+    the exit waits for that (at most ``EXIT_WAIT_S``). Why: a thread still inside torch when the interpreter
+    finalises (a Ray actor shut down while its trial is mid-epoch) is ended by ``pthread_exit``, whose unwinding
+    through torch's C++ frames aborts the process with "Fatal Python error: Aborted". Torch objects the training
+    holds must live in frames below the block (as the trainable's generators do): they are freed before the
+    exit goes on; the block's own frame is not."""
     global _running_blocks, _hooked
     with _running:
         if not _hooked:
-            atexit.register(_stop_training, wait_s)
+            atexit.register(_stop_training)
             _hooked = True
         _running_blocks += 1
     try:
@@ -122,10 +126,10 @@ def stops_at_exit(wait_s: float = 30.0) -> Iterator[None]:
             _running.notify_all()
 
 
-def _stop_training(wait_s: float) -> None:
+def _stop_training() -> None:
     _exiting.set()
     with _running:
-        _running.wait_for(lambda: _running_blocks == 0, timeout=wait_s)
+        _running.wait_for(lambda: _running_blocks == 0, timeout=EXIT_WAIT_S)
 
 
 @torch.no_grad()

@@ -143,13 +143,15 @@ from emule_models.data import synthetic
 from emule_models.train import ProcessExiting, TrainConfig, fit, stops_at_exit
 from emule_models import ModelConfig, build_model
 
-def trial():  # the trainable's shape: the block around training that runs in frames of its own
+def train():  # the model lives in frames below the block, as in the trainable (its generators)
+    ds = synthetic(n=256, length=256, seed=0)
+    model = build_model(ModelConfig(modalities=ds.modalities, num_classes=len(ds.classes), width=64, patch_len=8))
+    fit(model, ds.train, None, TrainConfig(epochs=10_000, batch_size=64))
+
+def trial():  # the trainable's shape: the block around the training
     try:
         with stops_at_exit():
-            ds = synthetic(n=256, length=256, seed=0)
-            model = build_model(ModelConfig(modalities=ds.modalities, num_classes=len(ds.classes), width=64,
-                                            patch_len=8))
-            fit(model, ds.train, None, TrainConfig(epochs=10_000, batch_size=64))
+            train()
     except ProcessExiting:
         print("training stopped", flush=True)
 
