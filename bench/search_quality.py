@@ -46,15 +46,19 @@ from search.spec import Spec  # noqa: E402
 from search.spec_checks import load_spec, parse_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# label -> (runner, sampler, scheduler). Random first: its final hypervolume is the target the others race to.
+# label -> (runner, sampler, scheduler, search.data_fidelity). Random first: its final hypervolume is the target
+# the others race to.
 METHODS = {
-    "random": ("ray", "random", "none"),
-    "tpe": ("ray", "tpe", "none"),
-    "tpe + mo-asha": ("ray", "tpe", "mo-asha"),
-    "tpe + mo-asha-strata": ("ray", "tpe", "mo-asha-strata"),
-    "nsga2 + mo-asha-strata": ("ray", "nsga2", "mo-asha-strata"),
-    "optuna tpe": ("optuna", "tpe", "none"),
-    "syne tune mo-asha": ("syne", "random", "mo-asha"),
+    "random": ("ray", "random", "none", 1.0),
+    "tpe": ("ray", "tpe", "none", 1.0),
+    "tpe + mo-asha": ("ray", "tpe", "mo-asha", 1.0),
+    "tpe + mo-asha + data 1/3": ("ray", "tpe", "mo-asha", 1 / 3),
+    "tpe + mo-asha + data 1/9": ("ray", "tpe", "mo-asha", 1 / 9),
+    "tpe + mo-asha-strata": ("ray", "tpe", "mo-asha-strata", 1.0),
+    "nsga2 + mo-asha": ("ray", "nsga2", "mo-asha", 1.0),
+    "nsga2 + mo-asha-strata": ("ray", "nsga2", "mo-asha-strata", 1.0),
+    "optuna tpe": ("optuna", "tpe", "none", 1.0),
+    "syne tune mo-asha": ("syne", "random", "mo-asha", 1.0),
 }
 BASELINE, PEER = "random", "syne tune mo-asha"
 TARGET_FRACTION = 1 / 3  # the target: random's final hypervolume with <= 1/3 of its compute
@@ -91,7 +95,7 @@ def compute_budget(trace: Trace):
 
 
 def make_spec(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Namespace) -> Spec:
-    _, sampler, scheduler = METHODS[method]
+    _, sampler, scheduler, data_fidelity = METHODS[method]
     raw = load_spec(ROOT / "spaces" / "full.yaml").model_dump(mode="json")
     raw["name"] = "bench-search-quality"
     raw["data"] = {**raw["data"], "name": dataset, "cv_folds": args.cv_folds}
@@ -99,7 +103,8 @@ def make_spec(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Na
     raw["training"]["epochs"] = args.epochs
     trials = args.trials if scheduler == "none" else args.trials * args.reduction_factor
     raw["search"].update(sampler=sampler, scheduler=scheduler, grace_period=args.grace_period,
-                         reduction_factor=args.reduction_factor, epoch_budget=None, trials=trials,
+                         reduction_factor=args.reduction_factor, data_fidelity=data_fidelity, epoch_budget=None,
+                         trials=trials,
                          concurrency=args.concurrency, seed=seed, storage=str(tmp / "runs"))
     raw["tracking"] = {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "bench-search-quality"}
     return parse_spec(raw)
@@ -112,7 +117,7 @@ def run_one(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Name
 
     runner = METHODS[method][0]
     spec = make_spec(tmp, dataset, method, seed, args)
-    label = f"{dataset}-{method.replace(' + ', '-').replace(' ', '-')}-s{seed}"
+    label = f"{dataset}-{method.replace(' + ', '-').replace(' ', '-').replace('/', 'of')}-s{seed}"
     trace = Trace(spec, args.budget[dataset], label)
     if runner == "ray":
         with compute_budget(trace):

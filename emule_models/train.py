@@ -39,6 +39,9 @@ class TrainConfig:
     pretrain_mask_ratio: float = 0.4  # share of each sample's patches blanked and reconstructed
     distill_alpha: float = 0.0  # weight of the teacher's soft labels in the loss (emule_models.distill); 0 = off
     distill_temperature: float = 4.0  # softmax temperature of teacher and student in the soft term
+    # (last epoch, share of the training rows) steps: early epochs learn from nested, class-balanced subsets
+    # (``epoch_rows``); past the last step every row. Empty = every row at every epoch.
+    data_schedule: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
@@ -58,6 +61,39 @@ class TrainConfig:
         for name in ("label_smoothing", "ema"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"training.{name}: {getattr(self, name)} not accepted; accepted: [0, 1)")
+        object.__setattr__(self, "data_schedule", _schedule(self.data_schedule))  # lists from YAML become tuples
+
+
+def _schedule(steps) -> tuple[tuple[int, float], ...]:
+    accepted = "accepted: [[last epoch, share in (0, 1]], ...] with increasing epochs >= 1"
+    try:
+        out = tuple((int(epoch), float(share)) for epoch, share in steps)
+    except (TypeError, ValueError):
+        raise ValueError(f"training.data_schedule: {steps!r} not accepted; {accepted}") from None
+    epochs = [e for e, _ in out]
+    if any(e < 1 for e in epochs) or epochs != sorted(set(epochs)) or any(not 0 < s <= 1 for _, s in out):
+        raise ValueError(f"training.data_schedule: {steps!r} not accepted; {accepted}")
+    return out
+
+
+def epoch_rows(labels: np.ndarray, cfg: TrainConfig) -> Callable[[int], np.ndarray]:
+    """epoch -> the rows of a training split with these labels that the epoch learns from, by
+    ``cfg.data_schedule``: per class the first ``max(1, round(share * class size))`` rows of one seeded shuffle
+    (the quota of ``emule_models.data.select``), so a later step's rows contain an earlier one's and every step
+    keeps the class balance."""
+    every = np.arange(len(labels))
+    if not cfg.data_schedule:
+        return lambda epoch: every
+    rng = np.random.default_rng([cfg.seed, len(labels)])  # not the batch order's stream: that one stays as it was
+    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+
+    def rows(epoch: int) -> np.ndarray:
+        share = next((s for last, s in cfg.data_schedule if epoch <= last), 1.0)
+        if share >= 1:
+            return every
+        return np.sort(np.concatenate([r[:max(1, round(share * len(r)))] for r in by_class]))
+
+    return rows
 
 
 class TimeLimitExceeded(TimeoutError):
@@ -172,7 +208,9 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
     ``cfg.augment`` augments training batches only; with ``cfg.ema`` the averaged weights are the ones validated,
     and they replace the model's weights before the last epoch is yielded (so they are what is kept). With
     ``cfg.distill_alpha`` the loss blends in ``teacher`` - a teacher's logits (N, K) on ``train``, row for row -
-    softened at ``cfg.distill_temperature`` (``emule_models.distill``); a row without them is refused."""
+    softened at ``cfg.distill_temperature`` (``emule_models.distill``); a row without them is refused. With
+    ``cfg.data_schedule`` an early epoch learns from a subset of ``train`` (``epoch_rows``) and the learning-rate
+    schedule spans the steps actually taken."""
     soft = _teacher_logits(teacher, train, cfg)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -181,11 +219,14 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
     augment = Augmenter(cfg.augment, classes, seed=cfg.seed)
     ema = AveragedModel(model, multi_avg_fn=_ema_with_warmup(cfg.ema), use_buffers=True) if cfg.ema else None
     amp = use_bf16(device)
-    opt, sched = adamw_cosine(model.parameters(), cfg, cfg.epochs * math.ceil(len(train) / cfg.batch_size))
+    rows_of = epoch_rows(train.labels, cfg)
+    steps = sum(math.ceil(len(rows_of(e)) / cfg.batch_size) for e in range(1, cfg.epochs + 1))
+    opt, sched = adamw_cosine(model.parameters(), cfg, steps)
     seen, start = 0, time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
-        order, total = rng.permutation(len(train)), 0.0
-        for s in range(0, len(train), cfg.batch_size):
+        learns = rows_of(epoch)
+        order, total = learns[rng.permutation(len(learns))], 0.0
+        for s in range(0, len(learns), cfg.batch_size):
             check_time_limit()
             inputs, valid, labels = train.batch(order[s:s + cfg.batch_size], device)
             if soft is None:
@@ -204,7 +245,7 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
                 ema.update_parameters(model)
             total += loss.item() * len(labels)
             seen += len(labels)
-        metrics = {"epoch": epoch, "train_loss": total / len(train), "samples_seen": seen,
+        metrics = {"epoch": epoch, "train_loss": total / len(learns), "samples_seen": seen,
                    "train_time_s": time.perf_counter() - start}
         if ema is not None and epoch == cfg.epochs:
             model.load_state_dict(ema.module.state_dict())

@@ -16,6 +16,7 @@ import yaml
 from emule_models import ModalitySpec, ModelConfig, MultimodalClassifier, build_model
 from emule_models.data import Dataset, load_data, needs_scores, proxy_scores
 from emule_models.train import TrainConfig
+from search.fidelity import data_schedule
 from search.spec import DATA_KEYS, MODEL_KEYS, TRAINING_KEYS, TRAINING_TYPES, Spec
 
 OPTION_SEP = "."  # sampler parameter "performer.features" -> attention_options["features"] of performer
@@ -104,7 +105,10 @@ def _training(spec: Spec, flat: dict[str, Any]) -> TrainConfig:
                if spec.distill is not None else {})
     given = {**spec.training.model_dump(), **distill, **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
     values = {k: TRAINING_TYPES[k](given[k]) for k in TRAINING_KEYS if k in given}
-    return TrainConfig(epochs=spec.training.epochs, seed=spec.search.seed, **values)
+    search = spec.search
+    schedule = (data_schedule(search.data_fidelity, search.grace_period, search.reduction_factor,
+                              spec.training.epochs) if search.scheduler != "none" else ())
+    return TrainConfig(epochs=spec.training.epochs, seed=spec.search.seed, data_schedule=schedule, **values)
 
 
 def quality_scores(dataset: Dataset, proxy: dict[str, Any], cache_dir: str | Path = SCORES_CACHE,

@@ -57,6 +57,7 @@ from ray.tune.result import DONE
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from emule_models.registry import Registry
+from search.fidelity import check_budget, rung_levels
 from search.metrics import STATIC, canonical
 from search.pareto import crowding_distance, non_dominated_rank, to_minimize
 from search.results import EPOCH
@@ -72,20 +73,6 @@ STOP: Decision = "stop"
 RULES = ("pareto", "strata")
 SIZE_SLACK = 2.0  # a model's stratum: those at most twice its size (in every size objective)
 MODES = ("max", "min")
-
-
-def rung_levels(grace_period: float, reduction_factor: float, max_t: float) -> tuple[float, ...]:
-    """Resource levels where halving decides: ``grace_period * reduction_factor**k`` below ``max_t``.
-
-    Multiplied out rather than taken from logarithms, so 3**5 stays 243 and does not round to 242.99.
-    """
-    _check_budget(grace_period, reduction_factor, max_t)
-    levels = []
-    level = grace_period
-    while level < max_t:
-        levels.append(level)
-        level *= reduction_factor
-    return tuple(levels)
 
 
 def rung_positions(points: np.ndarray) -> np.ndarray:
@@ -341,7 +328,7 @@ def _fifo(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_
 @SCHEDULERS.register("asha")
 def _asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
           reduction_factor: int, time_attr: str) -> TrialScheduler:
-    _check_budget(grace_period, reduction_factor, max_t)
+    check_budget(grace_period, reduction_factor, max_t)
     return ASHAScheduler(
         time_attr=time_attr,
         metric=metrics[0],
@@ -355,7 +342,7 @@ def _asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_
 @SCHEDULERS.register("mo-asha")
 def _mo_asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
              reduction_factor: int, time_attr: str, rule: str = "pareto") -> TrialScheduler:
-    _check_budget(grace_period, reduction_factor, max_t)
+    check_budget(grace_period, reduction_factor, max_t)
     return MOASHAScheduler(
         metrics,
         modes,
@@ -426,14 +413,3 @@ def _check_objectives(metrics: Sequence[str], modes: Sequence[str]) -> tuple[lis
     if len(set(metrics)) != len(metrics):
         raise ValueError(f"metrics: {metrics!r} repeats a name")
     return metrics, modes
-
-
-def _check_budget(grace_period: float, reduction_factor: float, max_t: float) -> None:
-    if not grace_period > 0:
-        raise ValueError(f"grace_period: {grace_period!r} not accepted; must be > 0")
-    if not reduction_factor > 1:
-        raise ValueError(f"reduction_factor: {reduction_factor!r} not accepted; must be > 1")
-    if not max_t >= grace_period:
-        raise ValueError(f"max_t: {max_t!r} not accepted; must be >= grace_period ({grace_period!r})")
-    if math.isinf(max_t):
-        raise ValueError(f"max_t: {max_t!r} not accepted; must be finite")

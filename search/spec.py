@@ -34,8 +34,9 @@ from search.storage import absolute as absolute_storage
 # --- the searchable keys, derived from the dataclasses that consume them ---
 # ModelConfig fields a sampler never proposes: the data fixes the first two, `attention_options` the third.
 MODEL_FIXED = ("modalities", "num_classes", "attention_options")
-# TrainConfig fields that are no hyperparameters: epochs are the budget a scheduler cuts, the seed is search.seed.
-TRAINING_FIXED = ("epochs", "seed")
+# TrainConfig fields that are no hyperparameters: epochs are the budget a scheduler cuts, the seed is search.seed,
+# the data schedule follows from search.data_fidelity.
+TRAINING_FIXED = ("epochs", "seed", "data_schedule")
 
 
 def _searchable(cls: type, fixed: tuple[str, ...]) -> dict[str, type]:
@@ -270,6 +271,10 @@ class SearchSettings(Strict):
     scheduler: Literal[SCHEDULERS] = "none"  # type: ignore[valid-type]
     grace_period: int = Field(1, ge=1, description="epochs before the first halving decision")
     reduction_factor: int = Field(3, ge=2, description="keep 1 in reduction_factor at each rung")
+    data_fidelity: float = Field(1.0, gt=0, le=1, description="under a scheduler, the share of a candidate's "
+                                 "training rows its epochs up to the first rung learn from; it grows by the same "
+                                 "factor at each rung, to every row after the last (search.fidelity); 1 = every "
+                                 "row at every epoch")
     warm_start: list[str] = Field(default_factory=list, description="exported candidate YAMLs to try first")
     epoch_budget: int | None = Field(None, ge=1, description="stop the search once trials trained this many epochs "
                                      "in total (a compute budget; `trials` stays the cap on candidates)")
@@ -410,6 +415,9 @@ class Spec(Strict):
         if self.search.scheduler != "none" and self.search.grace_period >= self.training.epochs:
             raise ValueError(f"search.grace_period: {self.search.grace_period} leaves no room to stop early with "
                              f"training.epochs={self.training.epochs}; accepted: 1..{self.training.epochs - 1}")
+        if self.search.data_fidelity < 1 and self.search.scheduler == "none":
+            raise ValueError(f"search.data_fidelity: {self.search.data_fidelity} needs rungs to grow the data at; "
+                             f"accepted: 1 with search.scheduler: none, or a scheduler ({', '.join(SCHEDULERS[1:])})")
         return self
 
     # --- helpers for the rest of search/ ---

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from search.fidelity import rung_levels
 from search.schedulers import (
     CONTINUE,
     SCHEDULERS,
@@ -16,7 +17,6 @@ from search.schedulers import (
     MOASHAScheduler,
     MultiObjectiveHalving,
     build_scheduler,
-    rung_levels,
     rung_positions,
 )
 

@@ -1,0 +1,87 @@
+"""Data as a fidelity: the rung ladder's data shares, the nested class-balanced subsets an epoch learns from, and
+the spec setting that turns it on."""
+
+import numpy as np
+import pytest
+
+from emule_models import ModalitySpec, ModelConfig, build_model
+from emule_models.data.dataset import Split
+from emule_models.train import TrainConfig, epoch_rows, train_epochs
+from search.candidate import Candidate, resolve, spec_dataset
+from search.fidelity import data_schedule
+from search.spec import SpecError
+from search.spec_checks import parse_spec
+from tests.test_spec import with_change
+
+
+def flat(schedule) -> list[float]:
+    return [v for step in schedule for v in step]
+
+
+def test_shares_grow_by_the_reduction_factor_to_every_row():
+    assert flat(data_schedule(1 / 9, 1, 3, 9)) == pytest.approx([1, 1 / 9, 3, 1 / 3])
+    assert flat(data_schedule(0.25, 2, 2, 16)) == pytest.approx([2, 0.25, 4, 0.25 ** (2 / 3), 8, 0.25 ** (1 / 3)])
+    assert data_schedule(1.0, 1, 3, 9) == ()  # off
+    assert data_schedule(0.5, 5, 3, 5) == ()  # no rung below the last epoch: nothing to grow at
+
+
+def test_a_share_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match=r"search.data_fidelity: 0 not accepted; accepted: a number in \(0, 1\]"):
+        data_schedule(0, 1, 3, 9)
+
+
+def test_epoch_rows_are_nested_class_balanced_and_end_with_every_row():
+    labels = np.repeat([0, 1, 2], [30, 12, 3])
+    rows_of = epoch_rows(labels, TrainConfig(epochs=9, data_schedule=((1, 1 / 9), (3, 1 / 3))))
+    first, second, last = rows_of(1), rows_of(2), rows_of(9)
+    # per class max(1, round(share * size)): 1/9 -> 3, 1, 1 (at least one); 1/3 -> 10, 4, 1
+    assert np.bincount(labels[first], minlength=3).tolist() == [3, 1, 1]
+    assert np.bincount(labels[second], minlength=3).tolist() == [10, 4, 1]
+    assert set(first) <= set(second) and rows_of(3).tolist() == second.tolist()
+    assert last.tolist() == list(range(len(labels))) == rows_of(4).tolist()
+    assert epoch_rows(labels, TrainConfig(epochs=9))(1).tolist() == list(range(len(labels)))  # no schedule
+
+
+def test_a_bad_schedule_is_refused_naming_the_field():
+    for bad in ([[3, 0.5], [1, 0.2]], [[1, 0.0]], [[0, 0.5]], [[1, 1.5]], ["x"]):
+        with pytest.raises(ValueError, match=r"training.data_schedule: .* not accepted; accepted: "):
+            TrainConfig(data_schedule=bad)
+    assert TrainConfig(data_schedule=[[1, 0.25], [3, 0.5]]).data_schedule == ((1, 0.25), (3, 0.5))  # from YAML
+
+
+def test_early_epochs_learn_from_their_share_and_the_model_still_learns():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 32)
+    x = (rng.normal(size=(64, 1, 24)) + labels[:, None, None] * 1.5).astype(np.float32)
+    data = Split({"s": x}, labels.astype(np.int64))
+    model = build_model(ModelConfig(modalities=(ModalitySpec("s", "series", channels=1, length=24),),
+                                    num_classes=2, width=16, depth=1, heads=1, patch_len=6))
+    cfg = TrainConfig(epochs=9, batch_size=16, lr=3e-3, data_schedule=((1, 1 / 8), (3, 1 / 2)))
+    seen = [m["samples_seen"] for m in train_epochs(model, data, data, cfg)]
+    per_epoch = np.diff([0, *seen]).tolist()
+    assert per_epoch == [8, 32, 32, 64, 64, 64, 64, 64, 64]
+    from emule_models.train import evaluate
+
+    assert evaluate(model, data)["accuracy"] > 0.9
+
+
+def test_data_fidelity_needs_a_scheduler():
+    with pytest.raises(SpecError, match=r"search.data_fidelity: 0.5 needs rungs to grow the data at; accepted: 1 "
+                                        r"with search.scheduler: none, or a scheduler"):
+        parse_spec(with_change("search.data_fidelity", 0.5))
+    with pytest.raises(SpecError, match=r"search.data_fidelity: 1.5"):
+        parse_spec(with_change("search.data_fidelity", 1.5))
+
+
+def test_a_candidate_carries_its_schedule_through_export():
+    raw = with_change("search.scheduler", "mo-asha")
+    raw["search"].update(data_fidelity=1 / 9, grace_period=1, reduction_factor=3)
+    raw["training"]["epochs"] = 9
+    spec = parse_spec(raw)
+    data = spec_dataset(spec)
+    cand = resolve(spec, {}, data.modalities, len(data.classes))
+    assert flat(cand.training.data_schedule) == pytest.approx([1, 1 / 9, 3, 1 / 3])
+    again = Candidate.from_dict(cand.to_dict())
+    assert again.training == cand.training  # a retrain learns on the same schedule
+    plain = parse_spec(with_change("search.scheduler", "mo-asha"))
+    assert resolve(plain, {}, data.modalities, len(data.classes)).training.data_schedule == ()
