@@ -106,7 +106,7 @@ def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
     if spec.search.epoch_budget is not None:
         expected = min(expected, max(1, spec.search.epoch_budget // spec.training.epochs))
     population = max(4, min(50, expected // 3))
-    startup = max(2, expected // 4)
+    startup = spec.search.startup_trials or max(2, expected // 4)
     return SAMPLERS.lookup(spec.search.sampler)(spec.search.seed, population, startup)
 
 

@@ -279,6 +279,8 @@ class SearchSettings(Strict):
     epoch_budget: int | None = Field(None, ge=1, description="stop the search once trials trained this many epochs "
                                      "in total (a compute budget; `trials` stays the cap on candidates)")
     trials: int = Field(12, ge=1)
+    startup_trials: int | None = Field(None, ge=1, description="random trials before tpe or gp model the results; "
+                                       "null = a quarter of the expected trials, at least 2")
     concurrency: int = Field(2, ge=1)
     seed: int = 0
     cpus_per_trial: float = Field(1.0, gt=0)

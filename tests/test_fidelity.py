@@ -1,5 +1,5 @@
-"""Data as a fidelity: the rung ladder's data shares, the nested class-balanced subsets an epoch learns from, and
-the spec setting that turns it on."""
+"""Cheaper early search: data as a fidelity (the rung ladder's data shares, the nested class-balanced subsets an epoch
+learns from, the spec setting that turns it on) and the length of the sampler's random start-up."""
 
 import numpy as np
 import pytest
@@ -85,3 +85,15 @@ def test_a_candidate_carries_its_schedule_through_export():
     assert again.training == cand.training  # a retrain learns on the same schedule
     plain = parse_spec(with_change("search.scheduler", "mo-asha"))
     assert resolve(plain, {}, data.modalities, len(data.classes)).training.data_schedule == ()
+
+
+def test_startup_trials_set_how_long_tpe_samples_at_random():
+    from search.space import build_sampler
+
+    raw = with_change("search.sampler", "tpe")
+    raw["search"]["trials"] = 48
+    assert build_sampler(parse_spec(raw))._n_startup_trials == 12  # default: a quarter of the trials
+    raw["search"]["startup_trials"] = 5
+    assert build_sampler(parse_spec(raw))._n_startup_trials == 5
+    with pytest.raises(SpecError, match=r"search.startup_trials: 0"):
+        parse_spec(with_change("search.startup_trials", 0))
