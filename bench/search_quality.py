@@ -29,6 +29,7 @@ import io
 import json
 import os
 import platform
+import re
 import shlex
 import statistics
 import sys
@@ -47,19 +48,22 @@ from search.spec_checks import load_spec, parse_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # label -> (runner, the spec's `search:` settings). Random first: its final hypervolume is the target the others race
-# to. `data 1/3`: search.data_fidelity (the first rung learns from a third of the rows); `start-up 6`:
-# search.startup_trials (TPE's random trials before it models; default a quarter of the trial cap, 12 here).
+# to. The trial cap is 16 without a scheduler and 48 with one (x reduction factor), which sizes TPE's random start-up
+# (a quarter: 4 and 12) and NSGA-II's population. `data 1/3`: search.data_fidelity, the first rung learns from a
+# third of the rows; its trials are cheaper, so the cap rises to 144 (x reduction factor again) with the start-up
+# kept at 12 (`cap 144`: the same cap without data fidelity); `start-up 6`: search.startup_trials.
+DATA = {"scheduler": "mo-asha", "trials": 144, "startup_trials": 12}
 METHODS = {
     "random": ("ray", {"sampler": "random", "scheduler": "none"}),
     "tpe": ("ray", {"sampler": "tpe", "scheduler": "none"}),
     "tpe + mo-asha": ("ray", {"sampler": "tpe", "scheduler": "mo-asha"}),
-    "tpe + mo-asha + data 1/3": ("ray", {"sampler": "tpe", "scheduler": "mo-asha", "data_fidelity": 1 / 3}),
-    "tpe + mo-asha + data 1/9": ("ray", {"sampler": "tpe", "scheduler": "mo-asha", "data_fidelity": 1 / 9}),
-    "tpe start-up 6 + mo-asha + data 1/3": ("ray", {"sampler": "tpe", "scheduler": "mo-asha", "data_fidelity": 1 / 3,
+    "tpe + mo-asha, cap 144": ("ray", {**DATA, "sampler": "tpe"}),
+    "tpe + mo-asha + data 1/3": ("ray", {**DATA, "sampler": "tpe", "data_fidelity": 1 / 3}),
+    "tpe + mo-asha + data 1/9": ("ray", {**DATA, "sampler": "tpe", "data_fidelity": 1 / 9}),
+    "tpe start-up 6 + mo-asha + data 1/3": ("ray", {**DATA, "sampler": "tpe", "data_fidelity": 1 / 3,
                                                     "startup_trials": 6}),
     "tpe + mo-asha-strata": ("ray", {"sampler": "tpe", "scheduler": "mo-asha-strata"}),
     "nsga2 + mo-asha": ("ray", {"sampler": "nsga2", "scheduler": "mo-asha"}),
-    "nsga2 + mo-asha + data 1/3": ("ray", {"sampler": "nsga2", "scheduler": "mo-asha", "data_fidelity": 1 / 3}),
     "nsga2 + mo-asha-strata": ("ray", {"sampler": "nsga2", "scheduler": "mo-asha-strata"}),
     "optuna tpe": ("optuna", {"sampler": "tpe", "scheduler": "none"}),
     "syne tune mo-asha": ("syne", {"sampler": "random", "scheduler": "mo-asha"}),
@@ -106,9 +110,9 @@ def make_spec(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Na
     raw["baselines"] = []
     raw["training"]["epochs"] = args.epochs
     trials = args.trials if search["scheduler"] == "none" else args.trials * args.reduction_factor
-    raw["search"].update(**search, grace_period=args.grace_period,
-                         reduction_factor=args.reduction_factor, epoch_budget=None, trials=trials,
-                         concurrency=args.concurrency, seed=seed, storage=str(tmp / "runs"))
+    raw["search"].update({"grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
+                          "epoch_budget": None, "trials": trials, **search, "concurrency": args.concurrency,
+                          "seed": seed, "storage": str(tmp / "runs")})
     raw["tracking"] = {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "bench-search-quality"}
     return parse_spec(raw)
 
@@ -120,7 +124,7 @@ def run_one(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Name
 
     runner = METHODS[method][0]
     spec = make_spec(tmp, dataset, method, seed, args)
-    label = f"{dataset}-{method.replace(' + ', '-').replace(' ', '-').replace('/', 'of')}-s{seed}"
+    label = f"{dataset}-{re.sub('[^a-z0-9]+', '-', method.replace('/', 'of'))}-s{seed}"
     trace = Trace(spec, args.budget[dataset], label)
     if runner == "ray":
         with compute_budget(trace):
