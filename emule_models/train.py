@@ -76,6 +76,11 @@ def _schedule(steps) -> tuple[tuple[int, float], ...]:
     return out
 
 
+def share_at(schedule: tuple[tuple[int, float], ...], epoch: int) -> float:
+    """The share of the training rows ``epoch`` learns from under a ``TrainConfig.data_schedule``."""
+    return next((share for last, share in schedule if epoch <= last), 1.0)
+
+
 def epoch_rows(labels: np.ndarray, cfg: TrainConfig) -> Callable[[int], np.ndarray]:
     """epoch -> the rows of a training split with these labels that the epoch learns from, by
     ``cfg.data_schedule``: per class the first ``max(1, round(share * class size))`` rows of one seeded shuffle
@@ -88,7 +93,7 @@ def epoch_rows(labels: np.ndarray, cfg: TrainConfig) -> Callable[[int], np.ndarr
     by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
 
     def rows(epoch: int) -> np.ndarray:
-        share = next((s for last, s in cfg.data_schedule if epoch <= last), 1.0)
+        share = share_at(cfg.data_schedule, epoch)
         if share >= 1:
             return every
         return np.sort(np.concatenate([r[:max(1, round(share * len(r)))] for r in by_class]))

@@ -16,7 +16,7 @@ import yaml
 from emule_models import ModalitySpec, ModelConfig, MultimodalClassifier, build_model
 from emule_models.data import Dataset, load_data, needs_scores, proxy_scores
 from emule_models.train import TrainConfig
-from search.fidelity import data_schedule
+from search.fidelity import search_schedule
 from search.spec import DATA_KEYS, MODEL_KEYS, TRAINING_KEYS, TRAINING_TYPES, Spec
 
 OPTION_SEP = "."  # sampler parameter "performer.features" -> attention_options["features"] of performer
@@ -105,10 +105,8 @@ def _training(spec: Spec, flat: dict[str, Any]) -> TrainConfig:
                if spec.distill is not None else {})
     given = {**spec.training.model_dump(), **distill, **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
     values = {k: TRAINING_TYPES[k](given[k]) for k in TRAINING_KEYS if k in given}
-    search = spec.search
-    schedule = (data_schedule(search.data_fidelity, search.grace_period, search.reduction_factor,
-                              spec.training.epochs) if search.scheduler != "none" else ())
-    return TrainConfig(epochs=spec.training.epochs, seed=spec.search.seed, data_schedule=schedule, **values)
+    return TrainConfig(epochs=spec.training.epochs, seed=spec.search.seed,
+                       data_schedule=search_schedule(spec.search, spec.training.epochs), **values)
 
 
 def quality_scores(dataset: Dataset, proxy: dict[str, Any], cache_dir: str | Path = SCORES_CACHE,

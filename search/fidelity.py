@@ -10,6 +10,10 @@ and reaches every row after the last one (``data_schedule``). The subsets are ne
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from search.spec import SearchSettings
 
 
 def rung_levels(grace_period: float, reduction_factor: float, max_t: float) -> tuple[float, ...]:
@@ -41,6 +45,13 @@ def data_schedule(first_share: float, grace_period: int, reduction_factor: int,
         return ()
     k = len(levels)
     return tuple((int(level), first_share ** ((k - i) / k)) for i, level in enumerate(levels))
+
+
+def search_schedule(search: SearchSettings, epochs: int) -> tuple[tuple[int, float], ...]:
+    """The data schedule of a search's candidates: ``data_schedule`` of its settings under a scheduler, else none."""
+    if search.scheduler == "none":
+        return ()
+    return data_schedule(search.data_fidelity, search.grace_period, search.reduction_factor, epochs)
 
 
 def check_budget(grace_period: float, reduction_factor: float, max_t: float) -> None:

@@ -3,7 +3,8 @@ warning `emule search` prints when one corner of the space is out of proportion.
 
 Costs come from the closed forms of ``emule_models.cost`` over the corners of the model space (every choice, each
 range's two bounds; ``search.spec_checks.space_corners``), and from what a trial does with the spec's data: it
-trains one model per selection fold for ``training.epochs`` on its ``data_fraction`` of the fold's rows, then
+trains one model per selection fold for ``training.epochs`` on its ``data_fraction`` of the fold's rows (the early
+epochs on a share of them under ``search.data_fidelity``), then
 refits on every training row, pretraining each first for ``pretrain_epochs`` (on all their rows and the unlabelled
 ones). Training FLOPs count 3 x the forward FLOPs per sample seen, as a trial's ``training_compute`` does (the refit
 included here). The time per trial is those FLOPs (plus one forward per validation and test row) over the speed of
@@ -27,7 +28,9 @@ import torch.nn.functional as F
 from emule_models import ModelConfig
 from emule_models.cost import forward_flops, param_count
 from emule_models.data import Dataset
+from emule_models.train import share_at
 from search.candidate import OPTION_SEP, resolve, spec_dataset
+from search.fidelity import search_schedule
 from search.progress import duration
 from search.spec import MODEL_KEYS, Spec, choices
 from search.spec_checks import space_corners
@@ -99,12 +102,14 @@ def workload(spec: Spec, dataset: Dataset) -> Workload:
     fractions = [float(v) for v in choices(spec.space.get("data_fraction", 1.0))]
     pretrain = [int(v) for v in choices(spec.space.get("pretrain_epochs", spec.training.pretrain_epochs))]
     models = len(folds) + 1
-    epochs = spec.training.epochs
+    # epochs of every row: under search.data_fidelity the early epochs learn from a share of them
+    schedule = search_schedule(spec.search, spec.training.epochs)
+    epochs = sum(share_at(schedule, e) for e in range(1, spec.training.epochs + 1))
 
     def trained(fraction: float, pretrain_epochs: int) -> int:
         return int(epochs * fraction * fit_rows + pretrain_epochs * (fit_rows + models * unlabelled))
 
-    evaluated = epochs * sum(len(val) for _, val in folds) + len(dataset.test)
+    evaluated = spec.training.epochs * sum(len(val) for _, val in folds) + len(dataset.test)
     return Workload((trained(min(fractions), min(pretrain)), trained(max(fractions), max(pretrain))), evaluated,
                     models)
 

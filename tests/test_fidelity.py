@@ -97,3 +97,18 @@ def test_startup_trials_set_how_long_tpe_samples_at_random():
     assert build_sampler(parse_spec(raw))._n_startup_trials == 5
     with pytest.raises(SpecError, match=r"search.startup_trials: 0"):
         parse_spec(with_change("search.startup_trials", 0))
+
+
+def test_plan_counts_the_rows_the_early_epochs_skip():
+    from search.plan import workload
+
+    raw = with_change("search.scheduler", "mo-asha")
+    raw["search"].update(grace_period=1, reduction_factor=3)
+    raw["training"]["epochs"] = 9
+    plain = parse_spec(raw)
+    raw["search"]["data_fidelity"] = 1 / 9
+    grown = parse_spec(raw)
+    data = spec_dataset(plain)
+    # epochs of every row: 9 plain; 1/9 + 2 x 1/3 + 6 = 6.78 grown
+    ratio = workload(grown, data).trained[1] / workload(plain, data).trained[1]
+    assert ratio == pytest.approx((1 / 9 + 2 / 3 + 6) / 9, rel=0.01)
