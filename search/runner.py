@@ -21,11 +21,13 @@ import yaml
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.stopper import Stopper
 
+from emule_models.train import share_at
 from search import stopping
 from search import storage as store
 from search.callbacks import SearchCallback
 from search.candidate import quality_scores, spec_dataset
 from search.export import load_search
+from search.fidelity import search_schedule
 from search.front import Front, SearchState
 from search.progress import STATUS_EVERY
 from search.results import BUDGET_DONE, DONE, EPOCH, INFEASIBLE, TIMED_OUT
@@ -54,14 +56,16 @@ def set_up_environment() -> None:
 
 class EpochBudget(Stopper):
     """Ends the whole search once the trials together have trained ``budget`` epochs. Trials still running are
-    stopped early, so they stay off the front."""
+    stopped early, so they stay off the front. Under ``search.data_fidelity`` (``schedule``) an epoch on a share of
+    the rows counts as that share of an epoch: the budget is in epochs of every row."""
 
-    def __init__(self, budget: int | None):
-        self.budget, self.spent = budget, 0
+    def __init__(self, budget: int | None, schedule: tuple[tuple[int, float], ...] = ()):
+        self.budget, self.schedule, self.spent = budget, schedule, 0.0
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        if result.get(EPOCH, 0) > 0 and not result.get(DONE) and not result.get(TIMED_OUT):
-            self.spent += 1
+        epoch = result.get(EPOCH, 0)
+        if epoch > 0 and not result.get(DONE) and not result.get(TIMED_OUT):
+            self.spent += share_at(getattr(self, "schedule", ()), epoch)  # a state saved before has none
         return False
 
     def stop_all(self) -> bool:
@@ -212,7 +216,8 @@ def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, 
                                         max_concurrent_trials=spec.search.concurrency, reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=spec.storage_uri(),
                                       callbacks=[callback, JsonLoggerCallback(), *(callbacks or [])],
-                                      stop=EpochBudget(spec.search.epoch_budget),
+                                      stop=EpochBudget(spec.search.epoch_budget,
+                                                       search_schedule(spec.search, spec.training.epochs)),
                                       failure_config=tune.FailureConfig(max_failures=spec.search.retries),
                                       verbose=0),
         )

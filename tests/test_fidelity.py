@@ -112,3 +112,18 @@ def test_plan_counts_the_rows_the_early_epochs_skip():
     # epochs of every row: 9 plain; 1/9 + 2 x 1/3 + 6 = 6.78 grown
     ratio = workload(grown, data).trained[1] / workload(plain, data).trained[1]
     assert ratio == pytest.approx((1 / 9 + 2 / 3 + 6) / 9, rel=0.01)
+
+
+def test_the_epoch_budget_counts_an_epoch_on_a_share_of_the_rows_as_that_share():
+    from search.runner import EpochBudget
+
+    budget = EpochBudget(2, ((1, 0.25), (3, 0.5)))
+    for epoch in (1, 2, 3):  # 0.25 + 0.5 + 0.5
+        budget("t1", {"epoch": epoch})
+    assert budget.spent == pytest.approx(1.25) and not budget.stop_all()
+    budget("t1", {"epoch": 4})  # every row from here
+    assert budget.stop_all()
+    plain = EpochBudget(2)
+    plain("t", {"epoch": 1})
+    plain("t", {"epoch": 2})
+    assert plain.stop_all()
