@@ -63,11 +63,14 @@ METHODS = {
     "tpe start-up 6 + mo-asha + data 1/3": ("ray", {**DATA, "sampler": "tpe", "data_fidelity": 1 / 3,
                                                     "startup_trials": 6}),
     "tpe + mo-asha-strata": ("ray", {"sampler": "tpe", "scheduler": "mo-asha-strata"}),
+    "tpe + mo-asha, stopped told pruned": ("ray", {"sampler": "tpe", "scheduler": "mo-asha"}),
     "nsga2 + mo-asha": ("ray", {"sampler": "nsga2", "scheduler": "mo-asha"}),
     "nsga2 + mo-asha-strata": ("ray", {"sampler": "nsga2", "scheduler": "mo-asha-strata"}),
     "optuna tpe": ("optuna", {"sampler": "tpe", "scheduler": "none"}),
     "syne tune mo-asha": ("syne", {"sampler": "random", "scheduler": "mo-asha"}),
 }
+# ablation: a trial the scheduler stopped reaches Optuna as PRUNED, as before stopped trials informed the samplers
+TOLD_PRUNED = {"tpe + mo-asha, stopped told pruned"}
 BASELINE, PEER = "random", "syne tune mo-asha"
 TARGET_FRACTION = 1 / 3  # the issue's target: random's final hypervolume with <= 1/3 of its compute
 # training FLOPs per search and dataset: about 8 (OSULeaf) and 5.5 (PLAID) full random candidates at 9 epochs, 3 folds
@@ -102,6 +105,32 @@ def compute_budget(trace: Trace):
         runner.EpochBudget = saved
 
 
+@contextlib.contextmanager
+def stopped_told_pruned():
+    """``BudgetAwareOptunaSearch`` with a trial stopped early told PRUNED (no values) instead of COMPLETE with its
+    rung values: the samplers then learn nothing from it (multi-objective TPE and NSGA-II read COMPLETE trials)."""
+    from optuna.trial import TrialState
+
+    from search.results import BUDGET_DONE, INFEASIBLE, TIMED_OUT
+    from search.searcher import BudgetAwareOptunaSearch
+
+    saved = BudgetAwareOptunaSearch.on_trial_complete
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        stopped = result and not error and not any(result.get(k) for k in (BUDGET_DONE, INFEASIBLE, TIMED_OUT))
+        if stopped and trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            self._ot_study.tell(self._ot_trials[trial_id], None, state=TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        saved(self, trial_id, result, error)
+
+    BudgetAwareOptunaSearch.on_trial_complete = on_trial_complete
+    try:
+        yield
+    finally:
+        BudgetAwareOptunaSearch.on_trial_complete = saved
+
+
 def make_spec(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Namespace) -> Spec:
     search = METHODS[method][1]
     raw = load_spec(ROOT / "spaces" / "full.yaml").model_dump(mode="json")
@@ -127,7 +156,8 @@ def run_one(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Name
     label = f"{dataset}-{re.sub('[^a-z0-9]+', '-', method.replace('/', 'of'))}-s{seed}"
     trace = Trace(spec, args.budget[dataset], label)
     if runner == "ray":
-        with compute_budget(trace):
+        ablation = stopped_told_pruned() if method in TOLD_PRUNED else contextlib.nullcontext()
+        with compute_budget(trace), ablation:
             run_search(spec, name=label, out=io.StringIO(), quiet=True, status_every=None)
     elif runner == "optuna":
         run_optuna(spec, spec_dataset(spec), trace)
