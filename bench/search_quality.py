@@ -4,8 +4,10 @@ Every method searches the same space (``spaces/full.yaml``: the whole model fami
 same objectives and fixed reference point, seeds and compute budget - **training FLOPs** (``training_compute``,
 every cross-validation fold included), not epochs. The methods:
 
-- EMuLe's searches (``run_search``: local Ray, Optuna, MLflow in a temp dir): random, TPE alone (the default of
-  ``spaces/full.yaml``), TPE under MO-ASHA with the Pareto promotion rule, and under the strata rule.
+- EMuLe's searches (``run_search``: local Ray, Optuna, MLflow in a temp dir): random, TPE alone, TPE under MO-ASHA
+  with the Pareto promotion rule (the default of ``spaces/full.yaml``) and under the strata rule, NSGA-II under
+  MO-ASHA; TPE under MO-ASHA with data as a fidelity as well (``search.data_fidelity``), with a shorter random
+  start-up (``search.startup_trials``), and an ablation where stopped trials reach Optuna as PRUNED.
 - Plain Optuna: the same sampler (``build_sampler`` of the same spec) in this process, one trial at a time, no Ray.
 - Syne Tune's MO-ASHA (``syne_tune.optimizer.schedulers.multiobjective.moasha.MOASHA``, random sampling, its
   default non-dominated-sort promotion), driven in this process (``bench/peers.py``: Syne Tune's local backends
