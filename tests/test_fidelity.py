@@ -6,7 +6,7 @@ import pytest
 
 from emule_models import ModalitySpec, ModelConfig, build_model
 from emule_models.data.dataset import Split
-from emule_models.train import TrainConfig, epoch_rows, train_epochs
+from emule_models.train import TrainConfig, epoch_rows, evaluate, train_epochs
 from search.candidate import Candidate, resolve, spec_dataset
 from search.fidelity import data_schedule
 from search.spec import SpecError
@@ -49,20 +49,35 @@ def test_a_bad_schedule_is_refused_naming_the_field():
     assert TrainConfig(data_schedule=[[1, 0.25], [3, 0.5]]).data_schedule == ((1, 0.25), (3, 0.5))  # from YAML
 
 
-def test_early_epochs_learn_from_their_share_and_the_model_still_learns():
+def two_classes() -> Split:
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 32)
     x = (rng.normal(size=(64, 1, 24)) + labels[:, None, None] * 1.5).astype(np.float32)
-    data = Split({"s": x}, labels.astype(np.int64))
-    model = build_model(ModelConfig(modalities=(ModalitySpec("s", "series", channels=1, length=24),),
-                                    num_classes=2, width=16, depth=1, heads=1, patch_len=6))
-    cfg = TrainConfig(epochs=9, batch_size=16, lr=3e-3, data_schedule=((1, 1 / 8), (3, 1 / 2)))
-    seen = [m["samples_seen"] for m in train_epochs(model, data, data, cfg)]
-    per_epoch = np.diff([0, *seen]).tolist()
-    assert per_epoch == [8, 32, 32, 64, 64, 64, 64, 64, 64]
-    from emule_models.train import evaluate
+    return Split({"s": x}, labels.astype(np.int64))
 
+
+def small_model():
+    return build_model(ModelConfig(modalities=(ModalitySpec("s", "series", channels=1, length=24),),
+                                   num_classes=2, width=16, depth=1, heads=1, patch_len=6))
+
+
+SCHEDULE = ((1, 1 / 8), (3, 1 / 2))
+
+
+def test_early_epochs_learn_from_their_share_and_the_model_still_learns():
+    data, model = two_classes(), small_model()
+    cfg = TrainConfig(epochs=9, batch_size=16, lr=3e-3, data_schedule=SCHEDULE)
+    seen = [m["samples_seen"] for m in train_epochs(model, data, data, cfg)]
+    assert np.diff([0, *seen]).tolist() == [8, 32, 32, 64, 64, 64, 64, 64, 64]
     assert evaluate(model, data)["accuracy"] > 0.9
+
+
+def test_a_distilled_student_reads_its_teacher_on_the_rows_each_epoch_learns_from():
+    data = two_classes()
+    teacher = np.stack([1.0 - data.labels, data.labels.astype(float)], axis=1) * 4.0  # confident and right
+    cfg = TrainConfig(epochs=9, batch_size=16, lr=3e-3, data_schedule=SCHEDULE, distill_alpha=0.5)
+    seen = [m["samples_seen"] for m in train_epochs(small_model(), data, None, cfg, teacher=teacher)]
+    assert seen[0] == 8 and seen[-1] == 8 + 2 * 32 + 6 * 64
 
 
 def test_data_fidelity_needs_a_scheduler():
