@@ -135,8 +135,11 @@ def fit_description(cand: Candidate, pool_rows: int) -> str:
     t = cand.training
     distilled = (f"distilled (alpha {t.distill_alpha:g}, temperature {t.distill_temperature:g}) from the teacher's "
                  "logits on those rows, " if t.distill_alpha else "")
+    grown = ("; the first epochs on a growing share of those rows: "
+             + ", ".join(f"{share:.0%} up to epoch {last}" for last, share in t.data_schedule)
+             if t.data_schedule else "")
     return (f"refit on the {pool_rows} training rows (train + validation; {subset}) for {cand.training.epochs} "
-            f"epochs, {pretrained}{distilled}after selection by {describe(cand.data)}; the test split only "
+            f"epochs{grown}, {pretrained}{distilled}after selection by {describe(cand.data)}; the test split only "
             "scores it")
 
 

@@ -142,3 +142,16 @@ def test_the_epoch_budget_counts_an_epoch_on_a_share_of_the_rows_as_that_share()
     plain("t", {"epoch": 1})
     plain("t", {"epoch": 2})
     assert plain.stop_all()
+
+
+def test_an_export_says_how_the_data_grew():
+    from search.export import fit_description
+
+    raw = with_change("search.scheduler", "mo-asha")
+    raw["search"]["data_fidelity"] = 1 / 9
+    raw["training"]["epochs"] = 9
+    spec = parse_spec(raw)
+    data = spec_dataset(spec)
+    text = fit_description(resolve(spec, {}, data.modalities, len(data.classes)), len(data.pool))
+    assert "for 9 epochs; the first epochs on a growing share of those rows: 11% up to epoch 1, 33% up to epoch 3," \\
+        in text
