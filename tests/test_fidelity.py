@@ -153,5 +153,5 @@ def test_an_export_says_how_the_data_grew():
     spec = parse_spec(raw)
     data = spec_dataset(spec)
     text = fit_description(resolve(spec, {}, data.modalities, len(data.classes)), len(data.pool))
-    assert "for 9 epochs; the first epochs on a growing share of those rows: 11% up to epoch 1, 33% up to epoch 3," \\
-        in text
+    expected = "for 9 epochs; the first epochs on a growing share of those rows: 11% up to epoch 1, 33% up to epoch 3,"
+    assert expected in text
