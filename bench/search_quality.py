@@ -141,8 +141,10 @@ def make_spec(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Na
     raw["baselines"] = []
     raw["training"]["epochs"] = args.epochs
     trials = args.trials if search["scheduler"] == "none" else args.trials * args.reduction_factor
+    # each arm states what it changes; the rest is the same for all, whatever full.yaml's own defaults
     raw["search"].update({"grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
-                          "epoch_budget": None, "trials": trials, **search, "concurrency": args.concurrency,
+                          "data_fidelity": 1.0, "startup_trials": None, "epoch_budget": None, "trials": trials,
+                          **search, "concurrency": args.concurrency,
                           "seed": seed, "storage": str(tmp / "runs")})
     raw["tracking"] = {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "bench-search-quality"}
     return parse_spec(raw)
@@ -289,7 +291,9 @@ def report(runs: list[Run], args: argparse.Namespace, command: str, plot_path: P
         f"product). Seeds {seeds} (`search.seed`, the same for every method; paired comparisons by seed). MO-ASHA "
         f"(ours and Syne Tune's): grace period {args.grace_period}, reduction factor {args.reduction_factor}, max_t "
         f"{args.epochs}. Trial cap (`search.trials`): {args.trials} without a scheduler, "
-        f"{args.trials * args.reduction_factor} with one (it sizes TPE's random start-up: trials // 4).",
+        f"{args.trials * args.reduction_factor} with one (it sizes TPE's random start-up: trials // 4); the arms "
+        f"marked `data` or `cap` {DATA['trials']}, with the start-up kept at {DATA['startup_trials']} unless "
+        "the arm says `start-up`.",
         "",
         "HV counts only candidates that trained all epochs. Mean ± std over seeds (population std). \"Reaches "
         "random\" is the first point where the method's mean HV curve over FLOPs reaches random search's final mean "
@@ -379,7 +383,7 @@ def main() -> None:
     start = time.perf_counter()
     if args.from_log:  # the run's own command and time, kept beside its log
         runs = list({(r.dataset, r.method, r.seed): r for path in reversed(args.from_log)
-                     for r in load_log(path)}.values())  # a search in two logs counts once (the first log's)
+                     for r in load_log(path) if r.method in METHODS}.values())  # a search in two logs counts once
         metas = [json.loads(p.with_suffix(".meta.json").read_text()) for p in args.from_log]
         command = "\n".join(m["command"] for m in metas) + f"\n# report written from their logs:\n{command}"
         total = sum(m.get("total_s", float("nan")) for m in metas)
