@@ -5,7 +5,8 @@ Per set and search seed:
 1. a search for validation accuracy against parameters over a size-spanning space (width 8-64, depth 1-2, softmax
    or linear attention, the recipe that paid in recipe.md: per-sample normalisation, light augmentation, label
    smoothing 0.1), TPE, ``--trials`` candidates of ``--epochs`` epochs, ``--folds``-fold selection;
-2. ``emule distill`` of it: its best-by-validation candidate teaches its front members, each run once more with
+2. ``emule distill`` of it: its best-by-validation candidate (``--top K``: its K best, an ensemble whose logits
+   are averaged) teaches its front members, each run once more with
    the teacher's soft labels (alpha ``--alpha``, temperature ``--temperature``) - a new search.
 Reported: the best-by-validation candidate's test accuracy (its refit on every training row) and size; the
 smallest candidate whose test accuracy lies within 1 point of it, among the plain search's finished candidates
@@ -105,7 +106,7 @@ def run_one(name: str, seed: int, args, tmp: Path) -> dict:
     plain = tracker.search_state(tracker.find_search(plain_name), spec.objectives)
     plain_s = time.perf_counter() - start
     distilled_spec, text = distill_spec(tracker, "efficiency", plain_name, args.alpha, args.temperature,
-                                        students_dir=tmp / "students")
+                                        top=args.top, students_dir=tmp / "students")
     out = io.StringIO()
     run_search(distilled_spec, spec_text=text, name=f"{plain_name}-distilled", out=out)
     students = tracker.search_state(tracker.find_search(f"{plain_name}-distilled"), spec.objectives)
@@ -151,7 +152,9 @@ def report(runs: list[dict], args, wall_s: float, planned: int) -> str:
              f"{args.trials} candidates x {args.epochs} epochs (TPE; attention softmax/linear, depth 1-2, width "
              f"8-64, heads 1-2, two patch lengths, learning rate; the recipe of recipe.md: per-sample normalisation, "
              f"light augmentation, label smoothing 0.1), {args.folds}-fold selection, then `emule distill` of it: its "
-             f"best-by-validation candidate teaches its front members (alpha {args.alpha:g}, temperature "
+             + ("best-by-validation candidate teaches" if args.top == 1 else
+                f"{args.top} best candidates by validation, an ensemble (logits averaged), teach")
+             + f" its front members (alpha {args.alpha:g}, temperature "
              f"{args.temperature:g}; soft labels per fold from a teacher trained without the fold's validation rows). "
              "Test accuracy is the refit's (every training row). 'Smallest within 1 point': the candidate with the "
              "fewest parameters whose test accuracy is at least the best's minus 0.01 (the best itself when none "
@@ -219,6 +222,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=4.0)
+    ap.add_argument("--top", type=int, default=1, help="the teacher: the plain search's K best, an ensemble")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--from-json", type=Path, default=None, metavar="JSON",
                     help="only write the report again from a run's JSON (e.g. after a change to the report)")
