@@ -339,6 +339,16 @@ def summarize(results: list[tuple[float, str, dict]], concurrency: int, epoch_s:
     if full is not None and last_start > full:
         busy = sum(max(0.0, min(e, last_start) - max(s, full)) for s, e, _ in spans)
         steady = round(busy / ((last_start - full) * concurrency), 3)
+    # warm window: from the first report of the last actor process to start (the machine's process start-up,
+    # minutes for 64 processes on 2 cores, is over) to the last trial's start
+    first_of_pid: dict = {}
+    for _, _, r in sorted(results, key=lambda x: x[0]):
+        first_of_pid.setdefault(r.get("pid"), r["t_start"])
+    warm_from = max(first_of_pid.values())
+    warm = None
+    if last_start > warm_from:
+        busy = sum(max(0.0, min(e, last_start) - max(s, warm_from)) for s, e, _ in spans)
+        warm = round(busy / ((last_start - warm_from) * concurrency), 3)
     recvs = [recv for recv, _, _ in results]
     pids = {r.get("pid") for _, _, r in results}
     lags.sort()
@@ -346,6 +356,7 @@ def summarize(results: list[tuple[float, str, dict]], concurrency: int, epoch_s:
             "results_per_s": round(len(results) / (max(recvs) - min(recvs) or 1), 1),
             "trial_window_s": round(hi - lo, 1), "efficiency": round(work / ((hi - lo) * concurrency), 3),
             "efficiency_steady": steady, "steady_window_s": round(last_start - full, 1) if steady else None,
+            "efficiency_warm": warm, "warm_window_s": round(last_start - warm_from, 1) if warm else None,
             "lag_p50_s": round(lags[len(lags) // 2], 3), "lag_p95_s": round(lags[int(len(lags) * 0.95)], 3),
             "stall_per_trial_p50_s": round(statistics.median(stalls), 2),
             "stall_per_trial_max_s": round(max(stalls), 2)}
@@ -461,7 +472,8 @@ def driver_capacity(store_uri: str, concurrency: int, trials: int, epochs: int, 
 
 COLUMNS = [("label", "code"), ("store", "store"), ("report", "report"), ("concurrency", "concurrent"),
            ("trials", "trials"), ("status", "status"), ("results_per_s", "results/s"),
-           ("efficiency", "efficiency"), ("efficiency_steady", "steady eff."), ("lag_p50_s", "lag p50 s"),
+           ("efficiency", "efficiency"), ("efficiency_steady", "steady eff."), ("efficiency_warm", "warm eff."),
+           ("lag_p50_s", "lag p50 s"),
            ("lag_p95_s", "lag p95 s"), ("stall_per_trial_p50_s", "stall/trial s"), ("driver_cpu_cores", "driver cores"),
            ("machine_busy_cores", "machine busy cores"),
            ("driver_peak_rss_mib", "driver MiB"), ("cluster_peak_rss_gib", "cluster GiB"), ("actors_peak", "actors"),
@@ -541,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     per_node = -(-most // args.workers)
     root = Path(tempfile.mkdtemp(prefix="emule-ob-", dir="/tmp"))
     cluster = local_cluster.start(root, workers=args.workers, cpus=1, head_cpus=0, resources={SLOT: per_node},
-                                  worker_ports=per_node + 16)
+                                  worker_ports=2 * per_node + 32)  # Ray starts spare workers: ports to spare
     os.environ.update(cluster.env)
     os.environ.pop("RAY_ADDRESS", None)
     trackers = {}

@@ -45,6 +45,8 @@ from search.summary import candidate_name, describe_front
 from search.tracking import Tracker, redact
 from search.validation import HOLDOUT, scheme
 
+LIVE_EVERY_S = 1.0  # the fewest seconds between two writes of the live hypervolume
+
 
 class SearchCallback(Callback):
     """Mirror Tune's trials into MLflow and keep the front current.
@@ -90,11 +92,21 @@ class SearchCallback(Callback):
         # driver takes the next result meanwhile, and a store that falls behind catches up in fewer calls
         return MetricBatcher(lambda run_id, epochs: self._mlflow(self.tracker.log_epochs, run_id, epochs))
 
+    def _later(self, run_id: str, call, *args) -> None:
+        self._writer.later(run_id, lambda: self._mlflow(call, *args))
+
+    def _end(self, run_id: str | None, status: str, tags: dict[str, str]) -> None:
+        """Close a run from the writer's thread, after its other writes; its last epochs go with its tags."""
+        if run_id:
+            self._writer.end(run_id, lambda epochs: self._mlflow(self.tracker.finish_candidate, run_id, status, tags,
+                                                                 epochs=epochs))
+
+    def flush(self) -> None:
+        """Return once every MLflow write queued so far is made."""
+        self._writer.flush()
+
     def _log_later(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         self._writer.add(run_id, step, metrics, int(time.time() * 1000))
-
-    def _flush(self) -> None:
-        self._writer.flush()
 
     def _load_state(self) -> None:
         self.start = time.monotonic()
@@ -138,17 +150,22 @@ class SearchCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self.board.started(trial.trial_id, time.monotonic())
+        # Only the run's creation waits here: its params, dataset and candidate queue on the writer's thread, to be
+        # written before its epochs.
         run_id = self.state.runs.get(trial.trial_id)
+        cand = self.candidate_of(trial.config)
         if run_id is None:
-            cand = self.candidate_of(trial.config)
             run_id = self._mlflow(self.tracker.start_candidate, self.parent_id, trial.trial_id,
-                                  candidate_name(trial.trial_id, cand["model"], cand["data"]), _flat(trial.config))
-            if run_id is not None:
-                self.state.runs[trial.trial_id] = run_id
-                if getattr(self, "dataset", None) is not None:
-                    self._mlflow(self.tracker.log_dataset, [run_id], self.dataset)
-        else:  # resumed: the trial restarts from scratch inside the run it already has
+                                  candidate_name(trial.trial_id, cand["model"], cand["data"]))
+            if run_id is None:
+                return
+            self.state.runs[trial.trial_id] = run_id
+            if getattr(self, "dataset", None) is not None:
+                self._later(run_id, self.tracker.log_dataset, [run_id], self.dataset)
+        else:  # resumed: the trial restarts from scratch inside the run it already has (and logs the same again)
             self._mlflow(self.tracker.reopen, run_id)
+        self._later(run_id, self.tracker.log_params, run_id, _flat(trial.config))
+        self._later(run_id, self.tracker.log_candidate, run_id, cand)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
         if trial.trial_id not in self.state.runs:
@@ -174,10 +191,9 @@ class SearchCallback(Callback):
         self._log_later(run_id, metrics, step=int(result.get(EPOCH, iteration)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        # every epoch is in MLflow before the run is closed, and the run is closed before Tune can save this trial
-        # as ended: a driver killed after that save must not leave the run open (closing it on the writer's thread
-        # halved the loop's time per trial but opened that window - see bench/results/orchestration.md)
-        self._flush()
+        # The run is closed on the writer's thread, after its epochs: Tune's loop goes on at once. A driver killed
+        # after Tune saved this trial as ended but before the close leaves the run open: a resume closes it from
+        # Tune's record of the trial (``search.resume.close_ended``).
         self.board.ended(trial.trial_id)
         result = trial.last_result or {}
         run_id = self.state.runs.get(trial.trial_id, "")
@@ -186,9 +202,7 @@ class SearchCallback(Callback):
             return
         budget_done = bool(result.get(BUDGET_DONE))
         infeasible = bool(result.get(INFEASIBLE))
-        if run_id:
-            self._mlflow(self.tracker.finish_candidate, run_id, "FINISHED", ended_tags(result),
-                         self.candidate_of(trial.config))
+        self._end(run_id, "FINISHED", ended_tags(result))
         if budget_done:
             record = Record(trial.trial_id, run_id, numbers_of(result), _flat(trial.config))
             self.state.finished[trial.trial_id] = record
@@ -205,19 +219,15 @@ class SearchCallback(Callback):
     def _timed_out(self, trials: list, trial: Any, run_id: str, result: dict) -> None:
         """A trial stopped by ``search.max_trial_seconds``: FAILED with reason timeout, never on the front."""
         self.state.failed += 1
-        if run_id:
-            self._mlflow(self.tracker.finish_candidate, run_id, "FAILED", timed_out_tags(result),
-                         self.candidate_of(trial.config))
+        self._end(run_id, "FAILED", timed_out_tags(result))
         self._progress(trials, f"{trial.trial_id} failed: {result.get(ERROR, FAILURE_TIMEOUT)}", {})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._flush()
         self.board.ended(trial.trial_id)
         self.state.failed += 1
         run_id = self.state.runs.get(trial.trial_id)
         error = _error_text(trial)
-        if run_id is not None:
-            self._mlflow(self.tracker.finish_candidate, run_id, "FAILED", error_tags(error))
+        self._end(run_id, "FAILED", error_tags(error))
         self._progress(trials, f"{trial.trial_id} failed: {error[:200]}", {})
 
     def on_experiment_end(self, trials: list, **info) -> None:
@@ -271,7 +281,10 @@ class SearchCallback(Callback):
                              front.hypervolume, step=n, description=note)
             if not self.offline:
                 self._tagged.update({run_id: marks[run_id] for run_id in changed})
-        else:  # cheap live view: hypervolume and front size as metrics
+        elif now - getattr(self, "_live_at", -LIVE_EVERY_S) >= LIVE_EVERY_S:
+            # cheap live view: hypervolume and front size as metrics, at most once a second (with tens of trials
+            # ending each second, one write per trial would cost the event loop more than the view is worth)
+            self._live_at = now
             self._mlflow(self.tracker.log_search_metrics, self.parent_id, {"hypervolume": self.state.front.hypervolume,
                                                              "front_size": len(self.state.front.members)}, step=n)
 

@@ -16,7 +16,7 @@ from search import storage as store
 from search.callbacks import SearchCallback
 from search.candidate import spec_dataset
 from search.progress import STATUS_EVERY
-from search.results import EPOCH
+from search.results import EPOCH, TRIAL_TAG
 from search.runner import SESSION_FILE, SearchResult
 from search.space import warm_start_points
 from search.spec import Spec
@@ -36,6 +36,10 @@ def resume_search(name: str, storage: str | None = None, out=sys.stdout, ray_add
     with stopping.handled():
         experiment, session, spec, tracker, dataset = _open(name, storage)
         parent_id = session["parent_run_id"]
+        closed = close_ended(experiment, session, spec, tracker, dataset) if tune_state_readable(experiment) else 0
+        if closed:
+            print(f"closed {closed} MLflow runs of trials that Tune recorded as ended before the driver stopped",
+                  file=out, flush=True)
         finished = tracker.search_state(parent_id, spec.objectives).finished
         print(f"resuming search {store.name(experiment)} from {experiment} ({len(finished)} finished); "
               f"MLflow: {redact(tracker.uri)}", file=out, flush=True)
@@ -108,10 +112,7 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
     runner.set_up_environment()
     experiment, session, spec, tracker, dataset = _open(name, storage)
     parent_id, name = session["parent_run_id"], store.name(experiment)
-    from search.datasets import describe as describe_data
-
-    callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes),
-                              session["target"], dataset=describe_data(dataset, spec.data))
+    callback = _record_keeper(experiment, session, spec, tracker, dataset)
     callback.out = out
     analysis = ExperimentAnalysis(experiment)
     synced = repair(callback, analysis.trials, trial_rows(analysis.trial_dataframes), spec.search.trials)
@@ -130,6 +131,35 @@ def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> Search
                         state.infeasible, "complete", experiment)
 
 
+def _record_keeper(experiment: str, session: dict, spec: Spec, tracker: Tracker, dataset) -> SearchCallback:
+    """The search's callback, outside a Tune run, to bring MLflow up to what Tune recorded."""
+    from search.datasets import describe as describe_data
+
+    return SearchCallback(spec, tracker, session["parent_run_id"], store.name(experiment), dataset.modalities,
+                          len(dataset.classes), session["target"], dataset=describe_data(dataset, spec.data))
+
+
+def close_ended(experiment: str, session: dict, spec: Spec, tracker: Tracker, dataset) -> int:
+    """Runs still open in MLflow whose trials Tune saved as ended - runs close on a background thread, so a driver
+    killed between Tune's save and the close leaves them so - brought up to Tune's record of the trial (epochs
+    missing, tags) and closed. Returns how many."""
+    from ray.tune import ExperimentAnalysis
+
+    open_trials = {r.data.tags.get(TRIAL_TAG) for r in tracker.candidates(session["parent_run_id"])
+                   if r.info.status == "RUNNING"}
+    if not open_trials:
+        return 0
+    analysis = ExperimentAnalysis(experiment)
+    stale = [t for t in analysis.trials if t.status in ("TERMINATED", "ERROR") and t.trial_id in open_trials]
+    if stale:
+        callback = _record_keeper(experiment, session, spec, tracker, dataset)
+        callback.quiet = True
+        frames = {t.trial_id: analysis.trial_dataframes.get(t.trial_id) for t in stale}
+        bring_up(callback, stale, trial_rows(frames))
+        callback.on_experiment_end(analysis.trials)
+    return len(stale)
+
+
 def trial_rows(frames: dict) -> dict[str, list[dict]]:
     """Each trial's results from Tune's per-trial tables (pandas), as the dicts the trial reported: a table holds
     every key any of its results had, so a key missing from one result (``budget_done`` before the last epoch, say)
@@ -144,6 +174,16 @@ def repair(callback: SearchCallback, trials: list, rows: dict[str, list[dict]], 
     already FINISHED or FAILED gets a run (if it has none), the epochs MLflow lacks, and its end; runs still open
     are then closed, and the search is marked complete when every one of its ``planned`` trials ended. ``rows``
     are each trial's results as Tune logged them, by trial id. Returns how many trials were synced."""
+    synced = bring_up(callback, trials, rows)
+    callback.on_experiment_end(trials)
+    if all(t.status in ("TERMINATED", "ERROR") for t in trials) and len(trials) >= planned:
+        callback.tracker.finish_search(callback.parent_id, "complete")
+    return synced
+
+
+def bring_up(callback: SearchCallback, trials: list, rows: dict[str, list[dict]]) -> int:
+    """Each of ``trials`` whose run is not FINISHED or FAILED: a run if it has none, the epochs MLflow lacks, and
+    its end if Tune recorded one. Returns how many were brought up."""
     tracker = callback.tracker
     synced = 0
     for trial in trials:
@@ -161,9 +201,6 @@ def repair(callback: SearchCallback, trials: list, rows: dict[str, list[dict]], 
         elif trial.status == "TERMINATED":
             callback.on_trial_complete(0, trials, trial)
         synced += 1
-    callback.on_experiment_end(trials)
-    if all(t.status in ("TERMINATED", "ERROR") for t in trials) and len(trials) >= planned:
-        tracker.finish_search(callback.parent_id, "complete")
     return synced
 
 

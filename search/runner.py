@@ -383,6 +383,8 @@ def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: 
     reason = reason if status != "complete" else None
     accuracy = []
     try:
+        if callback is not None:  # the runs' closing writes still queued on the callback's thread go first
+            callback.flush()
         if status != "complete":  # Tune's loop cut short (a second signal): its callbacks closed nothing
             tracker.stop_running(parent_id, reason or "the search ended before the trial did")
         tracker.finish_search(parent_id, status, reason)

@@ -102,7 +102,7 @@ class Tracker:
     def start_search(self, name: str, params: dict[str, Any], spec_text: str) -> str:
         run = self._client.create_run(self.experiment_id, run_name=name,
                                       tags={SEARCH_TAG: name, RUN_KIND_TAG: "search"})
-        self._log_params(run.info.run_id, params)
+        self.log_params(run.info.run_id, params)
         self._client.log_text(run.info.run_id, redact(spec_text), "spec.yaml")  # no credentials in the record
         return run.info.run_id
 
@@ -173,12 +173,18 @@ class Tracker:
         return json.loads(Path(path).read_text())
 
     # --- candidates ---
-    def start_candidate(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any]) -> str:
+    def start_candidate(self, parent_id: str, trial_id: str, name: str, params: dict[str, Any] | None = None) -> str:
+        """A candidate's run, with its ``params`` unless they are None (``log_params`` logs them later)."""
         run = self._client.create_run(self.experiment_id, run_name=name, tags={
             PARENT_TAG: parent_id, TRIAL_TAG: trial_id, SEARCH_TAG: self.search_name(parent_id),
             RUN_KIND_TAG: "candidate"})
-        self._log_params(run.info.run_id, params)
+        if params is not None:
+            self.log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def log_candidate(self, run_id: str, candidate: dict) -> None:
+        """The candidate a run trains (``candidate.json``: what export and retraining read)."""
+        self._client.log_dict(run_id, candidate, "candidate.json")
 
     def discard_orphan(self, run_id: str) -> None:
         """A partial run whose trial the experiment state lost: soft-deleted (``mlflow runs restore`` brings it
@@ -201,15 +207,15 @@ class Tracker:
     def log_epochs(self, run_id: str, epochs: Sequence[tuple[int, dict[str, Any], int]]) -> None:
         """Several epochs of one run, each ``(step, metrics, timestamp_ms)``, in as few writes as MLflow takes
         (at most 1000 metrics per batch)."""
-        rows = [Metric(k, float(v), ts, step) for step, metrics, ts in epochs for k, v in metrics.items()
-                if is_number(v)]
-        for i in range(0, len(rows), 1000):
-            self._client.log_batch(run_id, metrics=rows[i:i + 1000])
+        self._log_batches(run_id, _metric_rows(epochs))
 
-    def finish_candidate(self, run_id: str, status: str, tags: dict[str, str], candidate: dict | None = None) -> None:
-        self._client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    def finish_candidate(self, run_id: str, status: str, tags: dict[str, str], candidate: dict | None = None,
+                         epochs: Sequence[tuple[int, dict[str, Any], int]] = ()) -> None:
+        """Close a candidate's run: its last ``epochs`` (as ``log_epochs`` takes them) and its outcome ``tags`` in
+        one write where they fit, then ``candidate.json``, then the status."""
+        self._log_batches(run_id, _metric_rows(epochs), [RunTag(k, str(v)) for k, v in tags.items()])
         if candidate is not None:
-            self._client.log_dict(run_id, candidate, "candidate.json")
+            self.log_candidate(run_id, candidate)
         self._client.set_terminated(run_id, status)
 
     def candidate(self, run_id: str) -> dict:
@@ -353,10 +359,23 @@ class Tracker:
             self._client.set_model_version_tag(name, str(version), key, str(value)[:5000])
         return version, run.info.run_id
 
-    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+    def _log_batches(self, run_id: str, metrics: list, tags: Sequence = ()) -> None:
+        """Metrics and tags in as few ``log_batch`` calls as MLflow takes (1000 entities, 100 tags each)."""
+        tags = list(tags)
+        while metrics or tags:
+            head_tags, tags = tags[:100], tags[100:]
+            room = 1000 - len(head_tags)
+            head, metrics = metrics[:room], metrics[room:]
+            self._client.log_batch(run_id, metrics=head, tags=head_tags)
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         items = [Param(k, str(v)[:PARAM_LIMIT]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self._client.log_batch(run_id, params=items[i:i + 100])
+
+
+def _metric_rows(epochs: Sequence[tuple[int, dict[str, Any], int]]) -> list:
+    return [Metric(k, float(v), ts, step) for step, metrics, ts in epochs for k, v in metrics.items() if is_number(v)]
 
 
 @contextlib.contextmanager

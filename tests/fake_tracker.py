@@ -90,11 +90,17 @@ class FakeTracker:
         self._call("search_state", parent_id)
         return SearchState(runs={r["trial"]: run_id for run_id, r in self.runs.items()})
 
-    def start_candidate(self, parent_id: str, trial_id: str, name: str, params: dict) -> str:
+    def start_candidate(self, parent_id: str, trial_id: str, name: str, params: dict | None = None) -> str:
         self._call("start_candidate", parent_id, trial_id, name, params)
         run_id = f"run-{trial_id}"
         self.runs[run_id] = {"trial": trial_id, "status": "RUNNING", "tags": {TRIAL_TAG: trial_id}, "metrics": {}}
         return run_id
+
+    def log_params(self, run_id: str, params: dict) -> None:
+        self._call("log_params", run_id, dict(params))
+
+    def log_candidate(self, run_id: str, candidate: dict) -> None:
+        self._call("log_candidate", run_id)
 
     def log_dataset(self, run_ids, record, context: str = "training") -> None:
         self._call("log_dataset", list(run_ids))
@@ -109,7 +115,10 @@ class FakeTracker:
             for key, value in metrics.items():
                 self.runs[run_id]["metrics"].setdefault(key, []).append((step, value))
 
-    def finish_candidate(self, run_id: str, status: str, tags: dict, candidate: dict | None = None) -> None:
+    def finish_candidate(self, run_id: str, status: str, tags: dict, candidate: dict | None = None,
+                         epochs=()) -> None:
+        if epochs:  # written with the closing call: recorded as the epochs they are
+            self.log_epochs(run_id, epochs)
         self._call("finish_candidate", run_id, status, dict(tags), candidate is not None)
         self.runs[run_id]["status"] = status
         self.runs[run_id]["tags"].update(tags)

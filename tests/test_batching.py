@@ -1,4 +1,5 @@
-"""MetricBatcher: queued epochs are merged per run, in order, while the store is busy; flush waits for them."""
+"""MetricBatcher: queued epochs are merged per run, in order, while the store is busy; flush waits for them;
+a run's calls go first and its end last."""
 
 from __future__ import annotations
 
@@ -50,6 +51,37 @@ def test_flush_returns_after_every_write_and_close_restarts():
     batcher.add("r", 5, {"x": 0.0}, 0)  # a closed batcher starts its thread again
     batcher.close()
     assert store.writes[-1] == ("r", [5])
+
+
+def test_a_runs_calls_go_before_its_epochs_and_its_end_after_with_the_epochs_left():
+    store = SlowStore()
+    order = []
+    batcher = MetricBatcher(lambda run_id, epochs: (store(run_id, epochs), order.append(("write", run_id))))
+    batcher.add("a", 1, {"x": 1.0}, 0)
+    assert store.first.wait(10)  # a's first write is in progress and stuck
+    batcher.later("b", lambda: order.append(("params", "b")))
+    batcher.add("b", 1, {"x": 1.0}, 0)
+    batcher.add("a", 2, {"x": 2.0}, 0)
+    batcher.end("a", lambda epochs: order.append(("end", "a", [s for s, _, _ in epochs])))
+    store.release.set()
+    batcher.close()
+    # b's params before b's epochs; a's end after a's first write, taking a's epoch 2 with it (not written alone)
+    assert order == [("write", "a"), ("params", "b"), ("write", "b"), ("end", "a", [2])]
+    assert store.writes == [("a", [1]), ("b", [1])]
+
+
+def test_an_end_with_nothing_queued_still_runs_and_a_failing_call_spares_the_rest():
+    ends = []
+    batcher = MetricBatcher(lambda run_id, epochs: None)
+
+    def broken():
+        raise OSError("store gone")
+
+    batcher.later("a", broken)
+    batcher.end("a", lambda epochs: ends.append(list(epochs)))
+    batcher.flush()
+    assert ends == [[]] and isinstance(batcher.error, OSError)
+    batcher.close()
 
 
 def test_a_failing_write_never_blocks_flush():

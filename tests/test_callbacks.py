@@ -35,6 +35,7 @@ def run_trial(cb: SearchCallback, t, results: list[dict]) -> None:
         cb.on_trial_result(0, [t], t, r)
     t.last_result, t.status = results[-1], "TERMINATED"
     cb.on_trial_complete(0, [t], t)
+    cb.flush()  # the run is closed on the writer's thread
 
 
 def test_full_budget_trial_gets_one_run_its_epochs_and_a_place_on_the_front(spec, shape):
@@ -44,9 +45,15 @@ def test_full_budget_trial_gets_one_run_its_epochs_and_a_place_on_the_front(spec
     last = epoch(2, "t1", 0.8, budget_done=True, test_accuracy=0.75, train_samples=400, work_time_s=3.0)
     run_trial(cb, t, [epoch(1, "t1", 0.6), last])
 
-    [(parent, trial_id, name, params)] = tracker.called("start_candidate")
-    assert (parent, trial_id, params) == (PARENT, "t1", {"depth": 1, "width": 16})
+    [(parent, trial_id, name, _)] = tracker.called("start_candidate")
+    assert (parent, trial_id) == (PARENT, "t1")
     assert name == "t1 softmax d1 w16"  # the trial id, then what the candidate is
+    # params and candidate.json are written off the event loop, before the run's epochs and its end
+    assert tracker.called("log_params") == [("run-t1", {"depth": 1, "width": 16})]
+    assert tracker.called("log_candidate") == [("run-t1",)]
+    first_epoch = next(i for i, c in enumerate(tracker.calls) if c[0] == "log_epochs")
+    assert max(tracker.calls.index(("log_params", "run-t1", {"depth": 1, "width": 16})),
+               tracker.calls.index(("log_candidate", "run-t1"))) < first_epoch
     # static measures once at step 0; per-epoch metrics at their epoch; no bookkeeping or Tune keys
     logged = [e for _, epochs in tracker.called("log_epochs") for e in epochs]
     assert logged == [
@@ -57,7 +64,7 @@ def test_full_budget_trial_gets_one_run_its_epochs_and_a_place_on_the_front(spec
     ]
     # the run is closed after its epochs are written, with the outcome tags and the candidate
     assert tracker.calls.index(("finish_candidate", "run-t1", "FINISHED", {
-        "budget_done": "true", "feasible": "true", "node_id": "node-a", "device": "cpu", "gpu_ids": ""}, True)) \
+        "budget_done": "true", "feasible": "true", "node_id": "node-a", "device": "cpu", "gpu_ids": ""}, False)) \
         > max(i for i, c in enumerate(tracker.calls) if c[0] == "log_epochs")
     record = cb.state.finished["t1"]
     assert record.run_id == "run-t1" and record.params == {"depth": 1, "width": 16}
@@ -72,7 +79,7 @@ def test_stopped_early_trial_is_finished_but_not_on_the_front(spec, shape):
     cb = callback(spec, shape, tracker)
     run_trial(cb, trial("t2"), [epoch(1, "t2", 0.4)])
     assert tracker.called("finish_candidate") == [("run-t2", "FINISHED", {
-        "budget_done": "false", "feasible": "true", "node_id": "node-a", "device": "cpu", "gpu_ids": ""}, True)]
+        "budget_done": "false", "feasible": "true", "node_id": "node-a", "device": "cpu", "gpu_ids": ""}, False)]
     assert cb.state.stopped == 1 and not cb.state.finished and not cb.state.front.members
     assert "t2 stopped early at epoch 1" in cb.out.getvalue()
 
@@ -88,7 +95,7 @@ def test_infeasible_trial_logs_what_it_measured_and_its_violations(spec, shape):
     assert logged == [(0, STATIC), (0, {"work_time_s": 0.2})]
     assert tracker.called("finish_candidate") == [("run-t3", "FINISHED", {
         "budget_done": "false", "feasible": "false", "node_id": "node-a", "device": "cpu", "gpu_ids": "",
-        "violations": "param_count 1500 > 1000"}, True)]
+        "violations": "param_count 1500 > 1000"}, False)]
     assert cb.state.infeasible == 1 and not cb.state.finished
     assert "t3 infeasible (param_count 1500 > 1000)" in cb.out.getvalue()
 
@@ -103,7 +110,7 @@ def test_timed_out_trial_keeps_its_epochs_and_fails_with_the_reason(spec, shape)
     assert steps == [0, 1]  # the timed-out result itself is not an epoch
     assert tracker.called("finish_candidate") == [("run-t4", "FAILED", {
         "budget_done": "false", "feasible": "true", "failure": "timeout", "error": why, "node_id": "node-a",
-        "device": "cpu"}, True)]
+        "device": "cpu"}, False)]
     assert cb.state.failed == 1 and not cb.state.finished
     assert f"t4 failed: {why}" in cb.out.getvalue()
 
@@ -118,6 +125,7 @@ def test_errored_trial_fails_with_the_last_line_of_its_traceback(spec, shape, tm
     cb.on_trial_result(0, [t], t, epoch(1, "t5", 0.5))
     t.status = "ERROR"
     cb.on_trial_error(0, [t], t)
+    cb.flush()
     assert tracker.called("finish_candidate") == [
         ("run-t5", "FAILED", {"budget_done": "false", "failure": "error", "error": "RuntimeError: boom"}, False)]
     assert cb.state.failed == 1 and "t5 failed: RuntimeError: boom" in cb.out.getvalue()
@@ -164,3 +172,20 @@ def test_closing_runs_at_the_end_goes_through_the_failure_guard(spec, shape):
     cb = callback(spec, shape, tracker)
     cb.on_experiment_end([trial("cut", "PENDING")])  # the store fails while closing: noted, not raised
     assert cb.offline and "emule sync cb-1" in cb.out.getvalue()
+
+
+def test_live_hypervolume_is_written_at_most_once_a_second_and_the_final_front_always(spec, shape, monkeypatch):
+    import search.callbacks as callbacks
+
+    clock = [100.0]
+    monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])
+    tracker = FakeTracker()
+    cb = callback(spec, shape, tracker)
+    cb.refresh_every = 100  # no artifact refresh in between: only the live metric
+    for i, at in enumerate((100.0, 100.4, 100.9, 101.2)):
+        clock[0] = at
+        run_trial(cb, trial(f"t{i}"), [epoch(2, f"t{i}", 0.5 + 0.1 * i, budget_done=True)])
+    # the finishes at 100.0 and 101.2 write; 100.4 and 100.9 fall within a second of the one before
+    assert [step for _, _, step in tracker.called("log_search_metrics")] == [1, 4]
+    cb.on_experiment_end([])
+    assert tracker.called("log_front")  # the final front is written whatever the clock says

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from mlflow import MlflowClient
 from servers import epochs_logged
 
 from search.pareto import dominates, to_minimize
@@ -237,3 +238,26 @@ def test_a_search_kept_on_s3_resumes_and_syncs(tmp_path, s3_server):
     check_record(tmp_path, spec, before)
     assert f"; {TRIALS} finished" in resume(tmp_path, runs, env, command="sync")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crash.yaml", "mlflow.db", "mlruns"]  # nothing local
+
+
+def test_a_run_left_open_after_tune_saved_its_end_is_closed_on_resume(tmp_path):
+    """Runs close on the driver's writer thread, so a driver killed after Tune saved a trial as ended but before
+    the close leaves the run open: the resume closes it from Tune's record, without training it again. (Tune's
+    state reaches the storage path in periodic syncs, so a kill rarely falls there: the state is made by hand from
+    a finished search.)"""
+    spec = write_spec(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "search.cli", "search", str(spec)], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "crash")
+    [parent] = tracker.runs("tags.`emule.kind` = 'search'")
+    run = tracker.candidates(parent.info.run_id)[0]
+    # the state such a kill leaves: the run open, without its outcome tags
+    tracker.reopen(run.info.run_id)
+    MlflowClient(tracker.uri).delete_tag(run.info.run_id, "budget_done")
+    before = finished_trials(tmp_path)
+    assert run.data.tags["emule.trial_id"] not in before and len(before) == TRIALS - 1
+    out = resume(tmp_path)
+    assert "closed 1 MLflow runs of trials that Tune recorded as ended" in out
+    check_record(tmp_path, spec, before)
+    assert len(tracker.metric_history(run.info.run_id, "val_accuracy")) == EPOCHS  # not trained again

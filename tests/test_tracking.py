@@ -105,3 +105,20 @@ def test_a_tracker_pickled_before_its_client_became_private_still_works(tmp_path
     old.__setstate__(state)
     assert old.run_status(parent) == "RUNNING" and not hasattr(old, "client")
     assert pickle.loads(pickle.dumps(old)).search_name(parent) == "s-1"
+
+
+def test_finish_candidate_writes_the_last_epochs_with_the_tags_in_one_call(tmp_path):
+    t = tracker(tmp_path)
+    parent = t.start_search("s-1", {}, "name: s\n")
+    run = t.start_candidate(parent, "a", "a", {})
+    calls = []
+    log_batch = t._client.log_batch
+    t._client.log_batch = lambda *a, **k: calls.append(k) or log_batch(*a, **k)
+    # 1200 metrics: more than one batch holds, so the tags ride in the first and the rest follows in order
+    epochs = [(step, {f"m{i}": float(step) for i in range(12)}, 1000 * step) for step in range(1, 101)]
+    t.finish_candidate(run, "FINISHED", {"budget_done": "true"}, {"model": {}}, epochs)
+    assert [(len(c["metrics"]), len(c["tags"])) for c in calls] == [(999, 1), (201, 0)]
+    data = t.run(run)
+    assert data.info.status == "FINISHED" and data.data.tags["budget_done"] == "true"
+    assert [m.step for m in t.metric_history(run, "m0")] == list(range(1, 101))
+    assert t.candidate(run) == {"model": {}}
