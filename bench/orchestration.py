@@ -9,14 +9,18 @@ slot and no CPU, so hundreds fit on two cores as long as their worker processes 
 Per run (one concurrency, one MLflow store):
 - results per second the driver handled, and how late it took them (driver receive time - trial send time);
 - orchestration efficiency: sum of trial time (epochs run x epoch time) / (wall x concurrency), over the whole
-  trial window (first trial start to last trial end, ramp-up included) and over the steady window (all slots first
-  busy to the last trial's start, when work was always waiting);
+  trial window (first trial start to last trial end, ramp-up included), over the steady window (all slots first
+  busy to the last trial's start, when work was always waiting) and over the warm window (every actor process
+  started to the last trial's start);
 - how much longer a trial took than its sleeps (its report stalls);
 - the driver's CPU (cores) and peak memory, the cluster's memory (all its processes) and per-actor memory;
 - MLflow write latency: every ``MlflowClient.log_batch`` / ``set_tag`` / ``create_run`` / ``set_terminated`` /
   ``log_artifact`` call the driver made, timed.
 
     python bench/orchestration.py --concurrency 8 64 --store sqlite postgres --out bench/results/orchestration.jsonl
+
+``--ray-ceiling`` measures Ray alone on the same cluster (as many plain actors, a result each per epoch);
+``--capacity`` the driver's own work without Ray; ``--front-cost`` keeping the front current.
 
 Memory guard: the run stops (as Ctrl-C stops a search) when the machine's available memory falls under
 ``--min-free-gib``, and the result says so.
@@ -311,6 +315,49 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
     return row
 
 
+def ray_ceiling(cluster, concurrency: int, epoch_s: float, window_s: float = 60.0) -> dict:
+    """What Ray alone delivers on this cluster, without Tune or EMuLe: ``concurrency`` actors (one trial slot each,
+    as the trials ask) each hand back a result of a trial's size every ``epoch_s``, the driver keeping one call in
+    flight per actor, as Tune does. Results per second over ``window_s`` once every actor is up, against the
+    ``concurrency / epoch_s`` the actors offer."""
+    import ray
+
+    @ray.remote(num_cpus=0, resources={SLOT: 1})
+    class Reporter:
+        def __init__(self):
+            self.last = time.time()
+
+        def next(self) -> dict:
+            wait = self.last + epoch_s - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            self.last = time.time()
+            return {f"metric_{i}": float(i) for i in range(24)}
+
+    ray.init(address=cluster.gcs_address, log_to_driver=False)
+    try:
+        t0 = time.monotonic()
+        actors = [Reporter.remote() for _ in range(concurrency)]
+        ray.get([a.__ray_ready__.remote() for a in actors])
+        up_s = time.monotonic() - t0
+        pending = {a.next.remote(): a for a in actors}
+        got, start = 0, time.monotonic()
+        while time.monotonic() - start < window_s:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            actor = pending.pop(done[0])
+            ray.get(done[0])
+            got += 1
+            pending[actor.next.remote()] = actor
+        rate = got / (time.monotonic() - start)
+        for a in actors:
+            ray.kill(a)
+    finally:
+        ray.shutdown()
+    return {"label": "Ray alone", "concurrency": concurrency, "actors_up_s": round(up_s, 1),
+            "offered_results_per_s": round(concurrency / epoch_s, 1), "results_per_s": round(rate, 1),
+            "ratio": round(rate * epoch_s / concurrency, 3)}
+
+
 def summarize(results: list[tuple[float, str, dict]], concurrency: int, epoch_s: float) -> dict:
     """Efficiency, results per second, lag and stalls from what the driver received."""
     if not results:
@@ -514,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="only time keeping the front current as N candidates finish (no cluster)")
     p.add_argument("--table", type=Path, nargs="+", default=None, metavar="JSONL",
                    help="only print the runs recorded in these files as a Markdown table")
+    p.add_argument("--ray-ceiling", action="store_true", help="only measure the results per second Ray alone "
+                   "delivers from as many actors on the same cluster (see ray_ceiling)")
     p.add_argument("--capacity", action="store_true", help="only drive the callback and searcher with fake trials, "
                    "no Ray (see driver_capacity)")
     args = p.parse_args(argv)
@@ -564,6 +613,13 @@ def main(argv: list[str] | None = None) -> int:
                 troot = Path(tempfile.mkdtemp(prefix="emule-obpg-"))
                 trackers[store] = (local_tracking, troot, local_tracking.start(troot).uri)
             for c in args.concurrency:
+                if args.ray_ceiling:
+                    row = ray_ceiling(cluster, c, args.epoch_s)
+                    print(json.dumps(row), flush=True)
+                    if args.out:
+                        with args.out.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+                    continue
                 folder = Path(tempfile.mkdtemp(prefix="emule-obdb-"))
                 uri = trackers[store][2] if store == "postgres" else f"sqlite:///{folder}/mlflow.db"
                 try:
