@@ -29,6 +29,7 @@ class MetricBatcher:
         self._pending: dict[str, list[Epoch]] = {}
         self._calls: dict[str, list[Callable[[], Any]]] = {}
         self._ends: dict[str, Callable[[list[Epoch]], Any]] = {}
+        self._turns: dict[str, None] = {}  # runs with writes queued, in the order they first queued one
         self._writing: str | None = None  # the run whose writes the thread is making now
         self._closed = False
         self._cond = threading.Condition()
@@ -37,16 +38,16 @@ class MetricBatcher:
         self.error: Exception | None = None  # the last write's failure that ``write`` itself let through
 
     def add(self, run_id: str, step: int, metrics: dict[str, Any], timestamp_ms: int) -> None:
-        self._queue(lambda: self._pending.setdefault(run_id, []).append((step, metrics, timestamp_ms)))
+        self._queue(run_id, lambda: self._pending.setdefault(run_id, []).append((step, metrics, timestamp_ms)))
 
     def later(self, run_id: str, call: Callable[[], Any]) -> None:
         """Queue ``call`` (a write for ``run_id``), made before the run's epochs queued with it."""
-        self._queue(lambda: self._calls.setdefault(run_id, []).append(call))
+        self._queue(run_id, lambda: self._calls.setdefault(run_id, []).append(call))
 
     def end(self, run_id: str, closing: Callable[[list[Epoch]], Any]) -> None:
         """Queue the run's last write: ``closing(epochs)`` gets the epochs not yet written, after every other write
         of the run."""
-        self._queue(lambda: self._ends.__setitem__(run_id, closing))
+        self._queue(run_id, lambda: self._ends.__setitem__(run_id, closing))
 
     def flush(self) -> None:
         """Return once everything queued so far is written."""
@@ -63,16 +64,17 @@ class MetricBatcher:
             self._thread.join()
         self._thread, self._closed = None, False
 
-    def _queue(self, put: Callable[[], None]) -> None:
+    def _queue(self, run_id: str, put: Callable[[], None]) -> None:
         with self._cond:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="emule-mlflow", daemon=True)
                 self._thread.start()
             put()
+            self._turns.setdefault(run_id, None)
             self._cond.notify_all()
 
     def _queued(self) -> bool:
-        return bool(self._pending or self._calls or self._ends)
+        return bool(self._turns)
 
     def _loop(self) -> None:
         while True:
@@ -80,8 +82,10 @@ class MetricBatcher:
                 self._cond.wait_for(lambda: self._queued() or self._closed)
                 if not self._queued():  # closed and drained
                     return
-                # one run at a time, oldest first: a run's later epochs keep merging while earlier runs are written
-                run_id = next(iter(self._calls or self._pending or self._ends))
+                # one run at a time, in the order they queued: a run's later writes keep merging while earlier runs
+                # are written, and no run waits behind runs that queued after it (a run's end is never starved)
+                run_id = next(iter(self._turns))
+                del self._turns[run_id]
                 calls, epochs = self._calls.pop(run_id, []), self._pending.pop(run_id, [])
                 # a run's end waits for its queued calls (queued before it): they go in this turn, the end after
                 closing = self._ends.pop(run_id, None)

@@ -70,6 +70,20 @@ def test_a_runs_calls_go_before_its_epochs_and_its_end_after_with_the_epochs_lef
     assert store.writes == [("a", [1]), ("b", [1])]
 
 
+def test_runs_take_turns_in_the_order_they_queued_so_an_end_is_never_starved():
+    store = SlowStore()
+    order = []
+    batcher = MetricBatcher(lambda run_id, epochs: (store(run_id, epochs), order.append(run_id)))
+    batcher.add("x", 1, {"x": 1.0}, 0)
+    assert store.first.wait(10)  # stuck on x while a ends and b keeps reporting
+    batcher.end("a", lambda epochs: order.append("end a"))
+    for step in (1, 2, 3):
+        batcher.add("b", step, {"x": 1.0}, 0)
+    store.release.set()
+    batcher.close()
+    assert order == ["x", "end a", "b"]
+
+
 def test_an_end_with_nothing_queued_still_runs_and_a_failing_call_spares_the_rest():
     ends = []
     batcher = MetricBatcher(lambda run_id, epochs: None)

@@ -139,6 +139,27 @@ def finished_trials(tmp: Path) -> dict[str, int]:
     return dict(rows)
 
 
+def finished_in_store(tmp: Path) -> int:
+    """Trials the store holds as finished, read while the driver writes (0 while the database is locked)."""
+    try:
+        return len(finished_trials(tmp))
+    except sqlite3.OperationalError:
+        return 0
+
+
+def first_finished_in_store(tmp: Path):
+    """A kill point: the store holds a finished trial (checked twice a second, not to crowd the driver's writes)."""
+    due = [0.0]
+
+    def ready(lines) -> bool:
+        if time.monotonic() < due[0]:
+            return False
+        due[0] = time.monotonic() + 0.5
+        return finished_in_store(tmp) >= 1
+
+    return ready
+
+
 KILL_POINTS = {
     "before-first-result": lambda lines: any(line.startswith("search crash-") for line in lines),
     "between-trials": lambda lines: any(" 1/4 ended" in line for line in lines),
@@ -229,7 +250,9 @@ def test_a_search_kept_on_s3_resumes_and_syncs(tmp_path, s3_server):
     there, and `emule sync` reads the finished experiment back from there."""
     runs, env = s3_server.uri("runs"), {**ENV, **s3_server.env}
     spec = write_spec(tmp_path, storage=runs)
-    kill_when(emule("search", str(spec), cwd=tmp_path, env=env), KILL_POINTS["between-trials"])
+    # between trials, once the first one's run is closed (runs close on the driver's writer thread, just after
+    # the progress line)
+    kill_when(emule("search", str(spec), cwd=tmp_path, env=env), first_finished_in_store(tmp_path))
     before = finished_trials(tmp_path)
     assert 1 <= len(before) < TRIALS
     out = resume(tmp_path, runs, env)
