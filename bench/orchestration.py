@@ -530,7 +530,7 @@ COLUMNS = [("label", "code"), ("store", "store"), ("report", "report"), ("concur
 def table(paths: list[Path]) -> str:
     """The runs recorded in ``paths`` (JSON lines) as a Markdown table, then each run's MLflow calls and profile."""
     rows = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.startswith("{")]
-    rows = [r for r in rows if "concurrency" in r]
+    rows = [r for r in rows if "report" in r]  # cluster runs only: the file also keeps --capacity, --front-cost ...
     out = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(str(r.get(k, "")) for k, _ in COLUMNS) + " |" for r in rows]
     out.append("")
@@ -540,6 +540,14 @@ def table(paths: list[Path]) -> str:
         out.append(f"- {r['label']}, {r['store']}, {r['report']}, {r['concurrency']} concurrent - MLflow calls: {calls}"
                    f"; driver loop: " + ", ".join(f"{k} {v:.0%}" for k, v in r.get("driver_profile", {}).items()))
     return "\n".join(out)
+
+
+def _emit(row: dict, out: Path | None) -> None:
+    """One run's result: printed, and appended to ``out`` as a JSON line."""
+    print(json.dumps(row), flush=True)
+    if out:
+        with out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -579,10 +587,7 @@ def main(argv: list[str] | None = None) -> int:
                     uri = trackers[store][2] if store == "postgres" else f"sqlite:///{folder}/mlflow.db"
                     row = driver_capacity(uri, c, c * args.waves, args.epochs, args.label)
                     shutil.rmtree(folder, ignore_errors=True)
-                    print(json.dumps(row), flush=True)
-                    if args.out:
-                        with args.out.open("a") as f:
-                            f.write(json.dumps(row) + "\n")
+                    _emit(row, args.out)
             finally:
                 for local_tracking, troot, _ in trackers.values():
                     local_tracking.stop(troot)
@@ -607,29 +612,23 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("RAY_ADDRESS", None)
     trackers = {}
     try:
+        if args.ray_ceiling:  # no store, no driver: Ray alone
+            for c in args.concurrency:
+                _emit(ray_ceiling(cluster, c, args.epoch_s), args.out)
+            return 0
         for store in args.store:
             if store == "postgres":
                 local_tracking = _script("local_tracking")
                 troot = Path(tempfile.mkdtemp(prefix="emule-obpg-"))
                 trackers[store] = (local_tracking, troot, local_tracking.start(troot).uri)
             for c in args.concurrency:
-                if args.ray_ceiling:
-                    row = ray_ceiling(cluster, c, args.epoch_s)
-                    print(json.dumps(row), flush=True)
-                    if args.out:
-                        with args.out.open("a") as f:
-                            f.write(json.dumps(row) + "\n")
-                    continue
                 folder = Path(tempfile.mkdtemp(prefix="emule-obdb-"))
                 uri = trackers[store][2] if store == "postgres" else f"sqlite:///{folder}/mlflow.db"
                 try:
                     row = run_once(cluster, uri, store, c, args)
                 finally:
                     shutil.rmtree(folder, ignore_errors=True)
-                print(json.dumps(row), flush=True)
-                if args.out:
-                    with args.out.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
+                _emit(row, args.out)
                 if row["status"] == "stopped: memory":
                     break
     finally:

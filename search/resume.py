@@ -36,7 +36,8 @@ def resume_search(name: str, storage: str | None = None, out=sys.stdout, ray_add
     with stopping.handled():
         experiment, session, spec, tracker, dataset = _open(name, storage)
         parent_id = session["parent_run_id"]
-        closed = close_ended(experiment, session, spec, tracker, dataset) if tune_state_readable(experiment) else 0
+        readable = tune_state_readable(experiment)
+        closed = close_ended(experiment, session, spec, tracker, dataset) if readable else 0
         if closed:
             print(f"closed {closed} MLflow runs of trials that Tune recorded as ended before the driver stopped",
                   file=out, flush=True)
@@ -45,19 +46,19 @@ def resume_search(name: str, storage: str | None = None, out=sys.stdout, ray_add
               f"MLflow: {redact(tracker.uri)}", file=out, flush=True)
         tracker.reopen_search(parent_id)
         try:
-            return _resume(experiment, session, spec, tracker, dataset, finished, out, ray_address, num_cpus,
-                           status_every, quiet)
+            return _resume(experiment, session, spec, tracker, dataset, finished, readable, out, ray_address,
+                           num_cpus, status_every, quiet)
         except KeyboardInterrupt:
             return runner.stopped_early(spec, tracker, parent_id, store.name(experiment), experiment, out)
 
 
-def _resume(experiment: str, session: dict, spec: Spec, tracker: Tracker, dataset, finished: dict, out,
-            ray_address: str | None, num_cpus: int | None, status_every: float | None,
+def _resume(experiment: str, session: dict, spec: Spec, tracker: Tracker, dataset, finished: dict, readable: bool,
+            out, ray_address: str | None, num_cpus: int | None, status_every: float | None,
             quiet: bool) -> SearchResult:
     from ray import tune
 
     parent_id, name = session["parent_run_id"], store.name(experiment)
-    if not tune_state_readable(experiment):  # stopped before Tune saved anything: start it again in place
+    if not readable:  # stopped before Tune saved anything: start it again in place
         if store.modified(store.join(experiment, "tuner.pkl")) is not None:
             print("Tune's saved state is unreadable (the driver was stopped while writing it): the remaining trials "
                   "start again from what MLflow holds", file=out, flush=True)
