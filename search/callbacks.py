@@ -96,10 +96,12 @@ class SearchCallback(Callback):
         self._writer.later(run_id, lambda: self._mlflow(call, *args))
 
     def _end(self, run_id: str | None, status: str, tags: dict[str, str]) -> None:
-        """Close a run from the writer's thread, after its other writes; its last epochs go with its tags."""
+        """Close a run from the writer's thread, after its other writes; its last epochs go with its tags. The run
+        ends when the trial did, not when the write is made (GPU and node occupancy are read from run times)."""
         if run_id:
+            end_ms = int(time.time() * 1000)
             self._writer.end(run_id, lambda epochs: self._mlflow(self.tracker.finish_candidate, run_id, status, tags,
-                                                                 epochs=epochs))
+                                                                 epochs=epochs, end_ms=end_ms))
 
     def flush(self) -> None:
         """Return once every MLflow write queued so far is made."""

@@ -210,13 +210,13 @@ class Tracker:
         self._log_batches(run_id, _metric_rows(epochs))
 
     def finish_candidate(self, run_id: str, status: str, tags: dict[str, str], candidate: dict | None = None,
-                         epochs: Sequence[tuple[int, dict[str, Any], int]] = ()) -> None:
+                         epochs: Sequence[tuple[int, dict[str, Any], int]] = (), end_ms: int | None = None) -> None:
         """Close a candidate's run: its last ``epochs`` (as ``log_epochs`` takes them) and its outcome ``tags`` in
-        one write where they fit, then ``candidate.json``, then the status."""
+        one write where they fit, then ``candidate.json``, then the status, ended at ``end_ms`` (default: now)."""
         self._log_batches(run_id, _metric_rows(epochs), [RunTag(k, str(v)) for k, v in tags.items()])
         if candidate is not None:
             self.log_candidate(run_id, candidate)
-        self._client.set_terminated(run_id, status)
+        self._client.set_terminated(run_id, status, end_time=end_ms)
 
     def candidate(self, run_id: str) -> dict:
         path = self._client.download_artifacts(run_id, "candidate.json", tempfile.mkdtemp(prefix="emule-"))

@@ -116,7 +116,7 @@ class FakeTracker:
                 self.runs[run_id]["metrics"].setdefault(key, []).append((step, value))
 
     def finish_candidate(self, run_id: str, status: str, tags: dict, candidate: dict | None = None,
-                         epochs=()) -> None:
+                         epochs=(), end_ms=None) -> None:
         if epochs:  # written with the closing call: recorded as the epochs they are
             self.log_epochs(run_id, epochs)
         self._call("finish_candidate", run_id, status, dict(tags), candidate is not None)
