@@ -36,6 +36,10 @@ def resume_search(name: str, storage: str | None = None, out=sys.stdout, ray_add
     with stopping.handled():
         experiment, session, spec, tracker, dataset = _open(name, storage)
         parent_id = session["parent_run_id"]
+        whole = tracker.close_whole(parent_id)
+        if whole:
+            print(f"closed {whole} MLflow runs whose outcome was written before the driver stopped", file=out,
+                  flush=True)
         readable = tune_state_readable(experiment)
         closed = close_ended(experiment, session, spec, tracker, dataset) if readable else 0
         if closed:

@@ -34,6 +34,7 @@ from search.front import Record, SearchState, compute_front  # noqa: E402
 from search.metrics import upgrade  # noqa: E402
 from search.results import (  # noqa: E402
     BUDGET_DONE_TAG,
+    FAILURE_TAG,
     FEASIBLE_TAG,
     ORPHAN_TAG,
     RUN_KIND_TAG,
@@ -138,9 +139,12 @@ class Tracker:
         self._client.log_batch(parent_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def reopen(self, run_id: str) -> None:
-        """A resumed search or trial runs again inside its run: RUNNING, the old stop reason gone."""
-        if STOP_REASON_TAG in self._client.get_run(run_id).data.tags:
-            self._client.delete_tag(run_id, STOP_REASON_TAG)
+        """A resumed search or trial runs again inside its run: RUNNING, the old stop reason and outcome gone (an
+        open run with an outcome is one whose close was cut short: ``close_whole``)."""
+        tags = self._client.get_run(run_id).data.tags
+        for stale in (STOP_REASON_TAG, BUDGET_DONE_TAG):
+            if stale in tags:
+                self._client.delete_tag(run_id, stale)
         self._client.update_run(run_id, status="RUNNING")
 
     def reopen_search(self, parent_id: str) -> None:
@@ -192,6 +196,22 @@ class Tracker:
         self._client.set_tag(run_id, ORPHAN_TAG, flag(True))
         self._client.set_terminated(run_id, "KILLED")
         self._client.delete_run(run_id)
+
+    def close_whole(self, parent_id: str) -> int:
+        """Child runs still RUNNING whose outcome tags are in MLflow - the driver stopped between a run's closing
+        write and its status (runs close on a writer thread) - closed as their tags say: FAILED for a failure,
+        FINISHED otherwise, ended at their last epoch. The tags ride in the closing write's last batch, so such a
+        run's record is whole. Returns how many."""
+        closed = 0
+        for run in self.candidates(parent_id):
+            tags = run.data.tags
+            if run.info.status != "RUNNING" or BUDGET_DONE_TAG not in tags:
+                continue
+            last = self.metric_history(run.info.run_id, "val_accuracy")
+            self._client.set_terminated(run.info.run_id, "FAILED" if FAILURE_TAG in tags else "FINISHED",
+                                        end_time=max((m.timestamp for m in last), default=None))
+            closed += 1
+        return closed
 
     def stop_running(self, parent_id: str, reason: str) -> None:
         """Close every child run of a search still RUNNING as KILLED with ``reason``."""
@@ -360,8 +380,13 @@ class Tracker:
         return version, run.info.run_id
 
     def _log_batches(self, run_id: str, metrics: list, tags: Sequence = ()) -> None:
-        """Metrics and tags in as few ``log_batch`` calls as MLflow takes (1000 entities, 100 tags each)."""
-        tags = list(tags)
+        """Metrics and tags in as few ``log_batch`` calls as MLflow takes (1000 entities, 100 tags each). The tags
+        ride in the last calls: a run whose outcome tags are in MLflow has every metric written with them there too
+        (a resume reads the tags as "this run's record is whole")."""
+        metrics, tags = list(metrics), list(tags)
+        while len(metrics) + min(len(tags), 100) > 1000:
+            head, metrics = metrics[:1000], metrics[1000:]
+            self._client.log_batch(run_id, metrics=head)
         while metrics or tags:
             head_tags, tags = tags[:100], tags[100:]
             room = 1000 - len(head_tags)

@@ -263,24 +263,35 @@ def test_a_search_kept_on_s3_resumes_and_syncs(tmp_path, s3_server):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crash.yaml", "mlflow.db", "mlruns"]  # nothing local
 
 
-def test_a_run_left_open_after_tune_saved_its_end_is_closed_on_resume(tmp_path):
-    """Runs close on the driver's writer thread, so a driver killed after Tune saved a trial as ended but before
-    the close leaves the run open: the resume closes it from Tune's record, without training it again. (Tune's
-    state reaches the storage path in periodic syncs, so a kill rarely falls there: the state is made by hand from
-    a finished search.)"""
+@pytest.mark.parametrize("tune_state", ["saved", "cut"])
+def test_runs_left_open_by_a_kill_inside_their_close_are_closed_on_resume(tmp_path, tune_state):
+    """Runs close on the driver's writer thread - outcome tags with the last epochs, then the status - so a kill
+    can leave a run open in two ways. Tags written, status not: the record is whole, and the resume closes it as
+    it is. Neither written, after Tune saved the trial as ended: the resume closes it from Tune's record, without
+    training it again; with Tune's state cut by the kill, its trial is trained anew in a run of its own and the
+    open one set aside. (Tune's state reaches the storage path in periodic syncs, so a kill rarely falls there:
+    the state is made by hand from a finished search.)"""
     spec = write_spec(tmp_path)
     done = subprocess.run([sys.executable, "-m", "search.cli", "search", str(spec)], cwd=tmp_path, env=ENV,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "crash")
     [parent] = tracker.runs("tags.`emule.kind` = 'search'")
-    run = tracker.candidates(parent.info.run_id)[0]
-    # the state such a kill leaves: the run open, without its outcome tags
-    tracker.reopen(run.info.run_id)
-    MlflowClient(tracker.uri).delete_tag(run.info.run_id, "budget_done")
+    untagged, tagged = tracker.candidates(parent.info.run_id)[:2]
+    tracker.reopen(untagged.info.run_id)  # a kill before the closing write
+    MlflowClient(tracker.uri).update_run(tagged.info.run_id, status="RUNNING")  # a kill before the status
+    if tune_state == "cut":
+        for state in (tmp_path / "runs").rglob("experiment_state-*.json"):
+            state.write_text("")
     before = finished_trials(tmp_path)
-    assert run.data.tags["emule.trial_id"] not in before and len(before) == TRIALS - 1
+    assert untagged.data.tags["emule.trial_id"] not in before and len(before) == TRIALS - 1
     out = resume(tmp_path)
-    assert "closed 1 MLflow runs of trials that Tune recorded as ended" in out
+    assert "closed 1 MLflow runs whose outcome was written before the driver stopped" in out
     check_record(tmp_path, spec, before)
-    assert len(tracker.metric_history(run.info.run_id, "val_accuracy")) == EPOCHS  # not trained again
+    closed = tracker.run(tagged.info.run_id).info
+    assert closed.end_time == tracker.metric_history(tagged.info.run_id, "val_accuracy")[-1].timestamp
+    if tune_state == "saved":
+        assert "closed 1 MLflow runs of trials that Tune recorded as ended" in out
+        assert len(tracker.metric_history(untagged.info.run_id, "val_accuracy")) == EPOCHS  # not trained again
+    else:
+        assert tracker.run(untagged.info.run_id).info.lifecycle_stage == "deleted"
