@@ -53,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # to. The trial cap is 16 without a scheduler and 48 with one (x reduction factor), which sizes TPE's random start-up
 # (a quarter: 4 and 12) and NSGA-II's population. `data 1/3`: search.data_fidelity, the first rung learns from a
 # third of the rows; its trials are cheaper, so the cap rises to 144 (x reduction factor again) with the start-up
-# kept at 12 (`cap 144`: the same cap without data fidelity); `start-up 6`: search.startup_trials.
+# kept at 12 (`cap 144`: the same cap without data fidelity); `start-up 6`: search.startup_trials; `mo-asha-hv`:
+# promotion by hypervolume contribution (search.schedulers, rule 6'').
 DATA = {"scheduler": "mo-asha", "trials": 144, "startup_trials": 12}
 METHODS = {
     "random": ("ray", {"sampler": "random", "scheduler": "none"}),
@@ -66,6 +67,8 @@ METHODS = {
                                                     "startup_trials": 6}),
     "tpe start-up 6 + mo-asha + data 1/9": ("ray", {**DATA, "sampler": "tpe", "data_fidelity": 1 / 9,
                                                     "startup_trials": 6}),
+    "tpe start-up 6 + mo-asha-hv + data 1/3": ("ray", {**DATA, "sampler": "tpe", "scheduler": "mo-asha-hv",
+                                                       "data_fidelity": 1 / 3, "startup_trials": 6}),
     "tpe + mo-asha-strata": ("ray", {"sampler": "tpe", "scheduler": "mo-asha-strata"}),
     "tpe + mo-asha, stopped told pruned": ("ray", {"sampler": "tpe", "scheduler": "mo-asha"}),
     "nsga2 + mo-asha": ("ray", {"sampler": "nsga2", "scheduler": "mo-asha"}),

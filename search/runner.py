@@ -205,7 +205,8 @@ def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, 
                                        limits=spec.constraints.limits(), history=history)
     scheduler = build_scheduler(spec.search.scheduler, spec.metrics, spec.modes, [o.log for o in spec.objectives],
                                 max_t=spec.training.epochs, grace_period=spec.search.grace_period,
-                                reduction_factor=spec.search.reduction_factor)
+                                reduction_factor=spec.search.reduction_factor,
+                                reference=[o.reference for o in spec.objectives])
     started_ray = init_ray(ray_address, num_cpus)
     try:
         baselines = start_baselines(spec, dataset, out)

@@ -43,6 +43,20 @@ they are exact from the first epoch while accuracy is not, so the smallest model
 So a model goes on only if its accuracy is among the top 1/eta of the models no more than ``size_slack`` times its
 size: a small model competes with small ones, a large one must beat the smaller models too (it has to earn its
 size). A NaN result (all +inf) is in no finite trial's stratum and has every finite trial ahead of it.
+
+``mo-asha-hv`` changes step 6 only, to what the search itself is judged by: the hypervolume against the spec's
+reference point (the MO-ASHA paper's hypervolume-contribution variant of the NSGA-II order). Crowding distance is
+infinite at each objective's extremes, and every distance is infinite in a rank of one or two points, so under step
+6 the extremes - the smallest model, whatever its accuracy - tie for first and always go on:
+
+6''. Order the n vectors by non-dominated rank, then within one rank by the hypervolume that rank's members would
+   lose without the trial (its exclusive contribution; ``search.pareto.hypervolume`` against the reference point,
+   minimized as the objectives are), larger first. p = the number of recorded trials strictly ahead of it (a lower
+   rank, or the same rank and a contribution larger by more than 1e-12); ties share the better position. A trial
+   not strictly inside the reference point in every objective contributes nothing.
+
+The smallest model then goes on for what it adds: its own accuracy times the size gap to the next smaller-or-better
+model, not for being smallest.
 """
 
 from __future__ import annotations
@@ -59,7 +73,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from emule_models.registry import Registry
 from search.fidelity import check_budget, rung_levels
 from search.metrics import STATIC, canonical
-from search.pareto import crowding_distance, non_dominated_rank, to_minimize
+from search.pareto import crowding_distance, hypervolume, non_dominated_rank, to_minimize
 from search.results import EPOCH
 
 if TYPE_CHECKING:
@@ -70,7 +84,7 @@ Decision = Literal["continue", "stop"]
 CONTINUE: Decision = "continue"
 STOP: Decision = "stop"
 
-RULES = ("pareto", "strata")
+RULES = ("pareto", "strata", "hv")
 SIZE_SLACK = 2.0  # a model's stratum: those at most twice its size (in every size objective)
 MODES = ("max", "min")
 
@@ -114,6 +128,25 @@ def strata_positions(points: np.ndarray, ranked: int, log: Sequence[bool], size_
     return (within & better).sum(axis=1), within.sum(axis=1)
 
 
+def contribution_positions(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(N, M) minimized vectors -> (N,) position in the promotion order of rule 6'' (module docstring), 0 = best.
+
+    Args:
+        reference: (M,) the hypervolume reference point, minimized as the points are.
+    """
+    points = np.asarray(points, dtype=float)
+    rank = non_dominated_rank(points)
+    share = np.zeros(len(points))
+    for r in np.unique(rank):
+        members = np.flatnonzero(rank == r)
+        whole = hypervolume(points[members], reference)
+        for i in members:
+            share[i] = whole - hypervolume(points[members[members != i]], reference)
+    ahead = (rank[None, :] < rank[:, None]) | ((rank[None, :] == rank[:, None])
+                                               & (share[None, :] > share[:, None] + 1e-12))
+    return ahead.sum(axis=1)
+
+
 class MultiObjectiveHalving:
     """MO-ASHA's decisions, with no Ray: feed every result, get "continue" or "stop" (rule in the module docstring).
 
@@ -123,10 +156,12 @@ class MultiObjectiveHalving:
         grace_period: first rung; no trial is stopped before it.
         reduction_factor: eta; about 1/eta of the trials at a rung go on to the next.
         log: per objective, rank on log10 scale (changes crowding distances, not dominance).
-        rule: ``"pareto"`` (rank, then crowding distance: step 6) or ``"strata"`` (the ranked objective within
-            size strata: step 6').
+        rule: ``"pareto"`` (rank, then crowding distance: step 6), ``"strata"`` (the ranked objective within
+            size strata: step 6') or ``"hv"`` (rank, then hypervolume contribution: step 6'').
         ranked: for ``"strata"``, the index of the trained objective; every other one is a size objective.
         size_slack: for ``"strata"``, how much larger (a factor) a model in a trial's stratum may be.
+        reference: for ``"hv"``, the hypervolume reference point, one value per objective in its own units (the
+            spec's ``objectives[].reference``).
     """
 
     def __init__(
@@ -140,6 +175,7 @@ class MultiObjectiveHalving:
         rule: str = "pareto",
         ranked: int = 0,
         size_slack: float = SIZE_SLACK,
+        reference: Sequence[float] | None = None,
     ) -> None:
         self.modes = tuple(_check_modes(modes))
         if rule not in RULES:
@@ -152,6 +188,12 @@ class MultiObjectiveHalving:
         self.log = tuple(bool(x) for x in log) if log is not None else (False,) * len(self.modes)
         if len(self.log) != len(self.modes):
             raise ValueError(f"log: {list(log)!r} has {len(self.log)} entries; need one per objective ({len(modes)})")
+        self.reference = None
+        if rule == "hv":
+            if reference is None or len(reference) != len(self.modes):
+                raise ValueError(f"reference: {reference!r} not accepted; rule 'hv' needs one reference value per "
+                                 f"objective ({len(self.modes)})")
+            self.reference = to_minimize(np.asarray(reference, dtype=float)[None, :], self.modes, self.log)[0]
         self.max_t = max_t
         self.grace_period = grace_period
         self.reduction_factor = reduction_factor
@@ -183,6 +225,8 @@ class MultiObjectiveHalving:
         if self.rule == "strata":
             positions, sizes = strata_positions(points, self.ranked, self.log, self.size_slack)
             position, n = positions[me], sizes[me]
+        elif self.rule == "hv":
+            position, n = contribution_positions(points, self.reference)[me], len(recorded)
         else:
             position, n = rung_positions(points)[me], len(recorded)
         if position * self.reduction_factor < n:
@@ -229,7 +273,8 @@ class MOASHAScheduler(FIFOScheduler):
         metrics: result keys of the objectives.
         modes: ``"max"`` or ``"min"`` per metric.
         time_attr: result key of the resource (monotonic), epochs by default.
-        max_t, grace_period, reduction_factor, log, rule, ranked, size_slack: as for ``MultiObjectiveHalving``.
+        max_t, grace_period, reduction_factor, log, rule, ranked, size_slack, reference: as for
+            ``MultiObjectiveHalving``.
     """
 
     def __init__(
@@ -245,6 +290,7 @@ class MOASHAScheduler(FIFOScheduler):
         rule: str = "pareto",
         ranked: int = 0,
         size_slack: float = SIZE_SLACK,
+        reference: Sequence[float] | None = None,
     ) -> None:
         metrics, modes = _check_objectives(metrics, modes)
         super().__init__()
@@ -252,7 +298,7 @@ class MOASHAScheduler(FIFOScheduler):
         self._time_attr = time_attr
         self._halving = MultiObjectiveHalving(
             modes, max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor, log=log, rule=rule,
-            ranked=ranked, size_slack=size_slack,
+            ranked=ranked, size_slack=size_slack, reference=reference,
         )
 
     @property
@@ -314,20 +360,21 @@ class MOASHAScheduler(FIFOScheduler):
             self.__dict__.update(pickle.load(f))
 
 
-# a scheduler: (metrics, modes, log, max_t, grace_period, reduction_factor, time_attr) -> a Tune scheduler or None
+# a scheduler: (metrics, modes, log, max_t, grace_period, reduction_factor, time_attr, reference) -> a Tune scheduler
+# or None
 SCHEDULERS: Registry[Callable[..., TrialScheduler | None]] = Registry("scheduler", field="search.scheduler",
                                                                      sort=False)
 
 
 @SCHEDULERS.register("none")
 def _fifo(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
-          reduction_factor: int, time_attr: str) -> None:
+          reduction_factor: int, time_attr: str, reference: Sequence[float] | None) -> None:
     return None  # Tune runs every trial to the end, first in first out
 
 
 @SCHEDULERS.register("asha")
 def _asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
-          reduction_factor: int, time_attr: str) -> TrialScheduler:
+          reduction_factor: int, time_attr: str, reference: Sequence[float] | None) -> TrialScheduler:
     check_budget(grace_period, reduction_factor, max_t)
     return ASHAScheduler(
         time_attr=time_attr,
@@ -341,7 +388,8 @@ def _asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_
 
 @SCHEDULERS.register("mo-asha")
 def _mo_asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, max_t: int, grace_period: int,
-             reduction_factor: int, time_attr: str, rule: str = "pareto") -> TrialScheduler:
+             reduction_factor: int, time_attr: str, reference: Sequence[float] | None,
+             rule: str = "pareto") -> TrialScheduler:
     check_budget(grace_period, reduction_factor, max_t)
     return MOASHAScheduler(
         metrics,
@@ -353,12 +401,18 @@ def _mo_asha(metrics: list[str], modes: list[str], log: Sequence[bool] | None, m
         log=log,
         rule=rule,
         ranked=trained_objective(metrics) if rule == "strata" else 0,
+        reference=reference,
     )
 
 
 @SCHEDULERS.register("mo-asha-strata")
 def _mo_asha_strata(*args) -> TrialScheduler:
     return _mo_asha(*args, rule="strata")
+
+
+@SCHEDULERS.register("mo-asha-hv")
+def _mo_asha_hv(*args) -> TrialScheduler:
+    return _mo_asha(*args, rule="hv")
 
 
 def build_scheduler(
@@ -370,6 +424,7 @@ def build_scheduler(
     grace_period: int,
     reduction_factor: int,
     time_attr: str = EPOCH,
+    reference: Sequence[float] | None = None,
 ) -> TrialScheduler | None:
     """The spec's ``search.scheduler`` -> a Tune scheduler.
 
@@ -377,10 +432,12 @@ def build_scheduler(
     (its metric and mode set on the scheduler, never in ``TuneConfig``; ``log`` is not used). ``"mo-asha"``:
     ``MOASHAScheduler`` over all objectives. ``"mo-asha-strata"``: the same with rule 6' (module docstring), ranking
     the first objective not measured before training (``search.metrics.STATIC``) within size strata.
+    ``"mo-asha-hv"``: the same with rule 6'', ranking by hypervolume contribution against ``reference`` (the spec's
+    reference point, one value per objective in its own units).
     """
     make = SCHEDULERS.lookup(name)
     metrics, modes = _check_objectives(metrics, modes)
-    return make(metrics, modes, log, max_t, grace_period, reduction_factor, time_attr)
+    return make(metrics, modes, log, max_t, grace_period, reduction_factor, time_attr, reference)
 
 
 def trained_objective(metrics: Sequence[str]) -> int:

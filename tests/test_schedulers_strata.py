@@ -124,7 +124,7 @@ def test_trained_objective_and_factory():
                            grace_period=1, reduction_factor=3).halving.rule == "pareto"
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [({"rule": "hv"}, "rule: 'hv'"), ({"ranked": 2}, "ranked: 2"),
+@pytest.mark.parametrize(("kwargs", "field"), [({"rule": "crowd"}, "rule: 'crowd'"), ({"ranked": 2}, "ranked: 2"),
                                                ({"size_slack": 0.5}, "size_slack: 0.5")])
 def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
