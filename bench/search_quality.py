@@ -69,6 +69,8 @@ METHODS = {
                                                     "startup_trials": 6}),
     "tpe start-up 6 + mo-asha-hv + data 1/3": ("ray", {**DATA, "sampler": "tpe", "scheduler": "mo-asha-hv",
                                                        "data_fidelity": 1 / 3, "startup_trials": 6}),
+    "tpe start-up 6 + mo-asha-hv + data 1/9": ("ray", {**DATA, "sampler": "tpe", "scheduler": "mo-asha-hv",
+                                                       "data_fidelity": 1 / 9, "startup_trials": 6}),
     "tpe + mo-asha-strata": ("ray", {"sampler": "tpe", "scheduler": "mo-asha-strata"}),
     "tpe + mo-asha, stopped told pruned": ("ray", {"sampler": "tpe", "scheduler": "mo-asha"}),
     "nsga2 + mo-asha": ("ray", {"sampler": "nsga2", "scheduler": "mo-asha"}),

@@ -6,6 +6,7 @@ when that variant is picked, under the name ``<variant>.<option>``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,17 @@ def _nsga3(seed: int, population: int, startup: int) -> optuna.samplers.BaseSamp
 @SAMPLERS.register("tpe")
 def _tpe(seed: int, population: int, startup: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+
+
+@SAMPLERS.register("tpe-multivariate")
+def _tpe_multivariate(seed: int, population: int, startup: int) -> optuna.samplers.BaseSampler:
+    # one joint density over the parameters rather than one per parameter; ``group`` splits the space where a
+    # parameter exists only for some choices (an attention type's options); ``constant_liar`` keeps trials that run
+    # at once from being suggested the same point
+    with warnings.catch_warnings():  # Optuna flags the three options experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, multivariate=True, group=True,
+                                          constant_liar=True)
 
 
 @SAMPLERS.register("gp")

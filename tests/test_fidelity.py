@@ -1,8 +1,11 @@
 """Cheaper early search: data as a fidelity (the rung ladder's data shares, the nested class-balanced subsets an epoch
 learns from, the spec setting that turns it on) and the length of the sampler's random start-up."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from emule_models import ModalitySpec, ModelConfig, build_model
 from emule_models.data.dataset import Split
@@ -155,3 +158,34 @@ def test_an_export_says_how_the_data_grew():
     text = fit_description(resolve(spec, {}, data.modalities, len(data.classes)), len(data.pool))
     expected = "for 9 epochs; the first epochs on a growing share of those rows: 11% up to epoch 1, 33% up to epoch 3,"
     assert expected in text
+
+
+def test_multivariate_tpe_models_the_conditional_space_jointly():
+    """`tpe-multivariate`: past its start-up it samples from one joint model, each attention type's options only
+    where that type is picked, and trials that run at once are not suggested the same point (constant liar)."""
+    import warnings
+
+    import optuna
+
+    from search.space import DefineByRun, build_sampler
+
+    raw = yaml.safe_load((Path(__file__).parents[1] / "spaces" / "full.yaml").read_text())
+    raw["search"].update(sampler="tpe-multivariate", startup_trials=3)
+    spec = parse_spec(raw)
+    assert spec.attention_options  # conditional parameters to model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)  # silenced where it is built
+        sampler = build_sampler(spec)
+    assert (sampler._multivariate, sampler._group, sampler._constant_liar) == (True, True, True)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    space = DefineByRun(spec)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for _ in range(12):
+        trial = study.ask()
+        space(trial)
+        study.tell(trial, [trial.number / 10, 1000.0 - trial.number])
+    for t in study.trials:
+        attention = t.params.get("attention", "softmax")
+        options = {k.split(".")[0] for k in t.params if "." in k}
+        assert options <= {attention}  # options of the picked attention type only
+    assert any("." in k for t in study.trials[3:] for k in t.params)  # the model sampled some options too
