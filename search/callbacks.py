@@ -216,13 +216,13 @@ class SearchCallback(Callback):
         else:
             self.state.stopped += 1
             event = f"stopped early at epoch {result.get(EPOCH, '?')}"
-        self._progress(trials, f"{trial.trial_id} {event}", {} if infeasible else result)
+        self._progress(trials, trial, f"{trial.trial_id} {event}", {} if infeasible else result)
 
     def _timed_out(self, trials: list, trial: Any, run_id: str, result: dict) -> None:
         """A trial stopped by ``search.max_trial_seconds``: FAILED with reason timeout, never on the front."""
         self.state.failed += 1
         self._end(run_id, "FAILED", timed_out_tags(result))
-        self._progress(trials, f"{trial.trial_id} failed: {result.get(ERROR, FAILURE_TIMEOUT)}", {})
+        self._progress(trials, trial, f"{trial.trial_id} failed: {result.get(ERROR, FAILURE_TIMEOUT)}", {})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self.board.ended(trial.trial_id)
@@ -230,7 +230,7 @@ class SearchCallback(Callback):
         run_id = self.state.runs.get(trial.trial_id)
         error = _error_text(trial)
         self._end(run_id, "FAILED", error_tags(error))
-        self._progress(trials, f"{trial.trial_id} failed: {error[:200]}", {})
+        self._progress(trials, trial, f"{trial.trial_id} failed: {error[:200]}", {})
 
     def on_experiment_end(self, trials: list, **info) -> None:
         self._writer.close()
@@ -290,10 +290,11 @@ class SearchCallback(Callback):
             self._mlflow(self.tracker.log_search_metrics, self.parent_id, {"hypervolume": self.state.front.hypervolume,
                                                              "front_size": len(self.state.front.members)}, step=n)
 
-    def _progress(self, trials: list, event: str, result: dict) -> None:
+    def _progress(self, trials: list, trial: Any, event: str, result: dict) -> None:
         if self.quiet:
             return
-        running = sum(1 for t in trials if t.status == "RUNNING")
+        # Tune calls the end hooks before it sets the trial's own status: the trial that ended is not running
+        running = sum(1 for t in trials if t.status == "RUNNING" and t.trial_id != trial.trial_id)
         ended = self.state.ended
         shown = " ".join(f"{m}={_short(result[m])}" for m in self.spec.metrics if m in result)
         print(f"[{time.monotonic() - self.start:6.1f}s] {ended:>3}/{self.target} ended "

@@ -189,3 +189,20 @@ def test_live_hypervolume_is_written_at_most_once_a_second_and_the_final_front_a
     assert [step for _, _, step in tracker.called("log_search_metrics")] == [1, 4]
     cb.on_experiment_end([])
     assert tracker.called("log_front")  # the final front is written whatever the clock says
+
+
+def test_a_progress_line_does_not_count_the_trial_that_just_ended_as_running(spec, shape):
+    # Tune calls on_trial_complete while the trial's own status is still RUNNING
+    cb = callback(spec, shape, FakeTracker())
+    first, second = trial("t1"), trial("t2")
+    for t in (first, second):
+        t.status = "RUNNING"
+        cb.on_trial_start(0, [first, second], t)
+    first.last_result = epoch(1, "t1", 0.5, budget_done=True)
+    cb.on_trial_complete(0, [first, second], first)
+    assert "1/" in cb.out.getvalue() and "1 running" in cb.out.getvalue()
+    second.last_result = epoch(1, "t2", 0.6, budget_done=True)
+    first.status = "TERMINATED"
+    cb.on_trial_complete(0, [first, second], second)
+    assert cb.out.getvalue().splitlines()[-1].count("0 running") == 1
+    cb.flush()
