@@ -95,15 +95,23 @@ def rung_positions(points: np.ndarray) -> np.ndarray:
     Order: non-dominated rank first, then crowding distance within the rank (larger first). A point's position is
     the number of points strictly ahead of it, so tied points share a position.
     """
+    return _rank_then(points, crowding_distance)
+
+
+def _rank_then(points: np.ndarray, score: Callable[[np.ndarray], np.ndarray], tol: float = 0.0) -> np.ndarray:
+    """Positions by non-dominated rank, then by ``score`` (computed over one rank's members alone, larger first):
+    a point's position is the number of points strictly ahead of it - a lower rank, or the same rank and a score
+    larger by more than ``tol`` - so tied points share a position."""
     points = np.asarray(points, dtype=float)
     rank = non_dominated_rank(points)
-    crowd = np.zeros(len(points))
+    scores = np.zeros(len(points))
     for r in np.unique(rank):
         members = rank == r
-        crowd[members] = crowding_distance(points[members])
+        scores[members] = score(points[members])
     # inf - inf inside crowding_distance (points with infinite objectives) gives NaN; count it as no spacing
-    crowd = np.nan_to_num(crowd, nan=0.0, posinf=np.inf)
-    ahead = (rank[None, :] < rank[:, None]) | ((rank[None, :] == rank[:, None]) & (crowd[None, :] > crowd[:, None]))
+    scores = np.nan_to_num(scores, nan=0.0, posinf=np.inf)
+    ahead = (rank[None, :] < rank[:, None]) | ((rank[None, :] == rank[:, None])
+                                               & (scores[None, :] > scores[:, None] + tol))
     return ahead.sum(axis=1)
 
 
@@ -134,17 +142,11 @@ def contribution_positions(points: np.ndarray, reference: np.ndarray) -> np.ndar
     Args:
         reference: (M,) the hypervolume reference point, minimized as the points are.
     """
-    points = np.asarray(points, dtype=float)
-    rank = non_dominated_rank(points)
-    share = np.zeros(len(points))
-    for r in np.unique(rank):
-        members = np.flatnonzero(rank == r)
-        whole = hypervolume(points[members], reference)
-        for i in members:
-            share[i] = whole - hypervolume(points[members[members != i]], reference)
-    ahead = (rank[None, :] < rank[:, None]) | ((rank[None, :] == rank[:, None])
-                                               & (share[None, :] > share[:, None] + 1e-12))
-    return ahead.sum(axis=1)
+    def exclusive(members: np.ndarray) -> np.ndarray:  # the hypervolume the rank loses without each member
+        whole = hypervolume(members, reference)
+        return np.array([whole - hypervolume(np.delete(members, i, axis=0), reference) for i in range(len(members))])
+
+    return _rank_then(points, exclusive, tol=1e-12)
 
 
 class MultiObjectiveHalving:
