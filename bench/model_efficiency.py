@@ -15,7 +15,8 @@ and without the teacher; batch-1 latency of the best and of the smallest, in ONN
 thread each; latency does not depend on the weights' values, so the models are built from their configs).
 Target (issue 12): a candidate within 1 point of the best at <= 1/20 of its parameters on both sets.
 
-Results are written after every (set, seed), so an interrupted run still leaves what it measured.
+Results are written after every (set, seed), so an interrupted run still leaves what it measured; ``--resume``
+keeps the (set, seed) runs already in ``--out``'s JSON and measures only the others (e.g. more seeds).
 
     python bench/model_efficiency.py --seeds 3 --out bench/results/model_efficiency.md
 """
@@ -224,6 +225,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--top", type=int, default=1, help="the teacher: the plain search's K best, an ensemble")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--resume", action="store_true", help="keep the runs already in --out's JSON, measure the rest")
     ap.add_argument("--from-json", type=Path, default=None, metavar="JSON",
                     help="only write the report again from a run's JSON (e.g. after a change to the report)")
     ap.add_argument("--command", default=None, help="with --from-json: the command that measured it")
@@ -237,16 +239,21 @@ def main() -> None:
         (args.out or args.from_json.with_suffix(".md")).write_text(text)
         return
     args.out = args.out.resolve() if args.out else None  # before the chdir below
+    if args.resume and not (args.out and args.out.with_suffix(".json").exists()):
+        ap.error("--resume needs --out whose .json holds an earlier run")
     import os
 
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    start, runs = time.perf_counter(), []
+    start = time.perf_counter()
+    runs = json.loads(args.out.with_suffix(".json").read_text()) if args.resume else []
     with tempfile.TemporaryDirectory(prefix="emule-efficiency-") as tmp:
         os.chdir(tmp)  # caches (.emule/...) stay out of the checkout
         for seed in range(args.seeds):  # seed-major: a cut run still covers both sets
             for name in args.sets:
+                if any(r["set"] == name and r["seed"] == seed for r in runs):
+                    continue
                 runs.append(run_one(name, seed, args, Path(tmp)))
                 r = runs[-1]
                 print(f"{name} seed {seed}: best test {r['best']['test']:.3f} ({r['best']['params']} params), "

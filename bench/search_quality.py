@@ -56,7 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # (a quarter: 4 and 12) and NSGA-II's population. `data 1/3`: search.data_fidelity, the first rung learns from a
 # third of the rows; its trials are cheaper, so the cap rises to 144 (x reduction factor again) with the start-up
 # kept at 12 (`cap 144`: the same cap without data fidelity); `start-up 6`: search.startup_trials; `mo-asha-hv`:
-# promotion by hypervolume contribution (search.schedulers, rule 6'').
+# promotion by hypervolume contribution (search.schedulers, rule 6''); `mo-asha-hv-cost`: that contribution per
+# unit of training FLOPs spent (rule 6''').
 DATA = {"scheduler": "mo-asha", "trials": 144, "startup_trials": 12}
 METHODS = {
     "random": ("ray", {"sampler": "random", "scheduler": "none"}),
@@ -73,6 +74,8 @@ METHODS = {
                                                        "data_fidelity": 1 / 3, "startup_trials": 6}),
     "tpe start-up 6 + mo-asha-hv + data 1/9": ("ray", {**DATA, "sampler": "tpe", "scheduler": "mo-asha-hv",
                                                        "data_fidelity": 1 / 9, "startup_trials": 6}),
+    "tpe start-up 6 + mo-asha-hv-cost + data 1/9": ("ray", {**DATA, "sampler": "tpe", "scheduler": "mo-asha-hv-cost",
+                                                            "data_fidelity": 1 / 9, "startup_trials": 6}),
     "tpe-multivariate start-up 6 + mo-asha + data 1/3": ("ray", {**DATA, "sampler": "tpe-multivariate",
                                                                   "data_fidelity": 1 / 3, "startup_trials": 6}),
     "tpe + mo-asha-strata": ("ray", {"sampler": "tpe", "scheduler": "mo-asha-strata"}),

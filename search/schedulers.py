@@ -57,6 +57,19 @@ infinite at each objective's extremes, and every distance is infinite in a rank 
 
 The smallest model then goes on for what it adds: its own accuracy times the size gap to the next smaller-or-better
 model, not for being smallest.
+
+``mo-asha-hv-cost`` weighs that contribution by what the trial has cost, as cost-aware Bayesian optimisation weighs
+expected improvement per unit cost (Snoek et al. 2012, "EI per second"): under a compute budget, a candidate that
+trains ten times slower must add ten times the hypervolume to go on. Costs differ by two orders of magnitude within
+one space (a deep model on short patches of long series against a shallow one), and under rule 6'' the most
+accurate candidate at a rung goes on whatever it costs - on a large set one such trial spent half a search's budget
+and never finished (bench/results/search_quality.md):
+
+6'''. As 6'', with the score within a rank = exclusive contribution / (the trial's cost / the mean cost of the
+   trials recorded at the rung). Cost: the trial's ``training_compute`` when it reached the rung (training FLOPs so
+   far, every fold) - at one rung every trial has trained the same epochs on the same data schedule, so costs differ
+   by what the candidates cost. Non-dominated rank still comes first: a point on the rung's front is never behind a
+   dominated one, however cheap.
 """
 
 from __future__ import annotations
@@ -74,7 +87,7 @@ from emule_models.registry import Registry
 from search.fidelity import check_budget, rung_levels
 from search.metrics import STATIC, canonical
 from search.pareto import crowding_distance, hypervolume, non_dominated_rank, to_minimize
-from search.results import EPOCH
+from search.results import EPOCH, TRAINING_COMPUTE
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -84,7 +97,7 @@ Decision = Literal["continue", "stop"]
 CONTINUE: Decision = "continue"
 STOP: Decision = "stop"
 
-RULES = ("pareto", "strata", "hv")
+RULES = ("pareto", "strata", "hv", "hv-cost")
 SIZE_SLACK = 2.0  # a model's stratum: those at most twice its size (in every size objective)
 MODES = ("max", "min")
 
@@ -95,19 +108,20 @@ def rung_positions(points: np.ndarray) -> np.ndarray:
     Order: non-dominated rank first, then crowding distance within the rank (larger first). A point's position is
     the number of points strictly ahead of it, so tied points share a position.
     """
-    return _rank_then(points, crowding_distance)
+    return _rank_then(points, lambda members, _: crowding_distance(members))
 
 
-def _rank_then(points: np.ndarray, score: Callable[[np.ndarray], np.ndarray], tol: float = 0.0) -> np.ndarray:
-    """Positions by non-dominated rank, then by ``score`` (computed over one rank's members alone, larger first):
-    a point's position is the number of points strictly ahead of it - a lower rank, or the same rank and a score
-    larger by more than ``tol`` - so tied points share a position."""
+def _rank_then(points: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray], tol: float = 0.0
+               ) -> np.ndarray:
+    """Positions by non-dominated rank, then by ``score(members, mask)`` (one rank's points, and the mask that picks
+    them out of ``points``; larger first): a point's position is the number of points strictly ahead of it - a lower
+    rank, or the same rank and a score larger by more than ``tol`` - so tied points share a position."""
     points = np.asarray(points, dtype=float)
     rank = non_dominated_rank(points)
     scores = np.zeros(len(points))
     for r in np.unique(rank):
         members = rank == r
-        scores[members] = score(points[members])
+        scores[members] = score(points[members], members)
     # inf - inf inside crowding_distance (points with infinite objectives) gives NaN; count it as no spacing
     scores = np.nan_to_num(scores, nan=0.0, posinf=np.inf)
     ahead = (rank[None, :] < rank[:, None]) | ((rank[None, :] == rank[:, None])
@@ -136,15 +150,23 @@ def strata_positions(points: np.ndarray, ranked: int, log: Sequence[bool], size_
     return (within & better).sum(axis=1), within.sum(axis=1)
 
 
-def contribution_positions(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(N, M) minimized vectors -> (N,) position in the promotion order of rule 6'' (module docstring), 0 = best.
+def contribution_positions(points: np.ndarray, reference: np.ndarray, costs: np.ndarray | None = None
+                           ) -> np.ndarray:
+    """(N, M) minimized vectors -> (N,) position in the promotion order of rule 6'' (module docstring), 0 = best;
+    with ``costs`` ((N,) what each trial has cost so far), rule 6''': contribution per unit of relative cost.
 
     Args:
         reference: (M,) the hypervolume reference point, minimized as the points are.
     """
-    def exclusive(members: np.ndarray) -> np.ndarray:  # the hypervolume the rank loses without each member
+    # costs relative to the rung's mean keep the scores on the contributions' scale (and the tie tolerance its
+    # meaning); a trial that cost nothing (never trained) is charged one FLOP - it contributes nothing anyway
+    weight = None if costs is None else \
+        np.maximum(np.asarray(costs, dtype=float), 1.0) / max(float(np.mean(costs)), 1.0)
+
+    def exclusive(members: np.ndarray, mask: np.ndarray) -> np.ndarray:  # what the rank loses without each member
         whole = hypervolume(members, reference)
-        return np.array([whole - hypervolume(np.delete(members, i, axis=0), reference) for i in range(len(members))])
+        lost = np.array([whole - hypervolume(np.delete(members, i, axis=0), reference) for i in range(len(members))])
+        return lost if weight is None else lost / weight[mask]
 
     return _rank_then(points, exclusive, tol=1e-12)
 
@@ -159,11 +181,12 @@ class MultiObjectiveHalving:
         reduction_factor: eta; about 1/eta of the trials at a rung go on to the next.
         log: per objective, rank on log10 scale (changes crowding distances, not dominance).
         rule: ``"pareto"`` (rank, then crowding distance: step 6), ``"strata"`` (the ranked objective within
-            size strata: step 6') or ``"hv"`` (rank, then hypervolume contribution: step 6'').
+            size strata: step 6'), ``"hv"`` (rank, then hypervolume contribution: step 6'') or ``"hv-cost"``
+            (contribution per unit of cost: step 6'''; every result then comes with the trial's cost).
         ranked: for ``"strata"``, the index of the trained objective; every other one is a size objective.
         size_slack: for ``"strata"``, how much larger (a factor) a model in a trial's stratum may be.
-        reference: for ``"hv"``, the hypervolume reference point, one value per objective in its own units (the
-            spec's ``objectives[].reference``).
+        reference: for ``"hv"`` and ``"hv-cost"``, the hypervolume reference point, one value per objective in
+            its own units (the spec's ``objectives[].reference``).
     """
 
     def __init__(
@@ -191,7 +214,7 @@ class MultiObjectiveHalving:
         if len(self.log) != len(self.modes):
             raise ValueError(f"log: {list(log)!r} has {len(self.log)} entries; need one per objective ({len(modes)})")
         self.reference = None
-        if rule == "hv":
+        if rule in ("hv", "hv-cost"):
             if reference is None or len(reference) != len(self.modes):
                 raise ValueError(f"reference: {reference!r} not accepted; rule 'hv' needs one reference value per "
                                  f"objective ({len(self.modes)})")
@@ -201,6 +224,7 @@ class MultiObjectiveHalving:
         self.reduction_factor = reduction_factor
         self.rungs = rung_levels(grace_period, reduction_factor, max_t)
         self._recorded: dict[float, dict[str, np.ndarray]] = {level: {} for level in self.rungs}
+        self._costs: dict[float, dict[str, float]] = {level: {} for level in self.rungs}  # rule "hv-cost" only
         self._stopped: set[str] = set()
 
     @property
@@ -212,8 +236,15 @@ class MultiObjectiveHalving:
         """Minimized objective vectors recorded at one rung, by trial id, in arrival order (a copy)."""
         return dict(self._recorded[level])
 
-    def on_result(self, trial_id: str, resource: float, values: Sequence[float]) -> Decision:
-        """One result of one trial -> whether it should keep training."""
+    @property
+    def needs_cost(self) -> bool:
+        """Whether every result must come with the trial's cost so far (rule ``"hv-cost"``)."""
+        return self.rule == "hv-cost"
+
+    def on_result(self, trial_id: str, resource: float, values: Sequence[float], cost: float | None = None
+                  ) -> Decision:
+        """One result of one trial -> whether it should keep training. ``cost``: what the trial has cost so far
+        (e.g. training FLOPs), read by rule ``"hv-cost"`` only."""
         if trial_id in self._stopped:
             return STOP
         if resource >= self.max_t:
@@ -223,8 +254,12 @@ class MultiObjectiveHalving:
             return CONTINUE
         recorded = self._recorded[level]
         recorded[trial_id] = self._point(values)
+        self._record_cost(level, trial_id, cost)
         points, me = np.stack(list(recorded.values())), list(recorded).index(trial_id)
-        if self.rule == "strata":
+        if self.rule == "hv-cost":
+            costs = np.array([self._costs[level][t] for t in recorded])
+            position, n = contribution_positions(points, self.reference, costs)[me], len(recorded)
+        elif self.rule == "strata":
             positions, sizes = strata_positions(points, self.ranked, self.log, self.size_slack)
             position, n = positions[me], sizes[me]
         elif self.rule == "hv":
@@ -236,12 +271,21 @@ class MultiObjectiveHalving:
         self._stopped.add(trial_id)
         return STOP
 
-    def record(self, trial_id: str, resource: float, values: Sequence[float]) -> None:
+    def record(self, trial_id: str, resource: float, values: Sequence[float], cost: float | None = None) -> None:
         """Record a result without deciding, for a trial that ended on its own (e.g. a stopper ended it, so the
         scheduler never saw this result). It then counts for later arrivals at its rung."""
         level = None if resource >= self.max_t else self._new_rung(trial_id, resource)
         if level is not None:
             self._recorded[level][trial_id] = self._point(values)
+            self._record_cost(level, trial_id, cost)
+
+    def _record_cost(self, level: float, trial_id: str, cost: float | None) -> None:
+        if not self.needs_cost:
+            return
+        if cost is None or not cost >= 0:  # NaN fails too
+            raise ValueError(f"cost: {cost!r} not accepted for trial {trial_id}; rule 'hv-cost' needs each result's "
+                             "cost so far, a number >= 0")
+        self._costs[level][trial_id] = float(cost)
 
     def _new_rung(self, trial_id: str, resource: float) -> float | None:
         """The highest rung at or below ``resource``, if the trial is not recorded there yet."""
@@ -275,6 +319,7 @@ class MOASHAScheduler(FIFOScheduler):
         metrics: result keys of the objectives.
         modes: ``"max"`` or ``"min"`` per metric.
         time_attr: result key of the resource (monotonic), epochs by default.
+        cost_attr: result key of what the trial has cost so far, read by rule ``"hv-cost"`` (training FLOPs).
         max_t, grace_period, reduction_factor, log, rule, ranked, size_slack, reference: as for
             ``MultiObjectiveHalving``.
     """
@@ -285,6 +330,7 @@ class MOASHAScheduler(FIFOScheduler):
         modes: Sequence[str],
         *,
         time_attr: str = EPOCH,
+        cost_attr: str = TRAINING_COMPUTE,
         max_t: float,
         grace_period: float = 1,
         reduction_factor: float = 3,
@@ -297,7 +343,7 @@ class MOASHAScheduler(FIFOScheduler):
         metrics, modes = _check_objectives(metrics, modes)
         super().__init__()
         self._metrics = tuple(metrics)
-        self._time_attr = time_attr
+        self._time_attr, self._cost_attr = time_attr, cost_attr
         self._halving = MultiObjectiveHalving(
             modes, max_t=max_t, grace_period=grace_period, reduction_factor=reduction_factor, log=log, rule=rule,
             ranked=ranked, size_slack=size_slack, reference=reference,
@@ -334,20 +380,26 @@ class MOASHAScheduler(FIFOScheduler):
 
     def on_trial_complete(self, tune_controller: TuneController, trial: Trial, result: dict) -> None:
         # A stopper-ended trial's last result reaches only this hook; raising here would turn it into an error
-        if self._time_attr in result and all(m in result for m in self._metrics):
+        if all(k in result for k in self._keys()):
             self._halving.record(str(trial.trial_id), *self._read(trial, result))
 
-    def _read(self, trial: Trial, result: dict) -> tuple[float, list[float]] | None:
-        """(resource, values) from a result; None for the bare "done" result of a trial that never reported."""
-        keys = (self._time_attr, *self._metrics)
+    def _keys(self) -> tuple[str, ...]:
+        return (self._time_attr, *self._metrics, *([self._cost_attr] if self._halving.needs_cost else []))
+
+    def _read(self, trial: Trial, result: dict) -> tuple[float, list[float], float | None] | None:
+        """(resource, values, cost) from a result - cost only when the rule reads it; None for the bare "done"
+        result of a trial that never reported."""
+        keys = self._keys()
         missing = [k for k in keys if k not in result]
         if not missing:
-            return result[self._time_attr], [result[m] for m in self._metrics]
+            cost = result[self._cost_attr] if self._halving.needs_cost else None
+            return result[self._time_attr], [result[m] for m in self._metrics], cost
         if len(missing) == len(keys) and result.get(DONE):
             return None
         raise ValueError(
             f"MOASHAScheduler: trial {trial.trial_id} reported a result without {', '.join(map(repr, missing))} "
-            f"(metrics {list(self._metrics)}, time_attr {self._time_attr!r}); keys present: {sorted(result)}"
+            f"(metrics {list(self._metrics)}, time_attr {self._time_attr!r}"
+            f"{f', cost_attr {self._cost_attr!r}' if self._halving.needs_cost else ''}); keys present: {sorted(result)}"
         )
 
     def debug_string(self) -> str:
@@ -417,6 +469,11 @@ def _mo_asha_hv(*args) -> TrialScheduler:
     return _mo_asha(*args, rule="hv")
 
 
+@SCHEDULERS.register("mo-asha-hv-cost")
+def _mo_asha_hv_cost(*args) -> TrialScheduler:
+    return _mo_asha(*args, rule="hv-cost")
+
+
 def build_scheduler(
     name: str,
     metrics: Sequence[str],
@@ -435,7 +492,8 @@ def build_scheduler(
     ``MOASHAScheduler`` over all objectives. ``"mo-asha-strata"``: the same with rule 6' (module docstring), ranking
     the first objective not measured before training (``search.metrics.STATIC``) within size strata.
     ``"mo-asha-hv"``: the same with rule 6'', ranking by hypervolume contribution against ``reference`` (the spec's
-    reference point, one value per objective in its own units).
+    reference point, one value per objective in its own units). ``"mo-asha-hv-cost"``: rule 6''', that contribution
+    per unit of the trial's training FLOPs so far (``training_compute``, which every result must carry).
     """
     make = SCHEDULERS.lookup(name)
     metrics, modes = _check_objectives(metrics, modes)

@@ -54,7 +54,7 @@ INT_KEYS = tuple(k for k, kind in KEY_TYPES.items() if kind is int)
 DISTILL_KEYS = ("distill_alpha", "distill_temperature")  # searchable only with a `distill:` teacher
 
 SAMPLERS = ("nsga2", "nsga3", "tpe", "tpe-multivariate", "gp", "random", "qmc")
-SCHEDULERS = ("none", "asha", "mo-asha", "mo-asha-strata", "mo-asha-hv")
+SCHEDULERS = ("none", "asha", "mo-asha", "mo-asha-strata", "mo-asha-hv", "mo-asha-hv-cost")
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
 # The model size is `param_count`; its former name `params` is accepted (search.metrics.ALIASES).
 OBJECTIVE_METRICS = {"val_accuracy": "max", SIZE: "min", FLOPS: "min", LATENCY_MS: "min",

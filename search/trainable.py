@@ -117,7 +117,7 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
     if over:  # over budget: measured, never trained; training objectives stand at the reference point
         unmeasured = {o.metric: o.reference for o in spec.objectives if o.metric not in static}
         yield {**static, **unmeasured, INFEASIBLE: True, VIOLATIONS: "; ".join(over),
-               EPOCH: 0, SAMPLES_SEEN: 0, WORK_TIME_S: time.perf_counter() - start}
+               EPOCH: 0, SAMPLES_SEEN: 0, TRAINING_COMPUTE: 0.0, WORK_TIME_S: time.perf_counter() - start}
         return
 
     # Every epoch reports the mean over the selection folds: schedulers and the front rank on it.

@@ -280,7 +280,7 @@ def build(name: str, **kwargs):
 
 
 def test_build_scheduler_each_name():
-    assert tuple(SCHEDULERS) == ("none", "asha", "mo-asha", "mo-asha-strata", "mo-asha-hv")
+    assert tuple(SCHEDULERS) == ("none", "asha", "mo-asha", "mo-asha-strata", "mo-asha-hv", "mo-asha-hv-cost")
     assert build("none") is None
     asha = build("asha", time_attr="epoch")
     assert isinstance(asha, ASHAScheduler)
@@ -292,7 +292,7 @@ def test_build_scheduler_each_name():
 
 
 def test_build_scheduler_bad_name():
-    accepted = r"\['none', 'asha', 'mo-asha', 'mo-asha-strata', 'mo-asha-hv'\]"
+    accepted = r"\['none', 'asha', 'mo-asha', 'mo-asha-strata', 'mo-asha-hv', 'mo-asha-hv-cost'\]"
     with pytest.raises(ValueError, match=r"search\.scheduler: 'fifo'.*" + accepted):
         build("fifo")
 

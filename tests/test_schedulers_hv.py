@@ -100,3 +100,64 @@ def test_ray_adapter_applies_the_hv_rule():
               for t, (a, p) in {k: FIVE[k] for k in "CAB"}.items()]
     assert decide == [TrialScheduler.CONTINUE, TrialScheduler.CONTINUE, TrialScheduler.STOP]
     assert "hv" in sched.debug_string()
+
+
+# --- rule 6''': hypervolume contribution per unit of relative cost (``mo-asha-hv-cost``) ---
+# Costs (training FLOPs so far, any unit): A 1, B 1, C 4, D 1, E 1; mean 8 / 5 = 1.6, so the weights (cost / mean)
+# are A, B, D, E 0.625 and C 2.5. Scores = the exclusive contributions above / weight:
+#   rank 0: A 0.2 / 0.625 = 0.32, B 0.3 / 0.625 = 0.48, C 0.4 / 2.5 = 0.16 -> B 0, A 1, C 2
+#   rank 1: D 0.4 / 0.625 = 0.64, E 0.2 / 0.625 = 0.32 -> D 3, E 4
+COSTS = {"A": 1.0, "B": 1.0, "C": 4.0, "D": 1.0, "E": 1.0}
+
+
+def test_contribution_per_cost_positions_by_hand():
+    costs = np.array(list(COSTS.values()))
+    assert contribution_positions(minimized(FIVE), reference(), costs).tolist() == [1, 0, 2, 3, 4]
+    # equal costs: the plain contribution order (rule 6''); rank still comes first however cheap a dominated point
+    assert contribution_positions(minimized(FIVE), reference(), np.full(5, 7.0)).tolist() == [2, 1, 0, 3, 4]
+    cheap_d = np.array([1.0, 1.0, 1.0, 1e-6, 1.0])
+    assert contribution_positions(minimized(FIVE), reference(), cheap_d).tolist()[3] == 3
+
+
+def test_the_most_accurate_trial_stops_when_it_costs_four_times_the_others():
+    # Arrivals A, B, C at rung 1. A: alone, continues. B: rank 0 with A; A alone covers x [-0.5, -0.3] y [3, 6] =
+    # 0.6, B x [-0.3, 0] y [2, 3] = 0.3; equal costs: p = 1, 1 x 3 < 2 fails: stops (under both rules). C: rank 0
+    # {A, B, C}, contributions C 0.4, B 0.3, A 0.2. Rule 6'': C first, continues. Rule 6''': mean cost (1 + 1 + 4) / 3
+    # = 2, weights 0.5, 0.5, 2: A 0.4, B 0.6, C 0.2 -> C p = 2, 2 x 3 < 3 fails: stops.
+    hv, per_cost = halving(), halving("hv-cost")
+    assert [hv.on_result(t, 1, FIVE[t]) for t in "ABC"] == [CONTINUE, STOP, CONTINUE]
+    assert [per_cost.on_result(t, 1, FIVE[t], COSTS[t]) for t in "ABC"] == [CONTINUE, STOP, STOP]
+    # the cost of a trial recorded without a decision counts too
+    late = halving("hv-cost")
+    late.record("A", 1, FIVE["A"], 1.0)
+    late.record("B", 1, FIVE["B"], 1.0)
+    assert late.on_result("C", 1, FIVE["C"], 4.0) == STOP
+
+
+def test_the_cost_rule_refuses_a_result_without_its_cost():
+    h = halving("hv-cost")
+    with pytest.raises(ValueError, match=r"cost: None not accepted for trial A; rule 'hv-cost' needs each result's "
+                                         r"cost so far, a number >= 0"):
+        h.on_result("A", 1, FIVE["A"])
+    with pytest.raises(ValueError, match=r"cost: nan not accepted"):
+        h.on_result("B", 1, FIVE["B"], float("nan"))
+    assert halving().on_result("A", 1, FIVE["A"]) == CONTINUE  # the other rules never read it
+
+
+def test_ray_adapter_reads_the_cost_from_training_compute():
+    sched = build_scheduler("mo-asha-hv-cost", ["val_accuracy", "param_count"], ["max", "min"], LOG, max_t=9,
+                            grace_period=1, reduction_factor=3, reference=REFERENCE)
+    assert sched.halving.rule == "hv-cost"
+    decide = [sched.on_trial_result(None, SimpleNamespace(trial_id=t), {"epoch": 1, "val_accuracy": FIVE[t][0],
+                                                                         "param_count": FIVE[t][1],
+                                                                         "training_compute": 1e9 * COSTS[t]})
+              for t in "ABC"]
+    assert decide == [TrialScheduler.CONTINUE, TrialScheduler.STOP, TrialScheduler.STOP]
+    with pytest.raises(ValueError, match=r"trial D reported a result without 'training_compute' .*cost_attr "
+                                         r"'training_compute'"):
+        sched.on_trial_result(None, SimpleNamespace(trial_id="D"), {"epoch": 1, "val_accuracy": 0.4,
+                                                                    "param_count": 10000})
+    # a stopper-ended trial's last result without its cost is not recorded, and raises nothing
+    sched.on_trial_complete(None, SimpleNamespace(trial_id="E"), {"epoch": 1, "val_accuracy": 0.6,
+                                                                  "param_count": 100000})
+    assert "E" not in sched.halving.recorded(1)
