@@ -95,6 +95,18 @@ def test_mo_asha_stops_trials_early_and_keeps_them_off_the_front(ray_local, tmp_
 
 
 @pytest.mark.slow
+def test_cost_aware_mo_asha_reads_each_results_training_flops(ray_local, tmp_path):
+    # every result reaches the scheduler with its training_compute, an infeasible candidate's (never trained) too:
+    # a missing one would fail the trial
+    spec = parse_spec(tiny(tmp_path, training={"epochs": 4}, constraints={"max_params": 15_000},
+                           search={"scheduler": "mo-asha-hv-cost", "sampler": "nsga2", "trials": 8, "grace_period": 1,
+                                   "reduction_factor": 2}))
+    result = run_search(spec, name="cost", out=io.StringIO())
+    assert result.failed == 0 and result.infeasible >= 1 and result.stopped >= 1
+    assert result.finished + result.stopped + result.infeasible == 8
+
+
+@pytest.mark.slow
 def test_constraints_skip_training_and_mark_infeasible(ray_local, tmp_path):
     spec = parse_spec(tiny(tmp_path, constraints={"max_params": 15_000}, search={"sampler": "nsga2"}))
     out = io.StringIO()
