@@ -7,9 +7,9 @@ every cross-validation fold included), not epochs. The methods:
 - EMuLe's searches (``run_search``: local Ray, Optuna, MLflow in a temp dir): random, TPE alone, TPE under MO-ASHA
   with the Pareto promotion rule and under the strata rule, NSGA-II under MO-ASHA; TPE under MO-ASHA with data as
   a fidelity as well (``search.data_fidelity``), with a shorter random start-up (``search.startup_trials``), with
-  promotion by hypervolume contribution (``mo-asha-hv``: with a shorter start-up and data 1/9, the default of
-  ``spaces/full.yaml``), multivariate TPE (``tpe-multivariate``), and an ablation where stopped trials reach Optuna
-  as PRUNED.
+  promotion by hypervolume contribution (``mo-asha-hv``) and by that contribution per training FLOP
+  (``mo-asha-hv-cost``: with a shorter start-up and data 1/9, the default of ``spaces/full.yaml``), multivariate TPE
+  (``tpe-multivariate``), and an ablation where stopped trials reach Optuna as PRUNED.
 - Plain Optuna: the same sampler (``build_sampler`` of the same spec) in this process, one trial at a time, no Ray.
 - Syne Tune's MO-ASHA (``syne_tune.optimizer.schedulers.multiobjective.moasha.MOASHA``, random sampling, its
   default non-dominated-sort promotion), driven in this process (``bench/peers.py``: Syne Tune's local backends
@@ -333,10 +333,11 @@ def report(runs: list[Run], args: argparse.Namespace, command: str, plot_path: P
 
 
 def complete_seeds(runs: list[Run]) -> list[Run]:
-    """Only the (dataset, seed) pairs every method finished, so that every comparison is paired."""
-    methods = {r.method for r in runs}
+    """Only the (dataset, seed) pairs every method run on that dataset finished, so that every comparison is paired
+    (an arm may run on one dataset only)."""
+    methods = {d: {r.method for r in runs if r.dataset == d} for d in {r.dataset for r in runs}}
     done = {(d, s) for d, s in {(r.dataset, r.seed) for r in runs}
-            if {r.method for r in runs if (r.dataset, r.seed) == (d, s)} == methods}
+            if {r.method for r in runs if (r.dataset, r.seed) == (d, s)} == methods[d]}
     return [r for r in runs if (r.dataset, r.seed) in done]
 
 
