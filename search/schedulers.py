@@ -216,7 +216,7 @@ class MultiObjectiveHalving:
         self.reference = None
         if rule in ("hv", "hv-cost"):
             if reference is None or len(reference) != len(self.modes):
-                raise ValueError(f"reference: {reference!r} not accepted; rule 'hv' needs one reference value per "
+                raise ValueError(f"reference: {reference!r} not accepted; rule {rule!r} needs one reference value per "
                                  f"objective ({len(self.modes)})")
             self.reference = to_minimize(np.asarray(reference, dtype=float)[None, :], self.modes, self.log)[0]
         self.max_t = max_t
@@ -252,18 +252,15 @@ class MultiObjectiveHalving:
         level = self._new_rung(trial_id, resource)
         if level is None:
             return CONTINUE
+        self._record(level, trial_id, values, cost)
         recorded = self._recorded[level]
-        recorded[trial_id] = self._point(values)
-        self._record_cost(level, trial_id, cost)
         points, me = np.stack(list(recorded.values())), list(recorded).index(trial_id)
-        if self.rule == "hv-cost":
-            costs = np.array([self._costs[level][t] for t in recorded])
-            position, n = contribution_positions(points, self.reference, costs)[me], len(recorded)
-        elif self.rule == "strata":
+        if self.rule == "strata":
             positions, sizes = strata_positions(points, self.ranked, self.log, self.size_slack)
             position, n = positions[me], sizes[me]
-        elif self.rule == "hv":
-            position, n = contribution_positions(points, self.reference)[me], len(recorded)
+        elif self.rule in ("hv", "hv-cost"):
+            costs = np.array([self._costs[level][t] for t in recorded]) if self.needs_cost else None
+            position, n = contribution_positions(points, self.reference, costs)[me], len(recorded)
         else:
             position, n = rung_positions(points)[me], len(recorded)
         if position * self.reduction_factor < n:
@@ -276,16 +273,18 @@ class MultiObjectiveHalving:
         scheduler never saw this result). It then counts for later arrivals at its rung."""
         level = None if resource >= self.max_t else self._new_rung(trial_id, resource)
         if level is not None:
-            self._recorded[level][trial_id] = self._point(values)
-            self._record_cost(level, trial_id, cost)
+            self._record(level, trial_id, values, cost)
 
-    def _record_cost(self, level: float, trial_id: str, cost: float | None) -> None:
-        if not self.needs_cost:
-            return
-        if cost is None or not cost >= 0:  # NaN fails too
-            raise ValueError(f"cost: {cost!r} not accepted for trial {trial_id}; rule 'hv-cost' needs each result's "
-                             "cost so far, a number >= 0")
-        self._costs[level][trial_id] = float(cost)
+    def _record(self, level: float, trial_id: str, values: Sequence[float], cost: float | None) -> None:
+        """The trial's point (and, for rule "hv-cost", its cost) at a rung - both checked before either is kept, so
+        a refused result leaves the rung as it was."""
+        point = self._point(values)
+        if self.needs_cost:
+            if cost is None or not cost >= 0:  # NaN fails too
+                raise ValueError(f"cost: {cost!r} not accepted for trial {trial_id}; rule 'hv-cost' needs each "
+                                 "result's cost so far, a number >= 0")
+            self._costs[level][trial_id] = float(cost)
+        self._recorded[level][trial_id] = point
 
     def _new_rung(self, trial_id: str, resource: float) -> float | None:
         """The highest rung at or below ``resource``, if the trial is not recorded there yet."""

@@ -141,6 +141,8 @@ def test_the_cost_rule_refuses_a_result_without_its_cost():
         h.on_result("A", 1, FIVE["A"])
     with pytest.raises(ValueError, match=r"cost: nan not accepted"):
         h.on_result("B", 1, FIVE["B"], float("nan"))
+    assert h.recorded(1) == {}  # a refused result leaves the rung as it was: the next one is the first there
+    assert h.on_result("C", 1, FIVE["C"], 4.0) == CONTINUE
     assert halving().on_result("A", 1, FIVE["A"]) == CONTINUE  # the other rules never read it
 
 
