@@ -14,6 +14,8 @@ Per run (one concurrency, one MLflow store):
   started to the last trial's start);
 - how much longer a trial took than its sleeps (its report stalls);
 - the driver's CPU (cores) and peak memory, the cluster's memory (all its processes) and per-actor memory;
+- the CPU of every process, by kind (the driver, trial actors, other Ray workers, each Ray daemon), over the whole
+  run and over the warm window - which process saturates;
 - MLflow write latency: every ``MlflowClient.log_batch`` / ``set_tag`` / ``create_run`` / ``set_terminated`` /
   ``log_artifact`` call the driver made, timed.
 
@@ -113,6 +115,8 @@ class Probe:
         self.peak_cluster_rss, self.min_free, self.actors_peak = 0, float("inf"), 0
         self.stopped_for_memory = self.stopped_for_time = False
         self.max_run_s = max_run_s
+        self.cpu_by_pid: dict[int, tuple[str, float]] = {}  # the cluster's processes: kind, CPU seconds last seen
+        self.cpu_series: list[tuple[float, dict[str, float]]] = []  # (time, CPU seconds by kind since the start)
         self._stop = threading.Event()
 
     def patch_mlflow(self):
@@ -150,15 +154,21 @@ class Probe:
         local_cluster = _script("local_cluster")
 
         started = time.monotonic()
+        self.cpu_base = {pid: _proc_cpu_s(pid) or 0.0 for pid in local_cluster._pids_under(self.cluster_root)}
 
         def loop():
-            while not self._stop.wait(1.0):
+            while not self._stop.wait(2.0):  # the probe's own cost is the driver's: not more often
                 if self.max_run_s and time.monotonic() - started > self.max_run_s and not self.stopped_for_time:
                     self.stopped_for_time = True
                     os.kill(os.getpid(), signal.SIGINT)
                 free = _mem_available()
                 self.min_free = min(self.min_free, free)
                 pids = local_cluster._pids_under(self.cluster_root)
+                for pid in pids:
+                    cpu = _proc_cpu_s(pid)
+                    if cpu is not None:  # kind read each time: a worker names itself only once it is an actor
+                        self.cpu_by_pid[pid] = (_kind(pid), cpu)
+                self.cpu_series.append((time.time(), self.cpu_by_kind()))
                 self.peak_cluster_rss = max(self.peak_cluster_rss, sum(_rss(p) for p in pids))
                 self.actors_peak = max(self.actors_peak, sum(1 for p in pids if _is_actor(p)))
                 if free < self.min_free_gib * 1024**3 and not self.stopped_for_memory:
@@ -169,7 +179,7 @@ class Probe:
         thread.start()
         return thread
 
-    def sample_driver(self, every_s: float = 0.02) -> threading.Thread:
+    def sample_driver(self, every_s: float = 0.05) -> threading.Thread:
         """A sampling profile of the driver's main thread (Tune's event loop): every ``every_s``, where it is -
         the library it is in (innermost first: mlflow, optuna, matplotlib, pyarrow) and the EMuLe callback on the
         stack - so the bottleneck has a name."""
@@ -185,12 +195,27 @@ class Probe:
         thread.start()
         return thread
 
+    def cpu_by_kind(self) -> dict[str, float]:
+        by_kind: dict[str, float] = defaultdict(float)
+        for pid, (kind, seen) in self.cpu_by_pid.items():
+            by_kind[kind] += seen - self.cpu_base.get(pid, 0.0)
+        by_kind["driver"] = _cpu_s()
+        return by_kind
+
+    def cores_between(self, t0: float, t1: float) -> dict[str, float]:
+        """Cores each kind of process used between two times (the nearest samples of the series)."""
+        inside = [(t, c) for t, c in self.cpu_series if t0 <= t <= t1]
+        if len(inside) < 2:
+            return {}
+        (ta, a), (tb, b) = inside[0], inside[-1]
+        return {k: round((b[k] - a.get(k, 0.0)) / (tb - ta), 3) for k in sorted(b, key=lambda k: a.get(k, 0.0) - b[k])}
+
     def stop(self) -> None:
         self._stop.set()
 
 
 def _where(frame) -> str:
-    library, ours = None, None
+    library, ours, tune_at, step = None, None, None, None
     while frame is not None:
         path, name = frame.f_code.co_filename, frame.f_code.co_name
         if library is None:
@@ -198,9 +223,15 @@ def _where(frame) -> str:
                             if f"/{lib}/" in path), None)
             if library is None and name in ("wait", "select", "poll", "get", "_get_next_event", "sleep"):
                 library = "waiting"
+        if tune_at is None and f"{os.sep}ray{os.sep}" in path:
+            tune_at = f"{Path(path).stem}.{name}"
+        if step is None and path.endswith("tune_controller.py"):
+            step = name
         if ours is None and f"{os.sep}search{os.sep}" in path and "site-packages" not in path:
             ours = f"{Path(path).stem}.{name}"
         frame = frame.f_back
+    if library is None and tune_at:
+        return f"tune/ray {tune_at} < {step or '-'} | {ours or '-'}"
     return f"{library or 'tune/ray'} | {ours or '-'}"
 
 
@@ -223,6 +254,31 @@ def _is_actor(pid: int) -> bool:
         return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::ImplicitFunc")  # a trial's actor
     except OSError:
         return False
+
+
+def _proc_cpu_s(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(stat[11]) + int(stat[12])) / TICK
+
+
+def _kind(pid: int) -> str:
+    """What a cluster process is, for the CPU breakdown: a trial actor, an idle worker, or a Ray daemon by name."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    words = b" ".join(argv)
+    if argv[0].startswith(b"ray::ImplicitFunc"):
+        return "trial actors"
+    if argv[0].startswith(b"ray::") or b"default_worker.py" in words:
+        return "other ray workers"  # idle, starting, or not a trial
+    for name in (b"raylet", b"gcs_server", b"dashboard", b"log_monitor", b"monitor.py", b"runtime_env", b"agent"):
+        if name in words:
+            return name.decode().replace(".py", "")
+    return Path(argv[0].decode(errors="replace")).name or "other"
 
 
 def _machine_busy_s() -> float:
@@ -306,7 +362,13 @@ def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
            "min_available_gib": round(probe.min_free / 1024**3, 1), "label": args.label}
     row.update(summarize(probe.results, concurrency, args.epoch_s))
     total = sum(probe.samples.values()) or 1
-    row["driver_profile"] = {k: round(v / total, 3) for k, v in sorted(probe.samples.items(), key=lambda x: -x[1])[:8]}
+    row["driver_profile"] = {k: round(v / total, 3) for k, v in sorted(probe.samples.items(), key=lambda x: -x[1])[:12]}
+    by_kind = probe.cpu_by_kind()
+    by_kind["driver"] = cpu
+    row["cores_by_process"] = {k: round(v / wall, 3) for k, v in sorted(by_kind.items(), key=lambda x: -x[1])}
+    warm_from, last_start = row.pop("warm_from", None), row.pop("last_start", None)
+    if row.get("efficiency_warm") is not None:
+        row["cores_by_process_warm"] = probe.cores_between(warm_from, last_start)
     for name, times in probe.writes.items():
         times = sorted(times)
         row[f"mlflow_{name}"] = {"n": len(times), "p50_ms": round(1000 * times[len(times) // 2], 1),
@@ -406,7 +468,7 @@ def summarize(results: list[tuple[float, str, dict]], concurrency: int, epoch_s:
             "efficiency_warm": warm, "warm_window_s": round(last_start - warm_from, 1) if warm else None,
             "lag_p50_s": round(lags[len(lags) // 2], 3), "lag_p95_s": round(lags[int(len(lags) * 0.95)], 3),
             "stall_per_trial_p50_s": round(statistics.median(stalls), 2),
-            "stall_per_trial_max_s": round(max(stalls), 2)}
+            "stall_per_trial_max_s": round(max(stalls), 2), "warm_from": warm_from, "last_start": last_start}
 
 
 def front_cost(n: int, objectives: int, seed: int = 0) -> dict:
@@ -538,7 +600,11 @@ def table(paths: list[Path]) -> str:
         calls = ", ".join(f"{k[7:]} {v['n']} x p50 {v['p50_ms']} / p95 {v['p95_ms']} ms (sum {v['total_s']} s)"
                           for k, v in r.items() if k.startswith("mlflow_"))
         out.append(f"- {r['label']}, {r['store']}, {r['report']}, {r['concurrency']} concurrent - MLflow calls: {calls}"
-                   f"; driver loop: " + ", ".join(f"{k} {v:.0%}" for k, v in r.get("driver_profile", {}).items()))
+                   f"; driver loop: " + ", ".join(f"{k} {v:.0%}" for k, v in r.get("driver_profile", {}).items())
+                   + "".join(f"; {title}: " + ", ".join(f"{k} {v:.2f}" for k, v in r[key].items())
+                             for key, title in (("cores_by_process", "cores by process"),
+                                                ("cores_by_process_warm", "cores by process, warm window"))
+                             if r.get(key)))
     return "\n".join(out)
 
 
