@@ -53,6 +53,7 @@ from search.metrics import SIZE  # noqa: E402
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 SLOT = "trial_slot"
+TRIAL_ACTORS = "trial actors"  # the kind of process a trial runs in (see _kind)
 
 
 def _script(name: str):
@@ -164,13 +165,13 @@ class Probe:
                 free = _mem_available()
                 self.min_free = min(self.min_free, free)
                 pids = local_cluster._pids_under(self.cluster_root)
-                for pid in pids:
-                    cpu = _proc_cpu_s(pid)
-                    if cpu is not None:  # kind read each time: a worker names itself only once it is an actor
-                        self.cpu_by_pid[pid] = (_kind(pid), cpu)
+                kinds = {pid: _kind(pid) for pid in pids}  # read each time: a worker names itself once an actor
+                for pid, kind in kinds.items():
+                    if (cpu := _proc_cpu_s(pid)) is not None:
+                        self.cpu_by_pid[pid] = (kind, cpu)
                 self.cpu_series.append((time.time(), self.cpu_by_kind()))
                 self.peak_cluster_rss = max(self.peak_cluster_rss, sum(_rss(p) for p in pids))
-                self.actors_peak = max(self.actors_peak, sum(1 for p in pids if _is_actor(p)))
+                self.actors_peak = max(self.actors_peak, sum(1 for kind in kinds.values() if kind == TRIAL_ACTORS))
                 if free < self.min_free_gib * 1024**3 and not self.stopped_for_memory:
                     self.stopped_for_memory = True
                     os.kill(os.getpid(), signal.SIGINT)  # the search stops in order, as on Ctrl-C
@@ -249,14 +250,8 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def _is_actor(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::ImplicitFunc")  # a trial's actor
-    except OSError:
-        return False
-
-
-def _proc_cpu_s(pid: int) -> float | None:
+def _proc_cpu_s(pid: int | str) -> float | None:
+    """CPU seconds (user + system) a process has used; None once it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
@@ -265,20 +260,29 @@ def _proc_cpu_s(pid: int) -> float | None:
 
 
 def _kind(pid: int) -> str:
-    """What a cluster process is, for the CPU breakdown: a trial actor, an idle worker, or a Ray daemon by name."""
+    """What a cluster process is, for the CPU breakdown: a trial actor, another worker (idle, starting, not a
+    trial), Ray's agents, the dashboard, or a daemon by its program's name (raylet, gcs_server, log_monitor ...).
+    Read from the program, never from its arguments: the raylet's arguments name the worker script."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        args = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     except OSError:
         return "gone"
-    words = b" ".join(argv)
-    if argv[0].startswith(b"ray::ImplicitFunc"):
-        return "trial actors"
-    if argv[0].startswith(b"ray::") or b"default_worker.py" in words:
-        return "other ray workers"  # idle, starting, or not a trial
-    for name in (b"raylet", b"gcs_server", b"dashboard", b"log_monitor", b"monitor.py", b"runtime_env", b"agent"):
-        if name in words:
-            return name.decode().replace(".py", "")
-    return Path(argv[0].decode(errors="replace")).name or "other"
+    title = args[0] if args else ""  # Ray's workers and agents retitle themselves "ray::..."
+    if title.startswith("ray::ImplicitFunc"):
+        return TRIAL_ACTORS
+    if title.startswith("ray::"):
+        return "agents" if title.endswith("Agent") else "other ray workers"
+    if title.startswith("ray-dashboard"):
+        return "dashboard"
+    program = Path(title).name
+    if not program.startswith("python"):
+        return program or "other"
+    script = next((a for a in args[1:] if not a.startswith("-")), "")  # after python's flags; -c's code counts
+    if script.endswith("default_worker.py"):
+        return "other ray workers"
+    if "dashboard" in script:  # the dashboard and its module processes' fork server
+        return "dashboard"
+    return "other" if " " in script or not script else Path(script).name.removesuffix(".py")  # a script or -m module
 
 
 def _machine_busy_s() -> float:
@@ -288,8 +292,7 @@ def _machine_busy_s() -> float:
 
 
 def _cpu_s() -> float:
-    stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(stat[11]) + int(stat[12])) / TICK
+    return _proc_cpu_s("self")
 
 
 def _peak_rss() -> int:
