@@ -26,6 +26,7 @@ from search import stopping
 from search import storage as store
 from search.callbacks import SearchCallback
 from search.candidate import quality_scores, spec_dataset
+from search.concurrency import SearchSync, SyncedSearch
 from search.export import load_search
 from search.fidelity import search_schedule
 from search.front import Front, SearchState
@@ -203,6 +204,7 @@ def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, 
     searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
                                        sampler=build_sampler(spec), points_to_evaluate=points or None,
                                        limits=spec.constraints.limits(), history=history)
+    search_alg = SyncedSearch(searcher, max_concurrent=spec.search.concurrency)
     scheduler = build_scheduler(spec.search.scheduler, spec.metrics, spec.modes, [o.log for o in spec.objectives],
                                 max_t=spec.training.epochs, grace_period=spec.search.grace_period,
                                 reduction_factor=spec.search.reduction_factor,
@@ -213,10 +215,11 @@ def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, 
         tuner = tune.Tuner(
             custom_trainable or trainable(spec, dataset, out=out),
             # metric/mode stay off TuneConfig: there they would make the search single-objective.
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=spec.search.trials,
-                                        max_concurrent_trials=spec.search.concurrency, reuse_actors=True),
+            tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=spec.search.trials,
+                                        reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=spec.storage_uri(),
-                                      callbacks=[callback, JsonLoggerCallback(), *(callbacks or [])],
+                                      callbacks=[callback, SearchSync(search_alg), JsonLoggerCallback(),
+                                                 *(callbacks or [])],
                                       stop=EpochBudget(spec.search.epoch_budget,
                                                        search_schedule(spec.search, spec.training.epochs)),
                                       failure_config=tune.FailureConfig(max_failures=spec.search.retries),

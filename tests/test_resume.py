@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 from mlflow import MlflowClient
+from ray import cloudpickle
 from servers import epochs_logged
 
 from search.pareto import dominates, to_minimize
@@ -28,7 +29,8 @@ from search.tracking import Tracker
 pytestmark = pytest.mark.slow
 
 TRIALS, EPOCHS = 4, 6
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+# PYTHONFAULTHANDLER: a driver sent SIGABRT prints every thread's stack (how a hung resume is reported)
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONFAULTHANDLER": "1"}
 
 
 def write_spec(tmp: Path, storage: str | None = None) -> Path:
@@ -74,6 +76,14 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def kill_when(proc: subprocess.Popen, ready, sig=signal.SIGKILL, timeout: float = 240) -> str:
     """Read the driver's output until ``ready(lines)`` holds, then send ``sig``; SIGKILL leaves Ray's processes
     behind, so those (children of the driver, by PID) are stopped too."""
@@ -92,11 +102,7 @@ def kill_when(proc: subprocess.Popen, ready, sig=signal.SIGKILL, timeout: float 
     proc.send_signal(sig)
     if sig == signal.SIGKILL:
         proc.wait(30)
-        for child in children:  # the driver's own Ray instance, orphaned by the kill
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(children)  # the driver's own Ray instance, orphaned by the kill
     else:
         proc.wait(120)
     return "".join(lines) + proc.stdout.read()
@@ -168,17 +174,38 @@ KILL_POINTS = {
 
 
 def resume(tmp: Path, storage: str | None = None, env: dict | None = None, command: str = "resume") -> str:
-    proc = subprocess.run([sys.executable, "-m", "search.cli", command, "crash", "--storage",
-                           storage or str(tmp / "runs")], cwd=tmp, env=env or ENV, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", command, "crash", "--storage",
+                             storage or str(tmp / "runs")], cwd=tmp, env=env or ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=480)
+    except subprocess.TimeoutExpired:  # hung: fail with where every thread of the driver waits
+        children = descendants(proc.pid)
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=60)
+        kill_all(children)
+        raise AssertionError(f"`emule {command}` hung; its output:\n{out}\nits stacks:\n{err[-20000:]}") from None
+    assert proc.returncode == 0, out + err
+    return out
+
+
+def count_a_trial_tune_never_ran(tmp: Path) -> None:
+    """What a driver stopped between Tune's state files can leave: the search's saved counts hold one trial more,
+    made and running, than Tune's trial list (with one trial at a time, a resume used to wait for it forever)."""
+    [path] = (tmp / "runs").rglob("search_gen_state-*.json")
+    state = cloudpickle.loads(path.read_bytes())
+    state["counter"] += 1
+    [limiter] = [v for k, v in state.items() if k.startswith("name:") and "live_trials" in v]
+    limiter["live_trials"].add("0a1b2c3d")
+    path.write_bytes(cloudpickle.dumps(state))
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_sigkill_then_resume(tmp_path, point):
     spec = write_spec(tmp_path)
     kill_when(emule("search", str(spec), cwd=tmp_path), KILL_POINTS[point])
+    if point == "between-trials":
+        count_a_trial_tune_never_ran(tmp_path)
     before = finished_trials(tmp_path)
     resume(tmp_path)
     check_record(tmp_path, spec, before)
