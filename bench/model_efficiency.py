@@ -7,7 +7,9 @@ Per set and search seed:
    smoothing 0.1), TPE, ``--trials`` candidates of ``--epochs`` epochs, ``--folds``-fold selection;
 2. ``emule distill`` of it: its best-by-validation candidate (``--top K``: its K best, an ensemble whose logits
    are averaged) teaches its front members, each run once more with
-   the teacher's soft labels (alpha ``--alpha``, temperature ``--temperature``) - a new search.
+   the teacher's soft labels (alpha ``--alpha``, temperature ``--temperature``) - a new search;
+3. with ``--cross-fit K``, the same distillation once more with cross-fitted soft labels (each training row
+   labelled by one of K teacher models that did not learn from it) - a third search, beside the second.
 Reported: the best-by-validation candidate's test accuracy (its refit on every training row) and size; the
 smallest candidate whose test accuracy lies within 1 point of it, among the plain search's finished candidates
 and among the distilled students; the parameter ratio (best / smallest); each front member's test accuracy with
@@ -106,34 +108,40 @@ def run_one(name: str, seed: int, args, tmp: Path) -> dict:
     tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)
     plain = tracker.search_state(tracker.find_search(plain_name), spec.objectives)
     plain_s = time.perf_counter() - start
-    distilled_spec, text = distill_spec(tracker, "efficiency", plain_name, args.alpha, args.temperature,
-                                        top=args.top, students_dir=tmp / "students")
-    out = io.StringIO()
-    run_search(distilled_spec, spec_text=text, name=f"{plain_name}-distilled", out=out)
-    students = tracker.search_state(tracker.find_search(f"{plain_name}-distilled"), spec.objectives)
-    finished, taught = list(plain.finished.values()), list(students.finished.values())
+    finished = list(plain.finished.values())
     best = yardstick.best_by_validation(finished)
     ref = best.metrics["test_accuracy"]
-    small, small_distilled = smallest_within(finished, ref), smallest_within(taught, ref)
+    small = smallest_within(finished, ref)
     dataset = load_section(spec.data)
     # the same configs with and without the teacher: front members by their model
     key = lambda r: json.dumps({k: r.params.get(k) for k in sorted(r.params) if "." not in k  # noqa: E731
                                 and not k.startswith("distill")}, sort_keys=True)
     before = {key(r): r for r in plain.front.members}
-    pairs = [(before[key(r)], r) for r in taught if key(r) in before]
     lat = {"best": latency(tracker, best.run_id, dataset, tmp)}
-    for label, r in (("smallest", small), ("smallest_distilled", small_distilled)):
-        if r is not None:
-            lat[label] = latency(tracker, r.run_id, dataset, tmp)
-    teacher_line = next((ln for ln in out.getvalue().splitlines() if ln.startswith("teacher soft labels:")), "")
-    return {"set": name, "seed": seed, "folds": spec.data["cv_folds"], "finished": len(finished),
-            "students": len(taught), "best": _summary(best),
-            "smallest": _summary(small) if small else None,
-            "smallest_distilled": _summary(small_distilled) if small_distilled else None,
-            "pairs": [{"params": int(a.metrics[SIZE]), "plain": a.metrics["test_accuracy"],
-                       "distilled": b.metrics["test_accuracy"]} for a, b in pairs],
-            "latency": lat, "teacher_line": teacher_line, "plain_s": plain_s,
-            "wall_s": time.perf_counter() - start}
+    if small is not None:
+        lat["smallest"] = latency(tracker, small.run_id, dataset, tmp)
+    row = {"set": name, "seed": seed, "folds": spec.data["cv_folds"], "finished": len(finished),
+           "best": _summary(best), "smallest": _summary(small) if small else None, "latency": lat,
+           "plain_s": plain_s}
+    arms = [("distilled", "", 1)] + ([("crossfit", "_crossfit", args.cross_fit)] if args.cross_fit > 1 else [])
+    for arm, suffix, k in arms:  # "distilled" keeps its old keys ("pairs", "students", "teacher_line")
+        distilled_spec, text = distill_spec(tracker, "efficiency", plain_name, args.alpha, args.temperature,
+                                            top=args.top, students_dir=tmp / f"students-{arm}", cross_fit=k)
+        out = io.StringIO()
+        run_search(distilled_spec, spec_text=text, name=f"{plain_name}-{arm}", out=out)
+        taught = list(tracker.search_state(tracker.find_search(f"{plain_name}-{arm}"), spec.objectives)
+                      .finished.values())
+        small_taught = smallest_within(taught, ref)
+        if small_taught is not None:
+            lat[f"smallest_{arm}"] = latency(tracker, small_taught.run_id, dataset, tmp)
+        row.update({f"smallest_{arm}": _summary(small_taught) if small_taught else None,
+                    f"students{suffix}": len(taught),
+                    f"pairs{suffix}": [{"params": int(before[key(b)].metrics[SIZE]),
+                                        "plain": before[key(b)].metrics["test_accuracy"],
+                                        "distilled": b.metrics["test_accuracy"]} for b in taught if key(b) in before],
+                    f"teacher_line{suffix}": next((ln for ln in out.getvalue().splitlines()
+                                                   if ln.startswith("teacher soft labels:")), "")})
+    return {**row, "wall_s": time.perf_counter() - start}
 
 
 def _ratio(run: dict, which: str) -> float | None:
@@ -176,7 +184,8 @@ def report(runs: list[dict], args, wall_s: float, planned: int) -> str:
               "both sets; HAT's published 3.7x is the anchor.", ""]
     for name in sorted({r["set"] for r in runs}):
         mine = [r for r in runs if r["set"] == name]
-        ratios = [max(_ratio(r, w) or 0 for w in ("smallest", "smallest_distilled")) for r in mine]
+        ratios = [max(_ratio(r, w) or 0 for w in ("smallest", "smallest_distilled", "smallest_crossfit"))
+                  for r in mine]
         met = sum(x >= TARGET_RATIO for x in ratios)
         lines.append(f"- {name}: ratio {', '.join(f'{x:.1f}x' for x in ratios)} over {len(mine)} seed(s); target "
                      f"met on {met} of {len(mine)}")
@@ -194,11 +203,40 @@ def report(runs: list[dict], args, wall_s: float, planned: int) -> str:
         lines += ["", f"Mean change from distillation over {len(deltas)} distinct front members: "
                   f"{statistics.mean(deltas):+.3f} ({sum(d > 0 for d in deltas)} up, {sum(d < 0 for d in deltas)} "
                   "down)."]
+    crossed = [r for r in runs if "pairs_crossfit" in r]
+    if crossed:
+        lines += ["", f"Cross-fitted soft labels (`--cross-fit {args.cross_fit}`: each training row labelled by one of "
+                  "that many teacher models that did not learn from it), beside in-sample ones (the teacher learned "
+                  "the rows it labels), in the same run:", "",
+                  "| set | seed | smallest within 1 pt (cross-fitted): test | params | ratio |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in crossed:
+            s = r.get("smallest_crossfit")
+            cells = [f"{s['test']:.3f}", str(s["params"]), f"{_ratio(r, 'smallest_crossfit'):.1f}x"] if s else \
+                ["none", "", ""]
+            lines.append(f"| {r['set']} | {r['seed']} | " + " | ".join(cells) + " |")
+        lines += ["", "| set | seed | params | plain | in-sample | cross-fitted | cross-fitted - plain |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        changes = {"in-sample": [], "cross-fitted": []}
+        for r in crossed:
+            inside = {(p["params"], p["plain"]): p["distilled"] for p in r["pairs"]}
+            unique = {(p["params"], p["plain"], p["distilled"]): p for p in r["pairs_crossfit"]}.values()
+            for p in sorted(unique, key=lambda p: p["params"]):
+                ins = inside.get((p["params"], p["plain"]))
+                changes["cross-fitted"].append(p["distilled"] - p["plain"])
+                if ins is not None:
+                    changes["in-sample"].append(ins - p["plain"])
+                lines.append(f"| {r['set']} | {r['seed']} | {p['params']} | {p['plain']:.3f} | "
+                             f"{'' if ins is None else f'{ins:.3f}'} | {p['distilled']:.3f} | "
+                             f"{p['distilled'] - p['plain']:+.3f} |")
+        lines += [""] + [f"Mean change from {arm} distillation over these members: {statistics.mean(d):+.3f} "
+                         f"({sum(x > 0 for x in d)} up, {sum(x < 0 for x in d)} down)." for arm, d in changes.items()
+                         if d]
     lines += ["", "Batch-1 latency (ms; ONNX Runtime / torch eager, one thread):", "",
               "| set | model | params (mean over seeds) | onnxruntime | torch |", "|---|---|---:|---:|---:|"]
     for name in sorted({r["set"] for r in runs}):
         mine = [r for r in runs if r["set"] == name]
-        for which in ("best", "smallest", "smallest_distilled"):
+        for which in ("best", "smallest", "smallest_distilled", "smallest_crossfit"):
             have = [r for r in mine if which in r["latency"]]
             if have:
                 params = [r[which]["params"] for r in have]
@@ -210,7 +248,8 @@ def report(runs: list[dict], args, wall_s: float, planned: int) -> str:
     for r in runs:
         lines.append(f"- {r['set']} seed {r['seed']}: {r['finished']} candidates, {r['students']} students, "
                      f"{r['folds']}-fold; best {r['best']['model']} val {r['best']['val']:.3f}; plain search "
-                     f"{r['plain_s']:.0f} s, both {r['wall_s']:.0f} s; {r['teacher_line']}")
+                     f"{r['plain_s']:.0f} s, all {r['wall_s']:.0f} s; {r['teacher_line']}"
+                     + (f"; cross-fitted: {r['teacher_line_crossfit']}" if r.get("teacher_line_crossfit") else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -224,6 +263,8 @@ def main() -> None:
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=4.0)
     ap.add_argument("--top", type=int, default=1, help="the teacher: the plain search's K best, an ensemble")
+    ap.add_argument("--cross-fit", type=int, default=1, metavar="K",
+                    help="K >= 2: also distil with cross-fitted soft labels (K teacher models per fold), beside")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --out's JSON, measure the rest")
     ap.add_argument("--from-json", type=Path, default=None, metavar="JSON",

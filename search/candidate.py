@@ -28,7 +28,8 @@ class Candidate:
     model: ModelConfig
     training: TrainConfig
     data: dict[str, Any]  # name, val_fraction, seed, cv_folds, data_fraction, selection
-    distill: dict[str, Any] | None = None  # {"teachers": [Teacher.ref(), ...]}: who made its soft labels
+    # {"teachers": [Teacher.ref(), ...], "cross_fit": K (when >= 2)}: who made its soft labels, and how
+    distill: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"model": self.model.to_dict(), "training": asdict(self.training), "data": dict(self.data)}
@@ -93,8 +94,10 @@ def resolve(spec: Spec, flat: dict[str, Any], modalities: tuple[ModalitySpec, ..
             **{k: flat[k] for k in DATA_KEYS if k in flat}}
     if needs_scores(data["selection"]):
         data["proxy"] = spec.proxy.model_dump()
-    distilled = training.distill_alpha and teachers
-    return Candidate(model, training, data, {"teachers": list(teachers)} if distilled else None)
+    if not (training.distill_alpha and teachers):
+        return Candidate(model, training, data)
+    k = spec.distill.cross_fit if spec.distill is not None else 1
+    return Candidate(model, training, data, {"teachers": list(teachers), **({"cross_fit": k} if k > 1 else {})})
 
 
 def _training(spec: Spec, flat: dict[str, Any]) -> TrainConfig:

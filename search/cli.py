@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                    "--space spec's trials)")
     p.add_argument("--ensemble", type=int, default=1, metavar="K", help="the K best candidates by validation "
                    "teach together, their logits averaged (default 1: the best alone)")
+    p.add_argument("--cross-fit", type=int, default=1, metavar="K", help="each training row's soft label from one "
+                   "of K teacher models that did not learn from it (K times the teacher models; default 1: from a "
+                   "teacher that learned from it)")
     p.add_argument("--search-name", default=None, help="name of the new search (default: <spec>.distill-<time>)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
     p.add_argument("--address", default=None, help="attach to a running Ray cluster instead")
@@ -277,7 +280,7 @@ def cmd_distill(args) -> int:
     tracker = Tracker(args.tracking_uri, args.experiment)
     # a bad --alpha is refused as the spec field it becomes (distill.alpha), before Ray starts
     spec, text = distill_spec(tracker, args.experiment, args.name, args.alpha, args.temperature, args.space,
-                              args.trials, args.ensemble)
+                              args.trials, args.ensemble, cross_fit=args.cross_fit)
     from search.runner import run_search
 
     # today's sys.stdout, not the one bound when run_search was defined: Tune pickles the callback that holds it

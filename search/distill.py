@@ -21,7 +21,7 @@ STUDENTS_DIR = Path(".emule") / "students"
 
 def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.5, temperature: float = 4.0,
                  space: Path | None = None, trials: int | None = None, top: int = 1,
-                 students_dir: Path = STUDENTS_DIR) -> tuple[Spec, str]:
+                 students_dir: Path = STUDENTS_DIR, cross_fit: int = 1) -> tuple[Spec, str]:
     """The spec of the distilled search, and its text as logged. The teacher is ``{search: NAME}`` (resolved to
     the best candidate when the search starts, which tags the new parent run with ``emule.distilled_from``).
 
@@ -31,6 +31,8 @@ def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.
             (``trials`` defaults to their number), in the first search's spec.
         trials: candidates of the new search.
         top: the teacher is the first search's ``top`` best candidates by validation, an ensemble (1: the best).
+        cross_fit: ``distill.cross_fit`` (K >= 2: each row's soft label from one of K teacher models that did not
+            learn from it).
     """
     record = load_search(tracker, name)
     if not record.front.members:
@@ -39,7 +41,8 @@ def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.
     raw = (load_spec(space) if space is not None else record.spec).model_dump(mode="json", exclude_none=True)
     raw["name"] = f"{record.spec.name}.distill"  # not "-": `emule pareto NAME` would pick it as NAME's newest
     teacher = {"search": record.name, **({"top": top} if top != 1 else {})}
-    raw["distill"] = {"teacher": teacher, "alpha": alpha, "temperature": temperature}
+    raw["distill"] = {"teacher": teacher, "alpha": alpha, "temperature": temperature,
+                      **({"cross_fit": cross_fit} if cross_fit != 1 else {})}
     raw["search"] = {**raw["search"], "warm_start": [], **({"trials": trials} if trials else {})}
     raw["tracking"] = {"uri": tracker.uri, "experiment": experiment}
     parse_spec(raw)  # a bad --alpha or --trials is refused before any file is written

@@ -123,7 +123,8 @@ def student_soft_labels(cand: Candidate, dataset, device: str = "cpu", log=print
     teachers = [Teacher.from_ref(r) for r in refs]
     for t in teachers:
         check_teacher(t, dataset)
-    return soft_labels(teachers, dataset, [], cache_dir=SOFT_LABELS_CACHE.resolve(), device=device, log=log)
+    return soft_labels(teachers, dataset, [], cache_dir=SOFT_LABELS_CACHE.resolve(), device=device, log=log,
+                       cross_fit=int(cand.distill.get("cross_fit", 1)))
 
 
 def fit_description(cand: Candidate, pool_rows: int) -> str:

@@ -303,10 +303,12 @@ def _soft_labels(spec: Spec, dataset, out):
     say = lambda m: print(m, file=out, flush=True)  # noqa: E731
     teachers = read_teachers(spec.distill.teacher)
     folds = selection_folds(spec.data, dataset)
-    soft = soft_labels(teachers, dataset, folds, cache_dir=SOFT_LABELS_CACHE.resolve(), log=say)
-    made = len(teachers) * (len(folds) + 1)
-    say(f"teacher soft labels: {len(teachers)} teacher(s) x ({len(folds)} folds + refit), {soft.trained} of "
-        f"{made} teacher models trained now, the rest from {SOFT_LABELS_CACHE}; shared with every trial")
+    k = spec.distill.cross_fit
+    soft = soft_labels(teachers, dataset, folds, cache_dir=SOFT_LABELS_CACHE.resolve(), log=say, cross_fit=k)
+    made = len(teachers) * (len(folds) + 1) * k
+    say(f"teacher soft labels: {len(teachers)} teacher(s) x ({len(folds)} folds + refit)"
+        f"{f' x {k} cross-fitted parts' if k > 1 else ''}, {soft.trained} of {made} teacher models trained now, the "
+        f"rest from {SOFT_LABELS_CACHE}; shared with every trial")
     return soft
 
 

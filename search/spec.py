@@ -233,6 +233,9 @@ class Distill(Strict):
                                                       "NAME, top: K}: its K best, as an ensemble)")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-label term; 1 - alpha weighs the labels")
     temperature: float = Field(4.0, gt=0, description="softmax temperature of the soft-label term")
+    cross_fit: int = Field(1, ge=1, le=10, description="1: each training row's soft label comes from a teacher "
+                           "that learned from it; K >= 2: from one of K teacher models that did not (the rows "
+                           "dealt into K parts; K times the teacher models to train)")
 
     @field_validator("teacher")
     @classmethod

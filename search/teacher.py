@@ -5,8 +5,14 @@ teacher model is trained from the teacher's config on fold k's fit rows only and
 k validates on get no label (NaN), so no student ever learns from a teacher that saw its validation rows. The
 refit's labels come from the teacher's own weights (what ``emule train`` fit on the whole pool) when they lie
 beside its YAML, else from a teacher refit on the whole pool. Each teacher model's logits are cached by the
-teacher's config, its weights and the content of the rows it learns from, so a second search - or ``emule train``
-of a student - trains none again.
+teacher's config, its weights and the content of the rows it learns from and labels, so a second search - or
+``emule train`` of a student - trains none again.
+
+Cross-fitted labels (``cross_fit`` K >= 2): a teacher that learned a row labels it close to its one-hot label on
+small data (it fits its training rows), which leaves a student little beyond the labels themselves. With K, the rows
+a fold (or the refit) learns from are dealt into K parts, class by class, and K teacher models each learn from the
+other parts and label theirs: every row's soft label comes from a teacher that never saw it (K times the teacher
+models; the refit's then come from K models, not the teacher's weights).
 """
 
 from __future__ import annotations
@@ -130,14 +136,15 @@ def check_teacher(t: Teacher, dataset: Dataset) -> None:
 
 
 def soft_labels(teachers: list[Teacher], dataset: Dataset, folds: Folds, with_refit: bool = True,
-                cache_dir: str | Path | None = SOFT_LABELS_CACHE, device: str = "cpu", log=None) -> SoftLabels:
+                cache_dir: str | Path | None = SOFT_LABELS_CACHE, device: str = "cpu", log=None,
+                cross_fit: int = 1) -> SoftLabels:
     """The teachers' (mean) logits per fold and for the refit; see the module docstring for who learns from what."""
     pool = dataset.pool
     trained, fold_logits = 0, []
     for fit_rows, _ in folds:
         mean = np.zeros((len(pool), len(dataset.classes)), np.float32)
         for t in teachers:
-            logits, fresh = _teacher_logits(t, dataset, fit_rows, cache_dir, device, log)
+            logits, fresh = _labels(t, dataset, fit_rows, cross_fit, cache_dir, device, log)
             mean[fit_rows] += logits / len(teachers)
             trained += fresh
         out = np.full_like(mean, np.nan)  # rows this fold validates on stay unlabelled
@@ -147,11 +154,37 @@ def soft_labels(teachers: list[Teacher], dataset: Dataset, folds: Folds, with_re
     if with_refit:
         refit_logits = np.zeros((len(pool), len(dataset.classes)), np.float32)
         for t in teachers:
-            logits, fresh = _teacher_logits(t, dataset, None, cache_dir, device, log)
+            logits, fresh = _labels(t, dataset, None, cross_fit, cache_dir, device, log)
             refit_logits += logits / len(teachers)
             trained += fresh
     return SoftLabels(tuple(val for _, val in folds), tuple(fold_logits), refit_logits,
                       tuple(fit for fit, _ in folds), trained)
+
+
+def cross_fit_parts(labels: np.ndarray, rows: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]:
+    """``rows`` dealt into ``k`` parts, class by class (each part holds about 1/k of every class)."""
+    shuffled = np.random.default_rng(seed).permutation(rows)
+    dealt = shuffled[np.argsort(labels[shuffled], kind="stable")]
+    return [np.sort(dealt[j::k]) for j in range(k)]
+
+
+def _labels(t: Teacher, dataset: Dataset, fit_rows: np.ndarray | None, cross_fit: int, cache_dir, device,
+            log) -> tuple[np.ndarray, int]:
+    """One teacher's logits on ``fit_rows`` (None: the whole pool), in-sample or cross-fitted; and the number of
+    teacher models trained now."""
+    if cross_fit < 2:
+        logits, fresh = _teacher_logits(t, dataset, fit_rows, cache_dir, device, log)
+        return logits, int(fresh)
+    rows = np.arange(len(dataset.pool)) if fit_rows is None else np.asarray(fit_rows)
+    where = np.full(len(dataset.pool), -1)
+    where[rows] = np.arange(len(rows))  # pool row -> its place in ``rows``
+    out, trained = np.zeros((len(rows), len(dataset.classes)), np.float32), 0
+    for held in cross_fit_parts(dataset.pool.labels, rows, cross_fit):
+        learn = np.setdiff1d(rows, held)
+        logits, fresh = _teacher_logits(t, dataset, learn, cache_dir, device, log, label_rows=held)
+        out[where[held]] = logits
+        trained += fresh
+    return out, trained
 
 
 def dataset_classes(dataset: Dataset) -> int:
@@ -159,19 +192,24 @@ def dataset_classes(dataset: Dataset) -> int:
 
 
 def _teacher_logits(t: Teacher, dataset: Dataset, fit_rows: np.ndarray | None, cache_dir: str | Path | None,
-                    device: str, log) -> tuple[np.ndarray, bool]:
-    """One teacher model's logits on the rows it learned from: ``fit_rows`` of the pool (a fold), or the whole
-    pool (the refit: its weights when it has them). Returns (logits, whether a model was trained now)."""
+                    device: str, log, label_rows: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """One teacher model's logits on ``label_rows`` of the pool, by default the rows it learned from:
+    ``fit_rows`` of the pool, or the whole pool (the refit: its weights when it has them). Returns (logits,
+    whether a model was trained now)."""
     pool = dataset.pool
     learns_from = pool if fit_rows is None else pool.take(fit_rows)
+    labelled = learns_from if label_rows is None else pool.take(label_rows)
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{_key(t, dataset, learns_from, fit_rows is None)}.npy"
+        key = _key(t, dataset, learns_from, fit_rows is None, None if label_rows is None else labelled)
+        path = Path(cache_dir) / f"{key}.npy"
         if path.exists():
             return np.load(path), False
     use_weights = fit_rows is None and t.weights is not None
     if log is not None:
         what = "whole pool" if fit_rows is None else f"{len(fit_rows)} fit rows of a fold"
+        if label_rows is not None:
+            what += f", labelling {len(label_rows)} others"
         log(f"teacher {Path(t.source).stem}: {'its weights on' if use_weights else 'training on'} the {what}")
     if use_weights:
         model = load_weights(t.weights)
@@ -182,7 +220,7 @@ def _teacher_logits(t: Teacher, dataset: Dataset, fit_rows: np.ndarray | None, c
         model, _ = start_model(cand, dataset, learns_from, device, PRETRAIN_CACHE.resolve())
         rows = subset(cand, pool.labels, fit_rows, _scores(cand, dataset, None))
         fit(model, pool.take(rows), None, cand.training, device=device)
-    logits = predict_logits(model, learns_from, device=device)
+    logits = predict_logits(model, labelled, device=device)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
@@ -191,11 +229,13 @@ def _teacher_logits(t: Teacher, dataset: Dataset, fit_rows: np.ndarray | None, c
     return logits, not use_weights
 
 
-def _key(t: Teacher, dataset: Dataset, rows, whole_pool: bool) -> str:
+def _key(t: Teacher, dataset: Dataset, rows, whole_pool: bool, labelled=None) -> str:
     settings = {"version": VERSION, "torch": torch.__version__, "teacher": t.candidate.to_dict(),
                 "weights": _file_sha(t.weights) if whole_pool and t.weights else None}
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(fingerprint(rows).encode())
+    if labelled is not None:  # other rows than it learned from (cross-fitted)
+        h.update(b"labels:" + fingerprint(labelled).encode())
     if dataset.unlabelled is not None:  # a pretraining teacher also learns from these
         h.update(fingerprint(dataset.unlabelled).encode())
     return h.hexdigest()[:32]

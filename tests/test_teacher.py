@@ -15,7 +15,7 @@ from emule_models.train import TrainConfig, fit
 from search.candidate import Candidate, build_seeded, resolve, spec_dataset
 from search.spec import SpecError
 from search.spec_checks import parse_spec
-from search.teacher import Teacher, soft_labels
+from search.teacher import Teacher, cross_fit_parts, soft_labels
 from search.validation import cross_validate, refit
 
 
@@ -50,6 +50,42 @@ def test_a_fold_teacher_learns_from_its_fit_rows_alone_and_labels_only_them(made
                                    rtol=1e-5, atol=1e-5)
     refit_model, _, _ = refit(teacher.candidate, data, pretrain_cache=None)
     np.testing.assert_allclose(soft.refit_logits, predict_logits(refit_model, pool), rtol=1e-5, atol=1e-5)
+
+
+def test_cross_fitted_labels_come_from_teachers_that_never_saw_the_row(made, tmp_path):
+    data, folds, teacher, _, soft = made
+    pool, k = data.pool, 2
+    crossed = soft_labels([teacher], data, folds, cache_dir=tmp_path, cross_fit=k)
+    assert crossed.trained == k * (len(folds) + 1)
+    fit_rows, val_rows = folds[0]
+    assert np.isnan(crossed.fold_logits[0][val_rows]).all()
+    parts = cross_fit_parts(pool.labels, fit_rows, k)
+    # a partition of the fold's fit rows, each part holding about 1/k of every class
+    assert sorted(np.concatenate(parts)) == sorted(fit_rows)
+    for c in range(len(data.classes)):
+        counts = [int((pool.labels[p] == c).sum()) for p in parts]
+        assert max(counts) - min(counts) <= 1
+    for held in parts:  # labelled by a model of the other parts alone: neither these rows nor the fold's validation
+        model = build_seeded(teacher.candidate)
+        fit(model, pool.take(np.setdiff1d(fit_rows, held)), None, teacher.candidate.training)
+        np.testing.assert_allclose(crossed.fold_logits[0][held], predict_logits(model, pool.take(held)),
+                                   rtol=1e-5, atol=1e-5)
+    assert not np.allclose(crossed.fold_logits[0][fit_rows], soft.fold_logits[0][fit_rows])
+    assert soft_labels([teacher], data, folds, cache_dir=tmp_path, cross_fit=k).trained == 0  # cached
+
+
+def test_a_retrained_student_gets_the_cross_fitted_labels_it_was_searched_with(made, tmp_path, monkeypatch):
+    from search.export import student_soft_labels
+    from search.teacher import SOFT_LABELS_CACHE
+
+    data, folds, teacher, _, _ = made
+    monkeypatch.chdir(tmp_path)  # the cache a search leaves in its working directory
+    searched = soft_labels([teacher], data, folds, cache_dir=SOFT_LABELS_CACHE.resolve(), cross_fit=2)
+    student = _candidate(data, epochs=1, alpha=0.5, width=8)
+    student = Candidate(student.model, student.training, student.data, {"teachers": [teacher.ref()], "cross_fit": 2})
+    again = student_soft_labels(student, data, log=lambda m: None)
+    assert again.trained == 0  # the search's own labels, from its cache
+    np.testing.assert_array_equal(again.refit_logits, searched.refit_logits)
 
 
 def test_made_once_then_read_from_the_cache(made):
@@ -120,6 +156,9 @@ def test_a_teacher_yaml_is_read_and_its_path_made_absolute(tmp_path):
     assert cand.training.distill_alpha == 0.6 and cand.training.distill_temperature == 4.0
     assert cand.to_dict()["distill"] == {"teachers": [{"candidate": {}}]}
     assert resolve(spec, {}, spec_dataset(spec).modalities, 2).training.distill_alpha == 0.3  # the section's default
+    crossed = spec.model_copy(update={"distill": spec.distill.model_copy(update={"cross_fit": 3})})
+    cand = resolve(crossed, {"distill_alpha": 0.6}, spec_dataset(spec).modalities, 2, teachers=[{"candidate": {}}])
+    assert cand.to_dict()["distill"] == {"teachers": [{"candidate": {}}], "cross_fit": 3}  # what a retrain needs
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
@@ -129,6 +168,7 @@ def test_a_teacher_yaml_is_read_and_its_path_made_absolute(tmp_path):
     ({"distill": {"teacher": "teacher.yaml", "alpha": 2}}, "distill.alpha: 2 - Input should be less than or equal"),
     ({"distill": {"teacher": {"search": "x", "select": "knee"}}}, "accepted: a candidate YAML path"),
     ({"distill": {"teacher": {"search": "x", "top": 0}}}, "top: K >= 1"),
+    ({"distill": {"teacher": "teacher.yaml", "cross_fit": 0}}, "distill.cross_fit: 0 - Input should be greater"),
     ({"distill": {"teacher": "teacher.yaml"}, "space": {"width": [8], "distill_alpha": [1.5]}},
      "distill_alpha: 1.5 not accepted; accepted: numbers in [0, 1]"),
 ])
