@@ -201,14 +201,7 @@ def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, 
     callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes), target,
                               status_every=status_every, quiet=quiet, dataset=record)
     callback.out = out
-    searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
-                                       sampler=build_sampler(spec), points_to_evaluate=points or None,
-                                       limits=spec.constraints.limits(), history=history)
-    search_alg = SyncedSearch(searcher, max_concurrent=spec.search.concurrency)
-    scheduler = build_scheduler(spec.search.scheduler, spec.metrics, spec.modes, [o.log for o in spec.objectives],
-                                max_t=spec.training.epochs, grace_period=spec.search.grace_period,
-                                reduction_factor=spec.search.reduction_factor,
-                                reference=[o.reference for o in spec.objectives])
+    search_alg, scheduler = search_algorithm(spec, points, history), spec_scheduler(spec)
     started_ray = init_ray(ray_address, num_cpus)
     try:
         baselines = start_baselines(spec, dataset, out)
@@ -229,6 +222,23 @@ def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, 
         shutdown_ray(started_ray)
         raise
     return fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, baselines, callback)
+
+
+def search_algorithm(spec: Spec, points: list | None = None, history: list | None = None) -> SyncedSearch:
+    """The spec's Tune search algorithm: Optuna through ``BudgetAwareOptunaSearch``, at most ``concurrency`` trials
+    at once. Tune pickles it (and the scheduler) with the experiment: neither may hold what does not pickle."""
+    searcher = BudgetAwareOptunaSearch(space=DefineByRun(spec), metric=spec.metrics, mode=spec.modes,
+                                       sampler=build_sampler(spec), points_to_evaluate=points or None,
+                                       limits=spec.constraints.limits(), history=history)
+    return SyncedSearch(searcher, max_concurrent=spec.search.concurrency)
+
+
+def spec_scheduler(spec: Spec):
+    """The spec's Tune scheduler (None: every trial runs to the end)."""
+    return build_scheduler(spec.search.scheduler, spec.metrics, spec.modes, [o.log for o in spec.objectives],
+                           max_t=spec.training.epochs, grace_period=spec.search.grace_period,
+                           reduction_factor=spec.search.reduction_factor,
+                           reference=[o.reference for o in spec.objectives])
 
 
 def stopped_early(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str, out) -> SearchResult:

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+from optuna.trial import TrialState
 
 from emule_models.registry import Registry
 from search.candidate import OPTION_SEP
@@ -108,18 +110,79 @@ def _random(seed: int, population: int, startup: int) -> optuna.samplers.BaseSam
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def build_sampler(spec: Spec) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, seeded. NSGA-II/III population sizes follow the trial budget so that small searches
-    still get past their first generation. Constraint values reach the samplers through each trial
-    (``Trial.set_constraint``, see ``search.searcher``): nsga2, nsga3, tpe and gp learn from them; random and qmc
-    ignore them."""
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class SpecSampler(optuna.samplers.BaseSampler):
+    """The spec's sampler, kept as its recipe (registry name, seed, NSGA population, start-up trials) and built on
+    first use: Tune pickles the searcher - into its saved tuner when the Tuner is made, into the experiment state as
+    the search goes - and a live Optuna sampler need not survive that (Optuna 5.1's NSGA-II/III hold a thread lock).
+    Pickled, it is its recipe alone; unpickled (a resumed search), it builds its sampler again at the first
+    suggestion. What a sampler learns lives in the study's trials, which are pickled with the study, so the rebuilt
+    one goes on from them. Its random stream is seeded from the seed and the number of trials the study has finished,
+    so a resumed search does not draw again what the first run drew, and a fresh search draws from the seed alone.
+    """
+
+    def __init__(self, name: str, seed: int, population: int, startup: int):
+        self.recipe = (name, seed, population, startup)
+        self._sampler: optuna.samplers.BaseSampler | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"recipe": self.recipe, "_sampler": None}
+
+    @property
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        """The Optuna sampler itself, built from the seed if no study has asked for it yet."""
+        if self._sampler is None:
+            self._build(0)
+        return self._sampler
+
+    def _for(self, study: optuna.Study) -> optuna.samplers.BaseSampler:
+        if self._sampler is None:
+            self._build(len(study.get_trials(deepcopy=False, states=FINISHED)))
+        return self._sampler
+
+    def _build(self, trials_before: int) -> None:
+        name, seed, population, startup = self.recipe
+        if trials_before:  # a rebuilt sampler: a stream of its own, still a function of the spec's seed
+            seed = int(np.random.SeedSequence([seed, trials_before]).generate_state(1)[0])
+        self._sampler = SAMPLERS.lookup(name)(seed, population, startup)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(study).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(study).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(study).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._for(study).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._for(study).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
+
+    def __str__(self) -> str:
+        return f"{self.recipe[0]} (seed {self.recipe[1]})"
+
+
+def build_sampler(spec: Spec) -> SpecSampler:
+    """The spec's sampler, seeded, as a recipe that pickles (``SpecSampler``). NSGA-II/III population sizes follow
+    the trial budget so that small searches still get past their first generation. Constraint values reach the
+    samplers through each trial (``Trial.set_constraint``, see ``search.searcher``): nsga2, nsga3, tpe and gp learn
+    from them; random and qmc ignore them."""
     # with an epoch budget, `trials` is only a cap: size the samplers for the full trials the budget affords
     expected = spec.search.trials
     if spec.search.epoch_budget is not None:
         expected = min(expected, max(1, spec.search.epoch_budget // spec.training.epochs))
     population = max(4, min(50, expected // 3))
     startup = spec.search.startup_trials or max(2, expected // 4)
-    return SAMPLERS.lookup(spec.search.sampler)(spec.search.seed, population, startup)
+    SAMPLERS.lookup(spec.search.sampler)  # an unknown name fails here, not at the first suggestion
+    return SpecSampler(spec.search.sampler, spec.search.seed, population, startup)
 
 
 def warm_start_points(spec: Spec) -> list[dict[str, Any]]:

@@ -110,9 +110,9 @@ def test_startup_trials_set_how_long_tpe_samples_at_random():
 
     raw = with_change("search.sampler", "tpe")
     raw["search"]["trials"] = 48
-    assert build_sampler(parse_spec(raw))._n_startup_trials == 12  # default: a quarter of the trials
+    assert build_sampler(parse_spec(raw)).sampler._n_startup_trials == 12  # default: a quarter of the trials
     raw["search"]["startup_trials"] = 5
-    assert build_sampler(parse_spec(raw))._n_startup_trials == 5
+    assert build_sampler(parse_spec(raw)).sampler._n_startup_trials == 5
     with pytest.raises(SpecError, match=r"search.startup_trials: 0"):
         parse_spec(with_change("search.startup_trials", 0))
 
@@ -175,7 +175,7 @@ def test_multivariate_tpe_models_the_conditional_space_jointly():
     assert spec.attention_options  # conditional parameters to model
     with warnings.catch_warnings():
         warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)  # silenced where it is built
-        sampler = build_sampler(spec)
+        sampler = build_sampler(spec).sampler
     assert (sampler._multivariate, sampler._group, sampler._constant_liar) == (True, True, True)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     space = DefineByRun(spec)
