@@ -6,10 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from search.ray_session import start_timeout
 from search.results import FLOPS, SIZE, TEST_ACCURACY, TRAIN_SAMPLES
 from search.storage import DEFAULT_STORAGE
 
 EXIT_USAGE = 2
+
+
+STARTS_RAY = ("search", "resume", "distill")  # the commands that may start a local Ray instance
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
+        if args.command in STARTS_RAY:
+            start_timeout()  # a bad EMULE_RAY_START_TIMEOUT is refused before any data, run or cluster
         return args.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -16,6 +16,7 @@ from search import storage as store
 from search.callbacks import SearchCallback
 from search.candidate import spec_dataset
 from search.progress import STATUS_EVERY
+from search.ray_session import shutdown_ray
 from search.results import EPOCH, TRIAL_TAG
 from search.runner import SESSION_FILE, SearchResult
 from search.space import warm_start_points
@@ -73,13 +74,13 @@ def _resume(experiment: str, session: dict, spec: Spec, tracker: Tracker, datase
                              None, status_every, quiet)
     # trials MLflow holds as finished but Tune's last saved state does not (the crash fell in between)
     replay = {tid: {k: v for k, v in r.metrics.items()} for tid, r in finished.items()}
-    started_ray = runner.init_ray(ray_address, num_cpus)
+    started_ray = runner.start_ray(name, ray_address, num_cpus)
     try:
         baselines = runner.start_baselines(spec, dataset, out)
         tuner = tune.Tuner.restore(experiment, trainable=runner.trainable(spec, dataset, replay, out),
                                    resume_unfinished=True, resume_errored=False)
     except BaseException:
-        runner.shutdown_ray(started_ray)
+        shutdown_ray(started_ray)
         raise
     callback = _search_callback(tuner)
     if callback is not None:  # restored from the experiment state: this run's output settings

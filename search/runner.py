@@ -31,6 +31,7 @@ from search.export import load_search
 from search.fidelity import search_schedule
 from search.front import Front, SearchState
 from search.progress import STATUS_EVERY
+from search.ray_session import RayStartError, init_ray, shutdown_ray
 from search.results import BUDGET_DONE, DONE, EPOCH, INFEASIBLE, TIMED_OUT
 from search.schedulers import build_scheduler
 from search.searcher import BudgetAwareOptunaSearch
@@ -202,7 +203,7 @@ def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, 
                               status_every=status_every, quiet=quiet, dataset=record)
     callback.out = out
     search_alg, scheduler = search_algorithm(spec, points, history), spec_scheduler(spec)
-    started_ray = init_ray(ray_address, num_cpus)
+    started_ray = start_ray(name, ray_address, num_cpus)
     try:
         baselines = start_baselines(spec, dataset, out)
         tuner = tune.Tuner(
@@ -241,6 +242,15 @@ def spec_scheduler(spec: Spec):
                            reference=[o.reference for o in spec.objectives])
 
 
+def start_ray(name: str, address: str | None, num_cpus: int | None) -> bool:
+    """``init_ray`` for search ``name``, whose failure says how to continue the search once Ray starts (its session
+    file and MLflow run are written by then)."""
+    try:
+        return init_ray(address, num_cpus)
+    except RayStartError as e:
+        raise RayStartError(f"{e}. The search is kept: continue it with `emule resume {name}`") from None
+
+
 def stopped_early(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str, out) -> SearchResult:
     """A stop signal before Tune's loop ran (data, proxy scores, Ray starting): the search is recorded
     interrupted, with the signal as the reason."""
@@ -262,25 +272,6 @@ def finished_history(spec: Spec, records) -> list:
     """Finished candidates as Optuna trials, for a sampler to learn from without training them again."""
     return history_trials(spec, [(typed_params(spec, r.params), [r.metrics[m] for m in spec.metrics])
                                  for r in records])
-
-
-def init_ray(address: str | None, num_cpus: int | None) -> bool:
-    import ray
-
-    if ray.is_initialized():
-        return False
-    # "local" starts a fresh instance rather than attaching to one another process started on this machine
-    ray.init(address=address or "local", num_cpus=num_cpus if address is None else None, include_dashboard=False,
-             logging_level="WARNING")
-    stopping.reinstall()  # ray.init makes SIGTERM exit at once; a search stops in order instead
-    return True
-
-
-def shutdown_ray(started: bool) -> None:
-    if started:
-        import ray
-
-        ray.shutdown()
 
 
 def trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):

@@ -45,7 +45,7 @@ def test_weights_load_refuses_pickled_code(tmp_path):
 
 @pytest.mark.slow
 def test_local_ray_starts_no_dashboard():
-    code = ("import ray; from search.runner import init_ray; init_ray(None, 1); "
+    code = ("import ray; from search.ray_session import init_ray; init_ray(None, 1); "
             "info = ray._private.worker.global_worker.node.address_info; "
             "print('DASHBOARD', info.get('webui_url') or ''); ray.shutdown()")
     proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=180)
