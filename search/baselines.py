@@ -1,4 +1,5 @@
-"""Classical baselines beside every search: 1-NN Euclidean, 1-NN DTW and ROCKET from aeon.
+"""Classical baselines beside every search: 1-NN Euclidean, 1-NN DTW and ROCKET from aeon by default;
+MultiRocket-Hydra (the strongest of them, and the slowest) where a spec names it.
 
 They are judged exactly as candidates are: validation accuracy is the mean over the search's selection folds (or
 its holdout split), test accuracy comes from one fit on the whole training pool. They see the series modalities
@@ -63,6 +64,14 @@ def _minirocket(seed: int):
     return MiniRocketClassifier(random_state=seed)
 
 
+def _multirocket_hydra(seed: int):
+    # the strongest convolution-based yardstick of the bake-off redux short of the HIVE-COTE ensembles: Hydra's
+    # competing-kernel counts beside MultiRocket's four pooled features, one ridge classifier over both
+    from aeon.classification.convolution_based import MultiRocketHydraClassifier
+
+    return MultiRocketHydraClassifier(random_state=seed)
+
+
 def _pairs(fitted: int, predicted: int) -> float:
     return fitted * predicted
 
@@ -78,6 +87,7 @@ METHODS.add("nn_dtw", Method("1-NN DTW", _knn("dtw"), _pairs, fallback="nn_dtw_w
 METHODS.add("nn_dtw_window", Method("1-NN DTW (10% window)", _knn("dtw", window=0.1), _pairs))
 METHODS.add("rocket", Method("ROCKET", _rocket, _rows, fallback="minirocket"))
 METHODS.add("minirocket", Method("MiniRocket", _minirocket, _rows))
+METHODS.add("multirocket_hydra", Method("MultiRocket-Hydra", _multirocket_hydra, _rows, fallback="minirocket"))
 BASELINES = tuple(METHODS)
 DEFAULT = ("nn_euclidean", "nn_dtw", "rocket")
 

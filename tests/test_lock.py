@@ -3,12 +3,13 @@ test and deploy extras name is pinned there, at a version its range accepts, and
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+, as the lock itself
 ROOT = Path(__file__).parents[1]
 
 
