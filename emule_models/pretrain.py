@@ -31,7 +31,7 @@ from emule_models.data.dataset import Split
 from emule_models.data.scoring import fingerprint
 from emule_models.embed import standardize
 from emule_models.model import MultimodalClassifier, build_model
-from emule_models.train import TrainConfig, adamw_cosine, check_time_limit, step, use_bf16
+from emule_models.train import TrainConfig, adamw, check_time_limit, step, use_bf16
 
 VERSION = 1  # bump when what pretraining computes changes, so cached weights are not reused
 
@@ -67,7 +67,8 @@ def pretrain(model: MultimodalClassifier, rows: Split, cfg: TrainConfig, device:
     heads = Reconstruction(model.cfg).to(device)
     model.to(device).train()
     params = [*model.embed.parameters(), *model.fusion.parameters(), *heads.parameters()]
-    opt, sched = adamw_cosine(params, cfg, cfg.pretrain_epochs * math.ceil(len(rows) / cfg.batch_size))
+    # pretraining anneals on a cosine whatever the supervised schedule: its loss is another task's
+    opt, sched = adamw(params, cfg, cfg.pretrain_epochs * math.ceil(len(rows) / cfg.batch_size), schedule="cosine")
     amp, seen = use_bf16(device), 0
     for epoch in range(1, cfg.pretrain_epochs + 1):
         order = rng.permutation(len(rows))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.optim.swa_utils import AveragedModel
 
 from emule_models.augment import POLICIES, Augmenter
@@ -25,6 +26,13 @@ if TYPE_CHECKING:  # the data package trains proxy models with this module: it m
     from emule_models.data.dataset import Split
 
 
+# How the learning rate moves: ``cosine`` anneals it to zero over the steps taken; ``plateau`` halves it when the
+# epoch's training loss has not improved for a 30th of the epochs (at least 3), down to a tenth of ``lr`` - the
+# schedule LITE and InceptionTime train with (patience 50 of 1500 epochs, floor 1e-4 under 1e-3), which keeps the
+# rate up for as long as the model still learns and suits the hundreds of epochs tiny models need.
+LR_SCHEDULES = ("cosine", "plateau")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 20
@@ -32,6 +40,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     seed: int = 0
+    lr_schedule: str = "cosine"  # one of LR_SCHEDULES
     augment: str = "none"  # a policy in emule_models.augment.POLICIES
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
@@ -50,6 +59,8 @@ class TrainConfig:
         if not self.lr > 0:
             raise ValueError(f"training.lr: {self.lr} must be > 0")
         POLICIES.lookup(self.augment)  # refuses an unknown policy, naming the accepted ones
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"training.lr_schedule: {self.lr_schedule!r} not accepted; accepted: {list(LR_SCHEDULES)}")
         if self.pretrain_epochs < 0:
             raise ValueError(f"training.pretrain_epochs: {self.pretrain_epochs} must be >= 0")
         if not 0.0 < self.pretrain_mask_ratio < 1.0:
@@ -192,7 +203,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 256, device: str 
 def fit(model: nn.Module, train: Split, val: Split | None, cfg: TrainConfig,
         report: Callable[[dict], None] | None = None, device: str = "cpu",
         teacher: np.ndarray | None = None) -> dict[str, float]:
-    """Train with AdamW and a cosine schedule; after each epoch call ``report`` with the epoch's metrics.
+    """Train with AdamW and ``cfg.lr_schedule``; after each epoch call ``report`` with the epoch's metrics.
     ``teacher``: a teacher's logits on ``train``, row for row, for ``cfg.distill_alpha`` (see ``train_epochs``).
 
     Raises FloatingPointError on a non-finite loss, so a diverging candidate fails loudly instead of scoring.
@@ -226,7 +237,7 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
     amp = use_bf16(device)
     rows_of = epoch_rows(train.labels, cfg)
     steps = sum(math.ceil(len(rows_of(e)) / cfg.batch_size) for e in range(1, cfg.epochs + 1))
-    opt, sched = adamw_cosine(model.parameters(), cfg, steps)
+    opt, sched = adamw(model.parameters(), cfg, steps)
     seen, start = 0, time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         learns = rows_of(epoch)
@@ -252,6 +263,8 @@ def train_epochs(model: nn.Module, train: Split, val: Split | None, cfg: TrainCo
             seen += len(labels)
         metrics = {"epoch": epoch, "train_loss": total / len(learns), "samples_seen": seen,
                    "train_time_s": time.perf_counter() - start}
+        if isinstance(sched, ReduceLROnPlateau):
+            sched.step(metrics["train_loss"])
         if ema is not None and epoch == cfg.epochs:
             model.load_state_dict(ema.module.state_dict())
         if val is not None:
@@ -283,9 +296,14 @@ def use_bf16(device: str) -> bool:
     return torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported()
 
 
-def adamw_cosine(params, cfg: TrainConfig, steps: int):
-    """AdamW at ``cfg.lr`` with ``cfg.weight_decay``, its rate annealed to zero over ``steps`` on a cosine."""
+def adamw(params, cfg: TrainConfig, steps: int, schedule: str | None = None):
+    """AdamW at ``cfg.lr`` with ``cfg.weight_decay``, and its rate schedule (``schedule``, else
+    ``cfg.lr_schedule``): annealed to zero over ``steps`` on a cosine (stepped per batch), or reduced on a plateau
+    of the training loss (stepped per epoch with the epoch's loss, see ``LR_SCHEDULES``)."""
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if (schedule or cfg.lr_schedule) == "plateau":
+        return opt, ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=max(3, round(cfg.epochs / 30)),
+                                      min_lr=cfg.lr / 10)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
 
 
@@ -297,7 +315,8 @@ def step(loss: torch.Tensor, opt: torch.optim.Optimizer, sched, what: str) -> No
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    sched.step()
+    if not isinstance(sched, ReduceLROnPlateau):  # that one steps once per epoch, on the epoch's loss
+        sched.step()
 
 
 def _ema_with_warmup(decay: float):

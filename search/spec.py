@@ -23,7 +23,7 @@ from emule_models.config import CHANNEL_MODES, SERIES_NORMS, TOKENIZERS, ModelCo
 from emule_models.data import BUILTIN, STRATEGIES, needs_scores
 from emule_models.data.load import BUILTIN_KEYS
 from emule_models.fusion import FUSION
-from emule_models.train import TrainConfig
+from emule_models.train import LR_SCHEDULES, TrainConfig
 from search.baselines import BASELINES
 from search.baselines import DEFAULT as DEFAULT_BASELINES
 from search.metrics import ALIASES, canonical
@@ -99,7 +99,7 @@ TYPE_RULES = {int: INTEGERS, float: NUMBERS, str: STRINGS}  # a key's rule when 
 # The names a string key accepts: the registries of emule_models.
 CHOICES: dict[str, Collection[str]] = {
     "attention": ATTENTION, "fusion": FUSION, "channel_mode": CHANNEL_MODES, "series_norm": SERIES_NORMS,
-    "tokenizer": TOKENIZERS, "selection": STRATEGIES, "augment": POLICIES}
+    "tokenizer": TOKENIZERS, "selection": STRATEGIES, "augment": POLICIES, "lr_schedule": LR_SCHEDULES}
 # Keys whose values are narrower than their type's rule.
 RULES: dict[str, Rule] = {
     "fusion_layer": COUNTS, "pretrain_epochs": COUNTS,
@@ -206,6 +206,8 @@ class Training(Strict):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
+    lr_schedule: str = Field("cosine", description="cosine, or plateau: halved when the training loss stalls "
+                             "(emule_models.train.LR_SCHEDULES)")
     weight_decay: float = Field(0.01, ge=0)
     augment: str = Field("none", description="augmentation policy: none, light, strong (emule_models.augment)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -218,6 +220,13 @@ class Training(Strict):
     def _policy(cls, v: str) -> str:
         if v not in POLICIES:
             raise ValueError(f"not accepted; accepted: {list(POLICIES)}")
+        return v
+
+    @field_validator("lr_schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        if v not in LR_SCHEDULES:
+            raise ValueError(f"not accepted; accepted: {list(LR_SCHEDULES)}")
         return v
 
 
