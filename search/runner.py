@@ -180,10 +180,11 @@ def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list
           f"{f', extending {extend} ({len(history)} finished)' if extend else ''}; MLflow: {redact(tracker.uri)}",
           file=out, flush=True)
     from search.plan import proportion_warning
+    from search.validation import tiny_data_note
 
-    warning = proportion_warning(spec, dataset)
-    if warning:
-        print(warning, file=out, flush=True)
+    for line in (tiny_data_note(dataset.pool.labels), proportion_warning(spec, dataset)):
+        if line:
+            print(line, file=out, flush=True)
     return launch(spec, tracker, parent_id, name, experiment, dataset, points, history, target, out, ray_address,
                   num_cpus, callbacks, status_every, quiet, custom_trainable)
 

@@ -39,6 +39,13 @@ PRETRAIN_CACHE = Path(".emule") / "pretrain"
 
 Folds = list[tuple[np.ndarray, np.ndarray]]
 
+# Tiny data: a training pool with a class of fewer than TINY_CLASS_ROWS rows. There a fraction of a class is one or
+# two rows, from which no model learns the class, and the search's data-fraction axis would only measure that;
+# so a candidate's data fraction never leaves a class with fewer than TINY_MIN_ROWS of the rows it may learn from
+# (all of them where it has fewer). What was learned from is reported as measured (train_samples, training_compute).
+TINY_CLASS_ROWS = 20
+TINY_MIN_ROWS = 5
+
 
 def resolve_setting(value: Any, labels: np.ndarray) -> int | str:
     """``data.cv_folds`` for a training pool with these labels: a fold count, or ``holdout``."""
@@ -75,14 +82,29 @@ def selection_folds(data: dict[str, Any], dataset: Dataset) -> Folds:
     return stratified_folds(dataset.pool.labels, int(setting), seed=int(data.get("seed", 0)))
 
 
+def class_floor(labels: np.ndarray) -> int:
+    """The fewest rows of each class a data fraction keeps, for a training pool with these labels: TINY_MIN_ROWS on
+    tiny data (a class under TINY_CLASS_ROWS rows), else 1."""
+    return TINY_MIN_ROWS if smallest_class(labels) < TINY_CLASS_ROWS else 1
+
+
+def tiny_data_note(labels: np.ndarray) -> str | None:
+    """One line for the search's start when the pool is tiny data (see TINY_CLASS_ROWS), else None."""
+    if class_floor(labels) == 1:
+        return None
+    return (f"tiny data: the smallest class has {smallest_class(labels)} training rows (< {TINY_CLASS_ROWS}); a "
+            f"candidate's data_fraction keeps at least {TINY_MIN_ROWS} rows of each class it learns from (all of a "
+            "class with fewer)")
+
+
 def subset(cand: Candidate, labels: np.ndarray, rows: np.ndarray,
            scores: dict[str, np.ndarray] | None) -> np.ndarray:
     """The rows (of the pool) a model learns from: the candidate's data fraction of ``rows``, chosen by its
-    selection strategy. ``scores`` cover the whole pool."""
+    selection strategy, at least ``class_floor`` of each class. ``labels`` and ``scores`` cover the whole pool."""
     scores = scores or {}
     pick = lambda key: scores[key][rows] if key in scores else None  # noqa: E731
     chosen = select(labels[rows], cand.data["data_fraction"], cand.data["selection"], seed=cand.data["subset_seed"],
-                    scores=pick("el2n"), embeddings=pick("embeddings"))
+                    scores=pick("el2n"), embeddings=pick("embeddings"), min_per_class=class_floor(labels))
     return rows[chosen]
 
 

@@ -106,3 +106,14 @@ def test_missing_or_mismatched_inputs_rejected():
         select(LABELS, 0.5, "best")
     with pytest.raises(ValueError, match=r"^data_fraction: 0 not accepted"):
         select(LABELS, 0, "random")
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_floor_per_class_holds_whatever_the_fraction(strategy):
+    labels = np.repeat([0, 1, 2], [12, 3, 40])
+    rng = np.random.default_rng(0)
+    rows = select(labels, 0.1, strategy, seed=0, scores=rng.random(len(labels)),
+                  embeddings=rng.random((len(labels), 4)), min_per_class=5)
+    counts = np.bincount(labels[rows], minlength=3)
+    assert counts.tolist() == [5, 3, 5]  # 10% of 12 and of 40 raised to 5; a class of 3 keeps all it has
+    assert len(set(rows)) == len(rows)

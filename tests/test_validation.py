@@ -177,3 +177,16 @@ def test_a_process_exiting_mid_epoch_stops_its_training_first():
         done = subprocess.run([sys.executable, "-c", EXIT_MID_EPOCH], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "training stopped" in done.stdout and "terminate called" not in done.stderr
+
+
+def test_tiny_data_keeps_a_floor_of_rows_per_class_and_says_so():
+    tiny = np.repeat([0, 1], [10, 30])  # the rarest class under validation.TINY_CLASS_ROWS
+    roomy = np.repeat([0, 1], [20, 30])
+    assert validation.class_floor(tiny) == validation.TINY_MIN_ROWS and validation.class_floor(roomy) == 1
+    assert "tiny data: the smallest class has 10 training rows" in validation.tiny_data_note(tiny)
+    assert validation.tiny_data_note(roomy) is None
+    cand = type("Cand", (), {"data": {"data_fraction": 0.1, "selection": "random", "subset_seed": 0}})()
+    rows = validation.subset(cand, tiny, np.arange(len(tiny)), None)
+    assert np.bincount(tiny[rows]).tolist() == [5, 5]  # 10% would have been 1 and 3 rows
+    rows = validation.subset(cand, roomy, np.arange(len(roomy)), None)
+    assert np.bincount(roomy[rows]).tolist() == [2, 3]

@@ -1,7 +1,8 @@
 """Choosing which training rows a trial learns from: a fraction of the train split, by a named strategy.
 
-Every strategy works within each class with the same quota, ``max(1, round(fraction * class size))``, so all
-strategies keep the class balance of the data and at least one row per class; they differ only in *which* rows.
+Every strategy works within each class with the same quota, ``max(1, round(fraction * class size))`` (raised to a
+floor on tiny data), so all strategies keep the class balance of the data and at least one row per class; they
+differ only in *which* rows.
 
 - ``random``: uniform within each class.
 - ``el2n``: the hardest rows by EL2N score, ``||softmax(f(x)) - onehot(y)||_2`` of a small proxy model early in
@@ -59,8 +60,9 @@ def needs_scores(strategy: str) -> bool:
 
 def select(labels: np.ndarray, fraction: float, strategy: str = "random", seed: int = 0,
            scores: np.ndarray | None = None, embeddings: np.ndarray | None = None, beta: float | None = None,
-           bins: int = 50) -> np.ndarray:
-    """Sorted row indices of a training subset of about ``fraction`` of the rows, at least one per class.
+           bins: int = 50, min_per_class: int = 1) -> np.ndarray:
+    """Sorted row indices of a training subset of about ``fraction`` of the rows, at least ``min_per_class`` of
+    each class (all of a class's rows where it has fewer).
 
     Args:
         labels: (N,) class indices of the train split.
@@ -71,6 +73,8 @@ def select(labels: np.ndarray, fraction: float, strategy: str = "random", seed: 
         embeddings: (N, d) proxy embeddings; needed by ``kcenter``.
         beta: ``ccs`` only: hardest share dropped first; default ``min(0.1, 1 - fraction)``.
         bins: ``ccs`` only: equal-width score bins.
+        min_per_class: the fewest rows of a class the subset keeps, whatever the fraction (tiny data: see
+            ``search.validation.class_floor``).
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"data_fraction: {fraction} not accepted; accepted: a number in (0, 1]")
@@ -93,7 +97,7 @@ def select(labels: np.ndarray, fraction: float, strategy: str = "random", seed: 
     chosen = []
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
-        k = max(1, round(fraction * len(rows)))
+        k = min(len(rows), max(1, min_per_class, round(fraction * len(rows))))
         chosen.append(chosen_strategy.pick(rows, k, rng, given, beta, bins))
     return np.sort(np.concatenate(chosen))
 
