@@ -8,11 +8,12 @@ from typing import Any
 
 from emule_models.attention import ATTENTION
 from emule_models.fusion import FUSION
+from emule_models.stems import STEM_FILTERS, STEMS
 
 MODALITY_KINDS = ("series", "image")
 CHANNEL_MODES = ("mixing", "independent")
 SERIES_NORMS = ("none", "sample")
-TOKENIZERS = ("patch", "conv")
+TOKENIZERS = ("patch", *STEMS)  # patch: each patch linearly projected; the others: a convolutional stem
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,16 @@ class ModelConfig:
         image_patch: side of the square ViT patch.
         series_norm: ``none``, or ``sample``: each series standardised per sample and channel over its real steps
             before tokenizing (offset and scale removed; what matters is the shape).
-        tokenizer: ``patch`` (each patch linearly projected) or ``conv``: a convolutional stem over every step
-            (``conv_kernel`` wide, ``conv_dilation`` apart, GELU) whose maximum over each patch is its token, so the
-            token count is the patch tokenizer's.
+        tokenizer: ``patch`` (each patch linearly projected), or a convolutional stem over every step whose
+            features' maximum over each patch is its token, so the token count is the patch tokenizer's:
+            ``conv`` (one convolution and GELU), ``lite`` (LITE's multiplexed, dilated depthwise-separable stem) or
+            ``disjoint`` (ConvTran's temporal-then-spatial stem); see ``emule_models.stems``. Images are always
+            patch-projected.
+        conv_kernel, conv_dilation: the stems' kernel length and dilation (``lite``: of its longest multiplexed
+            convolution and of its first separable layer; both shrink or grow with depth there).
+        stem_layers: ``lite``'s depthwise-separable layers (LITE has 2); ignored by the other tokenizers.
+        stem_filters: ``lite``: ``learned`` filters only, or ``learned+fixed``: beside LITE's hand-built, untrained
+            increase, decrease and peak detectors; ignored by the other tokenizers.
         drop_path: stochastic depth - each block's residual branches are dropped per sample with this probability
             while training.
     """
@@ -98,6 +106,8 @@ class ModelConfig:
     tokenizer: str = "patch"
     conv_kernel: int = 7
     conv_dilation: int = 1
+    stem_layers: int = 2
+    stem_filters: str = "learned+fixed"
     drop_path: float = 0.0
 
     def __post_init__(self):
@@ -121,7 +131,8 @@ class ModelConfig:
                                  ("patch_len", self.patch_len, 1), ("patch_stride", self.patch_stride, 1),
                                  ("image_patch", self.image_patch, 1),
                                  ("bottleneck_tokens", self.bottleneck_tokens, 1),
-                                 ("conv_kernel", self.conv_kernel, 1), ("conv_dilation", self.conv_dilation, 1)):
+                                 ("conv_kernel", self.conv_kernel, 1), ("conv_dilation", self.conv_dilation, 1),
+                                 ("stem_layers", self.stem_layers, 1)):
             if value < low:
                 out.append(f"{name}: {value} must be >= {low}")
         if self.heads >= 1 and self.width % self.heads:
@@ -131,7 +142,8 @@ class ModelConfig:
             if not 0.0 <= rate < 1.0:
                 out.append(f"{name}: {rate} must be in [0, 1)")
         for name, value, accepted in (("series_norm", self.series_norm, SERIES_NORMS),
-                                      ("tokenizer", self.tokenizer, TOKENIZERS)):
+                                      ("tokenizer", self.tokenizer, TOKENIZERS),
+                                      ("stem_filters", self.stem_filters, STEM_FILTERS)):
             if value not in accepted:
                 out.append(f"{name}: {value!r} not accepted; accepted: {list(accepted)}")
         if self.mlp_ratio <= 0:

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils import flop_counter
 
 from emule_models.config import ModelConfig
-from emule_models.embed import embed_flops
+from emule_models.embed import embed_flops, embed_params
 from emule_models.fusion import FUSION
 from emule_models.model import build_model, example_inputs
 from emule_models.train import check_time_limit
@@ -45,6 +45,12 @@ def param_count(cfg: ModelConfig) -> int:
     (built on the meta device: no memory); equal to ``count_parameters(build_model(cfg))``."""
     with torch.device("meta"):
         return count_parameters(build_model(cfg))
+
+
+def front_end_params(cfg: ModelConfig) -> int:
+    """Parameters of the tokenizers (stems or patch projections, position and channel tables), in closed form
+    (the stems' in ``emule_models.stems``); LITE's fixed filters are buffers, not parameters."""
+    return sum(embed_params(cfg, m) for m in cfg.modalities)
 
 
 def forward_flops(cfg: ModelConfig) -> int:

@@ -9,9 +9,11 @@ import torch
 
 from emule_models import ModelConfig, build_model
 from emule_models.attention import ATTENTION
+from emule_models.config import TOKENIZERS
 from emule_models.cost import (
     count_parameters,
     forward_flops,
+    front_end_params,
     measure,
     measured_flops,
     param_count,
@@ -53,6 +55,18 @@ def test_closed_form_follows_the_tokenizer_and_layer_fields(overrides):
     cfg = config("nystrom", **{"fusion": "cross", **overrides})
     measured = measured_flops(build_model(cfg), example_inputs(cfg, 2))
     assert forward_flops(cfg) == pytest.approx(measured, rel=0.05)
+
+
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+@pytest.mark.parametrize("options", [dict(channel_mode="mixing"), dict(channel_mode="independent"),
+                                     dict(stem_filters="learned", stem_layers=1, conv_kernel=4),
+                                     dict(stem_layers=3, conv_kernel=13, conv_dilation=2)])
+def test_every_tokenizer_has_closed_form_params_and_flops(tokenizer, options):
+    torch.manual_seed(0)
+    cfg = config("softmax", tokenizer=tokenizer, **options)
+    model = build_model(cfg)
+    assert front_end_params(cfg) == sum(count_parameters(e) for e in model.embed.values())
+    assert forward_flops(cfg) == pytest.approx(measured_flops(model, example_inputs(cfg, 2)), rel=1e-6)
 
 
 @pytest.mark.parametrize("fusion", sorted(FUSION))

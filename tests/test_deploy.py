@@ -17,6 +17,7 @@ from emule_models.attention.softmax import SoftmaxAttention
 from emule_models.data import synthetic
 from emule_models.fusion import FUSION
 from emule_models.serving import FlatInputs, field_tensors, flat_rows, input_fields
+from emule_models.stems import STEMS
 from emule_models.train import TrainConfig
 from search import deploy
 from search.candidate import Candidate
@@ -84,6 +85,16 @@ def test_every_fusion_exports_to_onnx_or_is_refused(fusion, data, tmp_path):
             deploy.to_onnx(model, tmp_path / "m.onnx", data.test)
         return
     onnx_matches_torch(model, data, tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("tokenizer", sorted(STEMS))
+def test_every_stem_exports_to_onnx(tokenizer, data, tmp_path):
+    """Batch norm folds into a fixed affine map in evaluation; LITE's fixed filters are constants of the graph."""
+    cfg = tiny(data, tokenizer=tokenizer, conv_kernel=7, conv_dilation=2)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model(*data.train.batch(np.arange(16))[:2])  # training-mode steps move batch norm off its initial statistics
+    onnx_matches_torch(model.eval(), data, tmp_path / "m.onnx")
 
 
 class NoOnnx(SoftmaxAttention):
