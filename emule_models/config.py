@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emule_models.attention import ATTENTION
+from emule_models.attention.base import relative_refusal
 from emule_models.fusion import FUSION
+from emule_models.position import POSITIONS
 from emule_models.stems import STEM_FILTERS, STEMS
 
 MODALITY_KINDS = ("series", "image")
@@ -82,6 +84,11 @@ class ModelConfig:
         stem_layers: ``lite``'s depthwise-separable layers (LITE has 2); ignored by the other tokenizers.
         stem_filters: ``lite``: ``learned`` filters only, or ``learned+fixed``: beside LITE's hand-built, untrained
             increase, decrease and peak detectors; ignored by the other tokenizers.
+        position: how series tokens carry their position: ``learned`` (a trained table, the default),
+            ``sinusoidal``, ``tape`` (ConvTran's sinusoids scaled to few tokens), ``relative`` (a learned bias per
+            head and offset added to the scores of every self-attention layer - taken by the attention variants that
+            form a score matrix, ``softmax`` and ``local``, and refused with the others) or ``none``; image tokens
+            keep a learned table. See ``emule_models.position``.
         drop_path: stochastic depth - each block's residual branches are dropped per sample with this probability
             while training.
     """
@@ -108,6 +115,7 @@ class ModelConfig:
     conv_dilation: int = 1
     stem_layers: int = 2
     stem_filters: str = "learned+fixed"
+    position: str = "learned"
     drop_path: float = 0.0
 
     def __post_init__(self):
@@ -143,7 +151,8 @@ class ModelConfig:
                 out.append(f"{name}: {rate} must be in [0, 1)")
         for name, value, accepted in (("series_norm", self.series_norm, SERIES_NORMS),
                                       ("tokenizer", self.tokenizer, TOKENIZERS),
-                                      ("stem_filters", self.stem_filters, STEM_FILTERS)):
+                                      ("stem_filters", self.stem_filters, STEM_FILTERS),
+                                      ("position", self.position, POSITIONS)):
             if value not in accepted:
                 out.append(f"{name}: {value!r} not accepted; accepted: {list(accepted)}")
         if self.mlp_ratio <= 0:
@@ -164,6 +173,8 @@ class ModelConfig:
                            f"({m.height}x{m.width}); accepted: 1..{min(m.height, m.width)}")
         if self.attention not in ATTENTION:
             out.append(ATTENTION.unknown_name(self.attention))
+        elif self.position == "relative" and not ATTENTION[self.attention].relative_bias:
+            out.append(relative_refusal(self.attention))
         elif not out:
             variant = ATTENTION[self.attention]
             for shape in FUSION[self.fusion].shapes(self):

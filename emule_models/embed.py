@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emule_models.config import ModalitySpec, ModelConfig
+from emule_models.position import absolute_params, absolute_position
 from emule_models.stems import STEMS
 
 
@@ -43,9 +44,12 @@ class SeriesEmbed(nn.Module):
         else:
             self.stem = None
             self.proj = nn.Linear(series_patch_dim(cfg, m), cfg.width)
-        self.pos = nn.Parameter(torch.zeros(self.patches, cfg.width))
+        pos = absolute_position(cfg.position, self.patches, cfg.width)  # (N, W), or None: nothing added
+        if isinstance(pos, nn.Parameter):
+            self.pos = pos
+        else:  # a fixed table is rebuilt from the config, not saved
+            self.register_buffer("pos", pos, persistent=False)
         self.channel = nn.Parameter(torch.zeros(m.channels, 1, cfg.width)) if self.mode == "independent" else None
-        nn.init.trunc_normal_(self.pos, std=0.02)
         if self.channel is not None:
             nn.init.trunc_normal_(self.channel, std=0.02)
 
@@ -62,10 +66,14 @@ class SeriesEmbed(nn.Module):
             return self._stem_tokens(x, valid, mask)
         patches = F.pad(x, (0, self.tail)).unfold(-1, self.patch_len, self.stride)[:, :, : self.patches]  # (B, C, N, P)
         if self.mode == "independent":
-            tokens = self.proj(patches) + self.pos + self.channel  # (B, C, N, W)
+            tokens = self._placed(self.proj(patches)) + self.channel  # (B, C, N, W)
             return tokens.reshape(b, c * self.patches, -1), mask.repeat(1, c)  # (B, C*N, W), (B, C*N)
         tokens = self.proj(patches.permute(0, 2, 1, 3).reshape(b, self.patches, -1))  # (B, N, W)
-        return tokens + self.pos, mask
+        return self._placed(tokens), mask
+
+    def _placed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., N, W) tokens with their absolute position added, if the config gives them one."""
+        return tokens if self.pos is None else tokens + self.pos
 
     def _stem_tokens(self, x: torch.Tensor, valid: torch.Tensor | None,
                      mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +88,7 @@ class SeriesEmbed(nn.Module):
         tokens = F.max_pool1d(F.pad(h, (0, self.tail), value=float("-inf")), self.patch_len, self.stride)
         tokens = tokens[..., : self.patches]  # (B', W, N)
         tokens = tokens.masked_fill(torch.isinf(tokens), 0.0)  # a patch without real steps (masked downstream)
-        tokens = tokens.transpose(1, 2) + self.pos  # (B', N, W)
+        tokens = self._placed(tokens.transpose(1, 2))  # (B', N, W)
         if self.mode == "independent":
             tokens = tokens.reshape(b, c, self.patches, -1) + self.channel  # (B, C, N, W)
             return tokens.reshape(b, c * self.patches, -1), mask.repeat(1, c)
@@ -150,7 +158,7 @@ def embed_params(cfg: ModelConfig, m: ModalitySpec) -> int:
     front = (STEMS[cfg.tokenizer].params(cfg, stem_channels(cfg, m)) if cfg.tokenizer in STEMS
              else (series_patch_dim(cfg, m) + 1) * cfg.width)
     channel = m.channels * cfg.width if cfg.channel_mode == "independent" else 0
-    return front + cfg.series_patches(m) * cfg.width + channel
+    return front + absolute_params(cfg.position, cfg.series_patches(m), cfg.width) + channel
 
 
 def build_embed(cfg: ModelConfig, m: ModalitySpec) -> nn.Module:

@@ -58,6 +58,12 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        """The most tokens each self-attention layer it builds attends over, one entry per layer (what a
+        relative position bias is sized by)."""
+        raise NotImplementedError
+
+    @classmethod
     def onnx_reasons(cls, cfg: ModelConfig) -> list[str]:
         """Why this fusion cannot be written as an ONNX graph; empty when it can (every fusion so far can)."""
         return []
@@ -80,7 +86,10 @@ class Fusion(nn.Module):
 
 
 def self_shape(cfg: ModelConfig, tokens: int) -> AttentionShape:
-    return cross_shape(cfg, tokens, tokens)
+    """Self-attention over ``tokens``: the only kind that takes a relative position bias (``position: relative``);
+    between modalities an offset means nothing."""
+    return AttentionShape(heads=cfg.heads, head_dim=cfg.width // cfg.heads, max_q=tokens, max_k=tokens,
+                          options=cfg.attention_options, relative=cfg.position == "relative")
 
 
 def cross_shape(cfg: ModelConfig, queries: int, keys: int) -> AttentionShape:
@@ -122,6 +131,10 @@ class EarlyFusion(Fusion):
         t = cls.total_tokens(cfg)
         return cfg.depth * block_flops(cfg, t, t)
 
+    @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        return [cls.total_tokens(cfg)] * cfg.depth
+
     def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         present = [n for n in self.names if n in tokens]
         x = torch.cat([tokens[n] + self.modality[n] for n in present], dim=1)  # (B, T, W)
@@ -155,6 +168,10 @@ class LateFusion(Fusion):
     @classmethod
     def flops(cls, cfg: ModelConfig) -> int:
         return sum(cfg.depth * block_flops(cfg, cfg.tokens(m), cfg.tokens(m)) for m in cfg.modalities)
+
+    @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        return [cfg.tokens(m) for m in cfg.modalities for _ in range(cfg.depth)]
 
     @classmethod
     def out_width(cls, cfg: ModelConfig) -> int:
@@ -217,6 +234,10 @@ class CrossFusion(Fusion):
                 total += (cfg.depth - cfg.fusion_layer) * block_flops(cfg, t, cls.context_tokens(cfg, m.name))
         return total
 
+    @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        return [cfg.tokens(m) for m in cfg.modalities for _ in range(cfg.depth)]  # the cross blocks take no bias
+
     def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         xs = {n: tokens[n] for n in self.encoders if n in tokens}
         for layer in range(self.depth):
@@ -263,6 +284,11 @@ class BottleneckFusion(Fusion):
             total += cfg.fusion_layer * block_flops(cfg, t, t) + (cfg.depth - cfg.fusion_layer) * block_flops(
                 cfg, fused, fused)
         return total
+
+    @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        return [cfg.tokens(m) + (cfg.bottleneck_tokens if layer >= cfg.fusion_layer else 0)
+                for m in cfg.modalities for layer in range(cfg.depth)]
 
     def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         xs = {n: tokens[n] for n in self.encoders if n in tokens}

@@ -18,10 +18,12 @@ from emule_models.cost import (
     measured_flops,
     param_count,
     peak_memory_bytes,
+    position_params,
     training_flops,
 )
 from emule_models.fusion import FUSION
 from emule_models.model import example_inputs
+from emule_models.position import POSITIONS
 
 torch.set_num_threads(1)
 
@@ -67,6 +69,18 @@ def test_every_tokenizer_has_closed_form_params_and_flops(tokenizer, options):
     model = build_model(cfg)
     assert front_end_params(cfg) == sum(count_parameters(e) for e in model.embed.values())
     assert forward_flops(cfg) == pytest.approx(measured_flops(model, example_inputs(cfg, 2)), rel=1e-6)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("attention,fusion", [("softmax", f) for f in sorted(FUSION)] + [("local", "bottleneck")])
+def test_every_position_has_closed_form_params_and_flops(position, attention, fusion):
+    torch.manual_seed(0)
+    cfg = config(attention, fusion, position=position, channel_mode="independent")
+    model = build_model(cfg)
+    held = sum(p.numel() for n, p in model.named_parameters() if n.endswith(".pos") or ".relative." in n)
+    assert position_params(cfg) == held
+    assert front_end_params(cfg) == sum(count_parameters(e) for e in model.embed.values())
+    assert forward_flops(cfg) == pytest.approx(measured_flops(model, example_inputs(cfg, 2)), rel=0.05)
 
 
 @pytest.mark.parametrize("fusion", sorted(FUSION))

@@ -97,6 +97,18 @@ def test_every_stem_exports_to_onnx(tokenizer, data, tmp_path):
     onnx_matches_torch(model.eval(), data, tmp_path / "m.onnx")
 
 
+@pytest.mark.parametrize("position,attention", [("tape", "softmax"), ("relative", "softmax"), ("relative", "local")])
+def test_positions_export_to_onnx(position, attention, data, tmp_path):
+    cfg = tiny(data, attention, position=position)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # a relative bias starts at zero: give it values that show in the output
+        for name, p in model.named_parameters():
+            if ".relative." in name:
+                p.normal_()
+    onnx_matches_torch(model, data, tmp_path / "m.onnx")
+
+
 class NoOnnx(SoftmaxAttention):
     name = "no_onnx"
 

@@ -14,6 +14,7 @@ from emule_models.attention import ATTENTION
 from emule_models.embed import ImageEmbed, SeriesEmbed
 from emule_models.fusion import FUSION
 from emule_models.model import example_inputs
+from emule_models.position import POSITIONS, sinusoid
 from emule_models.stems import STEMS, fixed_filters
 
 torch.set_num_threads(1)
@@ -211,6 +212,11 @@ def base_dict(**overrides) -> dict:
     (dict(tokenizer="lstm"), r"tokenizer: 'lstm' not accepted; accepted: \['patch', 'conv', 'lite', 'disjoint'\]"),
     (dict(stem_filters="fixed"), r"stem_filters: 'fixed' not accepted; accepted: \['learned', 'learned\+fixed'\]"),
     (dict(stem_layers=0), r"stem_layers: 0 must be >= 1"),
+    (dict(position="rotary"),
+     r"position: 'rotary' not accepted; accepted: \['learned', 'sinusoidal', 'tape', 'relative', 'none'\]"),
+    (dict(position="relative", attention="linear"), r"^position: 'relative' not accepted with attention=linear, "
+     r"which forms no score matrix to add the bias to; accepted: attention in \['local', 'softmax'\], or an "
+     r"absolute position \(learned, sinusoidal, tape\) or none$"),
     (dict(series_norm="revin"), r"series_norm: 'revin' not accepted; accepted: \['none', 'sample'\]"),
     (dict(conv_kernel=0), r"conv_kernel: 0 must be >= 1"),
     (dict(hidden=4), r"model: unknown keys \['hidden'\]; accepted: \["),
@@ -333,3 +339,41 @@ def test_drop_path_acts_only_in_training():
         assert torch.equal(model(inputs), model(inputs))
         model.train()
         assert not torch.equal(model(inputs), model(inputs))
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("attention,fusion", [("softmax", f) for f in sorted(FUSION)] + [("local", "early")])
+def test_every_position_trains_a_step_and_ignores_padding(position, attention, fusion):
+    torch.manual_seed(0)
+    cfg = config(attention, fusion, position=position, channel_mode="independent")
+    model = build_model(cfg)
+    inputs = example_inputs(cfg, 3)
+    valid = {"outline": valid_steps(3, 22, [22, 14, 7])}
+    loss = F.cross_entropy(model(inputs, valid), torch.tensor([0, 1, 2]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    relative = [p for n, p in model.named_parameters() if ".relative." in n]
+    assert bool(relative) == (position == "relative")
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in relative)
+    garbage = dict(inputs, outline=torch.where(valid["outline"][:, None, :], inputs["outline"], 100.0))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs, valid), model(garbage, valid), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_series_positions_are_what_they_say(position):
+    cfg = config(position=position, modalities=(SERIES,), patch_len=2, patch_stride=2, width=8)  # 11 tokens
+    embed = SeriesEmbed(cfg, cfg.modalities[0])
+    fixed = {"sinusoidal": sinusoid(11, 8), "tape": sinusoid(11, 8, scale=8 / 11)}
+    if position == "learned":
+        assert isinstance(embed.pos, torch.nn.Parameter) and embed.pos.shape == (11, 8)
+    elif position in fixed:  # constants: neither trained nor saved
+        torch.testing.assert_close(embed.pos, fixed[position])
+        assert "pos" not in embed.state_dict() and not any(p is embed.pos for p in embed.parameters())
+    else:
+        assert embed.pos is None
+    assert sinusoid(3, 4)[0].tolist() == [0.0, 1.0, 0.0, 1.0]
+    # tAPE's point: over few tokens its rows keep apart where the plain sinusoid's barely move
+    near = lambda t: (t[0] - t[1]).norm() / t[0].norm()  # noqa: E731
+    assert near(sinusoid(11, 64, scale=64 / 11)) > 2 * near(sinusoid(11, 64))
