@@ -58,7 +58,11 @@ class ModelConfig:
         num_classes: number of labels.
         attention: a name in ``emule_models.attention.ATTENTION``.
         attention_options: options of that variant (e.g. ``{"features": 64}`` for performer).
-        depth: encoder layers.
+        depth: encoder layers; 0 builds none: the tokens (a stem's features, say) are normalised and pooled straight
+            into the head - the convolution-only end of the family. ``heads``, ``attention``, ``attention_options``,
+            ``mlp_ratio``, ``dropout``, ``drop_path``, ``fusion_layer``, ``bottleneck_tokens`` and a ``relative``
+            position then mean nothing and are not checked against each other, so a sampler may draw them
+            independently.
         width: token width; must be divisible by ``heads``.
         heads: attention heads.
         mlp_ratio: hidden width of the feed-forward block over ``width``.
@@ -135,7 +139,7 @@ class ModelConfig:
             out.append("modalities: empty; at least one series or image modality is needed")
         if self.num_classes < 2:
             out.append(f"num_classes: {self.num_classes} must be >= 2")
-        for name, value, low in (("depth", self.depth, 1), ("width", self.width, 1), ("heads", self.heads, 1),
+        for name, value, low in (("depth", self.depth, 0), ("width", self.width, 1), ("heads", self.heads, 1),
                                  ("patch_len", self.patch_len, 1), ("patch_stride", self.patch_stride, 1),
                                  ("image_patch", self.image_patch, 1),
                                  ("bottleneck_tokens", self.bottleneck_tokens, 1),
@@ -143,7 +147,7 @@ class ModelConfig:
                                  ("stem_layers", self.stem_layers, 1)):
             if value < low:
                 out.append(f"{name}: {value} must be >= {low}")
-        if self.heads >= 1 and self.width % self.heads:
+        if self.depth >= 1 and self.heads >= 1 and self.width % self.heads:
             divisors = [h for h in range(1, self.width + 1) if self.width % h == 0]
             out.append(f"width: {self.width} is not divisible by heads={self.heads}; heads accepted: {divisors}")
         for name, rate in (("dropout", self.dropout), ("drop_path", self.drop_path)):
@@ -173,7 +177,7 @@ class ModelConfig:
                            f"({m.height}x{m.width}); accepted: 1..{min(m.height, m.width)}")
         if self.attention not in ATTENTION:
             out.append(ATTENTION.unknown_name(self.attention))
-        elif self.position == "relative" and not ATTENTION[self.attention].relative_bias:
+        elif self.depth >= 1 and self.position == "relative" and not ATTENTION[self.attention].relative_bias:
             out.append(relative_refusal(self.attention))
         elif not out:
             variant = ATTENTION[self.attention]

@@ -105,7 +105,7 @@ CHOICES: dict[str, Collection[str]] = {
     "augment": POLICIES}
 # Keys whose values are narrower than their type's rule.
 RULES: dict[str, Rule] = {
-    "fusion_layer": COUNTS, "pretrain_epochs": COUNTS,
+    "depth": COUNTS, "fusion_layer": COUNTS, "pretrain_epochs": COUNTS,
     "dropout": RATES, "drop_path": RATES, "label_smoothing": RATES, "ema": RATES,
     "data_fraction": Rule("numbers in (0, 1]", lambda v: _number(v) and 0 < v <= 1),
     "pretrain_mask_ratio": Rule("numbers in (0, 1)", lambda v: _number(v) and 0 < v < 1),

@@ -84,6 +84,17 @@ def test_every_position_has_closed_form_params_and_flops(position, attention, fu
 
 
 @pytest.mark.parametrize("fusion", sorted(FUSION))
+@pytest.mark.parametrize("tokenizer", ["patch", "lite"])
+def test_closed_forms_hold_at_depth_zero(fusion, tokenizer):
+    torch.manual_seed(0)
+    cfg = config("linear", fusion, depth=0, heads=3, fusion_layer=5, tokenizer=tokenizer)
+    model = build_model(cfg)
+    assert param_count(cfg) == count_parameters(model)
+    assert forward_flops(cfg) == measured_flops(model, example_inputs(cfg, 2))
+    assert FUSION[fusion].flops(cfg) == 0 and FUSION[fusion].self_attention_lengths(cfg) == []
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSION))
 def test_closed_form_holds_for_three_modalities(fusion):
     torch.manual_seed(0)
     third = {"name": "pressure", "kind": "series", "channels": 3, "length": 13}

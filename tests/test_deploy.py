@@ -3,6 +3,7 @@ and registration in a real SQLite-backed MLflow Model Registry loaded back throu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -95,6 +96,13 @@ def test_every_stem_exports_to_onnx(tokenizer, data, tmp_path):
     model = build_model(cfg)
     model(*data.train.batch(np.arange(16))[:2])  # training-mode steps move batch norm off its initial statistics
     onnx_matches_torch(model.eval(), data, tmp_path / "m.onnx")
+
+
+def test_depth_zero_exports_to_onnx(data, tmp_path):
+    cfg = dataclasses.replace(tiny(data, "linear", tokenizer="lite"), depth=0, heads=3)
+    torch.manual_seed(0)
+    assert deploy.onnx_problems(cfg) == []
+    onnx_matches_torch(build_model(cfg).eval(), data, tmp_path / "m.onnx")
 
 
 @pytest.mark.parametrize("position,attention", [("tape", "softmax"), ("relative", "softmax"), ("relative", "local")])

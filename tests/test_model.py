@@ -13,6 +13,7 @@ from emule_models import ModalitySpec, ModelConfig, build_model
 from emule_models.attention import ATTENTION
 from emule_models.embed import ImageEmbed, SeriesEmbed
 from emule_models.fusion import FUSION
+from emule_models.layers import MultiHeadAttention
 from emule_models.model import example_inputs
 from emule_models.position import POSITIONS, sinusoid
 from emule_models.stems import STEMS, fixed_filters
@@ -212,6 +213,7 @@ def base_dict(**overrides) -> dict:
     (dict(tokenizer="lstm"), r"tokenizer: 'lstm' not accepted; accepted: \['patch', 'conv', 'lite', 'disjoint'\]"),
     (dict(stem_filters="fixed"), r"stem_filters: 'fixed' not accepted; accepted: \['learned', 'learned\+fixed'\]"),
     (dict(stem_layers=0), r"stem_layers: 0 must be >= 1"),
+    (dict(depth=-1), r"depth: -1 must be >= 0"),
     (dict(position="rotary"),
      r"position: 'rotary' not accepted; accepted: \['learned', 'sinusoidal', 'tape', 'relative', 'none'\]"),
     (dict(position="relative", attention="linear"), r"^position: 'relative' not accepted with attention=linear, "
@@ -377,3 +379,26 @@ def test_series_positions_are_what_they_say(position):
     # tAPE's point: over few tokens its rows keep apart where the plain sinusoid's barely move
     near = lambda t: (t[0] - t[1]).norm() / t[0].norm()  # noqa: E731
     assert near(sinusoid(11, 64, scale=64 / 11)) > 2 * near(sinusoid(11, 64))
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSION))
+@pytest.mark.parametrize("tokenizer", ["patch", "lite", "disjoint"])
+def test_depth_zero_is_a_stem_and_a_pooled_head(fusion, tokenizer):
+    """No attention at all; the attention fields are ignored (heads need not divide width, any variant, a relative
+    position with a variant that could not take one, any fusion_layer), so a sampler may draw them freely."""
+    torch.manual_seed(0)
+    cfg = config("linear", fusion, depth=0, heads=5, fusion_layer=4, position="relative", tokenizer=tokenizer)
+    model = build_model(cfg)
+    assert not any(isinstance(m, MultiHeadAttention) for m in model.modules())
+    inputs = example_inputs(cfg, 4)
+    valid = {"outline": valid_steps(4, 22, [22, 15, 9, 22])}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss = F.cross_entropy(model(inputs, valid), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters())  # nothing built that is not used
+    garbage = dict(inputs, outline=torch.where(valid["outline"][:, None, :], inputs["outline"], 100.0))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs, valid), model(garbage, valid), rtol=1e-4, atol=1e-5)

@@ -39,7 +39,7 @@ def test_quickstart_loads():
 
 @pytest.mark.parametrize("path, value, expected", [
     ("space.depth", {"low": 0, "high": -1}, "space.depth: low=0 > high=-1"),
-    ("space.depth", [0, 2], "space.depth: 0 not accepted"),
+    ("space.depth", [-1, 2], "space.depth: -1 not accepted; accepted: integers >= 0"),
     ("space.depth", {"low": 1.5, "high": 3}, "space.depth: 1.5..3 is not an integer range"),
     ("space.attention", ["softmax", "sparkle"], "space.attention: 'sparkle' not accepted"),
     ("space.data_fraction", [0.0, 0.5], "space.data_fraction: 0.0 not accepted"),
