@@ -68,6 +68,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
         if not self.training or real is None:
             return super().forward(x)
+        x = x.float()  # statistics in float32, as autocast runs batch norm (the running ones are float32)
         w = real[:, None, :].to(x.dtype)  # (N, 1, L)
         n = w.sum()
         mean = (x * w).sum((0, 2)) / n.clamp_min(1.0)  # (F,)

@@ -402,3 +402,17 @@ def test_depth_zero_is_a_stem_and_a_pooled_head(fusion, tokenizer):
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(inputs, valid), model(garbage, valid), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("tokenizer,attention", [("lite", "softmax"), ("disjoint", "local")])
+def test_stems_and_a_relative_bias_train_under_bf16_autocast(tokenizer, attention):
+    """As a CUDA trial trains (emule_models.train.use_bf16); CPU autocast takes the same mixed-precision paths:
+    batch norm's masked statistics in float32, the bias cast to the scores' dtype."""
+    torch.manual_seed(0)
+    cfg = config(attention, modalities=(SERIES,), tokenizer=tokenizer, position="relative")
+    model = build_model(cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(example_inputs(cfg, 3), {"outline": valid_steps(3, 22, [22, 14, 7])})
+        loss = F.cross_entropy(logits, torch.tensor([0, 1, 2]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())
