@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emule_models.attention import ATTENTION
+from emule_models.attention.base import relative_refusal
 from emule_models.fusion import FUSION
+from emule_models.position import POSITIONS
+from emule_models.stems import STEM_FILTERS, STEMS
 
 MODALITY_KINDS = ("series", "image")
 CHANNEL_MODES = ("mixing", "independent")
 SERIES_NORMS = ("none", "sample")
-TOKENIZERS = ("patch", "conv")
+TOKENIZERS = ("patch", *STEMS)  # patch: each patch linearly projected; the others: a convolutional stem
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,11 @@ class ModelConfig:
         num_classes: number of labels.
         attention: a name in ``emule_models.attention.ATTENTION``.
         attention_options: options of that variant (e.g. ``{"features": 64}`` for performer).
-        depth: encoder layers.
+        depth: encoder layers; 0 builds none: the tokens (a stem's features, say) are normalised and pooled straight
+            into the head - the convolution-only end of the family. ``heads``, ``attention``, ``attention_options``,
+            ``mlp_ratio``, ``dropout``, ``drop_path``, ``fusion_layer``, ``bottleneck_tokens`` and a ``relative``
+            position then mean nothing and are not checked against each other, so a sampler may draw them
+            independently.
         width: token width; must be divisible by ``heads``.
         heads: attention heads.
         mlp_ratio: hidden width of the feed-forward block over ``width``.
@@ -71,9 +78,21 @@ class ModelConfig:
         image_patch: side of the square ViT patch.
         series_norm: ``none``, or ``sample``: each series standardised per sample and channel over its real steps
             before tokenizing (offset and scale removed; what matters is the shape).
-        tokenizer: ``patch`` (each patch linearly projected) or ``conv``: a convolutional stem over every step
-            (``conv_kernel`` wide, ``conv_dilation`` apart, GELU) whose maximum over each patch is its token, so the
-            token count is the patch tokenizer's.
+        tokenizer: ``patch`` (each patch linearly projected), or a convolutional stem over every step whose
+            features' maximum over each patch is its token, so the token count is the patch tokenizer's:
+            ``conv`` (one convolution and GELU), ``lite`` (LITE's multiplexed, dilated depthwise-separable stem) or
+            ``disjoint`` (ConvTran's temporal-then-spatial stem); see ``emule_models.stems``. Images are always
+            patch-projected.
+        conv_kernel, conv_dilation: the stems' kernel length and dilation (``lite``: of its longest multiplexed
+            convolution and of its first separable layer; both shrink or grow with depth there).
+        stem_layers: ``lite``'s depthwise-separable layers (LITE has 2); ignored by the other tokenizers.
+        stem_filters: ``lite``: ``learned`` filters only, or ``learned+fixed``: beside LITE's hand-built, untrained
+            increase, decrease and peak detectors; ignored by the other tokenizers.
+        position: how series tokens carry their position: ``learned`` (a trained table, the default),
+            ``sinusoidal``, ``tape`` (ConvTran's sinusoids scaled to few tokens), ``relative`` (a learned bias per
+            head and offset added to the scores of every self-attention layer - taken by the attention variants that
+            form a score matrix, ``softmax`` and ``local``, and refused with the others) or ``none``; image tokens
+            keep a learned table. See ``emule_models.position``.
         drop_path: stochastic depth - each block's residual branches are dropped per sample with this probability
             while training.
     """
@@ -98,6 +117,9 @@ class ModelConfig:
     tokenizer: str = "patch"
     conv_kernel: int = 7
     conv_dilation: int = 1
+    stem_layers: int = 2
+    stem_filters: str = "learned+fixed"
+    position: str = "learned"
     drop_path: float = 0.0
 
     def __post_init__(self):
@@ -117,21 +139,24 @@ class ModelConfig:
             out.append("modalities: empty; at least one series or image modality is needed")
         if self.num_classes < 2:
             out.append(f"num_classes: {self.num_classes} must be >= 2")
-        for name, value, low in (("depth", self.depth, 1), ("width", self.width, 1), ("heads", self.heads, 1),
+        for name, value, low in (("depth", self.depth, 0), ("width", self.width, 1), ("heads", self.heads, 1),
                                  ("patch_len", self.patch_len, 1), ("patch_stride", self.patch_stride, 1),
                                  ("image_patch", self.image_patch, 1),
                                  ("bottleneck_tokens", self.bottleneck_tokens, 1),
-                                 ("conv_kernel", self.conv_kernel, 1), ("conv_dilation", self.conv_dilation, 1)):
+                                 ("conv_kernel", self.conv_kernel, 1), ("conv_dilation", self.conv_dilation, 1),
+                                 ("stem_layers", self.stem_layers, 1)):
             if value < low:
                 out.append(f"{name}: {value} must be >= {low}")
-        if self.heads >= 1 and self.width % self.heads:
+        if self.depth >= 1 and self.heads >= 1 and self.width % self.heads:
             divisors = [h for h in range(1, self.width + 1) if self.width % h == 0]
             out.append(f"width: {self.width} is not divisible by heads={self.heads}; heads accepted: {divisors}")
         for name, rate in (("dropout", self.dropout), ("drop_path", self.drop_path)):
             if not 0.0 <= rate < 1.0:
                 out.append(f"{name}: {rate} must be in [0, 1)")
         for name, value, accepted in (("series_norm", self.series_norm, SERIES_NORMS),
-                                      ("tokenizer", self.tokenizer, TOKENIZERS)):
+                                      ("tokenizer", self.tokenizer, TOKENIZERS),
+                                      ("stem_filters", self.stem_filters, STEM_FILTERS),
+                                      ("position", self.position, POSITIONS)):
             if value not in accepted:
                 out.append(f"{name}: {value!r} not accepted; accepted: {list(accepted)}")
         if self.mlp_ratio <= 0:
@@ -152,6 +177,8 @@ class ModelConfig:
                            f"({m.height}x{m.width}); accepted: 1..{min(m.height, m.width)}")
         if self.attention not in ATTENTION:
             out.append(ATTENTION.unknown_name(self.attention))
+        elif self.depth >= 1 and self.position == "relative" and not ATTENTION[self.attention].relative_bias:
+            out.append(relative_refusal(self.attention))
         elif not out:
             variant = ATTENTION[self.attention]
             for shape in FUSION[self.fusion].shapes(self):

@@ -29,9 +29,10 @@ from torch import nn
 from torch.utils import flop_counter
 
 from emule_models.config import ModelConfig
-from emule_models.embed import embed_flops
+from emule_models.embed import embed_flops, embed_params
 from emule_models.fusion import FUSION
 from emule_models.model import build_model, example_inputs
+from emule_models.position import RelativeBias, absolute_params
 from emule_models.train import check_time_limit
 
 
@@ -45,6 +46,22 @@ def param_count(cfg: ModelConfig) -> int:
     (built on the meta device: no memory); equal to ``count_parameters(build_model(cfg))``."""
     with torch.device("meta"):
         return count_parameters(build_model(cfg))
+
+
+def front_end_params(cfg: ModelConfig) -> int:
+    """Parameters of the tokenizers (stems or patch projections, position and channel tables), in closed form
+    (the stems' in ``emule_models.stems``); LITE's fixed filters are buffers, not parameters."""
+    return sum(embed_params(cfg, m) for m in cfg.modalities)
+
+
+def position_params(cfg: ModelConfig) -> int:
+    """Parameters that carry position, in closed form: learned tables (series by ``position``, images always),
+    and with ``position: relative`` a bias table per self-attention layer. Fixed tables hold none."""
+    tables = sum(absolute_params(cfg.position, cfg.series_patches(m), cfg.width) if m.kind == "series"
+                 else absolute_params("learned", cfg.tokens(m), cfg.width) for m in cfg.modalities)
+    if cfg.position != "relative":
+        return tables
+    return tables + sum(RelativeBias.params(cfg.heads, t) for t in FUSION[cfg.fusion].self_attention_lengths(cfg))
 
 
 def forward_flops(cfg: ModelConfig) -> int:

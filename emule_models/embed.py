@@ -1,5 +1,5 @@
 """Tokenizers: time-series patches (channel-mixing or channel-independent; linear or through a convolutional
-stem) and ViT-style image patches.
+stem, ``emule_models.stems``) and ViT-style image patches.
 
 Each turns one modality's batch into ``(B, T, W)`` tokens with a ``(B, T)`` mask of tokens that hold real data;
 a data set may declare any number of modalities, each a series or an image.
@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from emule_models.config import ModalitySpec, ModelConfig
+from emule_models.position import absolute_params, absolute_position
+from emule_models.stems import STEMS
 
 
 class SeriesEmbed(nn.Module):
@@ -20,9 +22,9 @@ class SeriesEmbed(nn.Module):
     ``mixing``: one token per patch over all channels (T = patches). ``independent``: one token per channel and
     patch with a shared patch projection plus a channel embedding (T = channels x patches), as in PatchTST.
 
-    ``tokenizer: conv``: a convolution over every step (same length out, ``W`` features) and GELU, then the maximum
+    A stem tokenizer (``conv``, ``lite``, ``disjoint``): the stem's ``W`` features at every step, then the maximum
     of each feature over each patch's real steps (as ROCKET keeps a kernel's maximum) - the same patches, so the
-    same token count and mask.
+    same token count and mask. Channel-independent, one stem serves every channel alone.
 
     Variable lengths: ``valid`` (B, L) marks the real steps. Padded steps are zeroed before patching, so what the
     padding holds never reaches a real token, and a patch is real when its first step is. ``series_norm: sample``
@@ -36,16 +38,18 @@ class SeriesEmbed(nn.Module):
         # zeros appended so that the last patch covers the last step (patches x stride need not meet L exactly)
         self.tail = max(0, (self.patches - 1) * self.stride + self.patch_len - m.length)
         self.norm = cfg.series_norm
-        if cfg.tokenizer == "conv":
-            in_channels = 1 if self.mode == "independent" else m.channels
-            self.stem = nn.Conv1d(in_channels, cfg.width, cfg.conv_kernel, dilation=cfg.conv_dilation, padding="same")
+        if cfg.tokenizer in STEMS:
+            self.stem = STEMS[cfg.tokenizer](cfg, stem_channels(cfg, m))
             self.proj = None
         else:
             self.stem = None
             self.proj = nn.Linear(series_patch_dim(cfg, m), cfg.width)
-        self.pos = nn.Parameter(torch.zeros(self.patches, cfg.width))
+        pos = absolute_position(cfg.position, self.patches, cfg.width)  # (N, W), or None: nothing added
+        if isinstance(pos, nn.Parameter):
+            self.pos = pos
+        else:  # a fixed table is rebuilt from the config, not saved
+            self.register_buffer("pos", pos, persistent=False)
         self.channel = nn.Parameter(torch.zeros(m.channels, 1, cfg.width)) if self.mode == "independent" else None
-        nn.init.trunc_normal_(self.pos, std=0.02)
         if self.channel is not None:
             nn.init.trunc_normal_(self.channel, std=0.02)
 
@@ -59,27 +63,32 @@ class SeriesEmbed(nn.Module):
         if self.norm == "sample":
             x = standardize(x, valid)
         if self.stem is not None:
-            return self._conv_tokens(x, valid, mask)
+            return self._stem_tokens(x, valid, mask)
         patches = F.pad(x, (0, self.tail)).unfold(-1, self.patch_len, self.stride)[:, :, : self.patches]  # (B, C, N, P)
         if self.mode == "independent":
-            tokens = self.proj(patches) + self.pos + self.channel  # (B, C, N, W)
+            tokens = self._placed(self.proj(patches)) + self.channel  # (B, C, N, W)
             return tokens.reshape(b, c * self.patches, -1), mask.repeat(1, c)  # (B, C*N, W), (B, C*N)
         tokens = self.proj(patches.permute(0, 2, 1, 3).reshape(b, self.patches, -1))  # (B, N, W)
-        return tokens + self.pos, mask
+        return self._placed(tokens), mask
 
-    def _conv_tokens(self, x: torch.Tensor, valid: torch.Tensor | None,
+    def _placed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(..., N, W) tokens with their absolute position added, if the config gives them one."""
+        return tokens if self.pos is None else tokens + self.pos
+
+    def _stem_tokens(self, x: torch.Tensor, valid: torch.Tensor | None,
                      mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, c, length = x.shape
+        real = valid
         if self.mode == "independent":
             x = x.reshape(b * c, 1, length)  # (B*C, 1, L): one stem shared by the channels
-        h = F.gelu(self.stem(x))  # (B', W, L)
-        if valid is not None:  # padded steps must not win a real patch's maximum
-            real = valid.repeat_interleave(c, 0) if self.mode == "independent" else valid  # (B', L)
+            real = None if valid is None else valid.repeat_interleave(c, 0)  # (B*C, L)
+        h = self.stem(x, real)  # (B', W, L)
+        if real is not None:  # padded steps must not win a real patch's maximum
             h = h.masked_fill(~real[:, None, :], float("-inf"))
         tokens = F.max_pool1d(F.pad(h, (0, self.tail), value=float("-inf")), self.patch_len, self.stride)
         tokens = tokens[..., : self.patches]  # (B', W, N)
         tokens = tokens.masked_fill(torch.isinf(tokens), 0.0)  # a patch without real steps (masked downstream)
-        tokens = tokens.transpose(1, 2) + self.pos  # (B', N, W)
+        tokens = self._placed(tokens.transpose(1, 2))  # (B', N, W)
         if self.mode == "independent":
             tokens = tokens.reshape(b, c, self.patches, -1) + self.channel  # (B, C, N, W)
             return tokens.reshape(b, c * self.patches, -1), mask.repeat(1, c)
@@ -127,13 +136,29 @@ def series_patch_dim(cfg: ModelConfig, m: ModalitySpec) -> int:
     return cfg.patch_len if cfg.channel_mode == "independent" else cfg.patch_len * m.channels
 
 
+def stem_channels(cfg: ModelConfig, m: ModalitySpec) -> int:
+    """Channels one stem call sees: all of the series', or one (channel-independent: one call per channel)."""
+    return 1 if cfg.channel_mode == "independent" else m.channels
+
+
 def embed_flops(cfg: ModelConfig, m: ModalitySpec) -> int:
-    """Forward matmul FLOPs of one modality's tokenizer for one sample (the conv stem: every step of every
-    channel, ``conv_kernel`` taps; the patch maxima are not matmuls)."""
-    if m.kind == "series" and cfg.tokenizer == "conv":
-        return 2 * m.length * m.channels * cfg.conv_kernel * cfg.width
+    """Forward matmul FLOPs of one modality's tokenizer for one sample (a stem: at every step, once per channel
+    when channel-independent; the patch maxima are not matmuls)."""
+    if m.kind == "series" and cfg.tokenizer in STEMS:
+        calls = m.channels // stem_channels(cfg, m)
+        return calls * STEMS[cfg.tokenizer].flops(cfg, stem_channels(cfg, m), m.length)
     in_dim = series_patch_dim(cfg, m) if m.kind == "series" else m.channels * cfg.image_patch ** 2
     return 2 * cfg.tokens(m) * in_dim * cfg.width
+
+
+def embed_params(cfg: ModelConfig, m: ModalitySpec) -> int:
+    """Parameters of one modality's tokenizer: its stem or patch projection, position table and channel table."""
+    if m.kind == "image":
+        return (m.channels * cfg.image_patch ** 2 + 1) * cfg.width + cfg.tokens(m) * cfg.width
+    front = (STEMS[cfg.tokenizer].params(cfg, stem_channels(cfg, m)) if cfg.tokenizer in STEMS
+             else (series_patch_dim(cfg, m) + 1) * cfg.width)
+    channel = m.channels * cfg.width if cfg.channel_mode == "independent" else 0
+    return front + absolute_params(cfg.position, cfg.series_patches(m), cfg.width) + channel
 
 
 def build_embed(cfg: ModelConfig, m: ModalitySpec) -> nn.Module:

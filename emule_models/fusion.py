@@ -17,6 +17,9 @@ attention is used (for the variants' ``not_supported_reasons``) and its forward 
   modality's sequence and the modalities exchange information only through them: after each layer the
   bottleneck tokens are averaged over the modalities (Nagrani et al., 2021, "Attention Bottlenecks for Multimodal
   Fusion"). The pooled modality vectors are averaged. A missing modality is left out of both averages.
+
+With ``depth: 0`` no fusion builds an attention layer: each modality's tokens are normalised and pooled as above -
+all together (``early``), side by side (``late``) or per modality and averaged (``cross``, ``bottleneck``).
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        """The most tokens each self-attention layer it builds attends over, one entry per layer (what a
+        relative position bias is sized by)."""
+        raise NotImplementedError
+
+    @classmethod
     def onnx_reasons(cls, cfg: ModelConfig) -> list[str]:
         """Why this fusion cannot be written as an ONNX graph; empty when it can (every fusion so far can)."""
         return []
@@ -80,7 +89,10 @@ class Fusion(nn.Module):
 
 
 def self_shape(cfg: ModelConfig, tokens: int) -> AttentionShape:
-    return cross_shape(cfg, tokens, tokens)
+    """Self-attention over ``tokens``: the only kind that takes a relative position bias (``position: relative``);
+    between modalities an offset means nothing."""
+    return AttentionShape(heads=cfg.heads, head_dim=cfg.width // cfg.heads, max_q=tokens, max_k=tokens,
+                          options=cfg.attention_options, relative=cfg.position == "relative")
 
 
 def cross_shape(cfg: ModelConfig, queries: int, keys: int) -> AttentionShape:
@@ -95,6 +107,12 @@ def block(cfg: ModelConfig, shape: AttentionShape, cross: bool = False) -> Block
 
 def block_flops(cfg: ModelConfig, t_q: int, t_k: int) -> int:
     return Block.flops(cfg.width, cfg.mlp_ratio, cfg.attention, cross_shape(cfg, t_q, t_k), t_q, t_k)
+
+
+def fused_layers(cfg: ModelConfig) -> int:
+    """Layers from ``fusion_layer`` on, where ``cross`` and ``bottleneck`` exchange between modalities (none at
+    depth 0, whatever ``fusion_layer`` says: it is ignored there)."""
+    return max(0, cfg.depth - cfg.fusion_layer)
 
 
 @FUSION.register()
@@ -115,12 +133,16 @@ class EarlyFusion(Fusion):
 
     @classmethod
     def shapes(cls, cfg: ModelConfig) -> list[AttentionShape]:
-        return [self_shape(cfg, cls.total_tokens(cfg))]
+        return [self_shape(cfg, cls.total_tokens(cfg))] if cfg.depth else []
 
     @classmethod
     def flops(cls, cfg: ModelConfig) -> int:
         t = cls.total_tokens(cfg)
         return cfg.depth * block_flops(cfg, t, t)
+
+    @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        return [cls.total_tokens(cfg)] * cfg.depth
 
     def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         present = [n for n in self.names if n in tokens]
@@ -150,11 +172,15 @@ class LateFusion(Fusion):
 
     @classmethod
     def shapes(cls, cfg: ModelConfig) -> list[AttentionShape]:
-        return [self_shape(cfg, cfg.tokens(m)) for m in cfg.modalities]
+        return [self_shape(cfg, cfg.tokens(m)) for m in cfg.modalities] if cfg.depth else []
 
     @classmethod
     def flops(cls, cfg: ModelConfig) -> int:
         return sum(cfg.depth * block_flops(cfg, cfg.tokens(m), cfg.tokens(m)) for m in cfg.modalities)
+
+    @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        return [cfg.tokens(m) for m in cfg.modalities for _ in range(cfg.depth)]
 
     @classmethod
     def out_width(cls, cfg: ModelConfig) -> int:
@@ -192,7 +218,7 @@ class CrossFusion(Fusion):
         # Only with something to attend to: a single modality gets no cross blocks.
         self.cross = nn.ModuleDict({
             m.name: nn.ModuleList(block(cfg, cross_shape(cfg, cfg.tokens(m), self.context_tokens(cfg, m.name)),
-                                        cross=True) for _ in range(cfg.depth - cfg.fusion_layer))
+                                        cross=True) for _ in range(fused_layers(cfg)))
             for m in cfg.modalities} if len(cfg.modalities) > 1 else {})
         self.norms = nn.ModuleDict({m.name: nn.LayerNorm(cfg.width) for m in cfg.modalities})
 
@@ -202,8 +228,8 @@ class CrossFusion(Fusion):
 
     @classmethod
     def shapes(cls, cfg: ModelConfig) -> list[AttentionShape]:
-        shapes = [self_shape(cfg, cfg.tokens(m)) for m in cfg.modalities]
-        if len(cfg.modalities) > 1:
+        shapes = [self_shape(cfg, cfg.tokens(m)) for m in cfg.modalities] if cfg.depth else []
+        if len(cfg.modalities) > 1 and fused_layers(cfg):
             shapes += [cross_shape(cfg, cfg.tokens(m), cls.context_tokens(cfg, m.name)) for m in cfg.modalities]
         return shapes
 
@@ -214,8 +240,12 @@ class CrossFusion(Fusion):
             t = cfg.tokens(m)
             total += cfg.depth * block_flops(cfg, t, t)
             if len(cfg.modalities) > 1:
-                total += (cfg.depth - cfg.fusion_layer) * block_flops(cfg, t, cls.context_tokens(cfg, m.name))
+                total += fused_layers(cfg) * block_flops(cfg, t, cls.context_tokens(cfg, m.name))
         return total
+
+    @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        return [cfg.tokens(m) for m in cfg.modalities for _ in range(cfg.depth)]  # the cross blocks take no bias
 
     def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         xs = {n: tokens[n] for n in self.encoders if n in tokens}
@@ -239,8 +269,10 @@ class BottleneckFusion(Fusion):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.depth, self.fusion_layer = cfg.depth, cfg.fusion_layer
-        self.bottleneck = nn.Parameter(torch.zeros(cfg.bottleneck_tokens, cfg.width))
-        nn.init.trunc_normal_(self.bottleneck, std=0.02)
+        self.bottleneck = None  # no layer to share it in at depth 0
+        if fused_layers(cfg):
+            self.bottleneck = nn.Parameter(torch.zeros(cfg.bottleneck_tokens, cfg.width))
+            nn.init.trunc_normal_(self.bottleneck, std=0.02)
         self.encoders = nn.ModuleDict({
             m.name: nn.ModuleList(
                 block(cfg, self_shape(cfg, cfg.tokens(m) + (cfg.bottleneck_tokens if layer >= cfg.fusion_layer else 0)))
@@ -250,8 +282,9 @@ class BottleneckFusion(Fusion):
 
     @classmethod
     def shapes(cls, cfg: ModelConfig) -> list[AttentionShape]:
-        shapes = [self_shape(cfg, cfg.tokens(m) + cfg.bottleneck_tokens) for m in cfg.modalities]
-        if cfg.fusion_layer > 0:
+        shapes = [self_shape(cfg, cfg.tokens(m) + cfg.bottleneck_tokens) for m in cfg.modalities] \
+            if fused_layers(cfg) else []
+        if cfg.depth - fused_layers(cfg):
             shapes += [self_shape(cfg, cfg.tokens(m)) for m in cfg.modalities]
         return shapes
 
@@ -260,12 +293,19 @@ class BottleneckFusion(Fusion):
         total = 0
         for m in cfg.modalities:
             t, fused = cfg.tokens(m), cfg.tokens(m) + cfg.bottleneck_tokens
-            total += cfg.fusion_layer * block_flops(cfg, t, t) + (cfg.depth - cfg.fusion_layer) * block_flops(
-                cfg, fused, fused)
+            fusing = fused_layers(cfg)
+            total += (cfg.depth - fusing) * block_flops(cfg, t, t) + fusing * block_flops(cfg, fused, fused)
         return total
+
+    @classmethod
+    def self_attention_lengths(cls, cfg: ModelConfig) -> list[int]:
+        return [cfg.tokens(m) + (cfg.bottleneck_tokens if layer >= cfg.fusion_layer else 0)
+                for m in cfg.modalities for layer in range(cfg.depth)]
 
     def encode(self, tokens: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         xs = {n: tokens[n] for n in self.encoders if n in tokens}
+        if self.bottleneck is None:
+            return {n: self.norms[n](x) for n, x in xs.items()}
         b = next(iter(xs.values())).shape[0]
         z = self.bottleneck.expand(b, -1, -1)  # (B, Z, W)
         z_mask = torch.ones(b, z.shape[1], dtype=torch.bool, device=z.device)  # (B, Z)

@@ -328,6 +328,9 @@ def _ema_with_warmup(decay: float):
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
         d = min(decay, (1 + int(n)) / (10 + int(n)))
         for a, c in zip(averaged, current):
-            a.lerp_(c, 1 - d)
+            if a.is_floating_point():
+                a.lerp_(c, 1 - d)
+            else:  # a count (batch norm's batches seen) is copied, not averaged
+                a.copy_(c)
 
     return update

@@ -73,7 +73,8 @@ def check_model_name(name: str) -> str:
 def onnx_problems(cfg: ModelConfig) -> list[str]:
     """Why ``cfg``'s attention variant or fusion cannot be written as ONNX, each naming it; empty when both can."""
     variant, fusion = ATTENTION.lookup(cfg.attention), FUSION.lookup(cfg.fusion)
-    shapes = fusion.shapes(cfg) or [cross_shape(cfg, 1, 1)]
+    # depth 0 builds no attention layer: nothing of the variant to export
+    shapes = (fusion.shapes(cfg) or [cross_shape(cfg, 1, 1)]) if cfg.depth else []
     reasons = [f"attention={cfg.attention}: {r}" for s in shapes for r in variant.onnx_reasons(s)]
     reasons += [f"fusion={cfg.fusion}: {r}" for r in fusion.onnx_reasons(cfg)]
     return list(dict.fromkeys(reasons))

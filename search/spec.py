@@ -23,6 +23,8 @@ from emule_models.config import CHANNEL_MODES, SERIES_NORMS, TOKENIZERS, ModelCo
 from emule_models.data import BUILTIN, STRATEGIES, needs_scores
 from emule_models.data.load import BUILTIN_KEYS
 from emule_models.fusion import FUSION
+from emule_models.position import POSITIONS
+from emule_models.stems import STEM_FILTERS
 from emule_models.train import LR_SCHEDULES, TrainConfig
 from search.baselines import BASELINES
 from search.baselines import DEFAULT as DEFAULT_BASELINES
@@ -99,10 +101,11 @@ TYPE_RULES = {int: INTEGERS, float: NUMBERS, str: STRINGS}  # a key's rule when 
 # The names a string key accepts: the registries of emule_models.
 CHOICES: dict[str, Collection[str]] = {
     "attention": ATTENTION, "fusion": FUSION, "channel_mode": CHANNEL_MODES, "series_norm": SERIES_NORMS,
-    "tokenizer": TOKENIZERS, "selection": STRATEGIES, "augment": POLICIES, "lr_schedule": LR_SCHEDULES}
+    "tokenizer": TOKENIZERS, "stem_filters": STEM_FILTERS, "position": POSITIONS, "selection": STRATEGIES,
+    "augment": POLICIES, "lr_schedule": LR_SCHEDULES}
 # Keys whose values are narrower than their type's rule.
 RULES: dict[str, Rule] = {
-    "fusion_layer": COUNTS, "pretrain_epochs": COUNTS,
+    "depth": COUNTS, "fusion_layer": COUNTS, "pretrain_epochs": COUNTS,
     "dropout": RATES, "drop_path": RATES, "label_smoothing": RATES, "ema": RATES,
     "data_fraction": Rule("numbers in (0, 1]", lambda v: _number(v) and 0 < v <= 1),
     "pretrain_mask_ratio": Rule("numbers in (0, 1)", lambda v: _number(v) and 0 < v < 1),

@@ -226,3 +226,62 @@ def test_linformer_without_a_length_bound_is_refused():
     assert "max_k: 0" in reason and "length bound" in reason and "accepted" in reason
     with pytest.raises(ValueError, match="length bound"):
         ATTENTION["linformer"](shape)
+
+
+RELATIVE = [name for name in VARIANTS if ATTENTION[name].relative_bias]
+
+
+def with_relative(name: str, t: int, **options) -> Attention:
+    """A self-attention variant with a random relative bias table (it starts at zero)."""
+    shape = AttentionShape(heads=H, head_dim=D, max_q=t, max_k=t, options={**TINY.get(name, {}), **options},
+                           relative=True)
+    attend = ATTENTION.lookup(name)(shape)
+    with torch.no_grad():
+        attend.relative.table.normal_(generator=torch.Generator().manual_seed(3))
+    return attend
+
+
+def biased_softmax(q, k, v, table: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Dense reference: scores + table[h, j - i], keys outside ``allowed`` (B, 1, Tq, Tk) left out."""
+    t = q.shape[-2]
+    offsets = torch.arange(t)[None, :] - torch.arange(t)[:, None]  # (T, T)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]) + table[:, offsets + t - 1]  # (B, H, T, T)
+    return torch.softmax(scores.masked_fill(~allowed, float("-inf")), -1) @ v
+
+
+def test_relative_bias_is_declared_by_the_variants_with_a_score_matrix():
+    assert RELATIVE == ["local", "softmax"]
+
+
+@pytest.mark.parametrize("name,window", [("softmax", None), ("local", 12), ("local", 4), ("local", 5)])
+def test_relative_bias_is_added_to_the_scores_by_offset(name, window):
+    t = 12
+    q, k, v = qkv(t, t)
+    mask = lengths_mask(t, [12, 9])
+    attend = with_relative(name, t, **({} if window is None else {"window": window}))
+    allowed = mask[:, None, None, :].expand(B, 1, t, t)
+    if window is not None and window < t:  # local: the query's block and its two neighbours
+        blocks = math.ceil(t / window)
+        block = torch.arange(t) // math.ceil(t / blocks)
+        allowed = allowed & ((block[None, :] - block[:, None]).abs() <= 1)
+    out = attend(q, k, v, mask=mask)
+    torch.testing.assert_close(out, biased_softmax(q, k, v, attend.relative.table.detach(), allowed))
+
+
+@pytest.mark.parametrize("name", RELATIVE)
+def test_relative_bias_leaves_padded_keys_out(name):
+    q, k, v = qkv(12, 12)
+    mask = lengths_mask(12, [12, 7])
+    attend = with_relative(name, 12)
+    k2, v2 = k.clone(), v.clone()
+    k2[1, :, 7:] = 100.0
+    v2[1, :, 7:] = 100.0
+    torch.testing.assert_close(attend(q, k, v, mask=mask)[1, :, :7], attend(q, k2, v2, mask=mask)[1, :, :7])
+
+
+@pytest.mark.parametrize("name", sorted(set(VARIANTS) - set(RELATIVE)))
+def test_a_variant_without_scores_refuses_a_relative_bias(name):
+    shape = AttentionShape(heads=H, head_dim=D, max_q=12, max_k=12, options=TINY.get(name, {}), relative=True)
+    with pytest.raises(ValueError, match=rf"position: 'relative' not accepted with attention={name}, .*"
+                                         r"accepted: attention in \['local', 'softmax'\]"):
+        ATTENTION[name](shape)

@@ -88,9 +88,11 @@ def test_augmentation_runs_only_on_training_batches(monkeypatch):
     assert sum(calls) == 2 * len(ds.train)
 
 
-def test_ema_weights_are_the_ones_validated_and_kept():
+@pytest.mark.parametrize("tokenizer", ["patch", "lite"])  # lite: batch norm's buffers are averaged too
+def test_ema_weights_are_the_ones_validated_and_kept(tokenizer):
     ds = synthetic(n=120, classes=3, seed=0)
-    cfg = ModelConfig(modalities=ds.modalities, num_classes=3, width=16, depth=1, heads=2, patch_len=8)
+    cfg = ModelConfig(modalities=ds.modalities, num_classes=3, width=16, depth=1, heads=2, patch_len=8,
+                      tokenizer=tokenizer)
     runs = {}
     for ema in (0.0, 0.9):
         torch.manual_seed(0)

@@ -9,17 +9,21 @@ import torch
 
 from emule_models import ModelConfig, build_model
 from emule_models.attention import ATTENTION
+from emule_models.config import TOKENIZERS
 from emule_models.cost import (
     count_parameters,
     forward_flops,
+    front_end_params,
     measure,
     measured_flops,
     param_count,
     peak_memory_bytes,
+    position_params,
     training_flops,
 )
 from emule_models.fusion import FUSION
 from emule_models.model import example_inputs
+from emule_models.position import POSITIONS
 
 torch.set_num_threads(1)
 
@@ -53,6 +57,41 @@ def test_closed_form_follows_the_tokenizer_and_layer_fields(overrides):
     cfg = config("nystrom", **{"fusion": "cross", **overrides})
     measured = measured_flops(build_model(cfg), example_inputs(cfg, 2))
     assert forward_flops(cfg) == pytest.approx(measured, rel=0.05)
+
+
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
+@pytest.mark.parametrize("options", [dict(channel_mode="mixing"), dict(channel_mode="independent"),
+                                     dict(stem_filters="learned", stem_layers=1, conv_kernel=4),
+                                     dict(stem_layers=3, conv_kernel=13, conv_dilation=2)])
+def test_every_tokenizer_has_closed_form_params_and_flops(tokenizer, options):
+    torch.manual_seed(0)
+    cfg = config("softmax", tokenizer=tokenizer, **options)
+    model = build_model(cfg)
+    assert front_end_params(cfg) == sum(count_parameters(e) for e in model.embed.values())
+    assert forward_flops(cfg) == pytest.approx(measured_flops(model, example_inputs(cfg, 2)), rel=1e-6)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("attention,fusion", [("softmax", f) for f in sorted(FUSION)] + [("local", "bottleneck")])
+def test_every_position_has_closed_form_params_and_flops(position, attention, fusion):
+    torch.manual_seed(0)
+    cfg = config(attention, fusion, position=position, channel_mode="independent")
+    model = build_model(cfg)
+    held = sum(p.numel() for n, p in model.named_parameters() if n.endswith(".pos") or ".relative." in n)
+    assert position_params(cfg) == held
+    assert front_end_params(cfg) == sum(count_parameters(e) for e in model.embed.values())
+    assert forward_flops(cfg) == pytest.approx(measured_flops(model, example_inputs(cfg, 2)), rel=0.05)
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSION))
+@pytest.mark.parametrize("tokenizer", ["patch", "lite"])
+def test_closed_forms_hold_at_depth_zero(fusion, tokenizer):
+    torch.manual_seed(0)
+    cfg = config("linear", fusion, depth=0, heads=3, fusion_layer=5, tokenizer=tokenizer)
+    model = build_model(cfg)
+    assert param_count(cfg) == count_parameters(model)
+    assert forward_flops(cfg) == measured_flops(model, example_inputs(cfg, 2))
+    assert FUSION[fusion].flops(cfg) == 0 and FUSION[fusion].self_attention_lengths(cfg) == []
 
 
 @pytest.mark.parametrize("fusion", sorted(FUSION))

@@ -3,6 +3,7 @@ and registration in a real SQLite-backed MLflow Model Registry loaded back throu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -17,6 +18,7 @@ from emule_models.attention.softmax import SoftmaxAttention
 from emule_models.data import synthetic
 from emule_models.fusion import FUSION
 from emule_models.serving import FlatInputs, field_tensors, flat_rows, input_fields
+from emule_models.stems import STEMS
 from emule_models.train import TrainConfig
 from search import deploy
 from search.candidate import Candidate
@@ -83,6 +85,35 @@ def test_every_fusion_exports_to_onnx_or_is_refused(fusion, data, tmp_path):
         with pytest.raises(ValueError, match=f"fusion={fusion}"):
             deploy.to_onnx(model, tmp_path / "m.onnx", data.test)
         return
+    onnx_matches_torch(model, data, tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("tokenizer", sorted(STEMS))
+def test_every_stem_exports_to_onnx(tokenizer, data, tmp_path):
+    """Batch norm folds into a fixed affine map in evaluation; LITE's fixed filters are constants of the graph."""
+    cfg = tiny(data, tokenizer=tokenizer, conv_kernel=7, conv_dilation=2)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model(*data.train.batch(np.arange(16))[:2])  # training-mode steps move batch norm off its initial statistics
+    onnx_matches_torch(model.eval(), data, tmp_path / "m.onnx")
+
+
+def test_depth_zero_exports_to_onnx(data, tmp_path):
+    cfg = dataclasses.replace(tiny(data, "linear", tokenizer="lite"), depth=0, heads=3)
+    torch.manual_seed(0)
+    assert deploy.onnx_problems(cfg) == []
+    onnx_matches_torch(build_model(cfg).eval(), data, tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("position,attention", [("tape", "softmax"), ("relative", "softmax"), ("relative", "local")])
+def test_positions_export_to_onnx(position, attention, data, tmp_path):
+    cfg = tiny(data, attention, position=position)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # a relative bias starts at zero: give it values that show in the output
+        for name, p in model.named_parameters():
+            if ".relative." in name:
+                p.normal_()
     onnx_matches_torch(model, data, tmp_path / "m.onnx")
 
 

@@ -13,7 +13,10 @@ from emule_models import ModalitySpec, ModelConfig, build_model
 from emule_models.attention import ATTENTION
 from emule_models.embed import ImageEmbed, SeriesEmbed
 from emule_models.fusion import FUSION
+from emule_models.layers import MultiHeadAttention
 from emule_models.model import example_inputs
+from emule_models.position import POSITIONS, sinusoid
+from emule_models.stems import STEMS, fixed_filters
 
 torch.set_num_threads(1)
 
@@ -207,7 +210,15 @@ def base_dict(**overrides) -> dict:
      r"attention_options \['rank'\] not accepted by 'nystrom'; accepted: \['landmarks', 'pinv_iters'\]"),
     (dict(dropout=1.0), r"dropout: 1\.0 must be in \[0, 1\)"),
     (dict(drop_path=-0.1), r"drop_path: -0\.1 must be in \[0, 1\)"),
-    (dict(tokenizer="lstm"), r"tokenizer: 'lstm' not accepted; accepted: \['patch', 'conv'\]"),
+    (dict(tokenizer="lstm"), r"tokenizer: 'lstm' not accepted; accepted: \['patch', 'conv', 'lite', 'disjoint'\]"),
+    (dict(stem_filters="fixed"), r"stem_filters: 'fixed' not accepted; accepted: \['learned', 'learned\+fixed'\]"),
+    (dict(stem_layers=0), r"stem_layers: 0 must be >= 1"),
+    (dict(depth=-1), r"depth: -1 must be >= 0"),
+    (dict(position="rotary"),
+     r"position: 'rotary' not accepted; accepted: \['learned', 'sinusoidal', 'tape', 'relative', 'none'\]"),
+    (dict(position="relative", attention="linear"), r"^position: 'relative' not accepted with attention=linear, "
+     r"which forms no score matrix to add the bias to; accepted: attention in \['local', 'softmax'\], or an "
+     r"absolute position \(learned, sinusoidal, tape\) or none$"),
     (dict(series_norm="revin"), r"series_norm: 'revin' not accepted; accepted: \['none', 'sample'\]"),
     (dict(conv_kernel=0), r"conv_kernel: 0 must be >= 1"),
     (dict(hidden=4), r"model: unknown keys \['hidden'\]; accepted: \["),
@@ -241,24 +252,72 @@ def test_modality_spec_is_declared_by_the_data():
         ModalitySpec("x", "audio", 1, length=4)
 
 
+@pytest.mark.parametrize("tokenizer", sorted(STEMS))
 @pytest.mark.parametrize("mode", ["mixing", "independent"])
 @pytest.mark.parametrize("norm", ["none", "sample"])
-def test_conv_tokens_keep_the_patch_geometry_and_ignore_padding(mode, norm):
+def test_stem_tokens_keep_the_patch_geometry_and_ignore_padding(tokenizer, mode, norm):
     torch.manual_seed(0)
     patch = config(channel_mode=mode, series_norm=norm)
-    conv = dataclasses.replace(patch, tokenizer="conv", conv_kernel=5, conv_dilation=2)
+    stem = dataclasses.replace(patch, tokenizer=tokenizer, conv_kernel=5, conv_dilation=2)
     m = patch.modalities[0]
     x = torch.randn(3, 2, 22)
     valid = valid_steps(3, 22, [22, 14, 7])
-    tokens, mask = SeriesEmbed(conv, m)(x, valid)
+    tokens, mask = SeriesEmbed(stem, m)(x, valid)
     ref_tokens, ref_mask = SeriesEmbed(patch, m)(x, valid)
     assert tokens.shape == ref_tokens.shape and torch.equal(mask, ref_mask)
     garbage = torch.where(valid[:, None, :], x, 100.0)
-    model = build_model(conv).eval()
-    inputs = dict(example_inputs(conv, 3), outline=x)
+    model = build_model(stem).eval()
+    inputs = dict(example_inputs(stem, 3), outline=x)
     with torch.no_grad():
         torch.testing.assert_close(model(inputs, {"outline": valid}), model(dict(inputs, outline=garbage),
                                                                             {"outline": valid}), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("tokenizer", sorted(STEMS))
+@pytest.mark.parametrize("training", [True, False])
+def test_a_stem_sees_a_padded_series_as_the_unpadded_one(tokenizer, training):
+    """Every real step's features equal those of the series cut to its real length - in training too, where batch
+    norm's statistics would otherwise count the padding."""
+    torch.manual_seed(0)
+    cfg = config(tokenizer=tokenizer, conv_kernel=9, conv_dilation=2, stem_layers=3, width=8)
+    stem = STEMS[tokenizer](cfg, 2).train(training)
+    x = torch.randn(1, 2, 22)
+    for real in (22, 13, 5):
+        valid = valid_steps(1, 22, [real])
+        padded = torch.where(valid[:, None, :], x, 0.0)  # the tokenizer zeroes padding before the stem
+        torch.testing.assert_close(stem(padded, valid)[..., :real], stem(x[..., :real]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("tokenizer,options", [("lite", dict(stem_filters="learned")),
+                                               ("lite", dict(stem_filters="learned+fixed", stem_layers=1)),
+                                               ("lite", dict(channel_mode="independent", stem_layers=3)),
+                                               ("disjoint", {}), ("disjoint", dict(channel_mode="independent"))])
+def test_every_stem_trains_a_step(tokenizer, options):
+    torch.manual_seed(0)
+    cfg = config(tokenizer=tokenizer, conv_kernel=7, conv_dilation=2, **options)
+    model = build_model(cfg)
+    buffers = {n: b.clone() for n, b in model.named_buffers() if "fixed" in n}
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss = F.cross_entropy(model(example_inputs(cfg, 4), {"outline": valid_steps(4, 22, [22, 15, 9, 22])}),
+                           torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # every parameter learns
+    assert all(torch.equal(b, dict(model.named_buffers())[n]) for n, b in buffers.items())  # the fixed do not
+
+
+def test_lite_fixed_filters_are_lites():
+    """17 filters (LITE's ``hybird_layer``): increase and decrease at 2..64 taps, peaks of k + k/2 taps from 4."""
+    filters = fixed_filters()
+    assert sum(f.shape[0] for f in filters.values()) == 17
+    assert filters[4].tolist() == [[-1, 1, -1, 1], [1, -1, 1, -1]]
+    peak = filters[6][0].tolist()  # k = 4: one tap per segment
+    assert peak == [-1.0, -1.0, 2.0, 2.0, -1.0, -1.0]
+    rising = torch.arange(10.0)[None, None]  # (1, 1, 10)
+    increase = F.conv1d(rising, filters[4][:1, None])  # positive on a rise, negative on a fall
+    assert (increase > 0).all() and (F.conv1d(-rising, filters[4][:1, None]) < 0).all()
 
 
 def test_sample_norm_removes_offset_and_scale():
@@ -282,3 +341,78 @@ def test_drop_path_acts_only_in_training():
         assert torch.equal(model(inputs), model(inputs))
         model.train()
         assert not torch.equal(model(inputs), model(inputs))
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+@pytest.mark.parametrize("attention,fusion", [("softmax", f) for f in sorted(FUSION)] + [("local", "early")])
+def test_every_position_trains_a_step_and_ignores_padding(position, attention, fusion):
+    torch.manual_seed(0)
+    cfg = config(attention, fusion, position=position, channel_mode="independent")
+    model = build_model(cfg)
+    inputs = example_inputs(cfg, 3)
+    valid = {"outline": valid_steps(3, 22, [22, 14, 7])}
+    loss = F.cross_entropy(model(inputs, valid), torch.tensor([0, 1, 2]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    relative = [p for n, p in model.named_parameters() if ".relative." in n]
+    assert bool(relative) == (position == "relative")
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in relative)
+    garbage = dict(inputs, outline=torch.where(valid["outline"][:, None, :], inputs["outline"], 100.0))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs, valid), model(garbage, valid), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_series_positions_are_what_they_say(position):
+    cfg = config(position=position, modalities=(SERIES,), patch_len=2, patch_stride=2, width=8)  # 11 tokens
+    embed = SeriesEmbed(cfg, cfg.modalities[0])
+    fixed = {"sinusoidal": sinusoid(11, 8), "tape": sinusoid(11, 8, scale=8 / 11)}
+    if position == "learned":
+        assert isinstance(embed.pos, torch.nn.Parameter) and embed.pos.shape == (11, 8)
+    elif position in fixed:  # constants: neither trained nor saved
+        torch.testing.assert_close(embed.pos, fixed[position])
+        assert "pos" not in embed.state_dict() and not any(p is embed.pos for p in embed.parameters())
+    else:
+        assert embed.pos is None
+    assert sinusoid(3, 4)[0].tolist() == [0.0, 1.0, 0.0, 1.0]
+    # tAPE's point: over few tokens its rows keep apart where the plain sinusoid's barely move
+    near = lambda t: (t[0] - t[1]).norm() / t[0].norm()  # noqa: E731
+    assert near(sinusoid(11, 64, scale=64 / 11)) > 2 * near(sinusoid(11, 64))
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSION))
+@pytest.mark.parametrize("tokenizer", ["patch", "lite", "disjoint"])
+def test_depth_zero_is_a_stem_and_a_pooled_head(fusion, tokenizer):
+    """No attention at all; the attention fields are ignored (heads need not divide width, any variant, a relative
+    position with a variant that could not take one, any fusion_layer), so a sampler may draw them freely."""
+    torch.manual_seed(0)
+    cfg = config("linear", fusion, depth=0, heads=5, fusion_layer=4, position="relative", tokenizer=tokenizer)
+    model = build_model(cfg)
+    assert not any(isinstance(m, MultiHeadAttention) for m in model.modules())
+    inputs = example_inputs(cfg, 4)
+    valid = {"outline": valid_steps(4, 22, [22, 15, 9, 22])}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss = F.cross_entropy(model(inputs, valid), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters())  # nothing built that is not used
+    garbage = dict(inputs, outline=torch.where(valid["outline"][:, None, :], inputs["outline"], 100.0))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(inputs, valid), model(garbage, valid), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("tokenizer,attention", [("lite", "softmax"), ("disjoint", "local")])
+def test_stems_and_a_relative_bias_train_under_bf16_autocast(tokenizer, attention):
+    """As a CUDA trial trains (emule_models.train.use_bf16); CPU autocast takes the same mixed-precision paths:
+    batch norm's masked statistics in float32, the bias cast to the scores' dtype."""
+    torch.manual_seed(0)
+    cfg = config(attention, modalities=(SERIES,), tokenizer=tokenizer, position="relative")
+    model = build_model(cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(example_inputs(cfg, 3), {"outline": valid_steps(3, 22, [22, 14, 7])})
+        loss = F.cross_entropy(logits, torch.tensor([0, 1, 2]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())

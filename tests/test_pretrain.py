@@ -11,7 +11,7 @@ import torch
 
 from emule_models import ModelConfig, build_model
 from emule_models import pretrain as pt
-from emule_models.config import ModalitySpec
+from emule_models.config import TOKENIZERS, ModalitySpec
 from emule_models.data import synthetic
 from emule_models.data.dataset import Split
 from emule_models.data.scoring import fingerprint
@@ -70,7 +70,7 @@ def test_image_masking_and_loss_on_a_two_modality_model():
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("tokenizer", ["patch", "conv"])
+@pytest.mark.parametrize("tokenizer", TOKENIZERS)
 def test_pretraining_learns_to_reconstruct(tokenizer):
     ds = synthetic(n=90, length=32, classes=3, variable_length=True, noise=0.1, seed=0)  # little noise to miss
     cfg = _config(ds.modalities, tokenizer=tokenizer)

@@ -10,6 +10,7 @@ from emule_models.augment import POLICIES
 from emule_models.data import BUILTIN, STRATEGIES, VIEWS
 from emule_models.fusion import FUSION
 from emule_models.registry import Registry
+from emule_models.stems import STEMS
 from search import spec as spec_module
 from search.baselines import METHODS
 from search.schedulers import SCHEDULERS
@@ -67,6 +68,7 @@ def test_an_unknown_name_names_the_field_the_value_and_the_accepted_names(value)
 @pytest.mark.parametrize("registry,field,some", [
     (ATTENTION, "attention", "softmax"),
     (FUSION, "fusion", "early"),
+    (STEMS, "tokenizer", "lite"),
     (BUILTIN, "data.name", "osuleaf"),
     (VIEWS, "data.view", "gaf"),
     (STRATEGIES, "selection", "ccs"),

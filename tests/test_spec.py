@@ -39,7 +39,7 @@ def test_quickstart_loads():
 
 @pytest.mark.parametrize("path, value, expected", [
     ("space.depth", {"low": 0, "high": -1}, "space.depth: low=0 > high=-1"),
-    ("space.depth", [0, 2], "space.depth: 0 not accepted"),
+    ("space.depth", [-1, 2], "space.depth: -1 not accepted; accepted: integers >= 0"),
     ("space.depth", {"low": 1.5, "high": 3}, "space.depth: 1.5..3 is not an integer range"),
     ("space.attention", ["softmax", "sparkle"], "space.attention: 'sparkle' not accepted"),
     ("space.data_fraction", [0.0, 0.5], "space.data_fraction: 0.0 not accepted"),
@@ -58,7 +58,10 @@ def test_quickstart_loads():
     ("training.epochs", -1, "training.epochs: -1"),
     ("name", "has space", "name: 'has space'"),
     ("surprise", 1, "surprise: 1 - Extra inputs are not permitted"),
-    ("space.tokenizer", ["patch", "rnn"], "space.tokenizer: 'rnn' not accepted; accepted: ['conv', 'patch']"),
+    ("space.tokenizer", ["patch", "rnn"],
+     "space.tokenizer: 'rnn' not accepted; accepted: ['conv', 'disjoint', 'lite', 'patch']"),
+    ("space.stem_filters", ["fixed"],
+     "space.stem_filters: 'fixed' not accepted; accepted: ['learned', 'learned+fixed']"),
     ("space.series_norm", ["revin"], "space.series_norm: 'revin' not accepted"),
     ("space.augment", ["none", "extreme"], "space.augment: 'extreme' not accepted"),
     ("space.drop_path", [0.1, 1.0], "space.drop_path: 1.0 not accepted; accepted: numbers in [0, 1)"),
@@ -212,3 +215,48 @@ def test_training_keys_fall_back_in_order():
     assert (cand.training.lr, cand.training.batch_size, cand.training.ema, cand.training.epochs) == (0.003, 16, 0.5, 7)
     assert isinstance(cand.training.batch_size, int)
     assert cand.training.distill_temperature == TrainConfig.distill_temperature  # no distill section: the default
+
+
+FRONT_ENDS = {"attention": ["softmax", "local"], "depth": {"low": 0, "high": 2}, "width": [16, 32], "heads": [1, 2],
+              "patch_len": [16], "tokenizer": ["patch", "lite", "disjoint"],
+              "position": ["learned", "sinusoidal", "tape", "relative", "none"], "stem_layers": {"low": 1, "high": 3},
+              "stem_filters": ["learned", "learned+fixed"], "conv_kernel": [9, 41], "conv_dilation": [1, 2],
+              "lr": {"low": 5e-4, "high": 5e-3, "log": True}}
+
+
+def test_front_ends_positions_and_depth_zero_are_searchable():
+    """Every corner of such a space builds on OSULeaf (parse_spec checks them), the sampler draws each key, and a
+    drawn point becomes the candidate's model."""
+    import optuna
+
+    from search.candidate import resolve, spec_dataset
+    from search.space import DefineByRun
+
+    raw = copy.deepcopy(QUICKSTART)
+    raw["space"] = FRONT_ENDS
+    spec = parse_spec(raw)
+    assert spec.space["depth"].low == 0 and spec.space["stem_layers"].is_int()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    DefineByRun(spec)(trial)
+    assert {"tokenizer", "position", "stem_layers", "stem_filters", "depth"} <= set(trial.params)
+    assert 0 <= trial.params["depth"] <= 2 and isinstance(trial.params["depth"], int)
+    data = spec_dataset(spec)
+    cand = resolve(spec, {"tokenizer": "lite", "position": "tape", "stem_layers": 3, "stem_filters": "learned",
+                          "depth": 0, "conv_kernel": 41, "conv_dilation": 2, "width": 16, "heads": 1},
+                   data.modalities, len(data.classes))
+    model = cand.model
+    assert (model.tokenizer, model.position, model.stem_layers, model.stem_filters, model.depth) == (
+        "lite", "tape", 3, "learned", 0)
+
+
+def test_relative_position_with_a_variant_without_scores_is_refused_in_a_space():
+    raw = copy.deepcopy(QUICKSTART)
+    raw["space"] = {**FRONT_ENDS, "attention": ["softmax", "linear"], "depth": 1}
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw)
+    message = str(err.value)
+    assert message.startswith("space: the candidate (attention=linear, ")
+    assert "position: 'relative' not accepted with attention=linear" in message and "\n" not in message

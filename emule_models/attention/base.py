@@ -31,6 +31,8 @@ class AttentionShape:
         max_k: largest number of key tokens it will see; 0 when no bound is known (variants whose parameters
             depend on the length, like linformer, then refuse the shape).
         options: variant options, e.g. ``{"features": 64}`` for performer.
+        relative: whether the layer adds a learned bias per relative offset to its attention scores
+            (``position: relative``, self-attention only; see ``emule_models.position``).
     """
 
     heads: int
@@ -38,6 +40,14 @@ class AttentionShape:
     max_q: int
     max_k: int
     options: dict[str, Any]
+    relative: bool = False
+
+
+def relative_refusal(attention: str) -> str:
+    """Why ``position: relative`` cannot go with a variant that forms no score matrix, and what can."""
+    takes = sorted(name for name, variant in ATTENTION.items() if variant.relative_bias)
+    return (f"position: 'relative' not accepted with attention={attention}, which forms no score matrix to add the "
+            f"bias to; accepted: attention in {takes}, or an absolute position (learned, sinusoidal, tape) or none")
 
 
 class Attention(nn.Module):
@@ -56,6 +66,8 @@ class Attention(nn.Module):
     # strided; a variant built on batched matmuls would copy them again at every use, one copy each is cheaper.
     # SDPA reads strided heads directly, so variants built on it say False.
     contiguous: ClassVar[bool] = True
+    # Whether it forms a score matrix that a relative position bias can be added to (``position: relative``).
+    relative_bias: ClassVar[bool] = False
 
     def __init__(self, shape: AttentionShape):
         super().__init__()
@@ -90,6 +102,8 @@ class Attention(nn.Module):
             elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))
                                                  or not value > 0):
                 reasons.append(f"attention_options.{name}: {value!r} not accepted; accepted: a number > 0")
+        if shape.relative and not cls.relative_bias:
+            reasons.append(relative_refusal(cls.name))
         return reasons
 
     @classmethod

@@ -5,6 +5,9 @@ to key blocks ``c - 1``, ``c`` and ``c + 1``. Each query thus sees at least ``wi
 own block, in time linear in the length. When the keys fit in one block (``window >= Tk``) this is full softmax
 attention. Queries and keys of different lengths (cross-attention) are aligned by relative position: query
 block ``c`` covers the same fraction of its sequence as key block ``c``.
+
+With ``position: relative`` (self-attention: query and key blocks of one size) a learned bias per head and offset
+is added to the scores of each block.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from emule_models.attention.base import ATTENTION, Attention, AttentionShape
+from emule_models.position import RelativeBias
 
 
 def block_geometry(t_q: int, t_k: int, window: int) -> tuple[int, int, int, int]:
@@ -35,6 +39,11 @@ class LocalAttention(Attention):
     name = "local"
     defaults = {"window": 32}
     contiguous = False
+    relative_bias = True
+
+    def __init__(self, shape: AttentionShape):
+        super().__init__(shape)
+        self.relative = RelativeBias(shape.heads, shape.max_k) if shape.relative else None
 
     @classmethod
     def flops(cls, t_q: int, t_k: int, shape: AttentionShape) -> int:
@@ -56,11 +65,23 @@ class LocalAttention(Attention):
             k, v, keep = with_neighbours(k), with_neighbours(v), with_neighbours(keep)  # (..., N, 3bk, .)
         k_seen = keep.shape[-2]
         keep = keep.transpose(-2, -1).expand(b, h, n, 1, k_seen)  # (B, H, N, 1, K)
+        attn_mask = keep.reshape(b, h * n, 1, k_seen)
+        if self.relative is not None:
+            attn_mask = self._relative_mask(keep, n, b_q, b_k, q.dtype).reshape(b, h * n, b_q, k_seen)
         # SDPA over (batch, head x block) runs a fused kernel: no (bq, K) score matrix is kept per block.
         out = F.scaled_dot_product_attention(
             q.reshape(b, h * n, b_q, d), k.reshape(b, h * n, k_seen, d), v.reshape(b, h * n, k_seen, d),
-            attn_mask=keep.reshape(b, h * n, 1, k_seen)).view(b, h, n, b_q, d)  # (B, H, N, bq, D)
+            attn_mask=attn_mask).view(b, h, n, b_q, d)  # (B, H, N, bq, D)
         # A block whose window holds no real key (cross-attention to a short sequence) gets zero output, whatever
         # a kernel makes of a fully masked row.
         out = out.masked_fill(~keep.any(-1, keepdim=True), 0.0)
         return out.reshape(b, h, n * b_q, d)[:, :, :t_q]  # (B, H, Tq, D)
+
+    def _relative_mask(self, keep: torch.Tensor, n: int, b_q: int, b_k: int, dtype: torch.dtype) -> torch.Tensor:
+        """(B, H, N, bq, K) additive mask: the relative bias of each query and key slot, lowest where ``keep``
+        (B, H, N, 1, K) is False. Self-attention blocks are of one size, so the offset of key slot j from query i
+        is the same in every block: j - i, less a block when the window starts at the previous block."""
+        slots = torch.arange(keep.shape[-1], device=keep.device) - (b_k if n > 1 else 0)  # (K,)
+        offsets = slots[None, :] - torch.arange(b_q, device=keep.device)[:, None]  # (bq, K)
+        bias = self.relative(offsets).to(dtype)[None, :, None]  # (1, H, 1, bq, K)
+        return bias.masked_fill(~keep, torch.finfo(dtype).min)
