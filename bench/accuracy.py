@@ -34,16 +34,31 @@ SETS = ("osuleaf", "gunpoint", "italypowerdemand", "basicmotions", "plaid")
 BASELINE_ORDER = ("nn_euclidean", "nn_dtw", "rocket")
 
 
+FAMILIES = ("transformer", "small")
+
+
 def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float,
-             pretrain_epochs: int) -> dict:
+             pretrain_epochs: int, family: str = "transformer") -> dict:
     """The same search recipe for every set; only the patch lengths follow the series length (about 24, 12 and 6
-    tokens per series) and fusion appears where a set has two modalities."""
+    tokens per series) and fusion appears where a set has two modalities. ``family``: ``transformer``, the patch
+    and conv tokenizers under every attention variant with the regularisers of recipe.md; ``small``, the space of
+    ``spaces/quickstart.yaml`` - the LITE-like front end (ConvTran's disjoint one too on multichannel series), no
+    attention or one layer - with no regulariser."""
     from emule_models.data import load_builtin
 
     data = load_builtin(name)
     series = [m for m in data.modalities if m.kind == "series"]
     length = min(m.length for m in series)
     patches = sorted({max(2, length // tokens) for tokens in (24, 12, 6)})
+    multichannel = max(m.channels for m in series) > 1
+    if family == "small":
+        space = {
+            "tokenizer": ["lite", "disjoint"] if multichannel else ["lite"], "stem_filters": ["learned+fixed"],
+            "stem_layers": [1, 2], "conv_kernel": [21, 41], "conv_dilation": [1, 2], "depth": [0, 1],
+            "attention": ["softmax"], "heads": [2], "width": [16, 32], "patch_len": [patches[0]],
+            "series_norm": ["sample"], "lr": {"low": 1e-3, "high": 1e-2, "log": True},
+        }
+        return _search_spec(name, space, {}, seed, trials, epochs, tmp, baseline_seconds)
     space = {
         "attention": ["softmax", "linear", "performer", "nystrom", "linformer", "local", "cosformer"],
         "depth": {"low": 1, "high": 3}, "width": [32, 64], "heads": [2, 4], "patch_len": patches,
@@ -54,10 +69,17 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
         "series_norm": ["sample"], "augment": ["light", "strong"], "label_smoothing": [0.1], "drop_path": [0.1],
         "ema": [0.99], "pretrain_epochs": [pretrain_epochs],
     }
-    if max(m.channels for m in series) > 1:
+    if multichannel:
         space["channel_mode"] = ["mixing", "independent"]
     if len(data.modalities) > 1:
         space["fusion"] = ["early", "late"]
+    options = {"performer": {"features": [16, 32]}, "nystrom": {"landmarks": [4, 6]},
+               "linformer": {"proj_len": [4, 6]}, "local": {"window": [2, 4]}}
+    return _search_spec(name, space, options, seed, trials, epochs, tmp, baseline_seconds)
+
+
+def _search_spec(name: str, space: dict, options: dict, seed: int, trials: int, epochs: int, tmp: Path,
+                 baseline_seconds: float) -> dict:
     return {
         "name": f"acc-{name}",
         "data": {"name": name},
@@ -65,8 +87,7 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
                        {"metric": SIZE, "mode": "min", "reference": 1e6, "log": True},
                        {"metric": "flops", "mode": "min", "reference": 1e10, "log": True}],
         "space": space,
-        "attention_options": {"performer": {"features": [16, 32]}, "nystrom": {"landmarks": [4, 6]},
-                              "linformer": {"proj_len": [4, 6]}, "local": {"window": [2, 4]}},
+        "attention_options": options,
         "constraints": {"max_params": 200000},
         "training": {"epochs": epochs, "batch_size": 32},
         "search": {"sampler": "tpe", "trials": trials, "concurrency": 2, "seed": seed,
@@ -76,7 +97,7 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
 
 
 def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float,
-            pretrain_epochs: int, first_seed: int = 0) -> dict:
+            pretrain_epochs: int, first_seed: int = 0, family: str = "transformer") -> dict:
     """``seeds`` searches of one set; the best-by-validation candidate of each, and the search's baselines."""
     from search import yardstick
     from search.runner import run_search
@@ -85,7 +106,7 @@ def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline
 
     runs = []
     for seed in range(first_seed, seeds):
-        spec = parse_spec(spec_for(name, seed, trials, epochs, tmp, baseline_seconds, pretrain_epochs))
+        spec = parse_spec(spec_for(name, seed, trials, epochs, tmp, baseline_seconds, pretrain_epochs, family))
         start = time.perf_counter()
         result = run_search(spec, name=f"acc-{name}-{seed}", out=io.StringIO())
         tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)
@@ -119,9 +140,13 @@ def report(results: list[dict], args, wall_s: float) -> str:
     fewer = f" (except {', '.join(args.seeds_per_set)})" if args.seeds_per_set else ""
     lines = ["# Honest accuracy: the best-by-validation candidate against the classical baselines", "",
              "Recorded with:", "", f"    {' '.join(['python', 'bench/accuracy.py', *sys.argv[1:]])}", "",
-             f"Per set: {args.trials} candidates x {args.epochs} epochs (TPE over the whole model family, the same "
-             f"recipe for every set: that of recipe.md, with {args.pretrain_epochs} pretraining epochs), "
-             f"{args.seeds} search seeds{fewer}; selection by `data.cv_folds: auto`; the test "
+             f"Per set: {args.trials} candidates x {args.epochs} epochs "
+             + ("(TPE over the whole model family, the same recipe for every set: that of recipe.md, with "
+                f"{args.pretrain_epochs} pretraining epochs), " if args.family == "transformer" else
+                "(TPE over the small-model space of spaces/quickstart.yaml, the same for every set: the LITE-like "
+                "front end - and ConvTran's disjoint one on multichannel sets - with no attention or one softmax "
+                "layer, per-sample normalisation, no other regulariser), ")
+             + f"{args.seeds} search seeds{fewer}; selection by `data.cv_folds: auto`; the test "
              "accuracy is the refit's (every training row); baselines computed by the search on the same folds "
              f"(aeon 1.6; time bound {args.baseline_seconds:g} s each; a baseline run in place of one over the "
              "bound is named in its cell). `oracle test`: the best test accuracy among each search's candidates, what "
@@ -177,6 +202,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--pretrain-epochs", type=int, default=40)
+    ap.add_argument("--family", choices=FAMILIES, default="transformer",
+                    help="transformer: the attention family with recipe.md's regularisers; small: the convolutional "
+                    "front ends of spaces/quickstart.yaml")
     ap.add_argument("--baseline-seconds", type=float, default=300.0)
     ap.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. seeds-1 (a run split in two)")
     ap.add_argument("--out", type=Path, default=None)
@@ -204,7 +232,7 @@ def main() -> None:
                                                           (x.split(":") for x in args.seeds_per_set)}}
         for name in args.sets:
             results.append(run_set(name, seeds[name], args.trials, args.epochs, Path(tmp), args.baseline_seconds,
-                                   args.pretrain_epochs, args.first_seed))
+                                   args.pretrain_epochs, args.first_seed, args.family))
             text = report(results, args, time.perf_counter() - start)
             if args.out:  # after every set: a long run cut short keeps what it measured
                 args.out.write_text(text)

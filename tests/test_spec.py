@@ -34,7 +34,8 @@ DELETE = object()
 def test_quickstart_loads():
     spec = load_spec(ROOT / "spaces" / "quickstart.yaml")
     assert spec.metrics == ["val_accuracy", "param_count", "flops"]
-    assert isinstance(spec.space["depth"], Range) and spec.space["depth"].is_int()
+    assert spec.space["depth"] == [0, 1] and spec.space["tokenizer"] == "lite"  # the convolution-only end included
+    assert isinstance(spec.space["lr"], Range) and spec.space["lr"].log
 
 
 @pytest.mark.parametrize("path, value, expected", [
@@ -142,7 +143,8 @@ def test_recipe_dimensions_are_searchable():
 
 
 def test_cv_folds_resolved_against_the_data():
-    assert parse_spec(QUICKSTART).data["cv_folds"] == 5  # OSULeaf: 200 training rows, every class >= 5
+    assert parse_spec(QUICKSTART).data["cv_folds"] == "holdout"  # the quickstart's own choice, to stay in minutes
+    assert parse_spec(with_change("data.cv_folds", "auto")).data["cv_folds"] == 5  # OSULeaf: every class >= 5 rows
     assert parse_spec(with_change("data.cv_folds", "holdout")).data["cv_folds"] == "holdout"
     assert parse_spec(with_change("data.cv_folds", 3)).data["cv_folds"] == 3
 
