@@ -20,6 +20,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.accuracy import PUBLISHED, PUBLISHED_COLUMNS  # noqa: E402
+
 BEST = re.compile(r"best by validation: (\w+) val_accuracy ([\d.]+).*test_accuracy ([\d.]+)")
 BASELINE = re.compile(r"baseline (.+?): val_accuracy [\d.]+, test_accuracy ([\d.]+)")
 ENDED = re.compile(r"(\w{8}) done val_accuracy=[\d.]+ param_count=(\d+)")
@@ -58,7 +62,10 @@ def report(rows: list[dict], spec_path: Path, command: str) -> str:
                      + " | ".join(f"{r['baselines'].get(n, float('nan')):.3f}" for n in names) + " |")
     mean = statistics.mean(r["test"] for r in rows)
     lines += ["", f"Mean best-by-validation test accuracy over {len(rows)} seeds: **{mean:.3f}**; longest run "
-              f"{max(r['seconds'] for r in rows) / 60:.1f} min.", ""]
+              f"{max(r['seconds'] for r in rows) / 60:.1f} min.", "",
+              "Published on OSULeaf's official split (quoted, not measured here; sources in `bench/accuracy.py`): "
+              + ", ".join(f"{name} {value}" for name, value in zip(PUBLISHED_COLUMNS, PUBLISHED["osuleaf"]))
+              + " (LITE: 9,814 parameters; LITETime is five of them).", ""]
     return "\n".join(lines)
 
 
