@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from emule_models.attention import ATTENTION
 from emule_models.augment import POLICIES
@@ -218,18 +218,12 @@ class Training(Strict):
     pretrain_epochs: int = Field(0, ge=0, description="epochs of masked-patch reconstruction first; 0 = off")
     pretrain_mask_ratio: float = Field(0.4, gt=0, lt=1, description="share of patches blanked while pretraining")
 
-    @field_validator("augment")
+    @field_validator("augment", "lr_schedule")
     @classmethod
-    def _policy(cls, v: str) -> str:
-        if v not in POLICIES:
-            raise ValueError(f"not accepted; accepted: {list(POLICIES)}")
-        return v
-
-    @field_validator("lr_schedule")
-    @classmethod
-    def _schedule(cls, v: str) -> str:
-        if v not in LR_SCHEDULES:
-            raise ValueError(f"not accepted; accepted: {list(LR_SCHEDULES)}")
+    def _named(cls, v: str, info: ValidationInfo) -> str:
+        accepted = CHOICES[info.field_name]  # the registry of names the space's key takes too
+        if v not in accepted:
+            raise ValueError(f"not accepted; accepted: {list(accepted)}")
         return v
 
 
