@@ -104,7 +104,7 @@ def test_dry_run_prints_the_cost_table_and_starts_nothing(tmp_path):
     for command in ("plan", "search"):
         lines = out[command]["stdout"].splitlines()
         assert out[command]["code"] == 0
-        assert lines[0].startswith("plan quickstart: 12 trials, 2 at a time")
+        assert lines[0].startswith(f"plan quickstart: {QUICKSTART['search']['trials']} trials, 2 at a time")
         assert lines[1].startswith("9 corners of the space (")
         header = next(line for line in lines if "FLOPs/sample" in line)
         assert header.split() == ["params", "FLOPs/sample", "training", "FLOPs/trial", "time/trial", "(est.)"]
