@@ -31,6 +31,11 @@ if TYPE_CHECKING:  # the data package trains proxy models with this module: it m
 # schedule LITE and InceptionTime train with (patience 50 of 1500 epochs, floor 1e-4 under 1e-3), which keeps the
 # rate up for as long as the model still learns and suits the hundreds of epochs tiny models need.
 LR_SCHEDULES = ("cosine", "plateau")
+# What a candidate deploys once selection is over: ``refit``, one model trained again on every training row; or
+# ``fold_ensemble``, the k models cross-validation already trained (each on k-1 folds), probabilities averaged
+# (``emule_models.ensemble``): no refit to pay, k times the parameters, FLOPs and latency to serve.
+FOLD_ENSEMBLE = "fold_ensemble"
+FINALS = ("refit", FOLD_ENSEMBLE)
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     seed: int = 0
     lr_schedule: str = "cosine"  # one of LR_SCHEDULES
+    final: str = "refit"  # one of FINALS: what is deployed (the training loop itself does not read it)
     augment: str = "none"  # a policy in emule_models.augment.POLICIES
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
@@ -61,6 +67,8 @@ class TrainConfig:
         POLICIES.lookup(self.augment)  # refuses an unknown policy, naming the accepted ones
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"training.lr_schedule: {self.lr_schedule!r} not accepted; accepted: {list(LR_SCHEDULES)}")
+        if self.final not in FINALS:
+            raise ValueError(f"training.final: {self.final!r} not accepted; accepted: {list(FINALS)}")
         if self.pretrain_epochs < 0:
             raise ValueError(f"training.pretrain_epochs: {self.pretrain_epochs} must be >= 0")
         if not 0.0 < self.pretrain_mask_ratio < 1.0:

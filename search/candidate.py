@@ -15,7 +15,8 @@ import yaml
 
 from emule_models import ModalitySpec, ModelConfig, MultimodalClassifier, build_model
 from emule_models.data import Dataset, load_data, needs_scores, proxy_scores
-from emule_models.train import TrainConfig
+from emule_models.ensemble import build_ensemble
+from emule_models.train import FOLD_ENSEMBLE, TrainConfig
 from search.fidelity import search_schedule
 from search.spec import DATA_KEYS, MODEL_KEYS, TRAINING_KEYS, TRAINING_TYPES, Spec
 
@@ -132,6 +133,12 @@ def build_seeded(cand: Candidate) -> MultimodalClassifier:
     return build_model(cand.model)
 
 
+def ensemble_size(cand: Candidate) -> int:
+    """How many models the candidate deploys: its k fold models for ``final: fold_ensemble``, else 1 (the refit).
+    Its parameters, FLOPs, latency and serving memory are that many times one model's."""
+    return int(cand.data["cv_folds"]) if cand.training.final == FOLD_ENSEMBLE else 1
+
+
 def candidate_dataset(cand: Candidate) -> Dataset:
     return load_section(cand.data)
 
@@ -146,9 +153,11 @@ def read_candidate(path: Path) -> tuple[Candidate, dict[str, Any]]:
 
 
 def load_weights(weights: Path) -> torch.nn.Module:
-    """A model saved by ``emule train`` (``search.export.retrain``), rebuilt from its config (weights only: no code
-    is unpickled)."""
+    """A model saved by ``emule train`` (``search.export.retrain``), rebuilt from its config - a fold ensemble's
+    k models as one ``MeanEnsemble`` - (weights only: no code is unpickled)."""
     blob = torch.load(weights, map_location="cpu", weights_only=True)
-    model = build_model(Candidate.from_dict(blob["candidate"]).model)
+    cand = Candidate.from_dict(blob["candidate"])
+    size = ensemble_size(cand)
+    model = build_ensemble(cand.model, size) if size > 1 else build_model(cand.model)
     model.load_state_dict(blob["state_dict"])
     return model

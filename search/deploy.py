@@ -43,7 +43,7 @@ from emule_models.data import Dataset, Split
 from emule_models.fusion import FUSION, cross_shape
 from emule_models.serving import FlatInputs, InputField, NamedInputs, field_tensors, flat_rows, input_fields
 from emule_models.train import evaluate
-from search.candidate import Candidate, candidate_dataset, read_candidate
+from search.candidate import Candidate, candidate_dataset, ensemble_size, read_candidate
 from search.metrics import SIZE
 from search.results import SEARCH_TAG, TRIAL_TAG
 
@@ -104,8 +104,8 @@ def locate(config: Path, weights: Path | None = None, onnx: bool = False) -> Tra
         raise FileNotFoundError(f"weights: {weights} does not exist; train the candidate first: emule train "
                                 f"{config} (it saves {config.with_suffix('.pt')})")
     blob = torch.load(weights, map_location="cpu", weights_only=True)
-    saved = Candidate.from_dict(blob["candidate"]).model if isinstance(blob, dict) and "candidate" in blob else None
-    if saved != cand.model:
+    saved = Candidate.from_dict(blob["candidate"]) if isinstance(blob, dict) and "candidate" in blob else None
+    if saved is None or (saved.model, ensemble_size(saved)) != (cand.model, ensemble_size(cand)):
         raise ValueError(f"--weights: {weights} does not hold the model of {config} (weights saved by `emule train` "
                          "for another candidate?); accepted: the file `emule train` wrote for this YAML")
     if onnx:

@@ -2,7 +2,8 @@
 
 ``export`` writes one YAML per chosen front member: the full candidate (model + data + training) plus where it
 came from and what it scored. ``retrain`` reads such a file, trains it again and saves the weights;
-``emule_models.build_model(candidate["model"])`` rebuilds the same architecture.
+``emule_models.build_model(candidate["model"])`` rebuilds the same architecture (``search.candidate.load_weights``
+the saved model, a fold ensemble's k models included).
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ import yaml
 
 from emule_models.cost import count_parameters
 from emule_models.train import evaluate
-from search.candidate import Candidate, build_seeded, candidate_dataset, read_candidate
+from search.candidate import Candidate, build_seeded, candidate_dataset, ensemble_size, read_candidate
 from search.front import Front, Record
 from search.metrics import upgrade
 from search.results import EPOCH, SIZE, TEST_ACCURACY, TRAIN_SAMPLES
 from search.spec import Objective, Spec
 from search.spec_checks import parse_spec
 from search.tracking import Tracker, redact
-from search.validation import describe, refit
+from search.validation import describe, fit_fold_ensemble, refit, selection_folds
 
 SELECTIONS = ("front", "knee", "budget")
 
@@ -90,28 +91,36 @@ def write_candidates(tracker: Tracker, record: SearchRecord, chosen: Sequence[Re
 
 def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[str, float]:
     """Fit an exported candidate again from scratch, as the search fit its reported model: once on every
-    training row (train + validation; its data fraction of them), its own recipe and epochs; the test split only
-    scores it. Saves ``{"candidate", "state_dict"}`` to ``weights``."""
+    training row (train + validation; its data fraction of them), its own recipe and epochs - or, for a fold
+    ensemble, one model per selection fold, averaged; the test split only scores it. Saves ``{"candidate",
+    "state_dict"}`` to ``weights``."""
     cand, source = read_candidate(path)
     dataset = candidate_dataset(cand)
-    model = build_seeded(cand)
-    params = count_parameters(model)
+    size = ensemble_size(cand)
+    params = size * count_parameters(build_seeded(cand))
     logged = upgrade(source.get("metrics", {})).get(SIZE)  # exports before the rename say "params"
     if logged is not None and int(logged) != params:
         raise RuntimeError(f"model: rebuilt with {params} parameters but the search logged {int(logged)}")
     log(f"training {path.name}: {cand.model.attention} depth {cand.model.depth} width {cand.model.width}, "
         f"{params} parameters, {fit_description(cand, len(dataset.pool))}")
-    model, rows, _ = refit(cand, dataset, device=device, soft=student_soft_labels(cand, dataset, device, log),
-                           report=lambda m: log(f"  epoch {m[EPOCH]:>3}: train_loss {m['train_loss']:.4f}"))
+    report = lambda m: log(f"  epoch {m[EPOCH]:>3}: train_loss {m['train_loss']:.4f}")  # noqa: E731
+    if size > 1:
+        folds = selection_folds(cand.data, dataset)
+        soft = student_soft_labels(cand, dataset, device, log, folds)
+        model, rows = fit_fold_ensemble(cand, dataset, device=device, soft=soft, report=report)
+    else:
+        model, rows, _ = refit(cand, dataset, device=device, soft=student_soft_labels(cand, dataset, device, log),
+                               report=report)
     test = evaluate(model, dataset.test, device=device)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, weights)
     return {SIZE: params, TRAIN_SAMPLES: rows, TEST_ACCURACY: test["accuracy"]}
 
 
-def student_soft_labels(cand: Candidate, dataset, device: str = "cpu", log=print):
-    """The refit's soft labels of a distilled candidate, from the teachers it records (cached: the search that
-    found it made them); None for a candidate that does not distill."""
+def student_soft_labels(cand: Candidate, dataset, device: str = "cpu", log=print, folds=()):
+    """The soft labels of a distilled candidate, from the teachers it records (cached: the search that found it
+    made them): for the refit, or for each of ``folds`` (a fold ensemble); None for a candidate that does not
+    distill."""
     if not cand.training.distill_alpha:
         return None
     from search.teacher import SOFT_LABELS_CACHE, Teacher, check_teacher, soft_labels
@@ -123,8 +132,8 @@ def student_soft_labels(cand: Candidate, dataset, device: str = "cpu", log=print
     teachers = [Teacher.from_ref(r) for r in refs]
     for t in teachers:
         check_teacher(t, dataset)
-    return soft_labels(teachers, dataset, [], cache_dir=SOFT_LABELS_CACHE.resolve(), device=device, log=log,
-                       cross_fit=int(cand.distill.get("cross_fit", 1)))
+    return soft_labels(teachers, dataset, list(folds), with_refit=not folds, cache_dir=SOFT_LABELS_CACHE.resolve(),
+                       device=device, log=log, cross_fit=int(cand.distill.get("cross_fit", 1)))
 
 
 def fit_description(cand: Candidate, pool_rows: int) -> str:
@@ -139,6 +148,11 @@ def fit_description(cand: Candidate, pool_rows: int) -> str:
     grown = ("; the first epochs on a growing share of those rows: "
              + ", ".join(f"{share:.0%} up to epoch {last}" for last, share in t.data_schedule)
              if t.data_schedule else "")
+    if ensemble_size(cand) > 1:
+        k = ensemble_size(cand)
+        return (f"the {k} fold models of {describe(cand.data)}, probabilities averaged (no refit): each trained on "
+                f"{k - 1}/{k} of the {pool_rows} training rows (train + validation; {subset}) for "
+                f"{cand.training.epochs} epochs{grown}, {pretrained}{distilled}the test split only scores it")
     return (f"refit on the {pool_rows} training rows (train + validation; {subset}) for {cand.training.epochs} "
             f"epochs{grown}, {pretrained}{distilled}after selection by {describe(cand.data)}; the test split only "
             "scores it")

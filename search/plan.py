@@ -94,14 +94,20 @@ def trainable(spec: Spec, found: list[Corner], with_params: bool = True) -> list
     return [c for c in kept if c.params <= limits.max_params]
 
 
+def refit_in_space(spec: Spec) -> bool:
+    """Whether some candidate of the space refits (``training.final: refit``) rather than keeping its fold models."""
+    return "refit" in choices(spec.space.get("final", spec.training.final))
+
+
 def workload(spec: Spec, dataset: Dataset) -> Workload:
     """Samples one trial processes, from the spec's validation scheme and the data's sizes."""
     folds = selection_folds(spec.data, dataset)
-    fit_rows = sum(len(fit) for fit, _ in folds) + len(dataset.pool)  # every fold, then the refit on the pool
+    refits = refit_in_space(spec)  # a fold ensemble deploys its fold models: no refit
+    fit_rows = sum(len(fit) for fit, _ in folds) + refits * len(dataset.pool)  # every fold, then the refit
     unlabelled = 0 if dataset.unlabelled is None else len(dataset.unlabelled)
     fractions = [float(v) for v in choices(spec.space.get("data_fraction", 1.0))]
     pretrain = [int(v) for v in choices(spec.space.get("pretrain_epochs", spec.training.pretrain_epochs))]
-    models = len(folds) + 1
+    models = len(folds) + refits
     # epochs of every row: under search.data_fidelity the early epochs learn from a share of them
     schedule = search_schedule(spec.search, spec.training.epochs)
     epochs = sum(share_at(schedule, e) for e in range(1, spec.training.epochs + 1))
@@ -191,8 +197,9 @@ def plan_lines(spec: Spec, calibrate_time: bool = True) -> list[str]:
     work = workload(spec, dataset)
     s = spec.search
     setting = scheme(spec.data)
-    training = (f"{spec.training.epochs} epochs x {describe(spec.data)}"
-                + (" + a refit on every training row" if setting != HOLDOUT else " + a refit on train and val"))
+    final = (" + a refit on every training row" if setting != HOLDOUT else " + a refit on train and val") \
+        if refit_in_space(spec) else ", the fold models kept as the ensemble (no refit)"
+    training = f"{spec.training.epochs} epochs x {describe(spec.data)}{final}"
     lines = [f"plan {spec.name}: {s.trials} trials, {s.concurrency} at a time, {s.cpus_per_trial:g} CPU"
              f"{f' and {s.gpus_per_trial:g} GPU' if s.gpus_per_trial else ''} each; {training} "
              f"({work.models} trainings per trial) on {len(dataset.pool)} training rows of {spec.data_label}",

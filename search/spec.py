@@ -25,7 +25,7 @@ from emule_models.data.load import BUILTIN_KEYS
 from emule_models.fusion import FUSION
 from emule_models.position import POSITIONS
 from emule_models.stems import STEM_FILTERS
-from emule_models.train import LR_SCHEDULES, TrainConfig
+from emule_models.train import FINALS, LR_SCHEDULES, TrainConfig
 from search.baselines import BASELINES
 from search.baselines import DEFAULT as DEFAULT_BASELINES
 from search.metrics import ALIASES, canonical
@@ -102,7 +102,7 @@ TYPE_RULES = {int: INTEGERS, float: NUMBERS, str: STRINGS}  # a key's rule when 
 CHOICES: dict[str, Collection[str]] = {
     "attention": ATTENTION, "fusion": FUSION, "channel_mode": CHANNEL_MODES, "series_norm": SERIES_NORMS,
     "tokenizer": TOKENIZERS, "stem_filters": STEM_FILTERS, "position": POSITIONS, "selection": STRATEGIES,
-    "augment": POLICIES, "lr_schedule": LR_SCHEDULES}
+    "augment": POLICIES, "lr_schedule": LR_SCHEDULES, "final": FINALS}
 # Keys whose values are narrower than their type's rule.
 RULES: dict[str, Rule] = {
     "depth": COUNTS, "fusion_layer": COUNTS, "pretrain_epochs": COUNTS,
@@ -211,6 +211,9 @@ class Training(Strict):
     lr: float = Field(1e-3, gt=0)
     lr_schedule: str = Field("cosine", description="cosine, or plateau: halved when the training loss stalls "
                              "(emule_models.train.LR_SCHEDULES)")
+    final: str = Field("refit", description="the model a candidate deploys: refit (one model trained again on "
+                       "every training row) or fold_ensemble (the cross-validation fold models, probabilities "
+                       "averaged: no refit, k times the parameters, FLOPs and latency; needs data.cv_folds >= 2)")
     weight_decay: float = Field(0.01, ge=0)
     augment: str = Field("none", description="augmentation policy: none, light, strong (emule_models.augment)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -218,7 +221,7 @@ class Training(Strict):
     pretrain_epochs: int = Field(0, ge=0, description="epochs of masked-patch reconstruction first; 0 = off")
     pretrain_mask_ratio: float = Field(0.4, gt=0, lt=1, description="share of patches blanked while pretraining")
 
-    @field_validator("augment", "lr_schedule")
+    @field_validator("augment", "lr_schedule", "final")
     @classmethod
     def _named(cls, v: str, info: ValidationInfo) -> str:
         accepted = CHOICES[info.field_name]  # the registry of names the space's key takes too

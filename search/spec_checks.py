@@ -16,9 +16,10 @@ from typing import Any
 import yaml
 
 from emule_models.data import Dataset
+from emule_models.train import FOLD_ENSEMBLE
 from search.candidate import model_config_problems, spec_dataset
 from search.space import warm_start_points
-from search.spec import AUTO, MODEL_KEYS, Spec, SpecError, choices, parse_schema
+from search.spec import AUTO, HOLDOUT, MODEL_KEYS, Spec, SpecError, choices, parse_schema
 from search.teacher import check_teachers
 from search.validation import resolve_setting
 
@@ -77,6 +78,13 @@ def resolve_folds(spec: Spec, dataset: Dataset) -> Spec:
         folds = resolve_setting(spec.data.get("cv_folds", AUTO), dataset.pool.labels)
     except ValueError as e:
         raise SpecError(str(e)) from None
+    finals = choices(spec.space["final"]) if "final" in spec.space else [spec.training.final]
+    if folds == HOLDOUT and FOLD_ENSEMBLE in finals:
+        where = "space.final" if "final" in spec.space else "training.final"
+        given = spec.data.get("cv_folds", AUTO)
+        raise SpecError(f"{where}: {FOLD_ENSEMBLE} - data.cv_folds is {given}"
+                        f"{' (holdout on this data)' if given == AUTO else ''}, and a fold ensemble needs folds; "
+                        "accepted: refit, or data.cv_folds >= 2")
     return spec.model_copy(update={"data": {**spec.data, "cv_folds": folds}})
 
 

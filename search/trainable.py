@@ -4,7 +4,8 @@ The dataset arrives through the Ray object store (``tune.with_parameters``), dec
 trial re-reads or re-decodes it. Every result carries the objectives, so a scheduler can rank at any epoch;
 only the last one has ``budget_done`` (the full training budget was spent), which is what admits a trial to the
 Pareto front. Validation metrics are means over the selection folds (``search.validation``); the test accuracy
-comes from a refit on every training row, after the last selection epoch.
+comes from the candidate's final model after the last selection epoch: a refit on every training row, or its fold
+models averaged (``training.final: fold_ensemble``; its size, FLOPs, latency and serving memory are k models').
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ray import tune
 from emule_models.cost import count_parameters, forward_flops, measure, training_flops
 from emule_models.data import Dataset
 from emule_models.train import TimeLimitExceeded, evaluate, stops_at_exit, time_limit
-from search.candidate import build_seeded, resolve
+from search.candidate import build_seeded, ensemble_size, resolve
 from search.reporting import Reporter
 from search.results import (
     BUDGET_DONE,
@@ -51,7 +52,7 @@ from search.results import (
 from search.searcher import violated
 from search.spec import Spec
 from search.teacher import SoftLabels
-from search.validation import cross_validate, refit, selection_folds
+from search.validation import FoldModels, cross_validate, refit, selection_folds
 
 
 def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
@@ -106,10 +107,12 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
     folds = selection_folds(cand.data, dataset)
     model = build_seeded(cand).to(device)
     measured = measure(model, cand.model, cand.training.batch_size, device)  # on the trial's own device
-    static = {SIZE: count_parameters(model), FLOPS: forward_flops(cand.model),
-              LATENCY_MS: measured["latency_ms_batch1"], LATENCY_TRAIN_BATCH_MS: measured["latency_ms_train_batch"],
+    k = ensemble_size(cand)  # what is served: k fold models run one after the other for a fold ensemble
+    static = {SIZE: k * count_parameters(model), FLOPS: k * forward_flops(cand.model),
+              LATENCY_MS: k * measured["latency_ms_batch1"],
+              LATENCY_TRAIN_BATCH_MS: measured["latency_ms_train_batch"],
               PEAK_MEMORY_BYTES: measured["peak_memory_bytes_train_step"],
-              SERVE_MEMORY_BYTES: measured["peak_memory_bytes_batch1"], NODE_ID: _node_id(), DEVICE: device,
+              SERVE_MEMORY_BYTES: k * measured["peak_memory_bytes_batch1"], NODE_ID: _node_id(), DEVICE: device,
               GPU_IDS: _gpu_ids()}
     known.update(static)
     del model
@@ -121,13 +124,18 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
         return
 
     # Every epoch reports the mean over the selection folds: schedulers and the front rank on it.
-    for metrics in cross_validate(cand, dataset, folds, scores, device, pretrain_cache, soft):
+    kept = FoldModels() if k > 1 else None
+    for metrics in cross_validate(cand, dataset, folds, scores, device, pretrain_cache, soft, keep=kept):
         # pretraining is counted as training samples: same encoder, a reconstruction head instead of the classifier
         seen = metrics[SAMPLES_SEEN] + metrics.get(PRETRAIN_SAMPLES, 0)
         row = {**metrics, **static, TRAINING_COMPUTE: training_flops(cand.model, seen)}
         if metrics[EPOCH] == cand.training.epochs:
-            # Selection is over for this candidate: refit on every training row, then the test split, once.
-            final, rows, seen = refit(cand, dataset, scores, device, pretrain_cache=pretrain_cache, soft=soft)
+            # Selection is over for this candidate: its final model (a refit on every training row, or the fold
+            # models averaged), then the test split, once.
+            if kept is not None:
+                final, rows, seen = kept.ensemble(), kept.rows_learned_from(), 0
+            else:
+                final, rows, seen = refit(cand, dataset, scores, device, pretrain_cache=pretrain_cache, soft=soft)
             test = evaluate(final, dataset.test, device=device)
             row.update({TEST_ACCURACY: test["accuracy"], TEST_LOSS: test["loss"], TRAIN_SAMPLES: rows,
                         REFIT_COMPUTE: training_flops(cand.model, seen), BUDGET_DONE: True,

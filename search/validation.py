@@ -3,7 +3,8 @@
 Selection sees only the training pool (the train split plus the validation rows carved from it): either k
 stratified folds of it (``data.cv_folds: k``), one model per fold trained in step so every epoch reports the fold
 mean, or the single holdout split. The candidate's test accuracy - and the model a user exports - come from one
-refit on the whole pool with the same recipe and epochs. The test split is never used for any choice.
+refit on the whole pool with the same recipe and epochs, or, with ``training.final: fold_ensemble``, from the k fold
+models averaged (``FoldModels``). The test split is never used for any choice.
 
 With ``pretrain_epochs`` each of those models first pretrains (``emule_models.pretrain``) on the inputs of the
 rows it learns from - all of them, whatever the data fraction, since pretraining reads no label - and on the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ import torch
 
 from emule_models.data import Dataset, needs_scores, select
 from emule_models.data.dataset import Split, check_fold_count, concat, smallest_class, stratified_folds
+from emule_models.ensemble import MeanEnsemble
 from emule_models.pretrain import load_pretrained, pretrained_state
 from emule_models.train import fit, train_epochs
 from search.candidate import Candidate, build_seeded, quality_scores
@@ -108,19 +111,39 @@ def subset(cand: Candidate, labels: np.ndarray, rows: np.ndarray,
     return rows[chosen]
 
 
+@dataclass
+class FoldModels:
+    """The models ``cross_validate`` trains, one per fold, and the pool rows each learns from: after the last epoch,
+    a fold ensemble (``training.final: fold_ensemble``)."""
+
+    models: list[torch.nn.Module] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+
+    def ensemble(self) -> MeanEnsemble:
+        return MeanEnsemble(self.models)
+
+    def rows_learned_from(self) -> int:
+        """Distinct training rows the ensemble learned from (each fold model learns from k-1 folds of them)."""
+        return len(np.unique(np.concatenate(self.rows)))
+
+
 def cross_validate(cand: Candidate, dataset: Dataset, folds: Folds, scores: dict[str, np.ndarray] | None = None,
                    device: str = "cpu", pretrain_cache: str | Path | None = PRETRAIN_CACHE,
-                   soft: SoftLabels | None = None) -> Iterator[dict[str, float]]:
+                   soft: SoftLabels | None = None, keep: FoldModels | None = None) -> Iterator[dict[str, float]]:
     """One model per fold, trained in step; yields per epoch the fold means (``val_accuracy``, ``val_loss``,
     ``train_loss``), ``val_accuracy_std`` across folds, ``samples_seen`` summed over folds and, with pretraining,
     ``pretrain_samples`` summed over folds. ``soft``: a teacher's soft labels, for a distilled candidate; fold k's
-    model learns from fold k's teacher, which never saw fold k's validation rows."""
+    model learns from fold k's teacher, which never saw fold k's validation rows. ``keep`` receives the fold
+    models as they are built (trained once the last epoch is yielded)."""
     pool, scores = dataset.pool, _scores(cand, dataset, scores)
     runs, pretrained = [], 0
     for k, (fit_rows, val_rows) in enumerate(folds):
         model, seen = start_model(cand, dataset, pool.take(fit_rows), device, pretrain_cache)
         pretrained += seen
         rows = subset(cand, pool.labels, fit_rows, scores)
+        if keep is not None:
+            keep.models.append(model)
+            keep.rows.append(rows)
         teacher = soft.for_fold(k, val_rows, rows) if distills(cand, soft) else None
         runs.append(train_epochs(model, pool.take(rows), pool.take(val_rows), cand.training, device, teacher))
     start = time.perf_counter()
@@ -147,6 +170,20 @@ def refit(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | Non
     teacher = soft.for_refit(rows) if distills(cand, soft) else None
     last = fit(model, pool.take(rows), None, cand.training, report=report, device=device, teacher=teacher)
     return model, len(rows), pretrained + int(last.get(SAMPLES_SEEN, 0))
+
+
+def fit_fold_ensemble(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None = None,
+                      device: str = "cpu", report=None, pretrain_cache: str | Path | None = PRETRAIN_CACHE,
+                      soft: SoftLabels | None = None) -> tuple[MeanEnsemble, int]:
+    """A ``final: fold_ensemble`` candidate's deployed model, trained again as selection trained it: the same
+    folds, seed and recipe, one model per fold, averaged. ``report`` gets each epoch's fold means. Returns (the
+    ensemble, distinct training rows learned from)."""
+    kept = FoldModels()
+    for metrics in cross_validate(cand, dataset, selection_folds(cand.data, dataset), scores, device,
+                                  pretrain_cache, soft, keep=kept):
+        if report is not None:
+            report(metrics)
+    return kept.ensemble(), kept.rows_learned_from()
 
 
 def distills(cand: Candidate, soft: SoftLabels | None) -> bool:

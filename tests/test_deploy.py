@@ -15,7 +15,9 @@ import yaml
 from emule_models import ModelConfig, build_model
 from emule_models.attention import ATTENTION
 from emule_models.attention.softmax import SoftmaxAttention
+from emule_models.cost import count_parameters
 from emule_models.data import synthetic
+from emule_models.ensemble import MeanEnsemble, build_ensemble
 from emule_models.fusion import FUSION
 from emule_models.serving import FlatInputs, field_tensors, flat_rows, input_fields
 from emule_models.stems import STEMS
@@ -187,16 +189,18 @@ def test_input_fields_refuse_bad_masks(data):
         input_fields(clash, ["a"])
 
 
-def write_candidate(tmp_path, cfg: ModelConfig, data_section: dict | None = None, seed: int = 0):
+def write_candidate(tmp_path, cfg: ModelConfig, data_section: dict | None = None, seed: int = 0, folds: int = 1):
     """An exported YAML and the weights `emule train` would have saved beside it (untrained: what is checked
-    here is the export, not the training)."""
-    cand = Candidate(cfg, TrainConfig(epochs=1), data_section or {"name": "plaid"})
+    here is the export, not the training); ``folds`` >= 2: a fold ensemble of that many models."""
+    final = {"final": "fold_ensemble"} if folds > 1 else {}
+    data_section = {**(data_section or {"name": "plaid"}), **({"cv_folds": folds} if folds > 1 else {})}
+    cand = Candidate(cfg, TrainConfig(epochs=1, **final), data_section)
     config = tmp_path / "search-a1b2c3.yaml"
     source = {"search": "search-20260101", "trial_id": "a1b2c3", "run_id": "0123abcd",
               "metrics": {"val_accuracy": 0.5, "params": 1234.0}}
     config.write_text(yaml.safe_dump({**cand.to_dict(), "source": source}, sort_keys=False))
     torch.manual_seed(seed)
-    model = build_model(cfg).eval()
+    model = (build_ensemble(cfg, folds) if folds > 1 else build_model(cfg)).eval()
     torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, config.with_suffix(".pt"))
     return config, model
 
@@ -212,12 +216,47 @@ def test_weights_must_exist_and_hold_the_yaml_model(data, tmp_path):
         deploy.locate(config, tmp_path / "o.pt")
 
 
-def test_registered_model_loads_back_through_pyfunc(data, tmp_path, monkeypatch):
+def test_a_fold_ensemble_averages_its_members_probabilities(data):
+    torch.manual_seed(0)
+    members = [build_model(tiny(data)).eval() for _ in range(3)]
+    ensemble = MeanEnsemble(members).eval()
+    inputs, valid, _ = data.test.batch(np.arange(4))
+    with torch.no_grad():
+        mean = torch.stack([m(inputs, valid).softmax(-1) for m in members]).mean(0)
+        np.testing.assert_allclose(ensemble(inputs, valid).exp().numpy(), mean.numpy(), rtol=1e-5, atol=1e-6)
+    assert count_parameters(ensemble) == 3 * count_parameters(members[0]) and ensemble.cfg == members[0].cfg
+    with pytest.raises(ValueError, match="^members: models of different configs"):
+        MeanEnsemble([members[0], build_model(tiny(data, "linear"))])
+    with pytest.raises(ValueError, match="^members: empty"):
+        MeanEnsemble([])
+
+
+def test_a_fold_ensemble_exports_to_onnx(data, tmp_path):
+    torch.manual_seed(0)
+    onnx_matches_torch(build_ensemble(tiny(data, tokenizer="lite"), 2).eval(), data, tmp_path / "m.onnx")
+
+
+def test_weights_of_a_fold_ensemble_load_as_one(data, tmp_path):
+    config, model = write_candidate(tmp_path, tiny(data), folds=3)
+    trained = deploy.locate(config)
+    loaded = trained.model()
+    assert isinstance(loaded, MeanEnsemble) and len(loaded.members) == 3
+    inputs, valid, _ = data.test.batch(np.arange(3))
+    with torch.no_grad():
+        np.testing.assert_array_equal(loaded(inputs, valid).numpy(), model(inputs, valid).numpy())
+    (tmp_path / "single").mkdir()
+    single, _ = write_candidate(tmp_path / "single", tiny(data))  # the same model config, deployed as one model
+    with pytest.raises(ValueError, match="does not hold the model of"):
+        deploy.locate(config, single.with_suffix(".pt"))
+
+
+@pytest.mark.parametrize("folds", [1, 2])
+def test_registered_model_loads_back_through_pyfunc(folds, data, tmp_path, monkeypatch):
     import mlflow
 
     monkeypatch.chdir(tmp_path)  # a SQLite store keeps artifacts under ./mlruns
 
-    config, model = write_candidate(tmp_path, tiny(data))
+    config, model = write_candidate(tmp_path, tiny(data), folds=folds)
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "deploy")
     before = os.environ.get("MLFLOW_TRACKING_URI")
     first = deploy.register(tracker, deploy.locate(config), "tiny-model", model=model, dataset=data)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from search.candidate import spec_dataset
-from search.plan import OUT_OF_PROPORTION, corners, proportion_warning, workload
+from search.plan import OUT_OF_PROPORTION, corners, plan_lines, proportion_warning, workload
 from search.spec_checks import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,14 @@ def test_a_trial_trains_every_fold_and_the_refit(cv_folds):
     assert work.trained == (int(10 * 0.25 * (fit_rows + pool)), 10 * (fit_rows + pool))
     assert work.models == (cv_folds + 1 if cv_folds == 5 else 2)
     assert work.evaluated == 10 * (pool if cv_folds == 5 else len(data.val)) + len(data.test)
+
+
+def test_a_fold_ensemble_trains_no_refit():
+    spec = spec_with(data={"cv_folds": 5}, space={"width": 16}, training={"epochs": 10, "final": "fold_ensemble"})
+    data = spec_dataset(spec)
+    work = workload(spec, data)
+    assert work.models == 5 and work.trained == (10 * 4 * len(data.pool),) * 2
+    assert "the fold models kept as the ensemble (no refit)" in plan_lines(spec, calibrate_time=False)[0]
 
 
 def test_an_out_of_proportion_corner_is_warned_and_a_flops_cap_silences_it():
@@ -119,7 +127,6 @@ def test_dry_run_prints_the_cost_table_and_starts_nothing(tmp_path):
 
 def test_a_distilled_spec_names_the_teacher_trainings_it_adds(tmp_path):
     from search.candidate import resolve
-    from search.plan import plan_lines
 
     spec = parse_spec({"name": "t", "data": {"name": "gunpoint", "cv_folds": 3}, "baselines": [],
                        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
