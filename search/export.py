@@ -171,9 +171,11 @@ def front_rows(front: Front, metrics: Sequence[str]) -> list[dict[str, Any]]:
     for r in sorted(front.members, key=lambda r: r.metrics.get(SIZE, 0)):
         row = {"trial": r.trial_id, **{m: r.metrics.get(m) for m in metrics}}
         row["test_accuracy"] = r.metrics.get("test_accuracy")
-        for k in ("attention", "depth", "width", "heads", "data_fraction", "selection"):
+        for k in ("tokenizer", "attention", "depth", "width", "heads", "data_fraction", "selection", "final"):
             if k in r.params:
                 row[k] = _number(r.params[k])
+        if row.get("depth") == 0:  # the convolution-only end: no attention layer, whatever was sampled for it
+            row.update({k: "-" for k in ("attention", "heads") if k in row})
         row["knee"] = "*" if r is front.knee else ""
         rows.append(row)
     return rows

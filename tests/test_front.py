@@ -41,3 +41,17 @@ def test_a_newcomer_that_ties_or_improves_is_left_to_recomputation():
     assert extend_front(front, record(2, 0.9, 1e5, 1e5), OBJECTIVES) is None  # better in one objective
     assert extend_front(front, record(3, 0.7, 1e4, 1e5), OBJECTIVES) is not None
     assert extend_front(compute_front([], OBJECTIVES), record(4, 0.5, 1e4, 1e5), OBJECTIVES) is None
+
+
+def test_the_front_table_names_what_each_member_is():
+    """`emule pareto`'s rows: a depth-0 member shows no attention (it has none, whatever was sampled for it), and
+    a fold ensemble says so."""
+    from search.export import front_rows
+
+    small = Record("a", "run-a", {"val_accuracy": 0.8, SIZE: 1e3, "flops": 1e5},
+                   {"tokenizer": "lite", "attention": "softmax", "depth": "0", "heads": "2", "final": "refit"})
+    big = Record("b", "run-b", {"val_accuracy": 0.9, SIZE: 5e3, "flops": 5e5},
+                 {"tokenizer": "lite", "attention": "linear", "depth": "1", "heads": "2", "final": "fold_ensemble"})
+    rows = front_rows(compute_front([small, big], OBJECTIVES), ["val_accuracy", SIZE])
+    assert [(r["trial"], r["attention"], r["heads"], r["final"]) for r in rows] == [
+        ("a", "-", "-", "refit"), ("b", "linear", 2, "fold_ensemble")]
