@@ -109,7 +109,7 @@ def _training(spec: Spec, flat: dict[str, Any]) -> TrainConfig:
                if spec.distill is not None else {})
     given = {**spec.training.model_dump(), **distill, **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
     values = {k: TRAINING_TYPES[k](given[k]) for k in TRAINING_KEYS if k in given}
-    return TrainConfig(epochs=spec.training.epochs, seed=spec.search.seed,
+    return TrainConfig(epochs=spec.training.epochs, seed=spec.search.seed, final=spec.training.final,
                        data_schedule=search_schedule(spec.search, spec.training.epochs), **values)
 
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from emule_models import ModelConfig
 from emule_models.cost import forward_flops, param_count
 from emule_models.data import Dataset
-from emule_models.train import share_at
+from emule_models.train import FOLD_ENSEMBLE, share_at
 from search.candidate import OPTION_SEP, resolve, spec_dataset
 from search.fidelity import search_schedule
 from search.progress import duration
@@ -94,15 +94,10 @@ def trainable(spec: Spec, found: list[Corner], with_params: bool = True) -> list
     return [c for c in kept if c.params <= limits.max_params]
 
 
-def refit_in_space(spec: Spec) -> bool:
-    """Whether some candidate of the space refits (``training.final: refit``) rather than keeping its fold models."""
-    return "refit" in choices(spec.space.get("final", spec.training.final))
-
-
 def workload(spec: Spec, dataset: Dataset) -> Workload:
     """Samples one trial processes, from the spec's validation scheme and the data's sizes."""
     folds = selection_folds(spec.data, dataset)
-    refits = refit_in_space(spec)  # a fold ensemble deploys its fold models: no refit
+    refits = int(spec.training.final != FOLD_ENSEMBLE)  # a fold ensemble deploys its fold models: no refit
     fit_rows = sum(len(fit) for fit, _ in folds) + refits * len(dataset.pool)  # every fold, then the refit
     unlabelled = 0 if dataset.unlabelled is None else len(dataset.unlabelled)
     fractions = [float(v) for v in choices(spec.space.get("data_fraction", 1.0))]
@@ -198,7 +193,7 @@ def plan_lines(spec: Spec, calibrate_time: bool = True) -> list[str]:
     s = spec.search
     setting = scheme(spec.data)
     final = (" + a refit on every training row" if setting != HOLDOUT else " + a refit on train and val") \
-        if refit_in_space(spec) else ", the fold models kept as the ensemble (no refit)"
+        if spec.training.final != FOLD_ENSEMBLE else ", the fold models kept as the ensemble (no refit)"
     training = f"{spec.training.epochs} epochs x {describe(spec.data)}{final}"
     lines = [f"plan {spec.name}: {s.trials} trials, {s.concurrency} at a time, {s.cpus_per_trial:g} CPU"
              f"{f' and {s.gpus_per_trial:g} GPU' if s.gpus_per_trial else ''} each; {training} "

@@ -37,8 +37,9 @@ from search.storage import absolute as absolute_storage
 # ModelConfig fields a sampler never proposes: the data fixes the first two, `attention_options` the third.
 MODEL_FIXED = ("modalities", "num_classes", "attention_options")
 # TrainConfig fields that are no hyperparameters: epochs are the budget a scheduler cuts, the seed is search.seed,
-# the data schedule follows from search.data_fidelity.
-TRAINING_FIXED = ("epochs", "seed", "data_schedule")
+# the data schedule follows from search.data_fidelity; the final model is a deployment choice that validation
+# cannot rank (a fold ensemble's validation accuracy is its members' fold mean, the same as a refit's).
+TRAINING_FIXED = ("epochs", "seed", "data_schedule", "final")
 
 
 def _searchable(cls: type, fixed: tuple[str, ...]) -> dict[str, type]:

@@ -78,11 +78,9 @@ def resolve_folds(spec: Spec, dataset: Dataset) -> Spec:
         folds = resolve_setting(spec.data.get("cv_folds", AUTO), dataset.pool.labels)
     except ValueError as e:
         raise SpecError(str(e)) from None
-    finals = choices(spec.space["final"]) if "final" in spec.space else [spec.training.final]
-    if folds == HOLDOUT and FOLD_ENSEMBLE in finals:
-        where = "space.final" if "final" in spec.space else "training.final"
+    if folds == HOLDOUT and spec.training.final == FOLD_ENSEMBLE:
         given = spec.data.get("cv_folds", AUTO)
-        raise SpecError(f"{where}: {FOLD_ENSEMBLE} - data.cv_folds is {given}"
+        raise SpecError(f"training.final: {FOLD_ENSEMBLE} - data.cv_folds is {given}"
                         f"{' (holdout on this data)' if given == AUTO else ''}, and a fold ensemble needs folds; "
                         "accepted: refit, or data.cv_folds >= 2")
     return spec.model_copy(update={"data": {**spec.data, "cv_folds": folds}})

@@ -18,7 +18,7 @@ from emule_models.data import load_builtin
 from emule_models.ensemble import MeanEnsemble
 from search.candidate import Candidate, load_weights
 from search.cli import main
-from search.export import load_search, retrain, write_candidates
+from search.export import export, retrain
 from search.runner import run_search
 from search.spec_checks import parse_spec
 from search.tracking import Tracker
@@ -40,8 +40,7 @@ def searched(ray_local, tmp_path_factory):
         "baselines": ["nn_euclidean", "nn_dtw"],
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0},
                        {"metric": "param_count", "mode": "min", "reference": 1e6, "log": True}],
-        "space": {"depth": 1, "width": [16, 32], "heads": 2, "patch_len": [15, 30],
-                  "final": ["refit", "fold_ensemble"]},
+        "space": {"depth": 1, "width": [16, 32], "heads": 2, "patch_len": [15, 30]},
         "training": {"epochs": EPOCHS, "batch_size": 16},
         "search": {"sampler": "random", "trials": 3, "concurrency": 2, "seed": 0, "storage": str(tmp / "runs")},
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "honest"},
@@ -60,7 +59,6 @@ def test_trials_report_the_fold_mean_and_count_every_fold(searched):
     assert result.status == "complete" and result.finished == 3
     data = load_builtin("gunpoint")
     fold_rows = sum(len(fit) for fit, _ in selection_folds(spec.data, data))
-    finals = set()
     for run in tracker.candidates(result.parent_run_id):
         m = run.data.metrics
         history = tracker.metric_history(run.info.run_id, "val_accuracy_std")
@@ -68,17 +66,10 @@ def test_trials_report_the_fold_mean_and_count_every_fold(searched):
         assert m["samples_seen"] == EPOCHS * fold_rows  # one model per fold, all counted
         cand = Candidate.from_dict(tracker.candidate(run.info.run_id))
         assert m["training_compute"] == pytest.approx(training_flops(cand.model, EPOCHS * fold_rows))
-        assert m["train_samples"] == len(data.pool)  # the refit - or the folds together - learn from every row
-        one = count_parameters(build_model(cand.model))
-        finals.add(cand.training.final)
-        if cand.training.final == "refit":
-            assert m["param_count"] == one and m["flops"] == forward_flops(cand.model)
-            assert m["refit_compute"] == pytest.approx(training_flops(cand.model, EPOCHS * len(data.pool)))
-        else:  # the fold models are deployed: k times one model to serve, no refit to train
-            assert m["param_count"] == FOLDS * one and m["flops"] == FOLDS * forward_flops(cand.model)
-            assert m["refit_compute"] == 0
+        assert m["train_samples"] == len(data.pool)  # the refit learns from every training row
+        assert m["param_count"] == count_parameters(build_model(cand.model))
+        assert m["refit_compute"] == pytest.approx(training_flops(cand.model, EPOCHS * len(data.pool)))
         assert 0 <= m["test_accuracy"] <= 1
-    assert finals == {"refit", "fold_ensemble"}  # the seed draws both: each kind is checked
 
 
 def test_parent_run_holds_baselines_and_selection_gap(searched, tmp_path):
@@ -102,19 +93,9 @@ def test_parent_run_holds_baselines_and_selection_gap(searched, tmp_path):
     assert tail[3].startswith("look at it in MLflow: mlflow ui --backend-store-uri sqlite:///")
 
 
-def final_record(tracker, final: str):
-    """The search's record and its best candidate (by validation) with this ``training.final``."""
-    record = load_search(tracker, "honest-run")
-    runs = {r.info.run_id: Candidate.from_dict(tracker.candidate(r.info.run_id)).training.final
-            for r in tracker.candidates(record.parent_id)}
-    records = [r for r in record.front.members + record.front.others if runs.get(r.run_id) == final]
-    return record, max(records, key=lambda r: r.metrics["val_accuracy"])
-
-
 def test_export_records_the_refit_and_train_repeats_it(searched, tmp_path):
     spec, result, tracker, _ = searched
-    record, best = final_record(tracker, "refit")
-    [path] = write_candidates(tracker, record, [best], tmp_path)
+    [path] = export(tracker, "honest-run", tmp_path, "knee")
     doc = yaml.safe_load(path.read_text())
     assert doc["source"]["fit"].startswith("refit on the 50 training rows (train + validation; all of them)")
     assert "3-fold cross-validation" in doc["source"]["fit"]
@@ -124,42 +105,67 @@ def test_export_records_the_refit_and_train_repeats_it(searched, tmp_path):
     assert again["test_accuracy"] == pytest.approx(doc["source"]["metrics"]["test_accuracy"], abs=0.02)
 
 
-def test_a_fold_ensemble_is_exported_trained_and_written_as_onnx(searched, tmp_path, capsys):
-    """`emule train` trains the k fold models again, as selection did; the weights load back as one ensemble; ONNX
-    Runtime matches it."""
-    spec, result, tracker, _ = searched
-    record, best = final_record(tracker, "fold_ensemble")
-    [path] = write_candidates(tracker, record, [best], tmp_path)
-    doc = yaml.safe_load(path.read_text())
-    assert doc["source"]["fit"].startswith(f"the {FOLDS} fold models of {FOLDS}-fold cross-validation, "
-                                           "probabilities averaged (no refit)")
-    torch.set_num_threads(1)  # as in the trial
-    assert main(["train", str(path)]) == 0
-    model = load_weights(path.with_suffix(".pt"))
-    assert isinstance(model, MeanEnsemble) and len(model.members) == FOLDS
-    assert count_parameters(model) == best.metrics["param_count"]
-    again = retrain(path, tmp_path / "w.pt", log=lambda _: None)
-    assert again["test_accuracy"] == pytest.approx(best.metrics["test_accuracy"], abs=0.02)
-    capsys.readouterr()
-    assert main(["export", str(path), "--format", "onnx"]) == 0
-    assert "ONNX Runtime matches torch" in capsys.readouterr().out
-
-
-def test_a_skipped_baseline_does_not_stop_the_search(ray_local, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture(scope="module")
+def ensembled(ray_local, tmp_path_factory):
+    """A search whose candidates deploy their fold models (``final: fold_ensemble``), with a baseline over its
+    time bound."""
+    tmp = tmp_path_factory.mktemp("ensemble")
+    home = os.getcwd()
+    os.chdir(tmp)
     spec = parse_spec({
         "name": "skip", "data": {"name": "gunpoint", "cv_folds": 2}, "baselines": ["nn_dtw"],
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
         "space": {"depth": 1, "width": 16, "heads": 2, "patch_len": 30},
-        "training": {"epochs": 1},
-        "search": {"trials": 1, "concurrency": 1, "baseline_seconds": 1e-6, "storage": str(tmp_path / "runs")},
-        "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "skip"},
+        "training": {"epochs": 2, "final": "fold_ensemble"},
+        "search": {"trials": 1, "concurrency": 1, "baseline_seconds": 1e-6, "storage": str(tmp / "runs")},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "skip"},
     })
     out = io.StringIO()
-    result = run_search(spec, name="skip-run", out=out)
+    try:
+        result = run_search(spec, name="skip-run", out=out)
+    finally:
+        os.chdir(home)
+    return spec, result, Tracker(spec.tracking.uri, "skip"), out.getvalue()
+
+
+def test_a_skipped_baseline_does_not_stop_the_search(ensembled):
+    spec, result, tracker, out = ensembled
     assert result.status == "complete" and result.finished == 1
-    tags = Tracker(spec.tracking.uri, "skip").run(result.parent_run_id).data.tags
+    tags = tracker.run(result.parent_run_id).data.tags
     assert tags["baseline.nn_dtw"].startswith("skipped: 1-NN DTW estimated")
     assert "1-NN DTW (10% window) estimated" in tags["baseline.nn_dtw"]
-    assert "  baseline 1-NN DTW: skipped - 1-NN DTW estimated" in out.getvalue()
-    assert "selection_gap" in Tracker(spec.tracking.uri, "skip").run(result.parent_run_id).data.metrics
+    assert "  baseline 1-NN DTW: skipped - 1-NN DTW estimated" in out
+    assert "selection_gap" in tracker.run(result.parent_run_id).data.metrics
+
+
+def test_a_fold_ensemble_reports_what_it_serves(ensembled):
+    """k models to serve (parameters, FLOPs), no refit to train, the union of the folds' rows learned from."""
+    spec, result, tracker, _ = ensembled
+    [run] = tracker.candidates(result.parent_run_id)
+    m = run.data.metrics
+    cand = Candidate.from_dict(tracker.candidate(run.info.run_id))
+    assert cand.training.final == "fold_ensemble" and cand.data["cv_folds"] == 2
+    assert m["param_count"] == 2 * count_parameters(build_model(cand.model))
+    assert m["flops"] == 2 * forward_flops(cand.model)
+    assert m["refit_compute"] == 0 and m["train_samples"] == len(load_builtin("gunpoint").pool)
+    assert 0 <= m["test_accuracy"] <= 1
+
+
+def test_a_fold_ensemble_is_exported_trained_and_written_as_onnx(ensembled, tmp_path, capsys):
+    """`emule train` trains the k fold models again, as selection did; the weights load back as one ensemble; ONNX
+    Runtime matches it."""
+    spec, result, tracker, _ = ensembled
+    [path] = export(tracker, "skip-run", tmp_path, "knee")
+    doc = yaml.safe_load(path.read_text())
+    assert doc["source"]["fit"].startswith("the 2 fold models of 2-fold cross-validation, probabilities averaged "
+                                           "(no refit)")
+    torch.set_num_threads(1)  # as in the trial
+    assert main(["train", str(path)]) == 0
+    model = load_weights(path.with_suffix(".pt"))
+    assert isinstance(model, MeanEnsemble) and len(model.members) == 2
+    assert count_parameters(model) == doc["source"]["metrics"]["param_count"]
+    again = retrain(path, tmp_path / "w.pt", log=lambda _: None)
+    assert again["test_accuracy"] == pytest.approx(doc["source"]["metrics"]["test_accuracy"], abs=0.02)
+    capsys.readouterr()
+    assert main(["export", str(path), "--format", "onnx"]) == 0
+    assert "ONNX Runtime matches torch" in capsys.readouterr().out

@@ -75,7 +75,7 @@ def test_quickstart_loads():
     ("training.final", "best", "training.final: 'best' - not accepted; accepted: ['refit', 'fold_ensemble']"),
     ("training.final", "fold_ensemble", "training.final: fold_ensemble - data.cv_folds is holdout, and a fold "
                                         "ensemble needs folds; accepted: refit, or data.cv_folds >= 2"),
-    ("space.final", ["refit", "fold_ensemble"], "space.final: fold_ensemble - data.cv_folds is holdout"),
+    ("space.final", ["refit", "fold_ensemble"], "space: 'final' is not a searchable setting"),
     ("space.pretrain_epochs", [0, -5], "space.pretrain_epochs: -5 not accepted; accepted: integers >= 0"),
     ("space.pretrain_mask_ratio", [0.4, 1.0],
      "space.pretrain_mask_ratio: 1.0 not accepted; accepted: numbers in (0, 1)"),
