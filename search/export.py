@@ -26,6 +26,7 @@ from search.spec import Objective, Spec
 from search.spec_checks import parse_spec
 from search.tracking import Tracker, redact
 from search.validation import describe, fit_fold_ensemble, refit, selection_folds
+from search.yardstick import best_by_validation
 
 SELECTIONS = ("front", "knee", "budget")
 
@@ -64,6 +65,25 @@ def choose(front: Front, how: str, limits: dict[str, float] | None = None,
     if not within or first is None:
         return within
     return [(max if first.mode == "max" else min)(within, key=lambda r: r.metrics[first.metric])]
+
+
+def pick_candidate(tracker: Tracker, record: SearchRecord, select: str = "best") -> tuple[Record, Candidate]:
+    """One finished candidate of a search, for commands that train it again: ``best`` (by validation), ``knee``
+    (the front's balanced member) or a trial id."""
+    finished = [*record.front.members, *record.front.others]
+    if select == "best":
+        chosen = best_by_validation(finished)
+    elif select == "knee":
+        chosen = record.front.knee
+    else:
+        chosen = next((r for r in finished if r.trial_id == select), None)
+        if chosen is None:
+            ids = sorted(r.trial_id for r in finished)
+            raise ValueError(f"--select: {select!r} is not a finished trial of search {record.name}; accepted: best, "
+                             f"knee, or one of {ids[:12]}{' ...' if len(ids) > 12 else ''}")
+    if chosen is None:
+        raise LookupError(f"search: {record.name} has no finished candidate yet; run or resume it first")
+    return chosen, Candidate.from_dict(tracker.candidate(chosen.run_id))
 
 
 def export(tracker: Tracker, name: str, out: Path, how: str = "front",
