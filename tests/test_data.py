@@ -407,6 +407,19 @@ def test_builtins_load_offline_and_match_descriptions():
         assert len(ds.classes) in numbers and len(ds.test) in numbers
 
 
+def test_the_catalogue_lists_what_the_builtins_decode_to():
+    """`emule datasets` reads the catalogue, not the data: every entry must say what loading gives."""
+    from emule_models.catalogue import CATALOGUE
+    from emule_models.data import describe_builtins
+
+    assert list(CATALOGUE) == list(BUILTIN)
+    for row in describe_builtins():
+        entry = CATALOGUE[row["name"]]
+        assert (entry.classes, entry.train, entry.val, entry.test, entry.modalities) == (
+            row["classes"], row["train"], row["val"], row["test"], row["modalities"]), row["name"]
+        assert entry.description == row["description"] and row["unlabelled"] == 0
+
+
 def test_builtin_as_parquet(tmp_path):
     ds = load_builtin("basicmotions")
     _same(ds, read_parquet(write_parquet(ds, tmp_path / "bm.parquet")))
