@@ -1,8 +1,13 @@
-"""The ``emule`` command line. Errors in the user's input print one line and exit 2, with no traceback."""
+"""The ``emule`` command line. Errors in the user's input print one line and exit 2, with no traceback.
+
+Each command imports what it needs when it runs, not at start-up: torch, Ray and MLflow take seconds to import,
+which `emule datasets` or `emule status` should not pay.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,15 +19,32 @@ EXIT_USAGE = 2
 
 
 STARTS_RAY = ("search", "resume", "distill")  # the commands that may start a local Ray instance
+MAX_THREADS = 4  # torch threads for training in this process, at most (see default_threads)
+SPEC_HELP = "a search spec: a YAML file such as spaces/quickstart.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command in STARTS_RAY:
+            start_timeout()  # a bad EMULE_RAY_START_TIMEOUT is refused before any data, run or cluster
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, LookupError, ConnectionError, FileNotFoundError) as e:
+        print(f"emule {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option, each with its help text."""
     parser = argparse.ArgumentParser(prog="emule", description="Search small, fast, data-frugal multimodal "
                                      "Transformers; inspect the Pareto front; export and retrain the best.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = _command(sub, cmd_search, help="run a search spec on this machine (local Ray, local MLflow store)")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help=SPEC_HELP)
     p.add_argument("--name", help="search name (default: the spec's name plus a timestamp)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
     p.add_argument("--address", default=None, help="attach to a running Ray cluster instead (ray://... or HOST:PORT)")
@@ -30,17 +52,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="add the spec's trials to finished search NAME, learning from its candidates")
     p.add_argument("--dry-run", action="store_true", help="print what the search would cost (as `emule plan`) "
                    "and start nothing")
+    _threads_arg(p, "the proxy models and distillation teachers trained here before the trials (trials use "
+                 "search.cpus_per_trial)")
     _output_args(p)
 
     p = _command(sub, cmd_plan, help="what a search spec would cost - trials, sizes, FLOPs, time per trial - before "
                        "any compute; starts nothing")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help=SPEC_HELP)
     p.add_argument("--no-timing", action="store_true", help="skip the short timing of training steps")
 
     p = _command(sub, cmd_resume, help="continue a search whose driver stopped (killed, crashed, a stop signal)")
     _stored_search_args(p)
-    p.add_argument("--num-cpus", type=int, default=None)
-    p.add_argument("--address", default=None)
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
+    p.add_argument("--address", default=None, help="attach to a running Ray cluster instead (ray://... or HOST:PORT)")
+    _threads_arg(p, "the proxy models and distillation teachers trained here before the trials")
     _output_args(p)
 
     p = _command(sub, cmd_sync, help="log to MLflow what a search kept while MLflow was unreachable")
@@ -53,10 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     p = _command(sub, cmd_export, help="write front members as YAML configs that `emule train` retrains; with "
                        "their trained weights, also as ONNX files and as versions in MLflow's model registry")
     p.add_argument("name", help="search name (or a spec name for its newest search), or an exported candidate YAML")
-    p.add_argument("--out", type=Path, default=Path("exports"))
-    p.add_argument("--select", default="front", choices=["front", "knee", "budget"])
-    p.add_argument("--max-params", type=float, help="with --select budget")
-    p.add_argument("--max-flops", type=float, help="with --select budget")
+    p.add_argument("--out", type=Path, default=Path("exports"),
+                   help="folder for the YAMLs, one per candidate, named SEARCH-TRIAL.yaml (default: exports)")
+    p.add_argument("--select", default="front", choices=["front", "knee", "budget"],
+                   help="front: every member (default); knee: the balanced compromise; budget: the best by the "
+                   "first objective within --max-params / --max-flops")
+    p.add_argument("--max-params", type=float, help="with --select budget: most parameters accepted")
+    p.add_argument("--max-flops", type=float, help="with --select budget: most FLOPs per sample accepted")
     p.add_argument("--format", default="yaml", choices=["yaml", "onnx"],
                    help="onnx: also an ONNX file beside each YAML, from the weights `emule train` saved beside it, "
                    "checked with ONNX Runtime (needs the deploy extra)")
@@ -84,27 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--search-name", default=None, help="name of the new search (default: <spec>.distill-<time>)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs the local Ray instance may use")
     p.add_argument("--address", default=None, help="attach to a running Ray cluster instead")
+    _threads_arg(p, "the teacher models trained here before the trials")
     _tracking_args(p)
     _output_args(p)
 
     p = _command(sub, cmd_train, help="retrain an exported config and save its weights")
-    p.add_argument("config", type=Path)
+    p.add_argument("config", type=Path, help="a candidate YAML written by `emule export`")
     p.add_argument("--out", type=Path, default=None, help="weights file (default: next to the config, .pt)")
+    _threads_arg(p, "the training")
 
     _command(sub, cmd_datasets, help="list the built-in datasets")
     _job_parsers(sub)
-
-    args = parser.parse_args(argv)
-    try:
-        if args.command in STARTS_RAY:
-            start_timeout()  # a bad EMULE_RAY_START_TIMEOUT is refused before any data, run or cluster
-        return args.run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, LookupError, ConnectionError, FileNotFoundError) as e:
-        print(f"emule {args.command}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    return parser
 
 
 def _command(sub, run, **kwargs) -> argparse.ArgumentParser:
@@ -112,6 +131,45 @@ def _command(sub, run, **kwargs) -> argparse.ArgumentParser:
     p = sub.add_parser(run.__name__.removeprefix("cmd_"), **kwargs)
     p.set_defaults(run=run)
     return p
+
+
+def _threads_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                   help=f"torch threads for {what} (default: the cores idle now - physical cores less the 1-minute "
+                   f"load average - from 1 to {MAX_THREADS}: threads beyond the idle cores make training several "
+                   "times slower on a busy machine)")
+
+
+def default_threads() -> int:
+    """Torch threads for training in this process: the physical cores it may run on less those busy now (the
+    1-minute load average), from 1 to ``MAX_THREADS``. torch takes every core by default, and each training step
+    then waits for its slowest thread: on a busy 2-core machine a small GunPoint candidate trained in 44-94 s on
+    torch's two threads, 14-21 s on one."""
+    import psutil
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = min(psutil.cpu_count(logical=False) or usable, usable)
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(MAX_THREADS, cores - round(busy)))
+
+
+def _use_threads(args) -> int:
+    """Set torch's threads for the training this command does itself (``--threads``, else ``default_threads``)."""
+    import torch
+
+    threads = args.threads or default_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} not accepted; accepted: an integer >= 1")
+    return value
 
 
 def _stored_search_args(p: argparse.ArgumentParser) -> None:
@@ -143,7 +201,8 @@ def _seconds(text: str) -> float:
 
 def _tracking_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
-    p.add_argument("--experiment", default="emule")
+    p.add_argument("--experiment", default="emule", help="MLflow experiment the search was logged to (the spec's "
+                   "tracking.experiment; default emule)")
 
 
 def cmd_search(args) -> int:
@@ -152,6 +211,7 @@ def cmd_search(args) -> int:
     if args.dry_run:
         return cmd_plan(args)
     spec = load_spec(args.spec)  # every spec error surfaces here, before Ray starts
+    _use_threads(args)
     from search.tracking import Tracker
 
     Tracker(spec.tracking.uri, spec.tracking.experiment)  # so does an unreachable MLflow
@@ -175,6 +235,7 @@ def cmd_plan(args) -> int:
 def cmd_resume(args) -> int:
     from search.resume import resume_search
 
+    _use_threads(args)
     result = resume_search(args.name, storage=args.storage, num_cpus=args.num_cpus, ray_address=args.address,
                            status_every=args.status_every, quiet=args.quiet)
     return _finished(result)
@@ -222,7 +283,6 @@ def cmd_pareto(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from search.export import export
     from search.tracking import Tracker
 
     deploy = args.format == "onnx" or args.register is not None
@@ -249,19 +309,29 @@ def cmd_export(args) -> int:
                                     "candidate YAML")
         paths = [Path(args.name)]
     else:
+        from search.candidate import Candidate
+        from search.export import candidate_path, select, write_candidates
+
         limits = {k: v for k, v in ((SIZE, args.max_params), (FLOPS, args.max_flops)) if v is not None}
         tracker = Tracker(args.tracking_uri, args.experiment)
-        paths = export(tracker, args.name, args.out, args.select, limits)
-        if not paths:
+        record, chosen = select(tracker, args.name, args.select, limits)
+        if not chosen:
             print(f"emule export: no front member matches --select {args.select} {limits or ''}", file=sys.stderr)
             return 1
+        if deploy:  # every candidate is checked before anything is written
+            if args.weights is not None and len(chosen) > 1:
+                raise ValueError(f"--weights: one file for {len(chosen)} candidates; accepted with --weights: one "
+                                 "candidate (--select knee or budget, or an exported YAML)")
+            write_yaml = _yaml_command(args)
+            for r in chosen:
+                path = candidate_path(args.out, record, r)
+                dep.check_trained(Candidate.from_dict(tracker.candidate(r.run_id)), path,
+                                  args.weights or path.with_suffix(".pt"), args.format == "onnx", write_yaml)
+        paths = write_candidates(tracker, record, chosen, args.out)
     for path in paths:
         print(path)
     if not deploy:
         return 0
-    if args.weights is not None and len(paths) > 1:
-        raise ValueError(f"--weights: one file for {len(paths)} candidates; accepted with --weights: one candidate "
-                         "(--select knee or budget, or an exported YAML)")
     trained = [dep.locate(p, args.weights, onnx=args.format == "onnx") for p in paths]
     if args.register is not None and tracker is None:
         tracker = Tracker(args.tracking_uri, args.experiment)
@@ -279,6 +349,18 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _yaml_command(args) -> str:
+    """The `emule export` command that writes the YAMLs this one selects, and nothing else."""
+    limits = "".join(f" {flag} {v:g}" for flag, v in (("--max-params", args.max_params),
+                                                        ("--max-flops", args.max_flops)) if v is not None)
+    select = f" --select {args.select}" if args.select != "front" else ""
+    from search.tracking import redact
+
+    where = "".join(f" {flag} {v}" for flag, v in (("--tracking-uri", args.tracking_uri and redact(args.tracking_uri)),
+                                                   ("--experiment", args.experiment)) if v not in (None, "emule"))
+    return f"emule export {args.name} --out {args.out}{select}{limits}{where}"
+
+
 def cmd_distill(args) -> int:
     from search.distill import distill_spec
     from search.tracking import Tracker
@@ -289,6 +371,7 @@ def cmd_distill(args) -> int:
                               args.trials, args.ensemble, cross_fit=args.cross_fit)
     from search.runner import run_search
 
+    _use_threads(args)
     # today's sys.stdout, not the one bound when run_search was defined: Tune pickles the callback that holds it
     result = run_search(spec, spec_text=text, name=args.search_name, out=sys.stdout, num_cpus=args.num_cpus,
                         ray_address=args.address, status_every=args.status_every, quiet=args.quiet)
@@ -299,6 +382,7 @@ def cmd_train(args) -> int:
     from search.export import retrain
 
     out = args.out or args.config.with_suffix(".pt")
+    print(f"torch threads: {_use_threads(args)}")
     result = retrain(args.config, out)
     print(f"saved {out}: {result[SIZE]} parameters, fit on {result[TRAIN_SAMPLES]} training rows, "
           f"test_accuracy {result[TEST_ACCURACY]:.4f}")
@@ -306,11 +390,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from emule_models.data import describe_builtins
+    from emule_models.catalogue import CATALOGUE  # plain data: no torch, no decoding
 
-    rows = [{"name": d["name"], "classes": d["classes"], "train": d["train"], "val": d["val"], "test": d["test"],
-             "modalities": ", ".join(f"{k} {v}" for k, v in d["modalities"].items()), "description": d["description"]}
-            for d in describe_builtins()]
+    rows = [{"name": d.name, "classes": d.classes, "train": d.train, "val": d.val, "test": d.test,
+             "modalities": ", ".join(f"{k} {v}" for k, v in d.modalities.items()), "description": d.description}
+            for d in CATALOGUE.values()]
     print(_table(rows))
     print("A built-in is named in a spec as data: {name: NAME}; series-only ones take a derived image view with "
           "view: gaf | spectrogram (a re-encoding of the series: no new information).")
@@ -339,7 +423,7 @@ def _job_parsers(sub) -> None:
     address = {"default": None, "help": "the head's dashboard, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS, "
                "then $RAY_ADDRESS)"}
     p = _command(sub, cmd_submit, help="run a search spec on a Ray cluster as a job; prints the job id")
-    p.add_argument("spec", type=Path)
+    p.add_argument("spec", type=Path, help=SPEC_HELP)
     p.add_argument("--address", **address)
     p.add_argument("--name", help="search name (default: the spec's name plus a timestamp)")
     p.add_argument("--tracking-uri", default=None, help="override tracking.uri: an MLflow server the head reaches")
@@ -352,19 +436,19 @@ def _job_parsers(sub) -> None:
     _output_args(p)
 
     p = _command(sub, cmd_status, help="the state of a submitted search")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the id `emule submit` printed")
     p.add_argument("--address", **address)
     p.add_argument("--wait", action="store_true", help="wait until the job ends; exit 0 only if it succeeded")
     p.add_argument("--timeout", type=float, default=None, help="with --wait: give up after this many seconds")
 
     p = _command(sub, cmd_logs, help="the output of a submitted search")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the id `emule submit` printed")
     p.add_argument("--address", **address)
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
 
     p = _command(sub, cmd_stop, help="stop a submitted search: SIGTERM to its driver, which saves its state and "
                        "closes its MLflow runs (`emule resume` continues it); killed after the job's grace period")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the id `emule submit` printed")
     p.add_argument("--address", **address)
 
 

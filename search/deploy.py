@@ -100,8 +100,21 @@ def locate(config: Path, weights: Path | None = None, onnx: bool = False) -> Tra
     ``onnx``, also checked to be expressible in ONNX. Every refusal is one line, before any compute."""
     cand, source = read_candidate(config)
     weights = weights or config.with_suffix(".pt")
+    check_trained(cand, config, weights, onnx)
+    return Trained(config, weights, cand, source)
+
+
+def check_trained(cand: Candidate, config: Path, weights: Path, onnx: bool = False,
+                  write_yaml: str | None = None) -> None:
+    """Refuse, in one line, ``weights`` that are missing or hold another model than ``cand`` (whose YAML is, or
+    will be, ``config``), and with ``onnx`` a model ONNX cannot express.
+
+    Args:
+        write_yaml: the command that writes ``config``, named in the refusal when it does not exist yet.
+    """
     if not weights.is_file():
-        raise FileNotFoundError(f"weights: {weights} does not exist; train the candidate first: emule train "
+        first = f"{write_yaml}, then " if write_yaml and not config.is_file() else ""
+        raise FileNotFoundError(f"weights: {weights} does not exist; train the candidate first: {first}emule train "
                                 f"{config} (it saves {config.with_suffix('.pt')})")
     blob = torch.load(weights, map_location="cpu", weights_only=True)
     saved = Candidate.from_dict(blob["candidate"]) if isinstance(blob, dict) and "candidate" in blob else None
@@ -112,7 +125,6 @@ def locate(config: Path, weights: Path | None = None, onnx: bool = False) -> Tra
         problems = onnx_problems(cand.model)
         if problems:
             raise ValueError(f"--format onnx: {config.name} cannot be exported: " + "; ".join(problems))
-    return Trained(config, weights, cand, source)
 
 
 def masked_series(dataset: Dataset) -> list[str]:

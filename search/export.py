@@ -88,9 +88,20 @@ def pick_candidate(tracker: Tracker, record: SearchRecord, select: str = "best")
 
 def export(tracker: Tracker, name: str, out: Path, how: str = "front",
            limits: dict[str, float] | None = None) -> list[Path]:
-    record = load_search(tracker, name)
-    chosen = choose(record.front, how, limits, record.spec.objectives[0])
+    record, chosen = select(tracker, name, how, limits)
     return write_candidates(tracker, record, chosen, out)
+
+
+def select(tracker: Tracker, name: str, how: str = "front",
+           limits: dict[str, float] | None = None) -> tuple[SearchRecord, list[Record]]:
+    """The search ``name`` and the front members ``choose`` picks from it (nothing written)."""
+    record = load_search(tracker, name)
+    return record, choose(record.front, how, limits, record.spec.objectives[0])
+
+
+def candidate_path(out: Path, record: SearchRecord, chosen: Record) -> Path:
+    """Where ``write_candidates`` writes a chosen member's YAML."""
+    return out / f"{record.name}-{chosen.trial_id}.yaml"
 
 
 def write_candidates(tracker: Tracker, record: SearchRecord, chosen: Sequence[Record], out: Path) -> list[Path]:
@@ -103,7 +114,7 @@ def write_candidates(tracker: Tracker, record: SearchRecord, chosen: Sequence[Re
         doc["source"] = {"search": record.name, "trial_id": r.trial_id, "run_id": r.run_id,
                          "fit": fit_description(cand, len(candidate_dataset(cand).pool)),
                          "tracking_uri": redact(tracker.uri), "metrics": {k: r.metrics[k] for k in sorted(r.metrics)}}
-        path = out / f"{record.name}-{r.trial_id}.yaml"
+        path = candidate_path(out, record, r)
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         paths.append(path)
     return paths

@@ -81,7 +81,10 @@ class StatusBoard:
 
 
 def duration(seconds: float) -> str:
-    """``42s``, ``3m05s``, ``2h07m``."""
+    """``0.4s``, ``42s``, ``3m05s``, ``2h07m``: a tenth of a second below one second (small data trains a trial in
+    well under a second, which "0s" would hide), ``<0.1s`` below that."""
+    if 0 < seconds < 0.95:
+        return f"{seconds:.1f}s" if seconds >= 0.05 else "<0.1s"
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
         return f"{seconds}s"

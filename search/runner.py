@@ -9,6 +9,7 @@ server costs nothing.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -54,6 +55,34 @@ def set_up_environment() -> None:
     # trial waits; only the JSON log is kept (added in `launch`): `emule sync` reads it.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name, dropped in RAY_HINTS.items():
+        log = logging.getLogger(name)
+        if not any(isinstance(f, DropLines) for f in log.filters):
+            log.addFilter(DropLines(dropped))
+
+
+# Lines Ray prints on the driver that are not for an EMuLe user, by the logger that prints them (Ray 2.60):
+RAY_HINTS = {
+    # "Experiment has been interrupted ... Resume experiment with: Tuner.restore(...)": an API the user never
+    # calls, beside EMuLe's own line that says how to continue (`emule resume NAME`)
+    "ray.tune.tune": "Tuner.restore(",
+    # "Token authentication is enabled for this Ray cluster ...": on every start of a local instance, which Ray
+    # starts with token authentication on (its default, kept). Naming the mode in RAY_AUTH_MODE would silence it
+    # too, but only when set before `import ray` (Ray caches its config then; set later, the driver cannot reach
+    # the instance it started), so it is filtered instead. RAY_AUTH_MODE=disabled still turns the mode off.
+    "ray._private.authentication.authentication_token_setup": "Token authentication is enabled",
+}
+
+
+class DropLines(logging.Filter):
+    """Drops a logger's records that contain ``text``; lets every other record through."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 class EpochBudget(Stopper):

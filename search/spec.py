@@ -10,10 +10,14 @@ searchable at once, under the rule of its type (ints: integers >= 1, floats: num
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import re
+import types
+import typing
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -383,7 +387,7 @@ class Spec(Strict):
         try:
             return DataSection.model_validate(data).as_dict()
         except ValidationError as e:
-            raise ValueError(one_line(e, under="data")) from None
+            raise ValueError(one_line(e, under="data", schema=DataSection)) from None
 
     @field_validator("baselines")
     @classmethod
@@ -400,7 +404,8 @@ class Spec(Strict):
     def _space_keys(cls, space: dict[str, Any]) -> dict[str, Any]:
         for key, param in space.items():
             if key not in SPACE_KEYS:
-                raise ValueError(f"{key!r} is not a searchable setting; accepted: {list(SPACE_KEYS)}")
+                raise ValueError(f"{key!r} is not a searchable setting{did_you_mean(key, SPACE_KEYS)}; accepted: "
+                                 f"{list(SPACE_KEYS)}")
             if isinstance(param, list) and not param:
                 raise ValueError(f"{key}: empty list; accepted: a non-empty list of choices")
             check_value(key, param)
@@ -415,7 +420,8 @@ class Spec(Strict):
             allowed = ATTENTION[variant].defaults
             for opt in given:
                 if opt not in allowed:
-                    raise ValueError(f"{variant}.{opt}: not an option of {variant!r}; accepted: {sorted(allowed)}")
+                    raise ValueError(f"{variant}.{opt}: not an option of {variant!r}{did_you_mean(opt, allowed)}; "
+                                     f"accepted: {sorted(allowed)}")
         return options
 
     @model_validator(mode="after")
@@ -485,7 +491,7 @@ def parse_schema(raw: Any, base_dir: Path | None = None) -> Spec:
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(one_line(e)) from None
+        raise SpecError(one_line(e, schema=Spec)) from None
     base = base_dir or Path.cwd()
     if "path" in spec.data and not Path(spec.data["path"]).is_absolute():
         spec = spec.model_copy(update={"data": {**spec.data, "path": str((base / spec.data["path"]).resolve())}})
@@ -500,9 +506,10 @@ def parse_schema(raw: Any, base_dir: Path | None = None) -> Spec:
 
 
 # --- pydantic's errors as one line ---
-def one_line(e: ValidationError, under: str = "") -> str:
+def one_line(e: ValidationError, under: str = "", schema: type[BaseModel] | None = None) -> str:
     """The first error as ``<field>: <value> - <what is accepted>``, the field as the user wrote it (``under``:
-    the section the validated data sits in)."""
+    the section the validated data sits in; ``schema``: the model validated, whose keys an unknown key's error
+    lists)."""
     err = e.errors()[0]
     # pydantic lists union branches in the location; keep only the user's field path
     loc = ".".join([under] * bool(under) + [str(p) for p in err["loc"] if not _is_type_tag(p)])
@@ -512,9 +519,63 @@ def one_line(e: ValidationError, under: str = "") -> str:
         return msg
     if err["type"] == "missing":
         return f"{loc}: missing - required"
+    if err["type"] == "extra_forbidden":
+        return _unknown_key(loc, err["loc"], value, schema)
     if isinstance(value, dict) and _names_a_key(msg):  # a mapping's validator: "<key>: <value> ..." inside it
         return f"{loc}.{msg}"
     return f"{loc}: {value!r} - {msg}" if not isinstance(value, dict) else f"{loc}: {msg}"
+
+
+def did_you_mean(word: str, accepted: Collection[str]) -> str:
+    """`` (did you mean 'x'?)`` for the accepted name closest to a mistyped ``word``, or nothing."""
+    close = difflib.get_close_matches(word, list(accepted), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_key(loc: str, raw_loc: tuple, value: Any, schema: type[BaseModel] | None) -> str:
+    """``search.trails: 4 - unknown key (did you mean 'trials'?); accepted keys of search: [...]``."""
+    key, section = str(raw_loc[-1]), loc.rpartition(".")[0]
+    shown = "" if isinstance(value, (dict, list)) else f" {value!r} -"
+    accepted = _keys_at(schema, raw_loc[:-1]) if schema is not None else None
+    if not accepted:
+        return f"{loc}:{shown} unknown key"
+    where = f"of {section}" if section else "at the top level of a spec"
+    return f"{loc}:{shown} unknown key{did_you_mean(key, accepted)}; accepted keys {where}: {accepted}"
+
+
+def _keys_at(schema: type[BaseModel], path: tuple) -> list[str] | None:
+    """The keys of the model at ``path`` (a pydantic error location, union branch names included) in ``schema``."""
+    node: Any = schema
+    for part in path:
+        node = _step(node, part)
+        if node is None:
+            return None
+    models = [m for m in _members(node) if isinstance(m, type) and issubclass(m, BaseModel)]
+    return list(models[0].model_fields) if len(models) == 1 else None
+
+
+def _step(node: Any, part: Any) -> Any:
+    """The type one location part below ``node``: a model's field, a list's item, a mapping's value, or the union
+    branch a type tag names."""
+    members = _members(node)
+    if _is_type_tag(part):
+        named = [m for m in members if isinstance(m, type) and re.search(rf"\b{m.__name__}\b", part)]
+        return named[0] if named else node
+    for m in members:
+        if isinstance(m, type) and issubclass(m, BaseModel) and part in m.model_fields:
+            return m.model_fields[part].annotation
+        if get_origin(m) in (list, tuple) and isinstance(part, int):
+            return get_args(m)[0]
+        if get_origin(m) is dict and isinstance(part, str):
+            return get_args(m)[1]
+    return None
+
+
+def _members(node: Any) -> list[Any]:
+    """A union's members (None left out), or the type itself."""
+    if get_origin(node) in (typing.Union, types.UnionType):
+        return [m for m in get_args(node) if m is not type(None)]
+    return [node]
 
 
 def _names_a_key(msg: str) -> bool:

@@ -52,11 +52,13 @@ SPEC = {"label": "y", "columns": {"sig": "series", "img": "image"}}
 
 
 def _assert_error(fn, column: str, *words: str) -> None:
+    """One line that starts with the spec field naming ``column`` (the label is ``y``, the split ``split``)."""
     with pytest.raises(ValueError) as info:
         fn()
     message = str(info.value)
     assert "\n" not in message, message
-    assert message.startswith(f"data.columns.{column}"), message
+    field = {"y": "data.label: 'y' -", "split": "data.split: 'split' -"}.get(column, f"data.columns.{column}:")
+    assert message.startswith(field), message
     assert "accepted:" in message, message
     for w in words:
         assert w in message, message
@@ -161,7 +163,6 @@ def test_png_and_jpeg_bytes_decoded_and_resized():
 BAD = [
     ("missing column", lambda: _table(), {**SPEC, "columns": {"sig": "series", "photo": "image"}}, "photo",
      ["not in the table"]),
-    ("missing label", lambda: _table(), {**SPEC, "label": "target"}, "target", ["not in the table"]),
     ("series of strings", lambda: _table(sig=["a"] * 12), SPEC, "sig", ["type string", "list<float>"]),
     ("series of lists of strings", lambda: _table(sig=[["a"]] * 12), SPEC, "sig", ["is not a series"]),
     ("image of ints", lambda: _table(img=list(range(12))), SPEC, "img", ["is not an image"]),
@@ -196,6 +197,17 @@ BAD = [
 @pytest.mark.parametrize("case, make, spec, column, words", BAD, ids=[b[0] for b in BAD])
 def test_bad_data_one_line_error_naming_the_column(case, make, spec, column, words):
     _assert_error(lambda: dataset_from_table(make(), spec), column, *words)
+
+
+def test_missing_label_or_split_column_is_named_as_the_spec_names_it():
+    """Under the field the user wrote (data.label, data.split), with the value and the table's own columns."""
+    columns = "not in the table; accepted: one of its columns ['sig', 'img', 'y']"
+    with pytest.raises(ValueError) as info:
+        dataset_from_table(_table(), {**SPEC, "label": "target"})
+    assert str(info.value) == f"data.label: 'target' - {columns}"
+    with pytest.raises(ValueError) as info:
+        dataset_from_table(_table(), {**SPEC, "split": "fold"})
+    assert str(info.value) == f"data.split: 'fold' - {columns}"
 
 
 def test_empty_table():
@@ -277,8 +289,8 @@ def test_parquet_schema_checked_before_rows_are_read(tmp_path):
     path = tmp_path / "t.parquet"
     pq.write_table(_table(), path)
     _assert_error(lambda: read_parquet(path, {**SPEC, "columns": {"nope": "series"}}), "nope", "not in the table")
-    _assert_error(lambda: read_parquet(path, {**SPEC, "columns": {"y": "series"}, "label": "sig"}), "sig",
-                  "label type")
+    with pytest.raises(ValueError, match=r"^data.label: 'sig' - label type list<"):
+        read_parquet(path, {**SPEC, "columns": {"y": "series"}, "label": "sig"})
     with pytest.raises(ValueError, match=r"^data.path: .* does not exist"):
         read_parquet(tmp_path / "missing.parquet", SPEC)
     (tmp_path / "junk.parquet").write_bytes(b"junk")
@@ -393,6 +405,19 @@ def test_builtins_load_offline_and_match_descriptions():
         ds = load_builtin(name)
         numbers = [int(v) for v in re.findall(r"\d+", BUILTIN[name].description)]
         assert len(ds.classes) in numbers and len(ds.test) in numbers
+
+
+def test_the_catalogue_lists_what_the_builtins_decode_to():
+    """`emule datasets` reads the catalogue, not the data: every entry must say what loading gives."""
+    from emule_models.catalogue import CATALOGUE
+    from emule_models.data import describe_builtins
+
+    assert list(CATALOGUE) == list(BUILTIN)
+    for row in describe_builtins():
+        entry = CATALOGUE[row["name"]]
+        assert (entry.classes, entry.train, entry.val, entry.test, entry.modalities) == (
+            row["classes"], row["train"], row["val"], row["test"], row["modalities"]), row["name"]
+        assert entry.description == row["description"] and row["unlabelled"] == 0
 
 
 def test_builtin_as_parquet(tmp_path):

@@ -332,8 +332,9 @@ def test_cli_exports_a_plaid_candidate_to_onnx_and_the_registry(tmp_path, capsys
 
 @pytest.mark.slow
 def test_cli_exports_a_search_front_member_once_it_is_trained(tmp_path, capsys, monkeypatch):
-    """`emule export NAME --format onnx` on a search's front: refused until `emule train` has saved the weights
-    beside the YAML, then written beside them. The search record is made through the tracker, as a search makes it."""
+    """`emule export NAME --format onnx` on a search's front: refused, writing nothing, until `emule train` has saved
+    the weights beside the YAML (the refusal names the commands), then written beside them. The search record is made
+    through the tracker, as a search makes it."""
     from emule_models.cost import count_parameters
     from search.candidate import resolve, spec_dataset
     from search.spec_checks import parse_spec
@@ -356,10 +357,16 @@ def test_cli_exports_a_search_front_member_once_it_is_trained(tmp_path, capsys, 
     tracker.log_metrics(run, {"val_accuracy": 0.7, "param_count": count_parameters(build_model(cand.model))}, step=1)
     tracker.finish_candidate(run, "FINISHED", {"budget_done": "true"}, cand.to_dict())
 
-    export = ["export", "gp", "--out", str(tmp_path / "exports"), "--format", "onnx", "--tracking-uri", uri]
+    yamls = ["export", "gp", "--out", str(tmp_path / "exports"), "--tracking-uri", uri]
+    export = [*yamls, "--format", "onnx"]
     config = tmp_path / "exports" / "gp-run-t1.yaml"
     assert main(export) == 2
-    assert f"weights: {config.with_suffix('.pt')} does not exist; train the candidate first" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines()[-1] == (  # after MLflow's own lines on creating the store
+        f"emule export: weights: {config.with_suffix('.pt')} does not exist; train the candidate first: emule "
+        f"export gp --out {tmp_path / 'exports'} --tracking-uri {uri}, then emule train {config} (it saves "
+        f"{config.with_suffix('.pt')})")
+    assert not (tmp_path / "exports").exists()  # checked first: nothing written
+    assert main(yamls) == 0 and config.is_file()
     assert main(["train", str(config)]) == 0
     capsys.readouterr()
     assert main(export) == 0

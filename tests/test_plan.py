@@ -137,3 +137,18 @@ def test_a_distilled_spec_names_the_teacher_trainings_it_adds(tmp_path):
                            base_dir=tmp_path)
     assert "1 teacher(s) x (3 fold(s) + refit) teacher trainings" in plan_lines(distilled, calibrate_time=False)[-2]
     assert not any("distillation" in line for line in plan_lines(spec, calibrate_time=False))
+
+
+def test_sub_second_trials_show_tenths_not_zero(monkeypatch):
+    """Small data on a fast machine trains a trial in under a second: the estimate says how much, never "0s"."""
+    from search import plan
+
+    monkeypatch.setattr(plan, "time_corners", lambda shown, *a, **k: [plan.Timing(1e12, 32)] * len(shown))
+    spec = parse_spec({"name": "t", "data": {"name": "italypowerdemand", "cv_folds": "holdout"}, "baselines": [],
+                       "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
+                       "space": {"width": [8, 16], "patch_len": 8, "heads": 1, "depth": 1},
+                       "training": {"epochs": 2}})
+    lines = plan.plan_lines(spec)
+    rows = [line.split() for line in lines if line.split()[:1] in (["cheapest"], ["median"], ["costliest"])]
+    assert rows and all(row[-1] in ("<0.1s",) or row[-1].startswith("0.") for row in rows), rows
+    assert not any(" 0s" in line for line in lines)

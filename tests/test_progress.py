@@ -66,3 +66,5 @@ def test_many_running_trials_are_counted_not_all_named():
 
 def test_durations():
     assert [duration(s) for s in (0, 42, 185, 7620)] == ["0s", "42s", "3m05s", "2h07m"]
+    # under a second (a trial on small data, in `emule plan`): tenths, never "0s"
+    assert [duration(s) for s in (0.01, 0.04, 0.4, 0.94, 0.96, 1.4)] == ["<0.1s", "<0.1s", "0.4s", "0.9s", "1s", "1s"]

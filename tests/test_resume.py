@@ -241,6 +241,9 @@ def test_ctrl_c_records_interrupted_then_resume_completes(tmp_path):
     out = kill_when(proc, KILL_POINTS["between-trials"], sig=signal.SIGINT)
     assert proc.returncode == 130, out
     assert "interrupted" in out and "emule resume" in out
+    # Ray's own hints are not EMuLe's user's: Tune's Tuner.restore(...) beside `emule resume`, and the token-auth
+    # warning of every local start
+    assert "Tuner.restore" not in out and "Token authentication" not in out, out
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "crash")
     [parent] = tracker.runs("tags.`emule.kind` = 'search'")
     assert parent.data.tags["emule.status"] == "interrupted"

@@ -58,7 +58,18 @@ def test_quickstart_loads():
     ("search.trials", 0, "search.trials: 0"),
     ("training.epochs", -1, "training.epochs: -1"),
     ("name", "has space", "name: 'has space'"),
-    ("surprise", 1, "surprise: 1 - Extra inputs are not permitted"),
+    ("surprise", 1, "surprise: 1 - unknown key; accepted keys at the top level of a spec: ['name', 'data', "),
+    ("search.trails", 4, "search.trails: 4 - unknown key (did you mean 'trials'?); accepted keys of search: "
+                         "['sampler', 'scheduler', 'grace_period', "),
+    ("training.epoch", 4, "training.epoch: 4 - unknown key (did you mean 'epochs'?); accepted keys of training: "
+                          "['epochs', 'batch_size', "),
+    ("constraints.max_param", 4, "constraints.max_param: 4 - unknown key (did you mean 'max_params'?); accepted "
+                                 "keys of constraints: ['max_params', 'max_flops', 'max_latency_ms']"),
+    ("space.lr", {"low": 1e-3, "high": 1e-2, "lg": True}, "space.lr.lg: True - unknown key (did you mean 'log'?); "
+                                                          "accepted keys of space.lr: ['low', 'high', 'log', 'step']"),
+    ("objectives", [{"metric": "param_count", "mode": "min", "reference": 0, "lgo": True}],
+     "objectives.0.lgo: True - unknown key (did you mean 'log'?); accepted keys of objectives.0: ['metric', 'mode', "),
+    ("space.widht", [16], "space: 'widht' is not a searchable setting (did you mean 'width'?); accepted: "),
     ("space.tokenizer", ["patch", "rnn"],
      "space.tokenizer: 'rnn' not accepted; accepted: ['conv', 'disjoint', 'lite', 'patch']"),
     ("space.stem_filters", ["fixed"],
@@ -194,7 +205,8 @@ def test_int_fields_are_sampled_as_integers():
     ("data.val_fraction", 1.5, "data.val_fraction: 1.5 - Input should be less than 1"),
     ("data.seed", 0.5, "data.seed: 0.5 - Input should be a valid integer"),
     ("data.label", "species", "data: ['label'] only go with a Parquet path; accepted with a built-in name"),
-    ("data.surprise", 1, "data.surprise: 1 - Extra inputs are not permitted"),
+    ("data.surprise", 1, "data.surprise: 1 - unknown key; accepted keys of data: ['name', 'path', 'label', "),
+    ("data.val_fractoin", 0.1, "data.val_fractoin: 0.1 - unknown key (did you mean 'val_fraction'?)"),
     ("data.path", "x.parquet", "data: ['cv_folds', 'name', 'path', 'seed', 'val_fraction'] names no source"),
     ("data", "osuleaf", "data: 'osuleaf' - Input should be a valid dictionary"),
 ])

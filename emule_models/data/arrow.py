@@ -15,7 +15,9 @@ Accepted column types:
 - ``image``: ``binary`` (encoded PNG or JPEG), ``list<list<number>>`` (H x W) or ``list<list<list<number>>>``
   (C x H x W), the same size in every row (encoded images may be resized to a declared ``size`` instead).
 
-Every problem is a ``ValueError`` of one line: ``data.columns.<col>: <problem>; accepted: <what would do>``.
+Every problem is a ``ValueError`` of one line that starts with the spec field naming the column - where the user
+will look: ``data.columns.<col>: <problem>; accepted: <what would do>`` for a modality column,
+``data.label: '<col>' - <problem>; accepted: ...`` for the label column, ``data.split: '<col>' - ...`` for the split.
 """
 
 from __future__ import annotations
@@ -179,8 +181,8 @@ def dataset_from_table(table: pa.Table, spec: TableSpec | Mapping[str, Any] | No
         spec = TableSpec.from_dict(spec)
     check_columns(table.schema, spec)
     if table.num_rows == 0:
-        raise ValueError(f"data.columns.{spec.label}: the table has no rows; accepted: a table with rows")
-    labels, classes = _labels(table.column(spec.label), spec.label)
+        raise ValueError(f"{_field(spec, spec.label)} the table has no rows; accepted: a table with rows")
+    labels, classes = _labels(table.column(spec.label), _field(spec, spec.label))
     parts = _assign_splits(table, spec, labels, classes)  # cheap checks first, before decoding the big columns
     inputs, valid, modalities = {}, {}, []
     for col, cs in spec.columns.items():
@@ -203,6 +205,15 @@ def dataset_from_table(table: pa.Table, spec: TableSpec | Mapping[str, Any] | No
                    full.take(unlabelled) if len(unlabelled) else None)
 
 
+def _field(spec: TableSpec, col: str) -> str:
+    """Where an error about column ``col`` starts: the spec field that names it, where the user will look."""
+    if col == spec.label:
+        return f"data.label: {col!r} -"
+    if col == spec.split:
+        return f"data.split: {col!r} -"
+    return f"data.columns.{col}:"
+
+
 def check_columns(schema: pa.Schema, spec: TableSpec) -> None:
     """Names and types only (no data read): what a Parquet schema can tell before the rows are loaded."""
     names = schema.names
@@ -211,12 +222,12 @@ def check_columns(schema: pa.Schema, spec: TableSpec) -> None:
         wanted.append((spec.split, "split"))
     for col, role in wanted:
         if col not in names:
-            raise ValueError(f"data.columns.{col}: not in the table; accepted: one of {names}")
+            raise ValueError(f"{_field(spec, col)} not in the table; accepted: one of its columns {names}")
         t = _value_type(schema.field(col).type)
         if role == "label" and not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)):
-            raise ValueError(f"data.columns.{col}: label type {t} not accepted; accepted: string or integer labels")
+            raise ValueError(f"{_field(spec, col)} label type {t} not accepted; accepted: string or integer labels")
         if role == "split" and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
-            raise ValueError(f"data.columns.{col}: split type {t} not accepted; accepted: strings {list(SPLITS)}")
+            raise ValueError(f"{_field(spec, col)} split type {t} not accepted; accepted: strings {list(SPLITS)}")
         if role == "series":
             depth, leaf = _nesting(t)
             if depth not in (1, 2) or not _is_number(leaf):
@@ -256,10 +267,11 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _no_nulls(arr: pa.Array, col: str, what: str = "null") -> None:
+def _no_nulls(arr: pa.Array, col: str, what: str = "null", where: str | None = None) -> None:
     if arr.null_count:
         row = _first(pc.is_null(arr).to_numpy(zero_copy_only=False))
-        raise ValueError(f"data.columns.{col}: {arr.null_count} {what} value(s), first at row {row}; "
+        where = where or f"data.columns.{col}:"
+        raise ValueError(f"{where} {arr.null_count} {what} value(s), first at row {row}; "
                          "accepted: no nulls")
 
 
@@ -405,11 +417,12 @@ def _decode_images(arr: pa.Array, col: str, cs: ColumnSpec) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _labels(col: pa.ChunkedArray, name: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Class indices (-1 where the label is null: an unlabelled row) and the class names in natural order."""
+def _labels(col: pa.ChunkedArray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class indices (-1 where the label is null: an unlabelled row) and the class names in natural order.
+    ``where`` starts an error line (``data.label: 'species' -``)."""
     arr = _combine(col)
     if arr.null_count == len(arr):
-        raise ValueError(f"data.columns.{name}: every label is null; accepted: labelled rows (null labels mark "
+        raise ValueError(f"{where} every label is null; accepted: labelled rows (null labels mark "
                          "the unlabelled rows that only pretraining reads)")
     uniq = pc.drop_null(pc.unique(arr))
     values = uniq.to_pylist()
@@ -418,7 +431,7 @@ def _labels(col: pa.ChunkedArray, name: str) -> tuple[np.ndarray, tuple[str, ...
     index = pc.fill_null(pc.index_in(arr, value_set=uniq), -1).to_numpy(zero_copy_only=False).astype(np.int64)
     classes = tuple(str(v) for v in uniq.to_pylist())
     if len(classes) < 2:
-        raise ValueError(f"data.columns.{name}: one class {list(classes)}; accepted: at least two classes")
+        raise ValueError(f"{where} one class {list(classes)}; accepted: at least two classes")
     return index, classes
 
 
@@ -429,20 +442,20 @@ def _assign_splits(table: pa.Table, spec: TableSpec, labels: np.ndarray,
     labelled = np.flatnonzero(labels >= 0)
     if spec.split is not None:
         arr = _combine(table.column(spec.split))
-        _no_nulls(arr, spec.split)
+        _no_nulls(arr, spec.split, where=_field(spec, spec.split))
         values = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
         unknown = sorted(set(values.tolist()) - set(SPLITS))
         if unknown:
-            raise ValueError(f"data.columns.{spec.split}: split values {unknown[:5]} not accepted; "
+            raise ValueError(f"{_field(spec, spec.split)} split values {unknown[:5]} not accepted; "
                              f"accepted: {list(SPLITS)}")
         held_out = np.flatnonzero((labels < 0) & (values != "train"))
         if len(held_out):
-            raise ValueError(f"data.columns.{spec.label}: {len(held_out)} unlabelled (null) label(s) in the "
+            raise ValueError(f"{_field(spec, spec.label)} {len(held_out)} unlabelled (null) label(s) in the "
                              f"{values[held_out[0]]!r} split, first at row {held_out[0]}; accepted: unlabelled rows "
                              "in 'train' only (they serve pretraining, never validation or test)")
         parts = {s: np.flatnonzero((values == s) & (labels >= 0)) for s in SPLITS}
         if len(parts["train"]) == 0:
-            raise ValueError(f"data.columns.{spec.split}: no 'train' rows; accepted: a split column with train rows")
+            raise ValueError(f"{_field(spec, spec.split)} no 'train' rows; accepted: a split column with train rows")
         missing = [s for s in ("test", "val") if len(parts[s]) == 0]
         _check_class_sizes(labels[parts["train"]], classes, spec, carve=missing)
     else:
@@ -469,7 +482,7 @@ def _check_class_sizes(labels: np.ndarray, classes: tuple[str, ...], spec: Table
         what = "training rows" if spec.split is not None else "rows"
         hint = f"at least {need} {what} per class (one per split), or fractions of 0" if carved else \
             f"at least one {what[:-1]} per class"
-        raise ValueError(f"data.columns.{spec.label}: class {classes[c]!r} has {counts[c]} {what}, "
+        raise ValueError(f"{_field(spec, spec.label)} class {classes[c]!r} has {counts[c]} {what}, "
                          f"too few for {asked}; accepted: {hint}")
 
 

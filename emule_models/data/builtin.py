@@ -3,6 +3,7 @@
 Each built-in is first an Arrow table (one row per sample, a ``split`` column with the official ``train``/``test``
 split, its spec in the schema metadata) and is decoded by the same code as a user's Parquet file. Validation is
 carved from train, seeded and stratified. ``BUILTIN[name].table()`` gives the table, e.g. to write it as Parquet.
+Each built-in's description and sizes are listed, without decoding it, in ``emule_models.catalogue``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from emule_models.catalogue import CATALOGUE
 from emule_models.data.arrow import METADATA_KEY, ColumnSpec, TableSpec, dataset_from_table, series_array
 from emule_models.data.dataset import Dataset
 from emule_models.data.views import with_view
@@ -52,13 +54,13 @@ class Builtin:
 BUILTIN: Registry[Builtin] = Registry("dataset", field="data.name", unknown="is not a built-in dataset")
 
 
-def builtin(name: str, description: str, views: tuple[tuple[str, str, str], ...] = ()):
-    """Register a function returning the dataset's table under ``name``. ``views``: (view, source, name) always
-    added."""
+def builtin(name: str, views: tuple[tuple[str, str, str], ...] = ()):
+    """Register a function returning the dataset's table under ``name``, described by its entry in
+    ``emule_models.catalogue.CATALOGUE``. ``views``: (view, source, name) always added."""
 
     def wrap(table_fn: Callable[[], pa.Table]) -> Callable[[], pa.Table]:
         cached = functools.lru_cache(maxsize=None)(table_fn)  # tables are immutable: parse the files once
-        BUILTIN.add(name, Builtin(name, description, cached, views))
+        BUILTIN.add(name, Builtin(name, CATALOGUE[name].description, cached, views))
         return cached
 
     return wrap
@@ -111,38 +113,34 @@ def _table(name: str, raw: dict, modalities: dict[str, list[int]], normalize: st
     return pa.table(columns).replace_schema_metadata({METADATA_KEY: json.dumps(spec.to_dict()).encode()})
 
 
-@builtin("osuleaf", "OSULeaf: leaf outlines (6 classes, 200 train / 242 test, length 427) + a silhouette image "
-                    "rendered from them", views=(("silhouette", "outline", "silhouette"),))
+@builtin("osuleaf", views=(("silhouette", "outline", "silhouette"),))
 def osuleaf_table() -> pa.Table:
     return _table("osuleaf", _sktime("load_osuleaf"), {"outline": [0]})
 
 
-@builtin("plaid", "PLAID: appliance current (11 classes, 537 train / 537 test, variable length 100-1344, "
-                  "z-normalised per sample)")
+@builtin("plaid")
 def plaid_table() -> pa.Table:
     # amplitudes span four orders of magnitude between appliances; as stored, quiet ones look like zeros
     return _table("plaid", _sktime("load_plaid"), {"current": [0]}, normalize="sample")
 
 
-@builtin("basicmotions", "BasicMotions: smartwatch accelerometer and gyroscope, two 3-channel series modalities "
-                         "(4 activities, 40 train / 40 test, length 100)")
+@builtin("basicmotions")
 def basicmotions_table() -> pa.Table:
     return _table("basicmotions", _sktime("load_basic_motions"), {"accel": [0, 1, 2], "gyro": [3, 4, 5]})
 
 
-@builtin("gunpoint", "GunPoint: hand position while drawing a gun or pointing (2 classes, 50 train / 150 test, "
-                     "length 150)")
+@builtin("gunpoint")
 def gunpoint_table() -> pa.Table:
     return _table("gunpoint", _sktime("load_gunpoint"), {"position": [0]})
 
 
-@builtin("italypowerdemand", "ItalyPowerDemand: a day of Italian electricity demand, winter or summer (2 classes, "
-                             "67 train / 1029 test, length 24)")
+@builtin("italypowerdemand")
 def italypowerdemand_table() -> pa.Table:
     return _table("italypowerdemand", _sktime("load_italy_power_demand"), {"demand": [0]})
 
 
 def describe_builtins() -> list[dict]:
-    """One row per built-in: name, description and the sizes read from the decoded data (for ``emule datasets``)."""
+    """One row per built-in: name, description and the sizes read from the decoded data (what
+    ``emule_models.catalogue`` lists without decoding)."""
     return [{"name": name, "description": entry.description, **entry.load().describe()}
             for name, entry in BUILTIN.items()]

@@ -145,7 +145,7 @@ def directory_mixed_schema(stem: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- columns and types
-@case("data.columns.species: not in the table")
+@case("data.label: 'species' - not in the table; accepted: one of its columns ['split', 'outline', 'photo', 'class']")
 def missing_label_column(rows: dict[str, list]) -> pa.Table:
     rows["class"] = rows.pop("species")
     return table(rows)
@@ -162,13 +162,13 @@ def unknown_column_kind(rows: dict[str, list]) -> pa.Table:
     return table(rows)
 
 
-@case("data.columns.species: label type list<element: string> not accepted")
+@case("data.label: 'species' - label type list<element: string> not accepted")
 def label_of_lists(rows: dict[str, list]) -> pa.Table:
     rows["species"] = [[y] for y in rows["species"]]
     return table(rows, species=pa.list_(pa.string()))
 
 
-@case("data.columns.species: label type double not accepted")
+@case("data.label: 'species' - label type double not accepted")
 def label_of_floats(rows: dict[str, list]) -> pa.Table:
     rows["species"] = [float(y.removeprefix("species-")) for y in rows["species"]]
     return table(rows, species=pa.float64())
@@ -186,25 +186,25 @@ def image_of_ints(rows: dict[str, list]) -> pa.Table:
     return table(rows, photo=pa.int64())
 
 
-@case("data.columns.split: split type int64 not accepted")
+@case("data.split: 'split' - split type int64 not accepted")
 def split_of_integers(rows: dict[str, list]) -> pa.Table:
     rows["split"] = [("train", "val", "test").index(s) for s in rows["split"]]
     return table(rows, split=pa.int64())
 
 
 # ---------------------------------------------------------------------------------------- values
-@case("data.columns.species: the table has no rows")
+@case("data.label: 'species' - the table has no rows")
 def empty_table(rows: dict[str, list]) -> pa.Table:
     return table(rows).slice(0, 0)
 
 
-@case("data.columns.species: 1 unlabelled (null) label(s) in the 'test' split, first at row 8")
+@case("data.label: 'species' - 1 unlabelled (null) label(s) in the 'test' split, first at row 8")
 def null_label_in_test(rows: dict[str, list]) -> pa.Table:
     rows["species"][8] = None  # a null label in train is an unlabelled row, read by pretraining only
     return table(rows)
 
 
-@case("data.columns.species: every label is null")
+@case("data.label: 'species' - every label is null")
 def labels_all_null(rows: dict[str, list]) -> pa.Table:
     rows["species"] = [None] * len(rows["species"])
     return table(rows)
@@ -266,33 +266,33 @@ def image_lists_inconsistent(rows: dict[str, list]) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------------------- classes and splits
-@case("data.columns.species: one class ['species-1']")
+@case("data.label: 'species' - one class ['species-1']")
 def one_class(rows: dict[str, list]) -> pa.Table:
     rows["species"] = ["species-1"] * len(rows["species"])
     return table(rows)
 
 
-@case("data.columns.species: class 'species-3' has 2 rows, too few for test_fraction=0.2 and val_fraction=0.2",
+@case("data.label: 'species' - class 'species-3' has 2 rows, too few for test_fraction=0.2 and val_fraction=0.2",
       split=None)
 def class_too_small(rows: dict[str, list]) -> pa.Table:
     """No split column: test and val are carved from each class, and species-3 has two rows."""
     return table({k: v[:22] for k, v in rows.items()})
 
 
-@case("data.columns.species: class 'species-3' has 0 training rows, too few for training; accepted: at least one "
+@case("data.label: 'species' - class 'species-3' has 0 training rows, too few for training; accepted: at least one "
       "training row per class")
 def class_missing_from_train(rows: dict[str, list]) -> pa.Table:
     rows["split"] = ["test" if y == "species-3" else s for y, s in zip(rows["species"], rows["split"], strict=True)]
     return table(rows)
 
 
-@case("data.columns.split: split values ['dev'] not accepted")
+@case("data.split: 'split' - split values ['dev'] not accepted")
 def split_value_unknown(rows: dict[str, list]) -> pa.Table:
     rows["split"] = ["dev" if s == "val" else s for s in rows["split"]]
     return table(rows)
 
 
-@case("data.columns.split: no 'train' rows")
+@case("data.split: 'split' - no 'train' rows")
 def split_without_train(rows: dict[str, list]) -> pa.Table:
     rows["split"] = ["val" if s == "train" else s for s in rows["split"]]
     return table(rows)
