@@ -21,8 +21,8 @@ from search.spec import Objective
 COLUMNS = 2  # panels per row: MLflow's artifact viewer is about 600 px wide
 # A panel's plotting area as the page usually shows it (pixels), and a trial id's label on it: what placing labels
 # apart goes by. Plotly does not move overlapping labels itself.
-PANEL_PX = (320, 280)
-CHAR_PX, LABEL_PX, MARKER_PX = 5.6, 12, 6  # 9 px text: a character's width, a line's height; a front point's radius
+PANEL_PX = (240, 240)  # two panels a row in MLflow's artifact viewer beside its file list, its assistant open
+CHAR_PX, LABEL_PX, MARKER_PX = 5.6, 12, 8  # 9 px text: a character's width, a line's height; the knee star's radius
 PANEL = (-0.04, -0.04, 1.04, 1.04)  # the scaled data's box with the margin Plotly's autorange adds around it
 # where a label may sit around its point, in order of preference
 POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "top left", "bottom right",

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 from search.front import Front, Record, ordered
-from search.metrics import UNITS, fmt, label
+from search.metrics import UNITS, fmt
 from search.results import SIZE, TEST_ACCURACY
 from search.spec import Objective
 
@@ -24,7 +24,7 @@ DESCRIPTION_LIMIT = 8000
 GAP = "&emsp;"
 ML_VIEW = "workflowType=machine_learning"  # MLflow 3 opens its GenAI pages without it (see experiment_note)
 SEARCHES_VIEW = "emule-searches"  # the experiment's view of its searches (one row per parent run)
-EXPERIMENT_NOTE_START = "EMuLe searches:"  # how an experiment description EMuLe wrote starts (others are left alone)
+EXPERIMENT_NOTE_START = "EMuLe searches"  # how an experiment description EMuLe wrote starts (others are left alone)
 
 
 def runs_link(experiment_id: str, parent_id: str, objectives: Sequence[Objective]) -> str:
@@ -84,14 +84,14 @@ def searches_view() -> dict:
 
 
 def experiment_note(experiment_id: str) -> str:
-    """The experiment's description (MLflow shows its start on the home page and on every page of the
-    experiment, GenAI ones included): what it holds, and the way to the searches in the "model training" view."""
-    return (f"{EXPERIMENT_NOTE_START} one parent run per search - its verdict against the classical baselines and "
-            "its Pareto front in its description, the interactive front in its artifact pareto.html - and one child "
-            "run per candidate.\n\n"
-            f"**[The searches, newest first]({experiment_link(experiment_id)})**. If MLflow opens this experiment on "
-            "its GenAI pages (Overview, Traces), click *Model training* at the top left once: the browser remembers "
-            "it, on every page.\n")
+    """The experiment's description: what it holds, and the way to its searches in the "model training" view.
+    MLflow shows its start as plain text on its home page, and its first line - the link in it - at the top of
+    every page of the experiment, GenAI ones included."""
+    return (f"{EXPERIMENT_NOTE_START} - [open them in the Model training view]({experiment_link(experiment_id)}): "
+            "one parent run per search (its verdict against the classical baselines and its Pareto front in its "
+            "description, the interactive front in its artifact pareto.html), one child run per candidate.\n\n"
+            "If MLflow opens this experiment on its GenAI pages (Overview, Traces), click *Model training* at the "
+            "top left once: the browser remembers it, on every page.\n")
 
 
 def ui_address(tracking_uri: str) -> str:
@@ -159,10 +159,12 @@ def describe_front(name: str, experiment_id: str, parent_id: str, front: Front, 
              f"[pareto.html]({artifact_link(experiment_id, parent_id, 'pareto.html')}) (interactive)", ""]
     extra = [m for m in (TEST_ACCURACY,) if all(m in r.metrics for r in front.members)]
     shown = [o.metric for o in objectives] + [m for m in extra if m not in {o.metric for o in objectives}]
-    table = [_row(["trial"] + [label(m) + _arrow(m, objectives) for m in shown] + ["configuration"]),
+    # headers without units (the Units line says them): the configuration keeps to one line beside them
+    table = [_row(["trial"] + [m + _arrow(m, objectives) for m in shown] + ["configuration"]),
              "|---" * (len(shown) + 2) + "|"]
-    rows = [_row([f"[{r.trial_id}]({run_link(experiment_id, r.run_id)})" + (" (knee)" if r is front.knee else "")]
-                 + [fmt(r.metrics[m]) for m in shown] + [configuration(r.params)]) for r in ordered(front, objectives)]
+    rows = [_row([f"[{r.trial_id}]({run_link(experiment_id, r.run_id)})" + ("&nbsp;(knee)" if r is front.knee else "")]
+                 + [fmt(r.metrics[m]) for m in shown] + [configuration(r.params).replace(" ", "&nbsp;")])
+            for r in ordered(front, objectives)]
     rest = _rest(front, objectives, shown, baselines or {}, best, validation)
     shown_rows = len(rows)
     while True:

@@ -14,7 +14,7 @@ import pytest
 
 from search.front import Record, compute_front
 from search.front_files import csv_rows, write_artifacts
-from search.front_html import _area, _hover, _label_box, label_positions
+from search.front_html import CHAR_PX, LABEL_PX, MARKER_PX, PANEL_PX, _area, _hover, _label_box, label_positions
 from search.front_plot import _tick, log_ticks
 from search.metrics import rounded
 from search.spec import Objective
@@ -122,8 +122,9 @@ def test_labels_are_placed_apart():
     texts = ["0d51b854", "cd6572c7", "3aff0c37"]
     places = label_positions(points, texts)
     assert len(set(places)) == 3
-    w, h = 320, 280  # the panel size the placement assumes
-    boxes = [_label_box(p, x, y, len(t) * 5.6 / w, 12 / h, 6 / w, 6 / h) for p, (x, y), t in zip(places, points, texts)]
+    w, h = PANEL_PX
+    boxes = [_label_box(p, x, y, len(t) * CHAR_PX / w, LABEL_PX / h, MARKER_PX / w, MARKER_PX / h)
+             for p, (x, y), t in zip(places, points, texts)]
     assert all(_area(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:])
     # a lone point keeps its label above it; one at the top of the panel puts it below (Plotly cuts it there)
     assert label_positions([(0.5, 0.5)], ["a1aaaaaa"]) == ["top center"]
@@ -145,7 +146,7 @@ def test_description_has_table_knee_hypervolume_baselines_gap_and_link(front):
         ("a1aaaaaa", "a1aaaaaa"), ("b2bbbbbb", "b2bbbbbb"), ("c3cccccc", "c3cccccc")]  # best accuracy first
     assert sum("(knee)" in row for row in rows) == 1 and f"`{front.knee.trial_id}`" in note
     assert "| 50k&emsp; |" in rows[0] and "| 4.39k&emsp; |" in rows[1]  # readable numbers, cells apart
-    assert rows[0].endswith("| softmax d2 w64 |")  # the configuration in a few words, like the run names
+    assert rows[0].endswith("| softmax&nbsp;d2&nbsp;w64 |")  # in a few words, like the run names; one line
     assert f"**Hypervolume** {front.hypervolume:.4g}" in note
     assert "val_accuracy = 0, param_count = 1e+06, flops = 1e+09" in note and "log10" in note
     assert "| 1-NN DTW&emsp; | 0.640&emsp; | 0.590&emsp; | 85.1 s |" in note
@@ -204,9 +205,11 @@ def test_front_view_lists_the_objectives_in_their_order():
 
 def test_experiment_note_says_what_it_holds_and_how_to_reach_it():
     note = experiment_note("3")
-    assert note.startswith("EMuLe searches: one parent run per search")  # plain: the home page shows it as it is
-    assert "(#/experiments/3/runs?workflowType=machine_learning&viewStateShareKey=emule-searches)" in note
-    assert "Model training" in note
+    # MLflow shows the first line at the top of the experiment's pages: the link is in it
+    first = note.splitlines()[0]
+    assert first.startswith("EMuLe searches - [open them in the Model training view]"
+                            "(#/experiments/3/runs?workflowType=machine_learning&viewStateShareKey=emule-searches)")
+    assert "one parent run per search" in first and "click *Model training*" in note
 
 
 @pytest.mark.parametrize("params, text", [
