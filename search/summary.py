@@ -12,9 +12,9 @@ from search.metrics import UNITS, fmt
 from search.results import SIZE, TEST_ACCURACY
 from search.spec import Objective
 
-__all__ = ["candidate_name", "configuration", "describe_front", "experiment_link", "experiment_note", "fmt",
-           "front_view", "front_view_key", "run_link", "runs_link", "searches_view", "ui_lines", "verdict",
-           "view_link"]
+__all__ = ["artifact_link", "candidate_name", "configuration", "describe_front", "experiment_link",
+           "experiment_note", "fmt", "front_view", "front_view_key", "run_link", "runs_link", "searches_view",
+           "ui_lines", "verdict", "view_link"]
 
 CONFIG_KEYS = ("attention", "depth", "width", "heads", "patch_len", "data_fraction", "selection")
 # MLflow keeps a run's description (a tag) up to this many characters and cuts the rest without a word

@@ -18,7 +18,7 @@ from servers import MlflowServer, free_port
 from search import yardstick
 from search.runner import run_search
 from search.spec_checks import parse_spec
-from search.summary import front_view_key, run_link, runs_link, verdict, view_link
+from search.summary import artifact_link, front_view_key, run_link, runs_link, verdict, view_link
 from search.tracking import Tracker
 
 pytestmark = pytest.mark.slow
@@ -217,7 +217,9 @@ def test_interactive_front_renders_in_the_artifact_viewer(finished, ui, browser)
     from selenium.webdriver.common.by import By
 
     _, result, tracker, _ = finished
-    browser.get(ui + f"#/experiments/{tracker.experiment_id}/runs/{result.parent_run_id}/artifacts/pareto.html")
+    link = artifact_link(tracker.experiment_id, result.parent_run_id, "pareto.html")
+    assert f"]({link})" in tracker.run(result.parent_run_id).data.tags["mlflow.note.content"]  # the description's
+    browser.get(ui + link)
     frame = wait_for(browser, lambda d: d.find_elements(By.TAG_NAME, "iframe"), "the HTML preview")[0]
     browser.switch_to.frame(frame)
     try:
