@@ -26,6 +26,7 @@ from search.results import (
     EPOCH,
     ERROR,
     FAILURE_TIMEOUT,
+    FINAL,
     INFEASIBLE,
     MEASURED_WITHOUT_TRAINING,
     REPLAYED,
@@ -43,9 +44,11 @@ from search.results import (
 from search.spec import Spec
 from search.summary import candidate_name, describe_front
 from search.tracking import Tracker, redact
-from search.validation import HOLDOUT, scheme
+from search.validation import HOLDOUT, describe, scheme
+from search.yardstick import best_by_validation
 
 LIVE_EVERY_S = 1.0  # the fewest seconds between two writes of the live hypervolume
+NODES_EVERY_S = 30.0  # how often a search on one Ray node looks again whether nodes joined (an autoscaled cluster)
 
 
 class SearchCallback(Callback):
@@ -120,6 +123,8 @@ class SearchCallback(Callback):
                                  1 if folds == HOLDOUT else int(folds), self.start)
         self.state = self._mlflow(self.tracker.search_state, self.parent_id, self.spec.objectives) or SearchState()
         self.static_logged: set[str] = set()  # runs whose static measures are in MLflow (logged once, not per epoch)
+        self._nodes_seen_at: float | None = None  # when the callback last asked Ray how many nodes it has
+        self._with_node = False  # several Ray nodes: a run's tags say which one ran its trial
 
     def _mlflow(self, call, *args, **kwargs):
         """One MLflow call. The first failure turns tracking off for the rest of this run: the search goes on,
@@ -190,7 +195,12 @@ class SearchCallback(Callback):
             self._log_later(run_id, static, step=0)
             logged.add(run_id)
             self.static_logged = logged
-        self._log_later(run_id, metrics, step=int(result.get(EPOCH, iteration)))
+        # measured once at the end (the refit, the test split): at step 0 too, where MLflow shows them as values
+        final = {k: metrics.pop(k) for k in FINAL if k in metrics}
+        if metrics:
+            self._log_later(run_id, metrics, step=int(result.get(EPOCH, iteration)))
+        if final:
+            self._log_later(run_id, final, step=0)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
         # The run is closed on the writer's thread, after its epochs: Tune's loop goes on at once. A driver killed
@@ -204,7 +214,7 @@ class SearchCallback(Callback):
             return
         budget_done = bool(result.get(BUDGET_DONE))
         infeasible = bool(result.get(INFEASIBLE))
-        self._end(run_id, "FINISHED", ended_tags(result))
+        self._end(run_id, "FINISHED", ended_tags(result, self._on_several_nodes()))
         if budget_done:
             record = Record(trial.trial_id, run_id, numbers_of(result), _flat(trial.config))
             self.state.finished[trial.trial_id] = record
@@ -221,8 +231,17 @@ class SearchCallback(Callback):
     def _timed_out(self, trials: list, trial: Any, run_id: str, result: dict) -> None:
         """A trial stopped by ``search.max_trial_seconds``: FAILED with reason timeout, never on the front."""
         self.state.failed += 1
-        self._end(run_id, "FAILED", timed_out_tags(result))
+        self._end(run_id, "FAILED", timed_out_tags(result, self._on_several_nodes()))
         self._progress(trials, trial, f"{trial.trial_id} failed: {result.get(ERROR, FAILURE_TIMEOUT)}", {})
+
+    def _on_several_nodes(self) -> bool:
+        """Whether the search's Ray instance has more than one node (asked at most every ``NODES_EVERY_S``): only
+        then does a run's ``node_id`` tag say something (on one machine it is the same for every trial)."""
+        now = time.monotonic()
+        seen_at = getattr(self, "_nodes_seen_at", None)
+        if not getattr(self, "_with_node", False) and (seen_at is None or now - seen_at >= NODES_EVERY_S):
+            self._nodes_seen_at, self._with_node = now, ray_nodes() > 1
+        return self._with_node
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         self.board.ended(trial.trial_id)
@@ -278,7 +297,8 @@ class SearchCallback(Callback):
             with tempfile.TemporaryDirectory(prefix="emule-front-") as tmp:
                 files = write_artifacts(front, self.spec.objectives, Path(tmp), title=f"{self.name}: Pareto front")
                 note = describe_front(self.name, self.tracker.experiment_id, self.parent_id, front,
-                                      self.spec.objectives)
+                                      self.spec.objectives, best=best_by_validation(self.state.finished.values()),
+                                      validation=describe(self.spec.data))
                 self._mlflow(self.tracker.log_front, self.parent_id, list(members), changed, knee, files,
                              front.hypervolume, step=n, description=note)
             if not self.offline:
@@ -301,6 +321,15 @@ class SearchCallback(Callback):
               f"({len(self.state.finished)} full, {self.state.stopped} stopped, {self.state.infeasible} infeasible, "
               f"{self.state.failed} failed), {running} running | front {len(self.state.front.members)}, "
               f"HV {self.state.front.hypervolume:.4g} | {event} {shown}", file=self.out or sys.stdout, flush=True)
+
+
+def ray_nodes() -> int:
+    """The alive nodes of the Ray instance this process is connected to (0 when it is connected to none)."""
+    import ray
+
+    if not ray.is_initialized():
+        return 0
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
 def _flat(config: dict, prefix: str = "") -> dict[str, Any]:

@@ -7,6 +7,7 @@ which `emule datasets` or `emule status` should not pay.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -274,9 +275,12 @@ def cmd_pareto(args) -> int:
     for line in yardstick.lines(best, tracker.baselines(record.parent_id),
                                 describe(record.spec.data)):
         print(line)
+    from search.space import searched
     from search.summary import ui_lines
     from search.tracking import redact
 
+    with contextlib.suppress(Exception):  # a search from before views has none; a reader may not write
+        tracker.save_front_view(record.parent_id, record.spec.objectives, searched(record.spec))
     for line in ui_lines(redact(tracker.uri), tracker.experiment_id, record.parent_id, record.spec.objectives):
         print(line)
     return 0

@@ -78,9 +78,16 @@ def extend_front(front: Front, record: Record, objectives: Sequence[Objective]) 
     return Front(front.members, [*front.others, record], front.hypervolume, front.knee)
 
 
+def ordered(front: Front, objectives: Sequence[Objective]) -> list[Record]:
+    """The front's members best first on the first objective: the order of its description and its tables."""
+    first = objectives[0]
+    return sorted(front.members, key=lambda r: r.metrics[first.metric], reverse=first.mode == "max")
+
+
 def front_table(front: Front, objectives: Sequence[Objective]) -> pa.Table:
+    """The front at full precision (``pareto.parquet``), in the order of ``ordered``."""
     rows = []
-    for r in front.members:
+    for r in ordered(front, objectives):
         row = {"trial_id": r.trial_id, "run_id": r.run_id, "knee": r is front.knee}
         row.update({o.metric: float(r.metrics[o.metric]) for o in objectives})
         row.update({k: r.metrics[k] for k in (TEST_ACCURACY, LATENCY_MS, TRAINING_COMPUTE) if k in r.metrics})

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import html
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from search.front import Front, Record
-from search.metrics import label
+from search.metrics import fmt, label
 from search.spec import Objective
 
 COLUMNS = 2  # panels per row: MLflow's artifact viewer is about 600 px wide
+# A panel's plotting area as the page usually shows it (pixels), and a trial id's label on it: what placing labels
+# apart goes by. Plotly does not move overlapping labels itself.
+PANEL_PX = (240, 240)  # two panels a row in MLflow's artifact viewer beside its file list, its assistant open
+CHAR_PX, LABEL_PX, MARKER_PX = 5.6, 12, 8  # 9 px text: a character's width, a line's height; the knee star's radius
+PANEL = (-0.04, -0.04, 1.04, 1.04)  # the scaled data's box with the margin Plotly's autorange adds around it
+# where a label may sit around its point, in order of preference
+POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "top left", "bottom right",
+             "bottom left")
 
 
 def write_html(front: Front, objectives: Sequence[Objective], path: Path, title: str = "Pareto front",
@@ -41,10 +50,12 @@ def write_html(front: Front, objectives: Sequence[Objective], path: Path, title:
 
 
 def _hover(r: Record, objectives: Sequence[Objective]) -> str:
-    lines = [f"<b>{r.trial_id}</b>"] + [f"{o.metric}: {r.metrics[o.metric]:.4g}" for o in objectives]
+    """A point's hover text: its trial id, objectives and configuration, numbers as people read them (lr 6.32e-4,
+    flops 9.44k)."""
+    lines = [f"<b>{r.trial_id}</b>"] + [f"{o.metric}: {fmt(r.metrics[o.metric])}" for o in objectives]
     if "test_accuracy" in r.metrics:
-        lines.append(f"test_accuracy: {r.metrics['test_accuracy']:.4g}")
-    lines += [f"{k}: {v}" for k, v in sorted(r.params.items())]
+        lines.append(f"test_accuracy: {fmt(r.metrics['test_accuracy'])}")
+    lines += [f"{k}: {fmt(v)}" for k, v in sorted(r.params.items())]
     return "<br>".join(html.escape(line, quote=False).replace("&lt;b&gt;", "<b>").replace("&lt;/b&gt;", "</b>")
                        for line in lines)
 
@@ -63,10 +74,12 @@ def _pairs(front: Front, objectives: Sequence[Objective], baselines: Mapping[str
                                    (front.members, "Pareto front", dict(color="#d62728", size=10))):
             if not group:
                 continue
+            labelled = group is front.members
             fig.add_trace(go.Scatter(
                 x=[r.metrics[x_obj.metric] for r in group], y=[r.metrics[y_obj.metric] for r in group],
-                mode="markers+text" if group is front.members else "markers",
-                text=[r.trial_id for r in group] if group is front.members else None, textposition="top center",
+                mode="markers+text" if labelled else "markers",
+                text=[r.trial_id for r in group] if labelled else None,
+                textposition=_label_places(front, x_obj, y_obj) if labelled else None,
                 textfont=dict(size=9, color="#d62728"), marker=style, name=name, legendgroup=name,
                 showlegend=i == 0, hovertext=[_hover(r, objectives) for r in group], hoverinfo="text"),
                 row=row, col=col)
@@ -91,6 +104,63 @@ def _pairs(front: Front, objectives: Sequence[Objective], baselines: Mapping[str
     fig.update_layout(height=380 * rows + 60, autosize=True, margin=dict(l=60, r=20, t=40, b=60),
                       legend=dict(orientation="h", y=-0.12 / rows), hoverlabel=dict(align="left"))
     return fig
+
+
+def _label_places(front: Front, x_obj: Objective, y_obj: Objective) -> list[str]:
+    """Where each front member's trial id sits in the panel ``x_obj`` by ``y_obj`` (``label_positions`` on the
+    panel's scaled coordinates)."""
+    records = front.members + front.others
+
+    def scaled(obj: Objective) -> list[float]:
+        values = [float(r.metrics[obj.metric]) for r in records]
+        if obj.log:
+            values = [math.log10(v) if v > 0 else 0.0 for v in values]
+        lo, hi = min(values), max(values)
+        return [(v - lo) / (hi - lo) if hi > lo else 0.5 for v in values]
+
+    points = list(zip(scaled(x_obj), scaled(y_obj)))
+    n = len(front.members)
+    return label_positions(points[:n], [r.trial_id for r in front.members], points[n:])
+
+
+def label_positions(points: Sequence[tuple[float, float]], texts: Sequence[str],
+                    others: Sequence[tuple[float, float]] = (), panel_px: tuple[float, float] = PANEL_PX) -> list[str]:
+    """A Plotly ``textposition`` for each labelled point (coordinates scaled to [0, 1] across the panel) such that
+    no two labels overlap and no label covers a point, where one of ``POSITIONS`` allows it; else the one that
+    overlaps least. A label reaching past the panel (Plotly cuts it at the axes) counts as overlapping. Greedy, in
+    the order given."""
+    w_px, h_px = panel_px
+    r_x, r_y = MARKER_PX / w_px, MARKER_PX / h_px
+    markers = [(x - r_x, y - r_y, x + r_x, y + r_y) for x, y in [*points, *others]]
+    placed: list[tuple[float, float, float, float]] = []
+    chosen = []
+    for i, ((x, y), text) in enumerate(zip(points, texts)):
+        w, h = len(text) * CHAR_PX / w_px, LABEL_PX / h_px
+        obstacles = placed + [m for j, m in enumerate(markers) if j != i]
+
+        def overlap(position: str, x=x, y=y, w=w, h=h, obstacles=obstacles) -> float:
+            box = _label_box(position, x, y, w, h, r_x, r_y)
+            outside = w * h - _area(box, PANEL)
+            total = outside + sum(_area(box, o) for o in obstacles)
+            return total if total > 1e-9 * w * h else 0.0  # rounding, not overlap
+
+        best = min(POSITIONS, key=lambda p: (overlap(p) > 0, overlap(p), POSITIONS.index(p)))
+        chosen.append(best)
+        placed.append(_label_box(best, x, y, w, h, r_x, r_y))
+    return chosen
+
+
+def _label_box(position: str, x: float, y: float, w: float, h: float, r_x: float,
+               r_y: float) -> tuple[float, float, float, float]:
+    """The box (x0, y0, x1, y1) a label of size ``w`` x ``h`` takes at ``position`` around the point (x, y)."""
+    vertical, horizontal = position.split()
+    x0 = {"center": x - w / 2, "right": x + r_x, "left": x - r_x - w}[horizontal]
+    y0 = {"top": y + r_y, "middle": y - h / 2, "bottom": y - r_y - h}[vertical]
+    return x0, y0, x0 + w, y0 + h
+
+
+def _area(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def _parallel(front: Front, objectives: Sequence[Objective]):

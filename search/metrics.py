@@ -21,7 +21,7 @@ from search.results import (
     TRAINING_COMPUTE,
 )
 
-__all__ = ["ALIASES", "SHORT_UNITS", "SIZE", "STATIC", "UNITS", "canonical", "label", "upgrade"]
+__all__ = ["ALIASES", "SHORT_UNITS", "SIZE", "STATIC", "UNITS", "canonical", "fmt", "label", "rounded", "upgrade"]
 
 # Former metric names -> current ones. Specs, exports and runs recorded before a rename still read.
 ALIASES = {"params": SIZE}
@@ -66,3 +66,33 @@ def label(metric: str) -> str:
     """``metric (unit)`` for axes and column headers."""
     unit = SHORT_UNITS.get(metric)
     return f"{metric} ({unit})" if unit else metric
+
+
+def fmt(v: float | int | str) -> str:
+    """A number as people read it: 0.732, 21.5k, 1.31M, 42G, 6.32e-4 (a learning rate). Text that is no number
+    is returned as it is."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if v == 0 or 1e-3 <= abs(v) < 1000:
+        return f"{v:.3g}" if abs(v) < 1 else f"{v:.4g}"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if scale <= abs(v) < scale * 1000:
+            return f"{v / scale:.3g}{suffix}"
+    mantissa, exponent = f"{v:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def rounded(v: float | int | str, digits: int = 4) -> float | int | str:
+    """A value for a table people read (``pareto.csv``): an integral number as an int, any other number to
+    ``digits`` significant digits (0.6199999999999999 -> 0.62), text that is no number as it is."""
+    if isinstance(v, bool):
+        return v
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return v
+    if not f.is_integer():
+        f = float(f"{f:.{digits}g}")
+    return int(f) if f.is_integer() and abs(f) < 1e15 else f

@@ -40,6 +40,10 @@ REFIT_COMPUTE = "refit_compute"  # FLOPs of the final refit on every training ro
 TRAIN_SAMPLES = "train_samples"  # rows of the final refit
 WORK_TIME_S = "work_time_s"  # seconds the trial worked (the rest of its wall time is overhead)
 TEST_ACCURACY, TEST_LOSS = "test_accuracy", "test_loss"  # after the refit, once, on the test split
+# Measured once, at a trial's end (the refit and the test split): MLflow logs them at step 0, as the static ones. Its
+# charts show a metric whose one value is at step 0 as a bar labelled with the value; at the last epoch it would be a
+# lone dot on an axis of its own.
+FINAL = (TEST_ACCURACY, TEST_LOSS, TRAIN_SAMPLES, REFIT_COMPUTE, WORK_TIME_S)
 
 # --- keys Tune adds to every result ---
 DONE = "done"
@@ -76,22 +80,31 @@ def flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def ended_tags(result: Mapping[str, Any]) -> dict[str, str]:
-    """The tags of a trial Tune ended from its last ``result``: full budget, stopped early, or infeasible."""
+def ended_tags(result: Mapping[str, Any], with_node: bool = False) -> dict[str, str]:
+    """The tags of a trial Tune ended from its last ``result``: full budget, stopped early, or infeasible, and where
+    it ran (``where_tags``)."""
     infeasible = bool(result.get(INFEASIBLE))
     tags = {BUDGET_DONE_TAG: flag(bool(result.get(BUDGET_DONE))), FEASIBLE_TAG: flag(not infeasible),
-            NODE_ID_TAG: result.get(NODE_ID, ""), DEVICE_TAG: result.get(DEVICE, ""),
-            GPU_IDS_TAG: result.get(GPU_IDS, "")}
+            **where_tags(result, with_node)}
     if infeasible:
         tags[VIOLATIONS_TAG] = result.get(VIOLATIONS, "")
     return tags
 
 
-def timed_out_tags(result: Mapping[str, Any]) -> dict[str, str]:
+def timed_out_tags(result: Mapping[str, Any], with_node: bool = False) -> dict[str, str]:
     """The tags of a trial stopped by ``search.max_trial_seconds`` (its last result has ``timed_out``)."""
     return {BUDGET_DONE_TAG: flag(False), FEASIBLE_TAG: flag(True), FAILURE_TAG: FAILURE_TIMEOUT,
-            ERROR_TAG: result.get(ERROR, ""), NODE_ID_TAG: result.get(NODE_ID, ""),
-            DEVICE_TAG: result.get(DEVICE, "")}
+            ERROR_TAG: result.get(ERROR, ""), **where_tags(result, with_node)}
+
+
+def where_tags(result: Mapping[str, Any], with_node: bool = False) -> dict[str, str]:
+    """Where a trial ran, as tags: its device, the GPUs Ray gave it, and - ``with_node``, on a Ray cluster of
+    several nodes - its Ray node. Empty values are left out (no GPU share, a result that does not say), and so is
+    the node on one machine, where it is the same for every trial: MLflow lists every tag on a run's page."""
+    tags = {DEVICE_TAG: result.get(DEVICE), GPU_IDS_TAG: result.get(GPU_IDS)}
+    if with_node:
+        tags[NODE_ID_TAG] = result.get(NODE_ID)
+    return {k: str(v) for k, v in tags.items() if v not in (None, "")}
 
 
 def error_tags(error: str) -> dict[str, str]:

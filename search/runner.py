@@ -36,7 +36,7 @@ from search.ray_session import RayStartError, init_ray, shutdown_ray
 from search.results import BUDGET_DONE, DONE, EPOCH, INFEASIBLE, TIMED_OUT
 from search.schedulers import build_scheduler
 from search.searcher import BudgetAwareOptunaSearch
-from search.space import DefineByRun, build_sampler, history_trials, typed_params, warm_start_points
+from search.space import DefineByRun, build_sampler, history_trials, searched, typed_params, warm_start_points
 from search.spec import Spec
 from search.tracking import Tracker, redact
 from search.validation import HOLDOUT
@@ -183,6 +183,7 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
                                          spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
         if teacher_tags:
             tracker.tag_search(parent_id, teacher_tags)
+    tracker.save_front_view(parent_id, spec.objectives, searched(spec))  # where the description's link leads
     try:
         return _start(spec, tracker, parent_id, name, points, history, target, extend, out, ray_address, num_cpus,
                       callbacks, status_every, quiet, custom_trainable)
@@ -426,6 +427,7 @@ def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: 
             tracker.stop_running(parent_id, reason or "the search ended before the trial did")
         tracker.finish_search(parent_id, status, reason)
         summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
+        tracker.save_front_view(parent_id, spec.objectives, searched(spec))  # a resumed older search has none yet
     except Exception as e:  # tracking went away: the experiment state still holds every result
         print(f"warning: MLflow unreachable at the end ({type(e).__name__}); after it is back: emule sync {name}",
               file=out, flush=True)
@@ -474,8 +476,8 @@ def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: Searc
             tracker.log_front_artifacts(parent_id, write_artifacts(summary.front, spec.objectives, Path(tmp),
                                                                    baselines, f"{name}: Pareto front"), note)
     if best is not None:
-        tracker.log_search_metrics(parent_id, {"selection_gap": yardstick.selection_gap(best)},
-                                   step=len(summary.finished))
+        # once, at step 0: MLflow shows a single step-0 value as a bar with its value
+        tracker.log_search_metrics(parent_id, {"selection_gap": yardstick.selection_gap(best)}, step=0)
     return yardstick.lines(best, baselines, describe(spec.data))
 
 

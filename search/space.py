@@ -60,6 +60,11 @@ class DefineByRun:
         return fixed
 
 
+def searched(spec: Spec) -> list[str]:
+    """The space's keys that are sampled (a range, or more than one choice), in the spec's order."""
+    return [name for name, param in spec.space.items() if not _is_fixed(param)]
+
+
 def _is_fixed(param: Any) -> bool:
     return not isinstance(param, (Range, list)) or isinstance(param, list) and len(param) == 1
 

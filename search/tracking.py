@@ -45,11 +45,24 @@ from search.results import (  # noqa: E402
     flag,
     is_number,
 )
+from search.summary import (  # noqa: E402
+    EXPERIMENT_NOTE_START,
+    SEARCHES_VIEW,
+    experiment_note,
+    front_view,
+    front_view_key,
+    searches_view,
+)
 
 PARENT_TAG = "mlflow.parentRunId"
-NOTE_TAG = "mlflow.note.content"  # a run's description, rendered as Markdown on its page
-# Without it MLflow 3 may open the experiment in its GenAI mode (a traces dashboard); this one says "model training".
+NOTE_TAG = "mlflow.note.content"  # a run's or an experiment's description, rendered as Markdown on its page
+# The experiment's kind, "model training". MLflow 3.17's UI reads it only where its GenAI / Model training toggle is
+# hidden (never in the open-source UI, which opens the view named in the URL's `workflowType`, else the one the
+# browser last picked, else GenAI): the links EMuLe prints and writes carry `workflowType=machine_learning`.
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+# A saved runs-table view (filter, order, columns) is an experiment tag under this prefix; a link opens it with
+# `viewStateShareKey=<key>` (the UI's own "share view" writes the same).
+VIEW_TAG = "mlflow.sharedViewState."
 PARAM_LIMIT = 6000  # MLflow's param value limit; longer values are cut (they are in the candidate artifact anyway)
 
 
@@ -89,9 +102,19 @@ class Tracker:
                                   f"{redact(str(e).splitlines()[0]) if str(e) else ''})") from None
         self.experiment_id = exp.experiment_id if exp else self._client.create_experiment(
             experiment, artifact_location=artifacts_beside(self.uri), tags={KIND_TAG: KIND})
-        if exp is not None and KIND_TAG not in exp.tags:  # made before the tag existed, or by someone else
-            with contextlib.suppress(Exception):  # a reader without write access still reads
-                self._client.set_experiment_tag(self.experiment_id, KIND_TAG, KIND)
+        with contextlib.suppress(Exception):  # a reader without write access still reads
+            self._describe_experiment(exp.tags if exp is not None else {KIND_TAG: KIND})
+
+    def _describe_experiment(self, tags: dict[str, str]) -> None:
+        """The experiment's kind, description and view of its searches, where they are missing or were written
+        by an older EMuLe (a description someone else wrote is left alone). Nothing is written when they stand."""
+        note = experiment_note(self.experiment_id)
+        wanted = {KIND_TAG: KIND, VIEW_TAG + SEARCHES_VIEW: json.dumps(searches_view())}
+        if tags.get(NOTE_TAG, EXPERIMENT_NOTE_START).startswith(EXPERIMENT_NOTE_START):
+            wanted[NOTE_TAG] = note
+        for key, value in wanted.items():
+            if tags.get(key) != value:
+                self._client.set_experiment_tag(self.experiment_id, key, value)
 
     def __setstate__(self, state: dict) -> None:
         # a Tracker pickled (inside Tune's experiment state) before the client became private names it "client"
@@ -124,6 +147,12 @@ class Tracker:
         if parent_id not in names:
             names[parent_id] = self._client.get_run(parent_id).data.tags[SEARCH_TAG]
         return names[parent_id]
+
+    def save_front_view(self, parent_id: str, objectives: Sequence, params: Sequence[str] = ()) -> None:
+        """The runs-table view of a search's front (``search.summary.front_view``) saved on the experiment, where
+        the search's links open it."""
+        self._client.set_experiment_tag(self.experiment_id, VIEW_TAG + front_view_key(parent_id),
+                                        json.dumps(front_view(parent_id, objectives, params)))
 
     def finish_search(self, parent_id: str, status: str, reason: str | None = None) -> None:
         """Close the parent run: FINISHED when ``status`` is complete, else KILLED; ``reason`` (what stopped it,
@@ -317,13 +346,20 @@ class Tracker:
                   knee_run_id: str | None, artifacts: Sequence[Path], hypervolume: float, step: int,
                   description: str | None = None) -> None:
         """Mark the finished candidates ``marked_run_ids`` (those whose marks changed) on or off the front and the
-        knee - as tags (``pareto``, ``knee``: true/false, for filters) and as 0/1 metrics at ``step`` (MLflow's
-        charts colour and filter by metrics, not tags) - then attach the front's files and the description to the
-        parent run."""
-        front, now = set(front_run_ids), _now()
+        knee - as tags (``pareto``, ``knee``: true/false, for filters) and as 0/1 metrics (MLflow's charts colour and
+        filter by metrics, not tags) - then attach the front's files and the description to the parent run, and
+        log its hypervolume and front size at ``step`` (finished candidates).
+
+        The marks are logged at step 0, each mark later than the one before: MLflow's latest value of a metric is
+        the one with the highest step, then the latest time, and its charts show a single step-0 value as a bar
+        with its value (at step ``step`` it would be a lone dot)."""
+        front = set(front_run_ids)
+        # two refreshes in one millisecond must still leave the second's marks as the latest
+        now = max(_now(), self.__dict__.get("_marked_at", 0) + 1)
+        self._marked_at = now
         for run_id in marked_run_ids:
             marks = {"pareto": run_id in front, "knee": run_id == knee_run_id}
-            self._client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in marks.items()],
+            self._client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in marks.items()],
                                   tags=[RunTag(k, str(v).lower()) for k, v in marks.items()])
         self.log_front_artifacts(parent_id, artifacts, description)
         self.log_search_metrics(parent_id, {"hypervolume": hypervolume, "front_size": len(front)}, step)

@@ -15,9 +15,10 @@ import shutil
 import pytest
 from servers import MlflowServer, free_port
 
+from search import yardstick
 from search.runner import run_search
 from search.spec_checks import parse_spec
-from search.summary import run_link, runs_link
+from search.summary import artifact_link, front_view_key, run_link, runs_link, verdict, view_link
 from search.tracking import Tracker
 
 pytestmark = pytest.mark.slow
@@ -77,9 +78,12 @@ def browser():
 
 
 def wait_for(driver, condition, what: str):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT, poll_frequency=0.5).until(condition, message=f"not shown: {what}")
+    # an element read while the page re-renders is stale: look again
+    return WebDriverWait(driver, WAIT, poll_frequency=0.5, ignored_exceptions=(StaleElementReferenceException,)
+                         ).until(condition, message=f"not shown: {what}")
 
 
 def trial_links(driver) -> dict[str, str]:
@@ -92,6 +96,106 @@ def trial_links(driver) -> dict[str, str]:
         if TRIAL_ID.match(text):
             out[text] = re.search(r"/runs/([0-9a-f]{32})", href).group(1)
     return out
+
+
+def header_columns(driver) -> list[str]:
+    """The runs table's column ids, left to right."""
+    from selenium.webdriver.common.by import By
+
+    return [c.get_attribute("col-id") for c in driver.find_elements(By.CSS_SELECTOR,
+                                                                      ".ag-header-row-column .ag-header-cell")]
+
+
+def test_description_starts_with_the_verdict_readable_folded(finished, ui, browser):
+    from selenium.webdriver.common.by import By
+
+    _, result, tracker, _ = finished
+    state = tracker.search_state(result.parent_run_id, finished[0].objectives)
+    expected = verdict(yardstick.best_by_validation(state.finished.values()), tracker.baselines(result.parent_run_id))
+    assert expected.startswith("Best ") and " vs 1-NN Euclidean " in expected
+    browser.get(ui + run_link(tracker.experiment_id, result.parent_run_id))
+    first = wait_for(browser, lambda d: d.find_elements(By.XPATH, f"//p[normalize-space()='{expected}']"),
+                     f"the verdict {expected!r}")[0]
+    # MLflow folds a description to its first 100 px and fades their lower 60: the verdict is in the clear part
+    fold = browser.execute_script(
+        "let e = arguments[0]; while (e && getComputedStyle(e).maxHeight !== '100px') e = e.parentElement; "
+        "return e && e.getBoundingClientRect().top;", first)
+    assert fold is not None, "the description is not folded"
+    assert first.rect["y"] + first.rect["height"] - fold <= 40
+
+
+def test_experiment_opened_by_hand_leads_to_its_searches(finished, ui, browser):
+    from selenium.webdriver.common.by import By
+
+    _, result, tracker, _ = finished
+    browser.get(ui + f"#/experiments/{tracker.experiment_id}")  # no workflowType: MLflow picks GenAI pages
+    link = wait_for(browser, lambda d: d.find_elements(By.LINK_TEXT, "open them in the Model training view"),
+                    "the experiment's description with the link to its searches")[0]
+    home = browser.current_window_handle
+    browser.execute_script("arguments[0].click()", link)  # GenAI pages may open a pop-up over it
+    # MLflow opens a description's links in a new tab
+    tab = wait_for(browser, lambda d: [h for h in d.window_handles if h != home], "the link's new tab")[0]
+    browser.switch_to.window(tab)
+    try:
+        def described(d) -> bool:
+            columns = header_columns(d)
+            return "attributes.`Description`" in columns and "metrics.`hypervolume`" in columns and \
+                columns.index("attributes.`Description`") + 1 == columns.index("metrics.`hypervolume`")
+
+        wait_for(browser, described, "the searches' view: their descriptions, then their hypervolumes")
+        assert "workflowType=machine_learning" in browser.current_url
+        wait_for(browser, lambda d: any(c.text.startswith("Best ") for c in d.find_elements(By.CSS_SELECTOR,
+                                                                                             ".ag-cell")),
+                 "the search's verdict in its Description cell")
+    finally:
+        browser.close()
+        browser.switch_to.window(home)
+
+
+def test_front_view_shows_the_objectives_in_their_order(finished, ui, browser):
+    spec, result, tracker, _ = finished
+    browser.get(ui + view_link(tracker.experiment_id, front_view_key(result.parent_run_id)))
+    expected = [f"metrics.`{o.metric}`" for o in spec.objectives] + ["metrics.`test_accuracy`"]
+
+    def in_order(d) -> bool:  # the objectives first among the metrics, in the spec's order
+        columns = [c for c in header_columns(d) if c.startswith("metrics.")]
+        return columns[:len(expected)] == expected
+
+    wait_for(browser, in_order, f"the front's view with the columns {expected}")
+    front = {r.trial_id for r in result.front.members}
+    wait_for(browser, lambda d: {t.split(" ")[0] for t in shown_run_names(d)} == front,
+             f"exactly the front's {len(front)} runs")
+
+
+def shown_run_names(driver) -> set[str]:
+    from selenium.webdriver.common.by import By
+
+    return {a.text.strip() for a in driver.find_elements(By.CSS_SELECTOR, "a[href*='/runs/']")
+            if TRIAL_ID.match(a.text.strip().split(" ")[0])}
+
+
+def test_csv_preview_shows_the_knee_as_yes_or_no(finished, ui, browser):
+    import urllib.request
+
+    from selenium.webdriver.common.by import By
+
+    _, result, tracker, _ = finished
+    served = urllib.request.urlopen(f"{ui}get-artifact?path=pareto.csv&run_uuid={result.parent_run_id}",
+                                    timeout=30).read().decode()
+    header, *rows = served.splitlines()
+    knee = header.split(",").index("knee")
+    assert sorted(r.split(",")[knee] for r in rows) == ["no"] * (len(rows) - 1) + ["yes"]
+    browser.get(ui + f"#/experiments/{tracker.experiment_id}/runs/{result.parent_run_id}/artifacts/pareto.csv")
+
+    def text(elements) -> list[str]:
+        return [e.get_attribute("textContent").strip() for e in elements]
+
+    wait_for(browser, lambda d: "knee" in text(d.find_elements(By.CSS_SELECTOR, "th")), "the CSV preview")
+    column = text(browser.find_elements(By.CSS_SELECTOR, "th")).index("knee")
+    shown = [text(row.find_elements(By.TAG_NAME, "td"))
+             for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr:not([aria-hidden='true'])")]
+    # true/false would be blank cells there (the preview types every cell)
+    assert sorted(row[column] for row in shown) == sorted(r.split(",")[knee] for r in rows)
 
 
 def test_description_shows_the_front_with_links_to_its_runs(finished, ui, browser):
@@ -113,7 +217,9 @@ def test_interactive_front_renders_in_the_artifact_viewer(finished, ui, browser)
     from selenium.webdriver.common.by import By
 
     _, result, tracker, _ = finished
-    browser.get(ui + f"#/experiments/{tracker.experiment_id}/runs/{result.parent_run_id}/artifacts/pareto.html")
+    link = artifact_link(tracker.experiment_id, result.parent_run_id, "pareto.html")
+    assert f"]({link})" in tracker.run(result.parent_run_id).data.tags["mlflow.note.content"]  # the description's
+    browser.get(ui + link)
     frame = wait_for(browser, lambda d: d.find_elements(By.TAG_NAME, "iframe"), "the HTML preview")[0]
     browser.switch_to.frame(frame)
     try:

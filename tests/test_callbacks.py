@@ -54,17 +54,19 @@ def test_full_budget_trial_gets_one_run_its_epochs_and_a_place_on_the_front(spec
     first_epoch = next(i for i, c in enumerate(tracker.calls) if c[0] == "log_epochs")
     assert max(tracker.calls.index(("log_params", "run-t1", {"depth": 1, "width": 16})),
                tracker.calls.index(("log_candidate", "run-t1"))) < first_epoch
-    # static measures once at step 0; per-epoch metrics at their epoch; no bookkeeping or Tune keys
+    # static measures once at step 0; per-epoch metrics at their epoch; the end's measures (refit, test split) at
+    # step 0 too, where MLflow's charts show a value rather than a lone dot; no bookkeeping or Tune keys
     logged = [e for _, epochs in tracker.called("log_epochs") for e in epochs]
     assert logged == [
         (0, STATIC),
         (1, {"val_accuracy": 0.6, "train_loss": 1.0, "samples_seen": 100, "training_compute": 3e6}),
-        (2, {"val_accuracy": 0.8, "train_loss": 0.5, "samples_seen": 200, "training_compute": 6e6,
-             "test_accuracy": 0.75, "train_samples": 400, "work_time_s": 3.0}),
+        (2, {"val_accuracy": 0.8, "train_loss": 0.5, "samples_seen": 200, "training_compute": 6e6}),
+        (0, {"test_accuracy": 0.75, "train_samples": 400, "work_time_s": 3.0}),
     ]
-    # the run is closed after its epochs are written, with the outcome tags and the candidate
+    # the run is closed after its epochs are written, with the outcome tags (no empty ones; the Ray node only on a
+    # cluster of several nodes) and the candidate
     assert tracker.calls.index(("finish_candidate", "run-t1", "FINISHED", {
-        "budget_done": "true", "feasible": "true", "node_id": "node-a", "device": "cpu", "gpu_ids": ""}, False)) \
+        "budget_done": "true", "feasible": "true", "device": "cpu"}, False)) \
         > max(i for i, c in enumerate(tracker.calls) if c[0] == "log_epochs")
     record = cb.state.finished["t1"]
     assert record.run_id == "run-t1" and record.params == {"depth": 1, "width": 16}
@@ -74,12 +76,23 @@ def test_full_budget_trial_gets_one_run_its_epochs_and_a_place_on_the_front(spec
     assert cb.state.ended == 1 and "t1 done" in cb.out.getvalue()
 
 
+def test_runs_name_their_ray_node_only_on_a_cluster_of_several(spec, shape, monkeypatch):
+    import search.callbacks
+
+    monkeypatch.setattr(search.callbacks, "ray_nodes", lambda: 2)
+    tracker = FakeTracker()
+    cb = callback(spec, shape, tracker)
+    run_trial(cb, trial("t7"), [epoch(1, "t7", 0.4, gpu_ids="0,1")])
+    assert tracker.called("finish_candidate") == [("run-t7", "FINISHED", {
+        "budget_done": "false", "feasible": "true", "device": "cpu", "gpu_ids": "0,1", "node_id": "node-a"}, False)]
+
+
 def test_stopped_early_trial_is_finished_but_not_on_the_front(spec, shape):
     tracker = FakeTracker()
     cb = callback(spec, shape, tracker)
     run_trial(cb, trial("t2"), [epoch(1, "t2", 0.4)])
     assert tracker.called("finish_candidate") == [("run-t2", "FINISHED", {
-        "budget_done": "false", "feasible": "true", "node_id": "node-a", "device": "cpu", "gpu_ids": ""}, False)]
+        "budget_done": "false", "feasible": "true", "device": "cpu"}, False)]
     assert cb.state.stopped == 1 and not cb.state.finished and not cb.state.front.members
     assert "t2 stopped early at epoch 1" in cb.out.getvalue()
 
@@ -94,8 +107,8 @@ def test_infeasible_trial_logs_what_it_measured_and_its_violations(spec, shape):
     logged = [e for _, epochs in tracker.called("log_epochs") for e in epochs]
     assert logged == [(0, STATIC), (0, {"work_time_s": 0.2})]
     assert tracker.called("finish_candidate") == [("run-t3", "FINISHED", {
-        "budget_done": "false", "feasible": "false", "node_id": "node-a", "device": "cpu", "gpu_ids": "",
-        "violations": "param_count 1500 > 1000"}, False)]
+        "budget_done": "false", "feasible": "false", "device": "cpu", "violations": "param_count 1500 > 1000"},
+        False)]
     assert cb.state.infeasible == 1 and not cb.state.finished
     assert "t3 infeasible (param_count 1500 > 1000)" in cb.out.getvalue()
 
@@ -109,8 +122,7 @@ def test_timed_out_trial_keeps_its_epochs_and_fails_with_the_reason(spec, shape)
     steps = [step for _, epochs in tracker.called("log_epochs") for step, _ in epochs]
     assert steps == [0, 1]  # the timed-out result itself is not an epoch
     assert tracker.called("finish_candidate") == [("run-t4", "FAILED", {
-        "budget_done": "false", "feasible": "true", "failure": "timeout", "error": why, "node_id": "node-a",
-        "device": "cpu"}, False)]
+        "budget_done": "false", "feasible": "true", "failure": "timeout", "error": why, "device": "cpu"}, False)]
     assert cb.state.failed == 1 and not cb.state.finished
     assert f"t4 failed: {why}" in cb.out.getvalue()
 
@@ -140,7 +152,7 @@ def test_replayed_result_is_not_logged_again_but_counts_on_the_front(spec, shape
     assert tracker.called("start_candidate") == [] and tracker.called("reopen") == [(run_id,)]
     assert tracker.called("log_epochs") == []
     assert tracker.called("finish_candidate")[0][:3] == (run_id, "FINISHED", {
-        "budget_done": "true", "feasible": "true", "node_id": "", "device": "", "gpu_ids": ""})
+        "budget_done": "true", "feasible": "true"})
     assert [r.trial_id for r in cb.state.front.members] == ["t6"]
 
 

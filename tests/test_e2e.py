@@ -20,7 +20,7 @@ from search.export import export, load_search, retrain
 from search.pareto import dominates, to_minimize
 from search.runner import run_search
 from search.spec_checks import parse_spec
-from search.summary import runs_link
+from search.summary import experiment_link, front_view_key, view_link
 from search.tracking import PARENT_TAG, Tracker
 
 pytestmark = pytest.mark.slow
@@ -66,8 +66,10 @@ def test_every_trial_logged_once_under_the_parent(finished_search):
                 "latency_ms"} <= set(r.data.metrics)
         history = tracker.metric_history(r.info.run_id, "val_accuracy")
         assert [m.step for m in history] == [1, 2]  # per-epoch validation metrics
-        for static in ("param_count", "flops", "latency_ms", "peak_memory_bytes"):  # measured once, logged once
-            assert [m.step for m in tracker.metric_history(r.info.run_id, static)] == [0]
+        # measured once, logged once at step 0 (MLflow charts a single step-0 value as a bar with its value)
+        for once in ("param_count", "flops", "latency_ms", "peak_memory_bytes", "test_accuracy", "refit_compute"):
+            assert [m.step for m in tracker.metric_history(r.info.run_id, once)] == [0]
+        assert "node_id" not in r.data.tags and r.data.tags["device"] == "cpu"  # one machine: no node, no GPUs
         trial = r.data.tags["emule.trial_id"]
         cand = tracker.candidate(r.info.run_id)["model"]
         assert r.info.run_name.startswith(f"{trial} {cand['attention']} d{cand['depth']} w{cand['width']}")
@@ -119,9 +121,14 @@ def test_parent_run_describes_the_front_and_the_end_links_to_it(finished_search)
         assert f"[{r.trial_id}](#/experiments/{exp}/runs/{r.run_id}?workflowType=machine_learning)" in note
     assert f"`{result.front.knee.trial_id}`" in note and "reference point val_accuracy = 0" in note
     assert "Best by validation" in note  # where "honest accuracy" stands
-    link = runs_link(exp, result.parent_run_id, spec.objectives)
+    link = view_link(exp, front_view_key(result.parent_run_id))
     assert link in note and f"http://127.0.0.1:5000/{link}" in out.splitlines()[-1]
-    assert tracker.experiment_tags()["mlflow.experimentKind"] == "custom_model_development"
+    assert note.startswith("Best ")  # the verdict first (no baselines in this search)
+    tags = tracker.experiment_tags()
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert json.loads(tags[f"mlflow.sharedViewState.{front_view_key(result.parent_run_id)}"])["selectedColumns"][:3] \
+        == [f"metrics.`{m}`" for m in spec.metrics]
+    assert experiment_link(exp) in tags["mlflow.note.content"] and experiment_link(exp) in out
 
 
 def test_dataset_is_an_input_of_every_run(finished_search):

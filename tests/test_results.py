@@ -46,13 +46,16 @@ def test_metrics_leave_out_bookkeeping_tune_keys_and_config_columns():
 def test_outcome_tags_of_each_way_a_trial_ends():
     where = {"node_id": "n1", "device": "cuda", "gpu_ids": "0"}
     assert r.ended_tags({**where, "budget_done": True}) == {
-        "budget_done": "true", "feasible": "true", "node_id": "n1", "device": "cuda", "gpu_ids": "0"}
-    assert r.ended_tags({"epoch": 1}) == {
-        "budget_done": "false", "feasible": "true", "node_id": "", "device": "", "gpu_ids": ""}
+        "budget_done": "true", "feasible": "true", "device": "cuda", "gpu_ids": "0"}
+    assert r.ended_tags({**where, "budget_done": True}, with_node=True) == {
+        "budget_done": "true", "feasible": "true", "device": "cuda", "gpu_ids": "0", "node_id": "n1"}
+    # nothing said, nothing tagged: no empty tags on a run's page
+    assert r.ended_tags({"epoch": 1, "gpu_ids": "", "device": "cpu"}, with_node=True) == {
+        "budget_done": "false", "feasible": "true", "device": "cpu"}
     assert r.ended_tags({**where, "infeasible": True, "violations": "flops 2e+09 > 1e+09"}) == {
-        "budget_done": "false", "feasible": "false", "node_id": "n1", "device": "cuda", "gpu_ids": "0",
+        "budget_done": "false", "feasible": "false", "device": "cuda", "gpu_ids": "0",
         "violations": "flops 2e+09 > 1e+09"}
-    assert r.timed_out_tags({**where, "timed_out": True, "error": "timeout: past 5 s"}) == {
+    assert r.timed_out_tags({**where, "timed_out": True, "error": "timeout: past 5 s"}, with_node=True) == {
         "budget_done": "false", "feasible": "true", "failure": "timeout", "error": "timeout: past 5 s",
-        "node_id": "n1", "device": "cuda"}
+        "device": "cuda", "gpu_ids": "0", "node_id": "n1"}
     assert r.error_tags("x" * 6000) == {"budget_done": "false", "failure": "error", "error": "x" * 5000}

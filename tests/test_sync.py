@@ -65,10 +65,8 @@ def test_repair_logs_what_mlflow_missed_and_leaves_complete_runs_alone(spec, sha
     assert steps_logged(tracker, e) == [2]
     ended = {run_id: (status, tags) for run_id, status, tags, _ in tracker.called("finish_candidate")}
     assert ended == {
-        "run-b": ("FINISHED", {"budget_done": "true", "feasible": "true", "node_id": "node-a", "device": "cpu",
-                               "gpu_ids": ""}),
-        c: ("FINISHED", {"budget_done": "true", "feasible": "true", "node_id": "node-a", "device": "cpu",
-                         "gpu_ids": ""}),
+        "run-b": ("FINISHED", {"budget_done": "true", "feasible": "true", "device": "cpu"}),
+        c: ("FINISHED", {"budget_done": "true", "feasible": "true", "device": "cpu"}),
         "run-d": ("FAILED", {"budget_done": "false", "failure": "error", "error": "ValueError: diverged"}),
     }
     assert tracker.called("stop_candidate") == [(e, "the search ended before the trial did")]

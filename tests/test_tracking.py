@@ -1,5 +1,5 @@
 """search.tracking against a real MLflow SQLite store in a temp dir: the front's marks, the description, dataset
-inputs, the experiment's kind, and records made before the size metric's rename."""
+inputs, the experiment's kind, description and views, and records made before the size metric's rename."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from search.candidate import load_section
 from search.datasets import describe
 from search.front import compute_front
 from search.spec import Objective
+from search.summary import experiment_note, front_view, searches_view
 from search.tracking import Tracker
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
@@ -40,6 +41,11 @@ def test_front_marks_are_tags_and_metrics_and_latest_wins(tmp_path):
     assert {k: (d.metrics["pareto"], d.metrics["knee"], d.tags["pareto"], d.tags["knee"]) for k, d in runs.items()} \
         == {a: (1.0, 0.0, "true", "false"), b: (1.0, 1.0, "true", "true")}
     assert t.run(parent).data.tags["mlflow.note.content"] == "## front\n"
+    # the marks at step 0 (MLflow shows one step-0 value as a value, not a lone dot), the newest one latest
+    assert [(m.step, m.value) for m in t.metric_history(a, "knee")] == [(0, 1.0), (0, 0.0)]
+    history = t.metric_history(b, "knee")
+    assert [m.step for m in history] == [0, 0] and history[0].timestamp < history[1].timestamp
+    assert [(m.step, m.value) for m in t.metric_history(parent, "hypervolume")] == [(2, 0.5), (3, 0.7)]
 
 
 def test_runs_from_before_the_rename_still_count(tmp_path):
@@ -51,12 +57,33 @@ def test_runs_from_before_the_rename_still_count(tmp_path):
     assert compute_front(list(state.finished.values()), OBJECTIVES).members[0].trial_id == "a"
 
 
-def test_experiment_opens_as_model_training(tmp_path):
+def test_experiment_says_what_it_holds_and_where_its_searches_are(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowClient(uri).create_experiment("made-elsewhere", artifact_location=(tmp_path / "a").as_uri())
-    for name in ("new", "made-elsewhere"):
+    client = MlflowClient(uri)
+    client.create_experiment("made-elsewhere", artifact_location=(tmp_path / "a").as_uri())
+    mine = client.create_experiment("described", artifact_location=(tmp_path / "b").as_uri())
+    client.set_experiment_tag(mine, "mlflow.note.content", "my own notes")
+    for name in ("new", "made-elsewhere", "described"):
         t = Tracker(uri, name)
-        assert t.experiment_tags()["mlflow.experimentKind"] == "custom_model_development"
+        tags = t.experiment_tags()
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        assert json.loads(tags["mlflow.sharedViewState.emule-searches"]) == searches_view()
+        assert tags["mlflow.note.content"] == (experiment_note(t.experiment_id) if name != "described"
+                                               else "my own notes")  # someone's own description stays
+    # a tracker on a described experiment writes nothing
+    t = Tracker(uri, "new")
+    calls = []
+    t._client.set_experiment_tag = lambda *a: calls.append(a)
+    t._describe_experiment(t.experiment_tags())
+    assert calls == []
+
+
+def test_front_view_is_saved_on_the_experiment(tmp_path):
+    t = tracker(tmp_path)
+    parent = t.start_search("s-1", {}, "name: s\n")
+    t.save_front_view(parent, OBJECTIVES, ["width"])
+    view = json.loads(t.experiment_tags()[f"mlflow.sharedViewState.emule-front-{parent}"])
+    assert view == front_view(parent, OBJECTIVES, ["width"])
 
 
 def test_dataset_input_names_digest_source_and_schema(tmp_path):
