@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -319,9 +320,38 @@ class Tracker:
         return self._client.get_model_version(name, str(version))
 
     def candidates(self, parent_id: str) -> list:
-        """The child runs of a search (mlflow Run objects), oldest first."""
-        return self._client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'",
-                                       max_results=50000, order_by=["attributes.start_time ASC"])
+        """The candidate runs of a search (mlflow Run objects), oldest first: its child runs but the analyses."""
+        runs = self._client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{parent_id}'",
+                                        max_results=50000, order_by=["attributes.start_time ASC"])
+        return [r for r in runs if r.data.tags.get(RUN_KIND_TAG, "candidate") == "candidate"]
+
+    # --- analyses of a finished search (a learning curve, label suggestions): child runs that are no candidate ---
+    def start_analysis(self, parent_id: str, kind: str, name: str, params: dict[str, Any]) -> str:
+        run = self._client.create_run(self.experiment_id, run_name=name, tags={
+            PARENT_TAG: parent_id, SEARCH_TAG: self.search_name(parent_id), RUN_KIND_TAG: kind})
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def finish_analysis(self, run_id: str, parent_id: str, metrics: dict[str, float], artifacts: Sequence[Path],
+                        line: str) -> None:
+        """The analysis's metrics (one value each, at step 0) and files; ``line`` - what it found, in one line -
+        becomes its description and is added to the search's (once per kind: a newer one replaces it)."""
+        kind = self.run(run_id).data.tags[RUN_KIND_TAG]
+        self._client.log_batch(run_id, metrics=[Metric(k, float(v), int(time.time() * 1000), 0)
+                                                for k, v in metrics.items()])
+        for path in artifacts:
+            self._client.log_artifact(run_id, str(path))
+        self._client.set_tag(run_id, NOTE_TAG, line)
+        note = self.run(parent_id).data.tags.get(NOTE_TAG, "")
+        marker = f"**{kind}**"
+        kept = [row for row in note.split("\n\n") if not row.startswith(marker)]
+        self._client.set_tag(parent_id, NOTE_TAG, "\n\n".join([*kept, f"{marker}: {line}"]))
+        self._client.set_tag(parent_id, f"emule.{kind}", line[:PARAM_LIMIT])
+        self._client.set_terminated(run_id, "FINISHED")
+
+    def fail_analysis(self, run_id: str, reason: str) -> None:
+        self._client.set_tag(run_id, NOTE_TAG, f"failed: {reason}")
+        self._client.set_terminated(run_id, "FAILED")
 
     def search_state(self, parent_id: str, objectives: Sequence) -> SearchState:
         """The search's candidates as MLflow holds them; the front among those that finished their budget."""
