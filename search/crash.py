@@ -33,11 +33,12 @@ class SearchFailed(Exception):
         error: what the driver raised (also the ``__cause__``).
         trace: the file holding the full traceback.
         resumable: whether the search's session file was written, so that ``emule resume NAME`` continues it.
+        line: the error in one line, as printed (default ``error_line(error)``).
     """
 
-    def __init__(self, name: str, error: BaseException, trace: Path, resumable: bool):
+    def __init__(self, name: str, error: BaseException, trace: Path, resumable: bool, line: str | None = None):
         self.name, self.error, self.trace, self.resumable = name, error, trace, resumable
-        super().__init__(error_line(error))
+        super().__init__(line or error_line(error))
 
     def trace_line(self) -> str:
         """Where the full traceback is, and how to continue the search."""
@@ -62,9 +63,11 @@ def record_failure(tracker: Tracker, parent_id: str, name: str, experiment: str,
     written to ``experiment`` (the search's folder: where it is local) or a temporary folder. Returns the
     ``SearchFailed`` to raise. MLflow that cannot be reached is told on ``out``; the traceback file is written
     regardless."""
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    from search.tracking import redact  # MLflow is loaded by now: the tracker holds a client
+
+    text = redact("".join(traceback.format_exception(type(error), error, error.__traceback__)))
     trace = write_trace(text, name, experiment)
-    line = error_line(error)
+    line = redact(error_line(error))
     try:
         tracker.stop_running(parent_id, f"the search's driver failed: {line}"[:5000])
         tracker.fail_search(parent_id, line, text, str(trace))
@@ -76,7 +79,7 @@ def record_failure(tracker: Tracker, parent_id: str, name: str, experiment: str,
         resumable = store.modified(store.join(experiment, session_file)) is not None
     except Exception:  # an object store that cannot be reached
         resumable = False
-    return SearchFailed(name, error, trace, resumable)
+    return SearchFailed(name, error, trace, resumable, line)
 
 
 def write_trace(text: str, name: str, experiment: str) -> Path:

@@ -74,8 +74,9 @@ def test_the_line_is_the_message_a_user_error_carries_and_resume_is_offered_once
     experiment = tmp_path / "runs" / "s-2"
     experiment.mkdir(parents=True)
     (experiment / SESSION_FILE).write_text("{}")
-    failed = failed_now(t, parent, experiment, OSError("disk full"))
-    assert failed.resumable and str(failed) == "OSError: disk full"
+    failed = failed_now(t, parent, experiment, OSError("disk full at http://user:secret@mlflow.example"))
+    assert failed.resumable and str(failed) == "OSError: disk full at http://user:***@mlflow.example"
+    assert "secret" not in failed.trace.read_text() + t.run(parent).data.tags["error"]  # no credentials kept
     assert failed.trace_line() == f"full traceback: {failed.trace}; the search is kept: continue it with " \
                                   "`emule resume s-2`"
 
