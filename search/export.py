@@ -64,7 +64,9 @@ def load_search(tracker: Tracker, name: str) -> SearchRecord:
     the search reopens from any folder, and after its data moved (``require_data`` says so where it is needed)."""
     parent_id = tracker.find_search(name)
     if parent_id is None:
-        raise LookupError(f"search: no search named {name!r} in {redact(tracker.uri)}; run `emule search SPEC` first")
+        raise LookupError(f"search: no search named {name!r} in this experiment of {redact(tracker.uri)}; run "
+                          "`emule search SPEC` first, or name the store and experiment it is in (--tracking-uri or "
+                          "MLFLOW_TRACKING_URI, --experiment)")
     dataset = tracker.search_dataset(parent_id)
     spec = recorded_spec(yaml.safe_load(tracker.spec_text(parent_id)), dataset,
                          tracker.search_param(parent_id, "data.cv_folds"))
