@@ -143,6 +143,22 @@ def candidate_dataset(cand: Candidate) -> Dataset:
     return load_section(cand.data)
 
 
+def data_in_place(section: dict[str, Any], search: str | None = None, config: str | Path | None = None,
+                  need: str = "to train") -> None:
+    """Refuse, in one line, a Parquet ``data.path`` that no longer exists where search ``search`` read it, before
+    anything reads it (``need``: what for). ``config``: the exported YAML that names the path (it may be edited to
+    the new place). Reading the search's results needs no data: the line says so."""
+    path = section.get("path")
+    if not path or Path(path).exists():
+        return
+    where = f" - search {search} read its data there" if search else ""
+    edit = f", or set data.path in {config} to where it is now" if config is not None else ""
+    results = (f"; the search's results are still readable from MLflow (emule pareto {search}, emule export "
+               f"{search})" if search else "")
+    raise FileNotFoundError(f"data.path: {str(path)!r} does not exist{where}; {need}, put the data back there"
+                            f"{edit}{results}")
+
+
 def read_candidate(path: Path) -> tuple[Candidate, dict[str, Any]]:
     """An exported candidate YAML: the candidate, and its ``source`` (search, trial, run, metrics)."""
     doc = yaml.safe_load(Path(path).read_text())

@@ -12,11 +12,13 @@ import os
 import sys
 from pathlib import Path
 
+from search.crash import USER_ERRORS, SearchFailed
 from search.ray_session import start_timeout
 from search.results import FLOPS, SIZE, TEST_ACCURACY, TRAIN_SAMPLES
 from search.storage import DEFAULT_STORAGE
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1  # a search that failed after it started (recorded FAILED in MLflow)
 
 
 STARTS_RAY = ("search", "resume", "distill")  # the commands that may start a local Ray instance
@@ -33,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, LookupError, ConnectionError, FileNotFoundError) as e:
+    except SearchFailed as e:  # after its parent run existed: recorded FAILED, the traceback kept in a file
+        print(f"emule {args.command}: {e}", file=sys.stderr)
+        print(e.trace_line(), file=sys.stderr)
+        return EXIT_USAGE if isinstance(e.error, USER_ERRORS) else EXIT_FAILED
+    except USER_ERRORS as e:
         print(f"emule {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -200,10 +206,26 @@ def _seconds(text: str) -> float:
     return value
 
 
+DEFAULT_EXPERIMENT = "emule"
+
+
 def _tracking_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///./mlflow.db)")
-    p.add_argument("--experiment", default="emule", help="MLflow experiment the search was logged to (the spec's "
-                   "tracking.experiment; default emule)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, then "
+                   "$EMULE_TRACKING_URI, then sqlite:///<current folder>/mlflow.db)")
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment the search was logged to "
+                   f"(the spec's tracking.experiment; default {DEFAULT_EXPERIMENT})")
+
+
+def _store_args(uri: str | None, experiment: str | None) -> str:
+    """The options that make ``emule pareto`` / ``export`` open a search's store and experiment, where their
+    defaults here would not (a spec's own ``tracking.uri``, say); none for the default store or one named by
+    MLFLOW_TRACKING_URI / EMULE_TRACKING_URI."""
+    from shlex import quote
+
+    from search.tracking import redact, resolve_uri
+
+    args = f" --tracking-uri {quote(redact(uri))}" if uri and uri != resolve_uri(None) else ""
+    return args + (f" --experiment {quote(experiment)}" if experiment and experiment != DEFAULT_EXPERIMENT else "")
 
 
 def cmd_search(args) -> int:
@@ -218,7 +240,8 @@ def cmd_search(args) -> int:
     Tracker(spec.tracking.uri, spec.tracking.experiment)  # so does an unreachable MLflow
     from search.runner import run_search
 
-    result = run_search(spec, spec_text=args.spec.read_text(), name=args.name, num_cpus=args.num_cpus,
+    # today's sys.stdout, not the one bound when run_search was defined: Tune pickles the callback that holds it
+    result = run_search(spec, spec_text=args.spec.read_text(), name=args.name, out=sys.stdout, num_cpus=args.num_cpus,
                         ray_address=args.address, extend=args.extend, status_every=args.status_every,
                         quiet=args.quiet)
     return _finished(result)
@@ -237,8 +260,8 @@ def cmd_resume(args) -> int:
     from search.resume import resume_search
 
     _use_threads(args)
-    result = resume_search(args.name, storage=args.storage, num_cpus=args.num_cpus, ray_address=args.address,
-                           status_every=args.status_every, quiet=args.quiet)
+    result = resume_search(args.name, storage=args.storage, out=sys.stdout, num_cpus=args.num_cpus,
+                           ray_address=args.address, status_every=args.status_every, quiet=args.quiet)
     return _finished(result)
 
 
@@ -251,7 +274,8 @@ def cmd_sync(args) -> int:
 
 def _finished(result) -> int:
     if result.status == "complete":  # the search's own lines ended with how to open it in MLflow
-        print(f"next: emule pareto {result.name}   |   emule export {result.name} --out exports/")
+        store = _store_args(result.tracking_uri, result.experiment_name)
+        print(f"next: emule pareto {result.name}{store}   |   emule export {result.name}{store} --out exports/")
         return 0
     import signal
 

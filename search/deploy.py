@@ -43,7 +43,7 @@ from emule_models.data import Dataset, Split
 from emule_models.fusion import FUSION, cross_shape
 from emule_models.serving import FlatInputs, InputField, NamedInputs, field_tensors, flat_rows, input_fields
 from emule_models.train import evaluate
-from search.candidate import Candidate, candidate_dataset, ensemble_size, read_candidate
+from search.candidate import Candidate, candidate_dataset, data_in_place, ensemble_size, read_candidate
 from search.metrics import SIZE
 from search.results import SEARCH_TAG, TRIAL_TAG
 
@@ -101,6 +101,7 @@ def locate(config: Path, weights: Path | None = None, onnx: bool = False) -> Tra
     cand, source = read_candidate(config)
     weights = weights or config.with_suffix(".pt")
     check_trained(cand, config, weights, onnx)
+    data_in_place(cand.data, source.get("search"), config, need="to check the model on its test rows")
     return Trained(config, weights, cand, source)
 
 

@@ -38,6 +38,7 @@ def distill_spec(tracker: Tracker, experiment: str, name: str, alpha: float = 0.
     if not record.front.members:
         raise ValueError(f"search: {record.name} has no front member to distil into; accepted: a search with at "
                          "least one candidate trained to its full budget")
+    record.require_data()  # its best candidate is trained again, as the teacher, on the search's data
     raw = (load_spec(space) if space is not None else record.spec).model_dump(mode="json", exclude_none=True)
     raw["name"] = f"{record.spec.name}.distill"  # not "-": `emule pareto NAME` would pick it as NAME's newest
     teacher = {"search": record.name, **({"top": top} if top != 1 else {})}
@@ -66,6 +67,7 @@ def resolve_search_teacher(spec: Spec, tracker: Tracker,
     if spec.distill.paths():
         return spec, {"emule.teacher": ",".join(Path(p).stem for p in spec.distill.paths())}
     record = load_search(tracker, spec.distill.teacher["search"])
+    record.require_data()  # the teacher is trained again on the data its search read
     finished = record.front.members + record.front.others
     best = best_by_validation(finished)
     if best is None:

@@ -18,14 +18,20 @@ import yaml
 
 from emule_models.cost import count_parameters
 from emule_models.train import evaluate
-from search.candidate import Candidate, build_seeded, candidate_dataset, ensemble_size, read_candidate
+from search.candidate import (
+    Candidate,
+    build_seeded,
+    candidate_dataset,
+    data_in_place,
+    ensemble_size,
+    read_candidate,
+)
 from search.front import Front, Record
 from search.metrics import upgrade
 from search.results import EPOCH, SIZE, TEST_ACCURACY, TRAIN_SAMPLES
-from search.spec import Objective, Spec
-from search.spec_checks import parse_spec
+from search.spec import AUTO, Objective, Spec, parse_schema
 from search.tracking import Tracker, redact
-from search.validation import describe, fit_fold_ensemble, refit, selection_folds
+from search.validation import HOLDOUT, describe, fit_fold_ensemble, refit, selection_folds
 from search.yardstick import best_by_validation
 
 SELECTIONS = ("front", "knee", "budget")
@@ -33,20 +39,65 @@ SELECTIONS = ("front", "knee", "budget")
 
 @dataclass
 class SearchRecord:
+    """A finished search as MLflow holds it. ``dataset``: its recorded dataset input (``source``, ``profile``),
+    None for a search that recorded none."""
+
     name: str
     parent_id: str
     spec: Spec
     front: Front
+    dataset: dict[str, Any] | None = None
+
+    def pool_rows(self) -> int | None:
+        """The rows of the training pool (train + validation) the search recorded, None where it recorded none."""
+        profile = (self.dataset or {}).get("profile") or {}
+        if "train" not in profile or "val" not in profile:
+            return None
+        return int(profile["train"]) + int(profile["val"])
+
+    def require_data(self) -> None:
+        """Refuse, in one line, a search whose Parquet data is no longer where it read it (before training on it)."""
+        data_in_place(self.spec.data, self.name)
 
 
 def load_search(tracker: Tracker, name: str) -> SearchRecord:
-    """A search's spec and front, rebuilt from MLflow (candidates that finished their full budget)."""
+    """A search's spec and front, rebuilt from MLflow (candidates that finished their full budget). Reads no data:
+    the search reopens from any folder, and after its data moved (``require_data`` says so where it is needed)."""
     parent_id = tracker.find_search(name)
     if parent_id is None:
-        raise LookupError(f"search: no search named {name!r} in {redact(tracker.uri)}; run `emule search SPEC` first")
-    spec = parse_spec(yaml.safe_load(tracker.spec_text(parent_id)), check_files=False)
+        raise LookupError(f"search: no search named {name!r} in this experiment of {redact(tracker.uri)}; run "
+                          "`emule search SPEC` first, or name the store and experiment it is in (--tracking-uri or "
+                          "MLFLOW_TRACKING_URI, --experiment)")
+    dataset = tracker.search_dataset(parent_id)
+    spec = recorded_spec(yaml.safe_load(tracker.spec_text(parent_id)), dataset,
+                         tracker.search_param(parent_id, "data.cv_folds"))
     front = tracker.search_state(parent_id, spec.objectives).front
-    return SearchRecord(tracker.search_name(parent_id), parent_id, spec, front)
+    return SearchRecord(tracker.search_name(parent_id), parent_id, spec, front, dataset)
+
+
+def spec_yaml(spec: Spec) -> str:
+    """The spec as a search runs it, as YAML for its parent run (``spec.yaml``): its file paths (data, warm-start
+    candidates, teachers) absolute and ``data.cv_folds`` resolved, so the search reopens from any folder."""
+    return yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def recorded_spec(raw: Any, dataset: dict[str, Any] | None = None, cv_folds: str | None = None) -> Spec:
+    """The spec a search's parent run recorded (``spec.yaml``), against the schema alone: no data is read.
+
+    Searches record their spec with absolute paths. Older ones recorded the spec file as written, its
+    ``data.path`` relative to a folder the record does not name: the path comes from the recorded ``dataset``
+    input (resolved when it was logged) where there is one. ``data.cv_folds`` is the scheme the search resolved
+    (the parent run's param ``cv_folds``; searches from before cross-validation used the holdout split).
+    """
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if isinstance(data, dict):
+        path = data.get("path")
+        if path and not Path(path).is_absolute():
+            data["path"] = ((dataset or {}).get("source") or {}).get("uri") or path  # else: the working directory
+        if data.get("cv_folds") in (None, AUTO):
+            folds = cv_folds or HOLDOUT
+            data["cv_folds"] = int(folds) if folds.isdigit() else folds
+    return parse_schema(raw)
 
 
 def choose(front: Front, how: str, limits: dict[str, float] | None = None,
@@ -112,7 +163,7 @@ def write_candidates(tracker: Tracker, record: SearchRecord, chosen: Sequence[Re
         doc = tracker.candidate(r.run_id)
         cand = Candidate.from_dict(doc)
         doc["source"] = {"search": record.name, "trial_id": r.trial_id, "run_id": r.run_id,
-                         "fit": fit_description(cand, len(candidate_dataset(cand).pool)),
+                         "fit": fit_description(cand, record.pool_rows()),
                          "tracking_uri": redact(tracker.uri), "metrics": {k: r.metrics[k] for k in sorted(r.metrics)}}
         path = candidate_path(out, record, r)
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -126,6 +177,7 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
     ensemble, one model per selection fold, averaged; the test split only scores it. Saves ``{"candidate",
     "state_dict"}`` to ``weights``."""
     cand, source = read_candidate(path)
+    data_in_place(cand.data, source.get("search"), path)
     dataset = candidate_dataset(cand)
     size = ensemble_size(cand)
     params = size * count_parameters(build_seeded(cand))
@@ -167,12 +219,15 @@ def student_soft_labels(cand: Candidate, dataset, device: str = "cpu", log=print
                        device=device, log=log, cross_fit=int(cand.distill.get("cross_fit", 1)))
 
 
-def fit_description(cand: Candidate, pool_rows: int) -> str:
-    """How the final model of a candidate is fit, in words (written into exports)."""
+def fit_description(cand: Candidate, pool_rows: int | None) -> str:
+    """How the final model of a candidate is fit, in words (written into exports). ``pool_rows``: the training
+    rows, None where the search recorded no count."""
     fraction, selection = cand.data.get("data_fraction", 1.0), cand.data.get("selection", "random")
     subset = "all of them" if fraction >= 1 else f"{fraction:.0%} of them chosen by {selection}"
+    rows = "every training row" if pool_rows is None else f"the {pool_rows} training rows"
     pretrained = (f"after {cand.training.pretrain_epochs} epochs of masked-patch pretraining on the inputs of all "
-                  f"{pool_rows} (and any unlabelled rows), " if cand.training.pretrain_epochs else "")
+                  f"{'of them' if pool_rows is None else pool_rows} (and any unlabelled rows), "
+                  if cand.training.pretrain_epochs else "")
     t = cand.training
     distilled = (f"distilled (alpha {t.distill_alpha:g}, temperature {t.distill_temperature:g}) from the teacher's "
                  "logits on those rows, " if t.distill_alpha else "")
@@ -181,12 +236,12 @@ def fit_description(cand: Candidate, pool_rows: int) -> str:
              if t.data_schedule else "")
     if ensemble_size(cand) > 1:
         k = ensemble_size(cand)
+        share = f"{k - 1}/{k} of {'the training rows' if pool_rows is None else rows}"
         return (f"the {k} fold models of {describe(cand.data)}, probabilities averaged (no refit): each trained on "
-                f"{k - 1}/{k} of the {pool_rows} training rows (train + validation; {subset}) for "
-                f"{cand.training.epochs} epochs{grown}, {pretrained}{distilled}the test split only scores it")
-    return (f"refit on the {pool_rows} training rows (train + validation; {subset}) for {cand.training.epochs} "
-            f"epochs{grown}, {pretrained}{distilled}after selection by {describe(cand.data)}; the test split only "
-            "scores it")
+                f"{share} (train + validation; {subset}) for {cand.training.epochs} epochs{grown}, "
+                f"{pretrained}{distilled}the test split only scores it")
+    return (f"refit on {rows} (train + validation; {subset}) for {cand.training.epochs} epochs{grown}, "
+            f"{pretrained}{distilled}after selection by {describe(cand.data)}; the test split only scores it")
 
 
 def _number(text: str) -> Any:

@@ -96,12 +96,20 @@ def prepare(spec_path: Path, tracking_uri: str | None = None, storage: str | Non
         raw["tracking"]["uri"] = tracking_uri
     if storage is not None:
         raw["search"]["storage"] = storage
-    # the job has no EMULE_TRACKING_URI of its own: this machine's goes into the shipped spec
-    raw["tracking"]["uri"] = raw["tracking"].get("uri") or os.environ.get("EMULE_TRACKING_URI")
+    # the job has none of this machine's MLFLOW_TRACKING_URI / EMULE_TRACKING_URI: the store they name goes into
+    # the shipped spec (never the default, a file in the job's temporary folder: refused below)
+    raw["tracking"]["uri"] = raw["tracking"].get("uri") or _uri_from_environment()
     check_tracking_uri(raw["tracking"]["uri"])
     check_storage(raw["search"].get("storage", spec.search.storage))
     name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return spec, raw, name
+
+
+def _uri_from_environment() -> str | None:
+    from search.tracking import DEFAULT, uri_and_source
+
+    uri, source = uri_and_source(None)
+    return None if source == DEFAULT else uri
 
 
 def check_tracking_uri(uri: str | None) -> None:

@@ -15,6 +15,7 @@ from search import runner, stopping
 from search import storage as store
 from search.callbacks import SearchCallback
 from search.candidate import spec_dataset
+from search.crash import record_failure
 from search.progress import STATUS_EVERY
 from search.ray_session import shutdown_ray
 from search.results import EPOCH, TRIAL_TAG
@@ -55,6 +56,9 @@ def resume_search(name: str, storage: str | None = None, out=sys.stdout, ray_add
                            num_cpus, status_every, quiet)
         except KeyboardInterrupt:
             return runner.stopped_early(spec, tracker, parent_id, store.name(experiment), experiment, out)
+        except Exception as e:  # the parent run is RUNNING again: it is closed as FAILED, not left so
+            raise record_failure(tracker, parent_id, store.name(experiment), experiment, e, SESSION_FILE,
+                                 out) from e
 
 
 def _resume(experiment: str, session: dict, spec: Spec, tracker: Tracker, dataset, finished: dict, readable: bool,

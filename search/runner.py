@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-import yaml
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.stopper import Stopper
 
@@ -28,7 +27,8 @@ from search import storage as store
 from search.callbacks import SearchCallback
 from search.candidate import quality_scores, spec_dataset
 from search.concurrency import SearchSync, SyncedSearch
-from search.export import load_search
+from search.crash import record_failure
+from search.export import load_search, spec_yaml
 from search.fidelity import search_schedule
 from search.front import Front, SearchState
 from search.progress import STATUS_EVERY
@@ -115,6 +115,8 @@ class SearchResult:
     status: str  # complete | interrupted
     storage: str  # the experiment's folder or URI
     stop_reason: str | None = None  # the stop signal that interrupted it (SIGINT, SIGTERM, SIGHUP)
+    tracking_uri: str | None = None  # the MLflow store it is recorded in (with any credentials) ...
+    experiment_name: str | None = None  # ... and the experiment
 
 
 def search_params(spec: Spec) -> dict[str, object]:
@@ -179,8 +181,7 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
         name = name or f"{record.name}.more-{time.strftime('%Y%m%d-%H%M%S')}"
     else:
         name = name or f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        parent_id = tracker.start_search(name, search_params(spec),
-                                         spec_text if spec_text is not None else yaml.safe_dump(spec.model_dump()))
+        parent_id = tracker.start_search(name, search_params(spec), spec_yaml(spec), spec_text)
         if teacher_tags:
             tracker.tag_search(parent_id, teacher_tags)
     tracker.save_front_view(parent_id, spec.objectives, searched(spec))  # where the description's link leads
@@ -189,6 +190,9 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
                       callbacks, status_every, quiet, custom_trainable)
     except KeyboardInterrupt:
         return stopped_early(spec, tracker, parent_id, name, spec.storage_uri(), out)
+    except Exception as e:  # the parent run exists: it is closed as FAILED, not left RUNNING
+        raise record_failure(tracker, parent_id, name, store.join(spec.storage_uri(), name), e, SESSION_FILE,
+                             out) from e
 
 
 def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list, history: list, target: int,
@@ -408,6 +412,13 @@ def fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experime
     except KeyboardInterrupt:
         if baselines is not None:
             ray.cancel(baselines, force=True)
+    except Exception:  # the driver failed (``record_failure`` closes the records): the writes queued so far land
+        if callback is not None:
+            try:
+                callback.flush()
+            except Exception:  # the writer itself is what failed: Tune's saved state holds the results
+                pass
+        raise
     finally:
         if started_ray:
             ray.shutdown()
@@ -445,6 +456,7 @@ def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: 
           f"hypervolume {front.hypervolume:.4g}", file=out, flush=True)
     for line in accuracy:
         print(line, file=out, flush=True)
+    print(tracker.store_line(), file=out, flush=True)
     if summary.finished:
         from search.summary import ui_lines
 
@@ -453,7 +465,7 @@ def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: 
     if status != "complete":
         print(f"continue it with: emule resume {name}", file=out, flush=True)
     return SearchResult(name, parent_id, front, len(summary.finished), summary.failed, summary.stopped,
-                        summary.infeasible, status, str(experiment), reason)
+                        summary.infeasible, status, str(experiment), reason, tracker.uri, spec.tracking.experiment)
 
 
 def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: SearchState,

@@ -313,7 +313,8 @@ class SearchSettings(Strict):
 
 
 class Tracking(Strict):
-    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<cwd>/mlflow.db")
+    uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, then "
+                            "$EMULE_TRACKING_URI, then sqlite:///<cwd>/mlflow.db")
     experiment: str = "emule"
 
 

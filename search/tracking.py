@@ -35,6 +35,7 @@ from search.front import Record, SearchState, compute_front  # noqa: E402
 from search.metrics import upgrade  # noqa: E402
 from search.results import (  # noqa: E402
     BUDGET_DONE_TAG,
+    ERROR_TAG,
     FAILURE_TAG,
     FEASIBLE_TAG,
     ORPHAN_TAG,
@@ -64,6 +65,9 @@ KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 # A saved runs-table view (filter, order, columns) is an experiment tag under this prefix; a link opens it with
 # `viewStateShareKey=<key>` (the UI's own "share view" writes the same).
 VIEW_TAG = "mlflow.sharedViewState."
+SPEC_ARTIFACT, SOURCE_ARTIFACT = "spec.yaml", "spec.source.yaml"
+TRACEBACK_ARTIFACT = "traceback.txt"  # a failed search's driver traceback, on its parent run
+FAILED_NOTE = "**Failed:**"  # how a failed search's description begins (the rest of the line: the error)
 PARAM_LIMIT = 6000  # MLflow's param value limit; longer values are cut (they are in the candidate artifact anyway)
 
 
@@ -72,12 +76,38 @@ def redact(text: str) -> str:
     return re.sub(r"(\w[\w+.-]*://[^/\s:@]+):[^@\s/]+@", r"\1:***@", text)
 
 
+# Where a store is named when a command or spec names none, first found first: MLflow's own variable, then ours.
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "EMULE_TRACKING_URI")
+DEFAULT = "default"  # the source of a store that nothing named: ``default_uri``
+
+
 def default_uri() -> str:
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def uri_and_source(uri: str | None) -> tuple[str, str]:
+    """The tracking store and what named it: ``uri`` itself (a spec's ``tracking.uri`` or a ``--tracking-uri``;
+    source ``given``), else the first of ``URI_VARIABLES`` set (source: the variable's name), else the default
+    (source ``default``: ``mlflow.db`` in the working directory, as MLflow's own default)."""
+    if uri:
+        return uri, "given"
+    for variable in URI_VARIABLES:
+        if os.environ.get(variable):
+            return os.environ[variable], variable
+    return default_uri(), DEFAULT
+
+
 def resolve_uri(uri: str | None) -> str:
-    return uri or os.environ.get("EMULE_TRACKING_URI") or default_uri()
+    """The tracking store of a command or spec that names ``uri`` (None: none); see ``uri_and_source``."""
+    return uri_and_source(uri)[0]
+
+
+def store_line(uri: str, source: str) -> str:
+    """Which MLflow store a command used, for the terminal (``uri`` without credentials)."""
+    if source == DEFAULT:
+        return (f"MLflow store: {uri} (the default: mlflow.db in the folder the command ran in; from another folder "
+                "pass --tracking-uri or set MLFLOW_TRACKING_URI)")
+    return f"MLflow store: {uri}" + (f" (from {source})" if source in URI_VARIABLES else "")
 
 
 def artifacts_beside(uri: str) -> str | None:
@@ -94,7 +124,7 @@ class Tracker:
     for what they need through its methods."""
 
     def __init__(self, uri: str | None, experiment: str):
-        self.uri = resolve_uri(uri)
+        self.uri, self.uri_source = uri_and_source(uri)
         self._client = MlflowClient(tracking_uri=self.uri)
         try:
             exp = self._client.get_experiment_by_name(experiment)
@@ -121,14 +151,24 @@ class Tracker:
         # a Tracker pickled (inside Tune's experiment state) before the client became private names it "client"
         if "client" in state:
             state["_client"] = state.pop("client")
+        state.setdefault("uri_source", "given")  # pickled before the source was kept: its URI is resolved
         self.__dict__.update(state)
 
+    def store_line(self) -> str:
+        """Which store this is and what named it, one line for the terminal."""
+        return store_line(redact(self.uri), self.uri_source)
+
     # --- searches ---
-    def start_search(self, name: str, params: dict[str, Any], spec_text: str) -> str:
+    def start_search(self, name: str, params: dict[str, Any], spec_text: str, source_text: str | None = None) -> str:
+        """A search's parent run: its settings as ``params``, ``spec_text`` as ``spec.yaml`` (the spec as it runs:
+        what reopening the search reads) and, where it differs, the spec file as the user wrote it as
+        ``spec.source.yaml`` (its comments, its relative paths)."""
         run = self._client.create_run(self.experiment_id, run_name=name,
                                       tags={SEARCH_TAG: name, RUN_KIND_TAG: "search"})
         self.log_params(run.info.run_id, params)
-        self._client.log_text(run.info.run_id, redact(spec_text), "spec.yaml")  # no credentials in the record
+        self._client.log_text(run.info.run_id, redact(spec_text), SPEC_ARTIFACT)  # no credentials in the record
+        if source_text is not None and source_text != spec_text:
+            self._client.log_text(run.info.run_id, redact(source_text), SOURCE_ARTIFACT)
         return run.info.run_id
 
     def find_search(self, name: str) -> str | None:
@@ -179,7 +219,28 @@ class Tracker:
 
     def reopen_search(self, parent_id: str) -> None:
         self.reopen(parent_id)
+        tags = self._client.get_run(parent_id).data.tags
+        if ERROR_TAG in tags:  # it failed before: the error was that run's, not this one's
+            self._client.delete_tag(parent_id, ERROR_TAG)
+        note = tags.get(NOTE_TAG, "")
+        if note.startswith(FAILED_NOTE):
+            self._client.set_tag(parent_id, NOTE_TAG, note.split("\n\n", 1)[1] if "\n\n" in note else "")
         self._client.set_tag(parent_id, STATUS_TAG, "running")
+
+    def fail_search(self, parent_id: str, error: str, traceback_text: str, trace_path: str | None = None) -> None:
+        """Close the parent run of a search whose driver failed: FAILED, ``emule.status=failed``, the one-line
+        ``error`` as the tag ``error`` and as the first line of the run's description, the full traceback as the
+        artifact ``traceback.txt`` (``trace_path``: where it was written on the driver's machine too)."""
+        where = f" (also in {trace_path} on the machine that ran it)" if trace_path else ""
+        line = f"{FAILED_NOTE} {error} - full traceback in the artifact `{TRACEBACK_ARTIFACT}`{where}."
+        note = self._client.get_run(parent_id).data.tags.get(NOTE_TAG, "")
+        if note.startswith(FAILED_NOTE):  # failed before, was resumed, failed again: one failure line, the latest
+            note = note.split("\n\n", 1)[1] if "\n\n" in note else ""
+        self._client.log_batch(parent_id, tags=[RunTag(STATUS_TAG, "failed"), RunTag(ERROR_TAG, error[:5000]),
+                                                RunTag(NOTE_TAG, f"{line}\n\n{note}" if note else line)])
+        with contextlib.suppress(Exception):  # the record of the failure stands without its artifact
+            self._client.log_text(parent_id, traceback_text, TRACEBACK_ARTIFACT)
+        self._client.set_terminated(parent_id, "FAILED")
 
     def stop_candidate(self, run_id: str, reason: str) -> None:
         """A trial the search stopped before it ended (a stop signal, the epoch budget): KILLED, with the reason;
@@ -274,8 +335,21 @@ class Tracker:
 
     def spec_text(self, parent_id: str) -> str:
         """The spec a search ran, as its parent run recorded it."""
-        path = self._client.download_artifacts(parent_id, "spec.yaml", tempfile.mkdtemp(prefix="emule-"))
+        path = self._client.download_artifacts(parent_id, SPEC_ARTIFACT, tempfile.mkdtemp(prefix="emule-"))
         return Path(path).read_text()
+
+    def search_dataset(self, parent_id: str) -> dict[str, Any] | None:
+        """The data a search recorded as its parent run's dataset input (``log_dataset``): ``source`` (a Parquet
+        file's resolved ``uri``, or a built-in's tags) and ``profile`` (rows per split, classes ...); None for a
+        search that recorded none."""
+        inputs = self._client.get_run(parent_id).inputs
+        for entry in (inputs.dataset_inputs if inputs is not None else []):
+            try:
+                return {"source": json.loads(entry.dataset.source or "{}"),
+                        "profile": json.loads(entry.dataset.profile or "{}")}
+            except ValueError:
+                continue
+        return None
 
     def search_param(self, parent_id: str, key: str, default: str | None = None) -> str | None:
         return self._client.get_run(parent_id).data.params.get(key, default)

@@ -87,10 +87,11 @@ def test_parent_run_holds_baselines_and_selection_gap(searched, tmp_path):
                                                                  str(tmp_path))).read())
     assert set(recorded) == {"nn_euclidean", "nn_dtw"}
     assert "pareto.png" in set(tracker.artifact_paths(result.parent_run_id))
-    tail = out.splitlines()[-7:]  # the final lines: the best candidate beside the baselines, then the UI's links
+    tail = out.splitlines()[-8:]  # the final lines: the best candidate beside the baselines, the store, the UI's links
     assert tail[0].startswith("best by validation:") and "3-fold cross-validation" in tail[0]
     assert tail[1].startswith("  baseline 1-NN Euclidean: val_accuracy") and "1-NN DTW" in tail[2]
-    assert tail[3].startswith("look at it in MLflow: mlflow ui --backend-store-uri sqlite:///")
+    assert tail[3] == f"MLflow store: {tracker.uri}"  # named by the spec
+    assert tail[4].startswith("look at it in MLflow: mlflow ui --backend-store-uri sqlite:///")
 
 
 def test_export_records_the_refit_and_train_repeats_it(searched, tmp_path):

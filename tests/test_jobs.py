@@ -38,6 +38,7 @@ def write_spec(tmp: Path, **changes) -> Path:
 @pytest.fixture(autouse=True)
 def no_env_uri(monkeypatch):
     monkeypatch.delenv("EMULE_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     for key in jobs.ADDRESS_ENV:
         monkeypatch.delenv(key, raising=False)
 
@@ -64,6 +65,8 @@ def test_relative_storage_is_refused_and_overrides_apply(tmp_path, monkeypatch):
     spec, raw, name = jobs.prepare(path, storage="/shared/runs", name="given")
     assert raw["search"]["storage"] == "/shared/runs" and name == "given"
     assert raw["tracking"]["uri"] == "http://from-env:5000"  # the job has no EMULE_TRACKING_URI of its own
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow-env:5000")  # MLflow's own variable comes first
+    assert jobs.prepare(path, storage="/shared/runs")[1]["tracking"]["uri"] == "http://mlflow-env:5000"
     _, raw, name = jobs.prepare(path, storage="gs://b/r", tracking_uri="http://other:5000")
     assert raw["tracking"]["uri"] == "http://other:5000" and name.startswith("jobs-")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from search.ray_session import TIMEOUT_ENV, RayStartError, start_timeout, start_with_retries
+from search.tracking import Tracker
 
 RAY_TIMED_OUT = "The current node timed out during startup. This could happen because some of the raylet failed"
 
@@ -115,3 +116,10 @@ def test_ray_that_cannot_start_is_one_line_and_the_search_is_kept(tmp_path):
     assert line.startswith("emule search: Ray could not start on this machine")
     assert line.endswith("The search is kept: continue it with `emule resume kept`")
     assert (tmp_path / "runs" / "kept").is_dir()
+    # the parent run is closed as FAILED with the error, not left RUNNING; the traceback is kept in the search's folder
+    [trace] = (tmp_path / "runs" / "kept").glob("traceback-*.txt")
+    assert f"full traceback: {trace}" in proc.stderr.splitlines()
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "emule")
+    parent = tracker.find_search("kept")
+    assert tracker.run_status(parent) == "FAILED"
+    assert tracker.run(parent).data.tags["error"] == line.removeprefix("emule search: ")

@@ -1,19 +1,23 @@
 """search.tracking against a real MLflow SQLite store in a temp dir: the front's marks, the description, dataset
-inputs, the experiment's kind, description and views, and records made before the size metric's rename."""
+inputs, the experiment's kind, description and views, records made before the size metric's rename, and which
+store a command opens when none is named (MLflow's MLFLOW_TRACKING_URI first)."""
 
 from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from search.candidate import load_section
+from search.cli import main
 from search.datasets import describe
 from search.front import compute_front
 from search.spec import Objective
 from search.summary import experiment_note, front_view, searches_view
-from search.tracking import Tracker
+from search.tracking import URI_VARIABLES, Tracker, resolve_uri, store_line, uri_and_source
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
               Objective(metric="param_count", mode="min", reference=1e6, log=True)]
@@ -149,3 +153,56 @@ def test_finish_candidate_writes_the_last_epochs_with_the_tags_in_one_call(tmp_p
     assert data.info.status == "FINISHED" and data.data.tags["budget_done"] == "true"
     assert [m.step for m in t.metric_history(run, "m0")] == list(range(1, 101))
     assert t.candidate(run) == {"model": {}}
+
+
+@pytest.fixture
+def no_store_variables(monkeypatch):
+    for variable in URI_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_the_store_named_first_wins_mlflow_variable_before_ours(tmp_path, monkeypatch, no_store_variables):
+    monkeypatch.chdir(tmp_path)
+    default = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    assert uri_and_source(None) == (default, "default")
+    monkeypatch.setenv("EMULE_TRACKING_URI", "sqlite:////ours/mlflow.db")
+    assert uri_and_source(None) == ("sqlite:////ours/mlflow.db", "EMULE_TRACKING_URI")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert uri_and_source(None) == ("http://mlflow:5000", "MLFLOW_TRACKING_URI")  # MLflow's own convention first
+    assert uri_and_source("sqlite:////given.db") == ("sqlite:////given.db", "given")  # a spec's or a flag's above all
+    assert resolve_uri(None) == "http://mlflow:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # set but empty: as if unset, as MLflow reads it
+    assert resolve_uri(None) == "sqlite:////ours/mlflow.db"
+    assert store_line("http://mlflow:5000", "MLFLOW_TRACKING_URI") == \
+        "MLflow store: http://mlflow:5000 (from MLFLOW_TRACKING_URI)"
+    assert store_line("sqlite:////given.db", "given") == "MLflow store: sqlite:////given.db"
+    line = store_line(default, "default")
+    assert line.startswith(f"MLflow store: {default} (the default") and "MLFLOW_TRACKING_URI" in line
+
+
+SPEC = """name: env
+data: {name: gunpoint, cv_folds: holdout}
+objectives:
+  - {metric: val_accuracy, mode: max, reference: 0.0}
+  - {metric: param_count, mode: min, reference: 1.0e+6, log: true}
+space: {width: [16]}
+"""
+
+
+def test_commands_open_the_store_mlflow_tracking_uri_names(tmp_path, monkeypatch, capsys, no_store_variables):
+    """`emule pareto` with no --tracking-uri, run from a folder that holds no store: MLFLOW_TRACKING_URI names the
+    store it reads (before EMULE_TRACKING_URI), and nothing is created where it runs."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    (tmp_path / "store").mkdir()
+    t = Tracker(uri, "emule")
+    parent = t.start_search("env-1", {"data.cv_folds": "holdout"}, SPEC)
+    finished(t, parent, "a", {"val_accuracy": 0.9, "param_count": 5000})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("EMULE_TRACKING_URI", f"sqlite:///{tmp_path / 'ours.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["pareto", "env-1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("search env-1: 1 on the Pareto front") and f"--backend-store-uri {uri}" in out
+    assert not any(elsewhere.iterdir()) and not (tmp_path / "ours.db").exists()
