@@ -123,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     _tracking_args(p)
     _output_args(p)
 
+    p = _command(sub, cmd_data_curve, help="how much data a candidate needs: its learning curve on nested fractions "
+                       "of the training rows (the search's folds and recipe), extrapolated to 2x and 4x the labels")
+    p.add_argument("name", help="search name, or a spec name for its newest search")
+    p.add_argument("--select", default="best", help="the candidate: best (by validation; default), knee, or a trial id")
+    p.add_argument("--fractions", type=float, nargs="+", default=None, metavar="F",
+                   help="fractions of each fold's training rows, in (0, 1]; 1 is always added (default: six from "
+                   "0.1 to 1, search.data_curve.FRACTIONS)")
+    p.add_argument("--seeds", type=int, default=None, help="shuffles of the rows per fraction (default 3)")
+    p.add_argument("--dry-run", action="store_true", help="print what the curve would cost and train nothing")
+    _threads_arg(p, "the trainings")
+    _tracking_args(p)
+
     p = _command(sub, cmd_train, help="retrain an exported config and save its weights")
     p.add_argument("config", type=Path, help="a candidate YAML written by `emule export`")
     p.add_argument("--out", type=Path, default=None, help="weights file (default: next to the config, .pt)")
@@ -135,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command(sub, run, **kwargs) -> argparse.ArgumentParser:
     """The subcommand that ``run`` (``cmd_<name>``) carries out: named, described and bound in one place."""
-    p = sub.add_parser(run.__name__.removeprefix("cmd_"), **kwargs)
+    p = sub.add_parser(run.__name__.removeprefix("cmd_").replace("_", "-"), **kwargs)
     p.set_defaults(run=run)
     return p
 
@@ -404,6 +416,19 @@ def cmd_distill(args) -> int:
     result = run_search(spec, spec_text=text, name=args.search_name, out=sys.stdout, num_cpus=args.num_cpus,
                         ray_address=args.address, status_every=args.status_every, quiet=args.quiet)
     return _finished(result)
+
+
+def cmd_data_curve(args) -> int:
+    from search import data_curve
+    from search.tracking import Tracker
+
+    fractions = data_curve.FRACTIONS if args.fractions is None else args.fractions
+    seeds = data_curve.SEEDS if args.seeds is None else args.seeds
+    data_curve.check_arguments(fractions, seeds)  # before the store or the data is touched
+    tracker = Tracker(args.tracking_uri, args.experiment)
+    print(f"torch threads: {_use_threads(args)}")
+    data_curve.run(tracker, args.name, args.select, fractions, seeds, dry_run=args.dry_run)
+    return 0
 
 
 def cmd_train(args) -> int:

@@ -170,3 +170,28 @@ def test_a_fold_ensemble_is_exported_trained_and_written_as_onnx(ensembled, tmp_
     capsys.readouterr()
     assert main(["export", str(path), "--format", "onnx"]) == 0
     assert "ONNX Runtime matches torch" in capsys.readouterr().out
+
+
+def test_data_curve_runs_on_a_finished_search_and_is_logged_beside_it(ensembled, capsys, monkeypatch, tmp_path):
+    """`emule data-curve`: its cost first, then the curve, as a child run of the search that is no candidate."""
+    spec, result, tracker, _ = ensembled
+    monkeypatch.chdir(tmp_path)  # nothing is written where the command runs
+    store = ["--tracking-uri", spec.tracking.uri, "--experiment", "skip"]
+    assert main(["data-curve", "skip-run", "--fractions", "0.3", "0.6", "--seeds", "1", "--threads", "1",
+                 "--dry-run", *store]) == 0
+    out = capsys.readouterr().out
+    assert "data curve: 6 trainings (2 fold(s) x 3 fractions x 1 seed(s)) of 2 epochs" in out
+    assert not [r for r in tracker.runs() if r.data.tags.get("emule.kind") == "data_curve"]  # a dry run trains nothing
+    assert main(["data-curve", "skip-run", "--fractions", "0.3", "0.6", "--seeds", "1", "--threads", "1",
+                 *store]) == 0
+    out = capsys.readouterr().out
+    assert "6/6: seed 0 fold 1 fraction 1" in out and "smallest fraction within 1 point of all the rows" in out
+    [run] = [r for r in tracker.runs() if r.data.tags.get("emule.kind") == "data_curve"]
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+    assert {"data_curve.png", "data_curve.html", "data_curve.parquet", "data_curve.csv"} <= set(
+        tracker.artifact_paths(run.info.run_id))
+    assert run.data.metrics["training_compute"] > 0 and 0 <= run.data.metrics["data_curve_full_accuracy"] <= 1
+    parent = tracker.run(result.parent_run_id).data.tags
+    assert "**data_curve**: " in parent["mlflow.note.content"] and parent["emule.data_curve"]
+    assert len(tracker.candidates(result.parent_run_id)) == 1  # the analysis is no candidate
+    assert list(tmp_path.iterdir()) == []
