@@ -90,6 +90,19 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
     return _search_spec(name, space, options, seed, trials, epochs, tmp, baseline_seconds)
 
 
+def best_candidate(name: str, run: dict, epochs: int, tmp: Path):
+    """The best candidate of one ``--family small`` search in a JSON record (``run``: one of a set's runs), rebuilt
+    as that search resolved it; with its dataset."""
+    from search.candidate import resolve, spec_dataset
+    from search.spec import KEY_TYPES
+    from search.spec_checks import parse_spec
+
+    spec = parse_spec(spec_for(name, run["seed"], 1, epochs, tmp, 1.0, 0, "small"))
+    dataset = spec_dataset(spec)
+    flat = {k: KEY_TYPES[k](v) for k, v in run["candidate"].items() if k in KEY_TYPES}
+    return resolve(spec, flat, dataset.modalities, len(dataset.classes)), dataset
+
+
 def _search_spec(name: str, space: dict, options: dict, seed: int, trials: int, epochs: int, tmp: Path,
                  baseline_seconds: float) -> dict:
     return {

@@ -24,13 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from accuracy import spec_for  # noqa: E402
+from accuracy import best_candidate  # noqa: E402
 
 from emule_models.cost import count_parameters  # noqa: E402
 from emule_models.train import evaluate  # noqa: E402
-from search.candidate import build_seeded, resolve, spec_dataset  # noqa: E402
-from search.spec import KEY_TYPES  # noqa: E402
-from search.spec_checks import parse_spec  # noqa: E402
+from search.candidate import build_seeded  # noqa: E402
 from search.validation import fit_fold_ensemble, refit  # noqa: E402
 
 # Published test accuracies of LITE (one model) and LITETime (five LITEs averaged), from the LITE repository's
@@ -41,10 +39,7 @@ LITE = {"osuleaf": ("-", "0.946"), "gunpoint": ("-", "1.000"), "italypowerdemand
 
 def both_ways(name: str, run: dict, epochs: int, tmp: Path) -> dict:
     """The run's best candidate, fit as a refit and as a fold ensemble; test accuracy, parameters, seconds."""
-    spec = parse_spec(spec_for(name, run["seed"], 1, epochs, tmp, 1.0, 0, "small"))
-    dataset = spec_dataset(spec)
-    flat = {k: KEY_TYPES[k](v) for k, v in run["candidate"].items() if k in KEY_TYPES}
-    cand = resolve(spec, flat, dataset.modalities, len(dataset.classes))
+    cand, dataset = best_candidate(name, run, epochs, tmp)
     one = count_parameters(build_seeded(cand))
     start = time.perf_counter()
     model, _, _ = refit(cand, dataset)

@@ -29,9 +29,10 @@ from emule_models.cost import training_flops
 from emule_models.data import Dataset
 from emule_models.train import evaluate, fit
 from search.candidate import Candidate
+from search.spec import CURVE_FRACTIONS, CURVE_SEEDS, check_curve
 from search.validation import class_floor, selection_folds, start_model
 
-FRACTIONS, SEEDS = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0), 3  # `emule data-curve`'s defaults
+FRACTIONS, SEEDS = CURVE_FRACTIONS, CURVE_SEEDS  # `emule data-curve`'s defaults, as the spec's data_curve
 WITHIN = 0.01  # "as good as all the rows": within 1 point
 FLAT_GAIN = 0.005  # a predicted gain at 4x the rows under half a point: the curve is flat
 GAINS = (0.01, 0.03)  # the rows +1 and +3 points would take
@@ -40,17 +41,9 @@ INTERVAL = (5, 95)  # percentiles of the bootstrap: a 90% interval
 
 
 def check_arguments(fractions: Sequence[float], seeds: int) -> tuple[float, ...]:
-    """The fractions to measure, sorted, with 1.0 added; refused in one line before any compute."""
-    bad = [f for f in fractions if not (isinstance(f, (int, float)) and 0 < f <= 1)]
-    if bad:
-        raise ValueError(f"--fractions: {bad[0]!r} not accepted; accepted: numbers in (0, 1]")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ValueError(f"--seeds: {seeds!r} not accepted; accepted: an integer >= 1")
-    chosen = tuple(sorted({float(f) for f in fractions} | {1.0}))
-    if len(chosen) < 3:
-        raise ValueError(f"--fractions: {list(fractions)} gives {len(chosen)} point(s) with 1.0; accepted: at least "
-                         "two fractions below 1 (a curve needs three points)")
-    return chosen
+    """The fractions to measure, sorted, with 1.0 added; refused in one line (naming the option) before any
+    compute."""
+    return check_curve(fractions, seeds, prefix="--")
 
 
 def nested_rows(labels: np.ndarray, fractions: Sequence[float], seed: int, floor: int = 1) -> list[np.ndarray]:

@@ -155,8 +155,26 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
     """
     set_up_environment()
     with stopping.handled():
-        return _run_search(spec, spec_text, name, out, ray_address, num_cpus, callbacks, extend, status_every,
-                           quiet, custom_trainable)
+        result = _run_search(spec, spec_text, name, out, ray_address, num_cpus, callbacks, extend, status_every,
+                             quiet, custom_trainable)
+    if spec.data_curve is not None and result.status == "complete":
+        curve_at_the_end(spec, result, out)
+    return result
+
+
+def curve_at_the_end(spec: Spec, result: SearchResult, out) -> None:
+    """The spec's ``data_curve:`` on the completed search: its candidate's learning curve, logged beside it.
+    A failure is told in one line; the search stands as it completed."""
+    from search import data_curve
+
+    c = spec.data_curve
+    say = lambda line: print(line, file=out, flush=True)  # noqa: E731
+    try:
+        data_curve.run(Tracker(spec.tracking.uri, spec.tracking.experiment), result.name, c.select, c.fractions,
+                       c.seeds, log=say)
+    except Exception as e:  # the search's record is complete; the curve can be run again with `emule data-curve`
+        say(f"data curve: failed ({type(e).__name__}: {e}); the search is complete - run it again with "
+            f"`emule data-curve {result.name}`")
 
 
 def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_address: str | None,

@@ -312,6 +312,39 @@ class SearchSettings(Strict):
                          "absolute), a path every node mounts, or a URI (s3://, gs://, ...)")
 
 
+# A learning curve's fractions and shuffles (`emule data-curve`, the spec's data_curve; search.data_curve).
+CURVE_FRACTIONS, CURVE_SEEDS = (0.1, 0.2, 0.35, 0.5, 0.75, 1.0), 3
+
+
+def check_curve(fractions: Any, seeds: Any, prefix: str = "") -> tuple[float, ...]:
+    """A learning curve's fractions, sorted, with 1.0 added; refused in one line (``prefix``: "--" for options)."""
+    bad = [f for f in fractions if not (_number(f) and 0 < f <= 1)]
+    if bad:
+        raise ValueError(f"{prefix}fractions: {bad[0]!r} not accepted; accepted: numbers in (0, 1]")
+    if not _integer(seeds) or seeds < 1:
+        raise ValueError(f"{prefix}seeds: {seeds!r} not accepted; accepted: an integer >= 1")
+    chosen = tuple(sorted({float(f) for f in fractions} | {1.0}))
+    if len(chosen) < 3:
+        raise ValueError(f"{prefix}fractions: {list(fractions)} gives {len(chosen)} point(s) with 1.0; accepted: at "
+                         "least two fractions below 1 (a curve needs three points)")
+    return chosen
+
+
+class DataCurve(Strict):
+    """``data_curve:``: `emule data-curve` run on the search's candidate once the search completes
+    (``search.data_curve``)."""
+
+    select: str = Field("best", description="best (by validation), knee, or a trial id")
+    fractions: list[float] = Field(default_factory=lambda: list(CURVE_FRACTIONS),
+                                   description="fractions of each fold's training rows, in (0, 1]; 1 is added")
+    seeds: int = Field(CURVE_SEEDS, description="shuffles of the rows per fraction")
+
+    @model_validator(mode="after")
+    def _measurable(self) -> DataCurve:
+        check_curve(self.fractions, self.seeds)
+        return self
+
+
 class Tracking(Strict):
     uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, then "
                             "$EMULE_TRACKING_URI, then sqlite:///<cwd>/mlflow.db")
@@ -379,6 +412,8 @@ class Spec(Strict):
     constraints: Constraints = Constraints()
     training: Training = Training()
     distill: Distill | None = None
+    data_curve: DataCurve | None = Field(None, description="a learning curve of the search's candidate, once "
+                                         "the search completes (see `emule data-curve`)")
     search: SearchSettings = SearchSettings()
     tracking: Tracking = Tracking()
 

@@ -118,6 +118,7 @@ def ensembled(ray_local, tmp_path_factory):
         "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
         "space": {"depth": 1, "width": 16, "heads": 2, "patch_len": 30},
         "training": {"epochs": 2, "final": "fold_ensemble"},
+        "data_curve": {"fractions": [0.3, 0.6], "seeds": 1},  # once the search completes
         "search": {"trials": 1, "concurrency": 1, "baseline_seconds": 1e-6, "storage": str(tmp / "runs")},
         "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "skip"},
     })
@@ -174,19 +175,21 @@ def test_a_fold_ensemble_is_exported_trained_and_written_as_onnx(ensembled, tmp_
 
 def test_data_curve_runs_on_a_finished_search_and_is_logged_beside_it(ensembled, capsys, monkeypatch, tmp_path):
     """`emule data-curve`: its cost first, then the curve, as a child run of the search that is no candidate."""
-    spec, result, tracker, _ = ensembled
+    spec, result, tracker, search_out = ensembled
+    curves = lambda: [r for r in tracker.runs() if r.data.tags.get("emule.kind") == "data_curve"]  # noqa: E731
+    assert len(curves()) == 1 and "smallest fraction within 1 point" in search_out  # the spec's, at the end
     monkeypatch.chdir(tmp_path)  # nothing is written where the command runs
     store = ["--tracking-uri", spec.tracking.uri, "--experiment", "skip"]
     assert main(["data-curve", "skip-run", "--fractions", "0.3", "0.6", "--seeds", "1", "--threads", "1",
                  "--dry-run", *store]) == 0
     out = capsys.readouterr().out
     assert "data curve: 6 trainings (2 fold(s) x 3 fractions x 1 seed(s)) of 2 epochs" in out
-    assert not [r for r in tracker.runs() if r.data.tags.get("emule.kind") == "data_curve"]  # a dry run trains nothing
+    assert len(curves()) == 1  # a dry run trains nothing
     assert main(["data-curve", "skip-run", "--fractions", "0.3", "0.6", "--seeds", "1", "--threads", "1",
                  *store]) == 0
     out = capsys.readouterr().out
     assert "6/6: seed 0 fold 1 fraction 1" in out and "smallest fraction within 1 point of all the rows" in out
-    [run] = [r for r in tracker.runs() if r.data.tags.get("emule.kind") == "data_curve"]
+    run = max(curves(), key=lambda r: r.info.start_time)
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == result.parent_run_id
     assert {"data_curve.png", "data_curve.html", "data_curve.parquet", "data_curve.csv"} <= set(
         tracker.artifact_paths(run.info.run_id))

@@ -87,6 +87,9 @@ def test_quickstart_loads():
     ("training.final", "fold_ensemble", "training.final: fold_ensemble - data.cv_folds is holdout, and a fold "
                                         "ensemble needs folds; accepted: refit, or data.cv_folds >= 2"),
     ("space.final", ["refit", "fold_ensemble"], "space: 'final' is not a searchable setting"),
+    ("data_curve", {"fractions": [0.5]}, "data_curve.fractions: [0.5] gives 2 point(s) with 1.0; accepted: at least "
+                                         "two fractions below 1"),
+    ("data_curve", {"seeds": 0}, "data_curve.seeds: 0 not accepted; accepted: an integer >= 1"),
     ("space.pretrain_epochs", [0, -5], "space.pretrain_epochs: -5 not accepted; accepted: integers >= 0"),
     ("space.pretrain_mask_ratio", [0.4, 1.0],
      "space.pretrain_mask_ratio: 1.0 not accepted; accepted: numbers in (0, 1)"),

@@ -1,0 +1,113 @@
+"""Does the learning curve extrapolate: fit on at most half the rows, predict all of them, compare with the measure.
+
+For each best-by-validation candidate of a ``bench/accuracy.py --family small`` run (its JSON record), the
+candidate's learning curve is measured exactly as ``emule data-curve`` measures it (``search.data_curve.measure``:
+its recipe, 5-fold selection folds, nested stratified fractions, ``--seeds`` shuffles). The power law is fit on the
+fractions <= ``--fit-up-to`` only and asked for the accuracy with every row of the folds; the error against the
+measured accuracy there is the extrapolation error (issue target: a mean absolute error <= 2 points over the sets).
+The fit on every fraction, as the command reports it, is shown beside.
+
+    python bench/data_curve.py --out bench/results/data_curve.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from accuracy import best_candidate  # noqa: E402
+
+from search.data_curve import fit_curve, measure  # noqa: E402
+
+FRACTIONS = (0.1, 0.2, 0.35, 0.5, 1.0)
+
+
+def one(name: str, run: dict, args, tmp: Path) -> dict:
+    cand, dataset = best_candidate(name, run, args.epochs, tmp)
+    start = time.perf_counter()
+    runs = measure(cand, dataset, FRACTIONS, args.seeds, log=lambda _: None)
+    seconds = time.perf_counter() - start
+    full = fit_curve(runs, len(dataset.pool))
+    table = full.table()
+    all_rows, measured = table[-1]["rows"], table[-1]["accuracy"]
+    early = fit_curve([r for r in runs if r.fraction <= args.fit_up_to], round(all_rows))
+    predicted = early.predicted.get("now", (float("nan"),) * 3)
+    row = {"set": name, "search_seed": run["seed"], "rows": all_rows, "measured": measured,
+           "predicted": predicted[0], "low": predicted[1], "high": predicted[2],
+           "error": predicted[0] - measured, "enough": full.enough(), "flat": full.flat,
+           "x2": full.predicted.get("x2", (float("nan"),) * 3)[0], "table": table, "seconds": seconds}
+    print(f"{name} seed {run['seed']}: measured {measured:.3f} at {all_rows:.0f} rows, predicted from <= "
+          f"{args.fit_up_to:g} {predicted[0]:.3f} [{predicted[1]:.3f}, {predicted[2]:.3f}] ({seconds:.0f} s)",
+          flush=True)
+    return row
+
+
+def report(rows: list[dict], args, wall_s: float) -> str:
+    lines = [
+        "# Learning curves: extrapolation from half the rows",
+        "",
+        f"Command: `python bench/data_curve.py --record {args.record} --search-seeds {args.search_seeds} --seeds "
+        f"{args.seeds} --fit-up-to {args.fit_up_to:g}{' --sets ' + ' '.join(args.sets) if args.sets else ''} --out "
+        f"{args.out}` ({wall_s / 60:.0f} min, one thread).",
+        "",
+        f"Per set and search seed, the best candidate of the small-family search in the record, measured as `emule "
+        f"data-curve` measures it: fractions {', '.join(f'{f:g}' for f in FRACTIONS)} of each of its 5 folds' "
+        f"training rows, {args.seeds} shuffle(s), validation accuracy on the fold's own rows. *Predicted*: the power "
+        f"law fit on the fractions <= {args.fit_up_to:g} only, at every row of the folds (90% bootstrap interval). "
+        "*Enough*: the smallest fraction within 1 point of all the rows (measured). *2x*: what the fit on every "
+        "fraction predicts with twice the labelled rows.",
+        "",
+        "| set | search seed | rows | measured | predicted from <= half | error | enough | flat | 2x (all fractions) |"
+        " s |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['set']} | {r['search_seed']} | {r['rows']:.0f} | {r['measured']:.3f} | {r['predicted']:.3f}"
+                     f" [{r['low']:.3f}, {r['high']:.3f}] | {r['error']:+.3f} | {r['enough']:g} | "
+                     f"{'yes' if r['flat'] else 'no'} | {r['x2']:.3f} | {r['seconds']:.0f} |")
+    errors = [abs(r["error"]) for r in rows if r["error"] == r["error"]]
+    if errors:
+        per_set = {}
+        for r in rows:
+            per_set.setdefault(r["set"], []).append(abs(r["error"]))
+        by_set = ", ".join(f"{k} {statistics.mean(v) * 100:.1f}" for k, v in per_set.items())
+        lines += ["", f"Mean absolute extrapolation error: {statistics.mean(errors) * 100:.1f} points over "
+                  f"{len(errors)} curves ({by_set}); target <= 2 points."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--record", type=Path, default=Path("bench/results/accuracy_small.json"))
+    ap.add_argument("--epochs", type=int, default=60, help="the epochs of the searches in the record")
+    ap.add_argument("--sets", nargs="*", default=[])
+    ap.add_argument("--search-seeds", type=int, default=1, help="the first N search seeds of each set in the record")
+    ap.add_argument("--seeds", type=int, default=1, help="shuffles per fraction")
+    ap.add_argument("--fit-up-to", type=float, default=0.5)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    start, rows = time.perf_counter(), []
+    with tempfile.TemporaryDirectory(prefix="emule-curve-") as tmp:
+        for entry in json.loads(args.record.read_text()):
+            if args.sets and entry["name"] not in args.sets:
+                continue
+            for run in entry["runs"][:args.search_seeds]:
+                rows.append(one(entry["name"], run, args, Path(tmp)))
+                text = report(rows, args, time.perf_counter() - start)
+                if args.out:
+                    args.out.write_text(text)
+                    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
