@@ -27,8 +27,14 @@ class MultimodalClassifier(nn.Module):
         self.head = nn.Linear(FUSION[cfg.fusion].out_width(cfg), cfg.num_classes)
 
     def forward(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        return self.head(self.features(inputs, valid))  # (B, classes)
+
+    def features(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor] | None = None
+                 ) -> torch.Tensor:
+        """The pooled representation the head classifies, ``(B, out_width)``: what a row looks like to the model
+        (k-center coverage and gradient embeddings read it)."""
         encoded, masks = self.encode(inputs, valid)
-        return self.head(self.fusion.pool(encoded, masks))  # (B, classes)
+        return self.fusion.pool(encoded, masks)  # (B, W)
 
     def encode(self, inputs: dict[str, torch.Tensor], valid: dict[str, torch.Tensor] | None = None
                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -135,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     _threads_arg(p, "the trainings")
     _tracking_args(p)
 
+    p = _command(sub, cmd_suggest_labels, help="which unlabelled rows (null labels) to label next: a candidate's "
+                       "fold models rank them by uncertainty, coverage or both, into a Parquet of row ids and scores")
+    p.add_argument("name", help="search name, or a spec name for its newest search")
+    p.add_argument("--n", type=int, required=True, metavar="K", help="how many rows to suggest")
+    p.add_argument("--select", default="best", help="the candidate: best (by validation; default), knee, or a trial id")
+    p.add_argument("--strategy", default=None, help="margin (default): the two likeliest classes closest; entropy: "
+                   "the most even class probabilities; kcenter: the rows farthest from the labelled ones in the "
+                   "models' representation; mix: both at once (BADGE); see search/label_suggestions.py")
+    p.add_argument("--out", type=Path, default=None, help="the Parquet file to write (default: "
+                   "SEARCH.suggest-STRATEGY.parquet here)")
+    _threads_arg(p, "the fold models' training")
+    _tracking_args(p)
+
     p = _command(sub, cmd_train, help="retrain an exported config and save its weights")
     p.add_argument("config", type=Path, help="a candidate YAML written by `emule export`")
     p.add_argument("--out", type=Path, default=None, help="weights file (default: next to the config, .pt)")
@@ -428,6 +441,18 @@ def cmd_data_curve(args) -> int:
     tracker = Tracker(args.tracking_uri, args.experiment)
     print(f"torch threads: {_use_threads(args)}")
     data_curve.run(tracker, args.name, args.select, fractions, seeds, dry_run=args.dry_run)
+    return 0
+
+
+def cmd_suggest_labels(args) -> int:
+    from search import label_suggestions
+    from search.tracking import Tracker
+
+    strategy = args.strategy or label_suggestions.DEFAULT_STRATEGY
+    label_suggestions.check_arguments(args.n, strategy, args.out)  # before the store or the data is touched
+    tracker = Tracker(args.tracking_uri, args.experiment)
+    print(f"torch threads: {_use_threads(args)}")
+    label_suggestions.run(tracker, args.name, args.n, args.select, strategy, args.out)
     return 0
 
 

@@ -361,6 +361,8 @@ class DataSection(Strict):
     label: str | None = Field(None, description="the label column (Parquet)")
     columns: dict[str, Any] | None = Field(None, description="input columns and their kinds (Parquet)")
     split: str | None = Field(None, description="a column of train / val / test (Parquet)")
+    id: str | None = Field(None, description="a column naming each row, unique (Parquet): `emule suggest-labels` "
+                           "names the rows to label by it")
     seed: int | None = Field(None, description="seeds the validation carve and the cross-validation folds")
     val_fraction: float | None = Field(None, ge=0, lt=1)
     test_fraction: float | None = Field(None, ge=0, lt=1)

@@ -418,7 +418,8 @@ class Tracker:
         self._client.set_tag(run_id, NOTE_TAG, line)
         note = self.run(parent_id).data.tags.get(NOTE_TAG, "")
         marker = f"**{kind}**"
-        kept = [row for row in note.split("\n\n") if not row.startswith(marker)]
+        # the description ends in a newline: a row after it starts with one (older notes kept it)
+        kept = [row for row in note.rstrip("\n").split("\n\n") if not row.lstrip("\n").startswith(marker)]
         self._client.set_tag(parent_id, NOTE_TAG, "\n\n".join([*kept, f"{marker}: {line}"]))
         self._client.set_tag(parent_id, f"emule.{kind}", line[:PARAM_LIMIT])
         self._client.set_terminated(run_id, "FINISHED")

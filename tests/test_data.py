@@ -57,7 +57,8 @@ def _assert_error(fn, column: str, *words: str) -> None:
         fn()
     message = str(info.value)
     assert "\n" not in message, message
-    field = {"y": "data.label: 'y' -", "split": "data.split: 'split' -"}.get(column, f"data.columns.{column}:")
+    field = {"y": "data.label: 'y' -", "split": "data.split: 'split' -", "key": "data.id: 'key' -"}.get(
+        column, f"data.columns.{column}:")
     assert message.startswith(field), message
     assert "accepted:" in message, message
     for w in words:
@@ -455,6 +456,44 @@ def test_null_labels_are_unlabelled_rows_in_no_split(tmp_path):
     np.testing.assert_allclose(back.unlabelled.inputs["sig"], ds.unlabelled.inputs["sig"])
     viewed = with_view(ds, "spectrogram", 8)  # a view covers the unlabelled rows too
     assert viewed.unlabelled.inputs["sig_spectrogram"].shape[0] == 5
+
+
+def test_unlabelled_rows_keep_their_row_number_and_id(tmp_path):
+    """Each unlabelled row names where it came from: its 0-based row in the table, and its id where data.id is set
+    (integers or strings); a labelled-only table keeps none, and nothing else changes."""
+    n = 30
+    labels = [None if i % 6 == 5 else f"k{i % 3}" for i in range(n)]
+    split = ["test" if i % 5 == 0 and labels[i] else "train" for i in range(n)]
+    table = _table(n, y=labels, split=split, key=[f"id-{i}" for i in range(n)])
+    spec = {**SPEC, "split": "split", "val_fraction": 0.25}
+    plain = dataset_from_table(table, spec)
+    np.testing.assert_array_equal(plain.unlabelled_rows, np.arange(5, n, 6))
+    assert plain.unlabelled_ids is None
+    named = dataset_from_table(table, {**spec, "id": "key"})
+    assert named.unlabelled_ids.tolist() == [f"id-{i}" for i in range(5, n, 6)]
+    _same(plain, named)
+    whole = dataset_from_table(_table(n, y=labels, split=split, key=list(range(100, 100 + n))), {**spec, "id": "key"})
+    assert whole.unlabelled_ids.tolist() == list(range(105, 100 + n, 6))
+    pq.write_table(table, tmp_path / "t.parquet")
+    loaded = load_data({"path": str(tmp_path / "t.parquet"), **spec, "id": "key"})
+    np.testing.assert_array_equal(loaded.unlabelled_rows, np.arange(5, n, 6))
+    assert loaded.unlabelled_ids.tolist() == named.unlabelled_ids.tolist()
+    labelled = dataset_from_table(_table(), SPEC)
+    assert labelled.unlabelled is None and labelled.unlabelled_rows is None and labelled.unlabelled_ids is None
+    assert "id" not in TableSpec(label="y", columns={"s": "series"}).to_dict()  # stored specs read as before
+
+
+def test_a_bad_id_column_is_refused_in_one_line():
+    spec = {**SPEC, "id": "key"}
+    _assert_error(lambda: dataset_from_table(_table(key=[f"r{i}" for i in range(11)] + ["r3"]), spec), "key",
+                  "1 value(s) on more than one row, first 'r3' at rows [3, 11]", "a unique value per row")
+    _assert_error(lambda: dataset_from_table(_table(key=[None] + [f"r{i}" for i in range(11)]), spec), "key",
+                  "1 null value(s), first at row 0")
+    _assert_error(lambda: dataset_from_table(_table(key=[float(i) for i in range(12)]), spec), "key",
+                  "id type double not accepted", "string or integer ids")
+    _assert_error(lambda: dataset_from_table(_table(), spec), "key", "not in the table")
+    with pytest.raises(ValueError, match="data.id: 'y' is also the label"):
+        TableSpec(label="y", columns={"sig": "series"}, id="y")
 
 
 def test_unlabelled_rows_refused_in_validation_or_test():

@@ -40,6 +40,18 @@ def valid_steps(batch: int, length: int, real: list[int]) -> torch.Tensor:
     return torch.arange(length)[None, :] < torch.tensor(real)[:, None]  # (B, L)
 
 
+@pytest.mark.parametrize("fusion", sorted(FUSION))
+def test_features_are_what_the_head_classifies(fusion):
+    """``features``: the pooled (B, out_width) vector the head reads, for every fusion (label suggestions read it)."""
+    torch.manual_seed(0)
+    cfg = config(fusion=fusion)
+    model = build_model(cfg).eval()
+    inputs = example_inputs(cfg, 3)
+    features = model.features(inputs)
+    assert features.shape == (3, FUSION[fusion].out_width(cfg))
+    torch.testing.assert_close(model.head(features), model(inputs))
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("attention,fusion", COMBOS)
 def test_every_variant_and_fusion_builds_and_trains_a_step(attention, fusion, device):

@@ -93,6 +93,17 @@ def test_kcenter_covers():
     assert radius[0] >= radius[1] >= radius[2]
 
 
+def test_kcenter_from_covered_rows_and_repeated_rows():
+    """With rows already covered (a labelled pool) the first pick is the row farthest from them, not a random one;
+    a row is never picked twice, even where rows repeat."""
+    x = np.array([[0.0, 0.0], [0.0, 0.0], [3.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    covered = np.array([[0.0, 0.0]])
+    assert k_center(x, 2, np.random.default_rng(0), covered).tolist() == [2, 4]
+    picks = k_center(x, 5, np.random.default_rng(0), covered)
+    assert sorted(picks.tolist()) == [0, 1, 2, 3, 4]
+    assert sorted(k_center(np.zeros((4, 3)), 4, np.random.default_rng(1)).tolist()) == [0, 1, 2, 3]
+
+
 def test_missing_or_mismatched_inputs_rejected():
     for strategy in STRATEGIES:
         assert needs_scores(strategy) == (STRATEGIES[strategy].needs is not None)

@@ -2,7 +2,9 @@
 
 A table holds one row per sample: a label column (strings or integers), one column per modality and optionally a
 split column (``train``/``val``/``test``). A row whose label is null is unlabelled: it joins no split, never
-validation or test, and serves only self-supervised pretraining (``Dataset.unlabelled``). Decoding is vectorised:
+validation or test, and serves pretraining (``Dataset.unlabelled``) and the choice of rows to label next; each keeps
+where it came from (``Dataset.unlabelled_rows``: its 0-based row number in the table, and ``Dataset.unlabelled_ids``:
+its value in the optional ``id`` column), so a suggestion names the row in the user's own file. Decoding is vectorised:
 list columns are flattened once and the flat values are scattered into padded arrays through their lengths, so there
 is no per-sample Python loop. Encoded PNG/JPEG images are the exception - Pillow decodes one image at a time - but
 that happens once, at load.
@@ -87,6 +89,8 @@ class TableSpec:
         seed: seed of the stratified splits.
         val_fraction: share of the training rows held out for validation.
         test_fraction: share of all rows held out for test (only when the table has no test rows).
+        id: name of an optional column identifying each row (strings or integers, unique, no nulls); unlabelled
+            rows are then named by it as well as by their row number.
     """
 
     label: str
@@ -96,6 +100,7 @@ class TableSpec:
     seed: int = 0
     val_fraction: float = 0.2
     test_fraction: float = 0.2
+    id: str | None = None
 
     def __post_init__(self):
         cols = {c: (s if isinstance(s, ColumnSpec) else _column_spec(c, s)) for c, s in dict(self.columns).items()}
@@ -108,6 +113,9 @@ class TableSpec:
                 raise ValueError(f"data.columns.{c}: is also the label or split column; accepted: a different column")
         if self.split is not None and self.split == self.label:
             raise ValueError(f"data.split: {self.split!r} is the label column; accepted: a different column")
+        if self.id is not None and self.id in (self.label, self.split, *cols):
+            raise ValueError(f"data.id: {self.id!r} is also the label, split or a modality column; accepted: a "
+                             "column of its own")
         for key in ("val_fraction", "test_fraction"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
@@ -137,8 +145,9 @@ class TableSpec:
             extra = {k: v for k, v in (("size", list(s.size) if s.size else None), ("channels", s.channels),
                                        ("normalize", None if s.normalize == "none" else s.normalize)) if v}
             columns[c] = {"kind": s.kind, **extra} if extra else s.kind
-        return {"label": self.label, "columns": columns, "split": self.split, "name": self.name, "seed": self.seed,
-                "val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
+        out = {"label": self.label, "columns": columns, "split": self.split, "name": self.name, "seed": self.seed,
+               "val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
+        return {**out, "id": self.id} if self.id is not None else out
 
 
 def _column_spec(col: str, s: Any) -> ColumnSpec:
@@ -184,6 +193,7 @@ def dataset_from_table(table: pa.Table, spec: TableSpec | Mapping[str, Any] | No
         raise ValueError(f"{_field(spec, spec.label)} the table has no rows; accepted: a table with rows")
     labels, classes = _labels(table.column(spec.label), _field(spec, spec.label))
     parts = _assign_splits(table, spec, labels, classes)  # cheap checks first, before decoding the big columns
+    ids = _ids(table, spec)
     inputs, valid, modalities = {}, {}, []
     for col, cs in spec.columns.items():
         arr = _combine(table.column(col))
@@ -201,8 +211,10 @@ def dataset_from_table(table: pa.Table, spec: TableSpec | Mapping[str, Any] | No
     full = Split(inputs, labels, valid)
     train, val, test = (full.take(parts[s]) for s in SPLITS)
     unlabelled = np.flatnonzero(labels < 0)
-    return Dataset(spec.name, tuple(modalities), classes, train, val, test,
-                   full.take(unlabelled) if len(unlabelled) else None)
+    if not len(unlabelled):
+        return Dataset(spec.name, tuple(modalities), classes, train, val, test)
+    return Dataset(spec.name, tuple(modalities), classes, train, val, test, full.take(unlabelled),
+                   unlabelled_rows=unlabelled, unlabelled_ids=None if ids is None else ids[unlabelled])
 
 
 def _field(spec: TableSpec, col: str) -> str:
@@ -211,6 +223,8 @@ def _field(spec: TableSpec, col: str) -> str:
         return f"data.label: {col!r} -"
     if col == spec.split:
         return f"data.split: {col!r} -"
+    if col == spec.id:
+        return f"data.id: {col!r} -"
     return f"data.columns.{col}:"
 
 
@@ -220,12 +234,16 @@ def check_columns(schema: pa.Schema, spec: TableSpec) -> None:
     wanted = [(spec.label, "label"), *((c, s.kind) for c, s in spec.columns.items())]
     if spec.split is not None:
         wanted.append((spec.split, "split"))
+    if spec.id is not None:
+        wanted.append((spec.id, "id"))
     for col, role in wanted:
         if col not in names:
             raise ValueError(f"{_field(spec, col)} not in the table; accepted: one of its columns {names}")
         t = _value_type(schema.field(col).type)
         if role == "label" and not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)):
             raise ValueError(f"{_field(spec, col)} label type {t} not accepted; accepted: string or integer labels")
+        if role == "id" and not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)):
+            raise ValueError(f"{_field(spec, col)} id type {t} not accepted; accepted: string or integer ids")
         if role == "split" and not (pa.types.is_string(t) or pa.types.is_large_string(t)):
             raise ValueError(f"{_field(spec, col)} split type {t} not accepted; accepted: strings {list(SPLITS)}")
         if role == "series":
@@ -433,6 +451,23 @@ def _labels(col: pa.ChunkedArray, where: str) -> tuple[np.ndarray, tuple[str, ..
     if len(classes) < 2:
         raise ValueError(f"{where} one class {list(classes)}; accepted: at least two classes")
     return index, classes
+
+
+def _ids(table: pa.Table, spec: TableSpec) -> np.ndarray | None:
+    """The ``id`` column's values, row for row (None without one): no nulls, no value twice."""
+    if spec.id is None:
+        return None
+    arr = _combine(table.column(spec.id))
+    where = _field(spec, spec.id)
+    _no_nulls(arr, spec.id, where=where)
+    values = arr.to_numpy(zero_copy_only=False)
+    _, first, counts = np.unique(values, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        value = values[np.flatnonzero(np.isin(values, values[first[counts > 1]]))[0]]
+        rows = np.flatnonzero(values == value)[:2].tolist()
+        raise ValueError(f"{where} {int((counts > 1).sum())} value(s) on more than one row, first {value!r} at "
+                         f"rows {rows}; accepted: a unique value per row")
+    return values
 
 
 def _assign_splits(table: pa.Table, spec: TableSpec, labels: np.ndarray,

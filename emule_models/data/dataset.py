@@ -47,7 +47,11 @@ class Dataset:
     train: Split
     val: Split
     test: Split
-    unlabelled: Split | None = None  # rows without a label (label -1): read by self-supervised pretraining only
+    unlabelled: Split | None = None  # rows without a label (label -1): read by pretraining, never validated on
+    # where each unlabelled row comes from, row for row: its 0-based row number in the table as read (a Parquet
+    # file's row order; a folder's files in path order), and its value in the data's ``id`` column where it has one
+    unlabelled_rows: np.ndarray | None = None
+    unlabelled_ids: np.ndarray | None = None
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:

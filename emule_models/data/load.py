@@ -10,6 +10,7 @@ User Parquet (a file or a directory)::
       path: data/meters.parquet
       label: appliance            # strings or integers
       split: split                # optional: train / val / test
+      id: meter_id                # optional: names each row (strings or integers, unique)
       columns:
         current: series           # list<float> or list<list<float>> (channels x time)
         photo: {kind: image, size: [32, 32]}   # PNG/JPEG bytes or nested float lists
@@ -31,7 +32,8 @@ from emule_models.data.dataset import Dataset
 from emule_models.data.views import with_view
 
 BUILTIN_KEYS = ("name", "seed", "val_fraction", "view", "view_size")
-PARQUET_KEYS = ("path", "label", "columns", "split", "seed", "val_fraction", "test_fraction", "view", "view_size")
+PARQUET_KEYS = ("path", "label", "columns", "split", "id", "seed", "val_fraction", "test_fraction", "view",
+                "view_size")
 
 
 def load_data(section: Mapping[str, Any], root: str | Path | None = None) -> Dataset:

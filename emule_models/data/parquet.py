@@ -37,7 +37,7 @@ def read_table(path: str | Path, spec: TableSpec | Mapping[str, Any] | None = No
     elif not isinstance(spec, TableSpec):
         spec = TableSpec.from_dict(spec)
     check_columns(source.schema, spec)
-    wanted = [spec.label, *spec.columns, *([spec.split] if spec.split else [])]
+    wanted = [spec.label, *spec.columns, *([spec.split] if spec.split else []), *([spec.id] if spec.id else [])]
     try:
         return source.to_table(columns=wanted), spec
     except pa.ArrowException as e:  # e.g. the files of a directory disagree on a column's type
