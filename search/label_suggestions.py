@@ -53,6 +53,7 @@ DEFAULT_STRATEGY = "margin"
 FILE = "label_suggestions.parquet"  # the artifact's name in MLflow, whatever --out is
 KIND = "label_suggestions"  # the analysis child run's kind (tag emule.kind)
 BATCH = 256
+COLUMNS = ("row", "rank", "score", "predicted", "probability")  # the file's own, beside the data's id column
 
 
 def check_arguments(n: int, strategy: str, out: Path | None = None) -> None:
@@ -260,13 +261,20 @@ class Suggestions:
 
         columns = {"row": pa.array(self.rows, pa.int64())}
         if self.ids is not None:
-            columns[self.id_column] = pa.array(self.ids.tolist())
+            columns[self.id_name] = pa.array(self.ids.tolist())
         columns.update({"rank": pa.array(np.arange(1, len(self.rows) + 1), pa.int32()),
                         "score": pa.array(self.scores, pa.float64()),
                         "predicted": pa.array(self.predicted, pa.string()),
                         "probability": pa.array(self.probability, pa.float64())})
         table = pa.table(columns)
         return table.replace_schema_metadata({b"emule.label_suggestions": json.dumps(meta).encode()}) if meta else table
+
+    @property
+    def id_name(self) -> str | None:
+        """The id column's name in the file: the data's, unless the file's own columns take it (then ``<name>_id``)."""
+        if self.id_column is None:
+            return None
+        return f"{self.id_column}_id" if self.id_column in COLUMNS else self.id_column
 
     def lines(self, top: int = 10) -> list[str]:
         named = self.ids is not None
@@ -351,7 +359,7 @@ def run(tracker, name: str, n: int, select: str = "best", strategy: str = DEFAUL
         raise
     for line in found.lines():
         log(line)
-    where = f"the {found.id_column} column" if found.id_column else ("the row column: 0-based row numbers of the data "
+    where = f"the {found.id_name} column" if found.id_column else ("the row column: 0-based row numbers of the data "
                                                                      "as read (a folder: its files in path order)")
     log(f"wrote {out}: {len(found.rows)} of {unlabelled} unlabelled rows, best first; the rows are named by {where}")
     return found

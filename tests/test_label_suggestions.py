@@ -133,6 +133,8 @@ def test_suggestions_are_unlabelled_rows_and_name_their_row_in_the_file(strategy
     assert table.column_names == ["row", "meter", "rank", "score", "predicted", "probability"]
     assert table.column("rank").to_pylist() == list(range(1, 8))
     assert set(table.column("predicted").to_pylist()) <= set(dataset.classes)
+    clash = suggest(tiny_models(dataset), dataset, 3, strategy, id_column="rank")  # an id column named like ours
+    assert clash.table().column_names == ["row", "rank_id", "rank", "score", "predicted", "probability"]
     everything = suggest(tiny_models(dataset), dataset, 10_000, strategy)  # --n beyond the rows: all of them
     assert sorted(everything.rows.tolist()) == dataset.unlabelled_rows.tolist() and everything.ids is None
 
