@@ -29,6 +29,7 @@ from emule_models.cost import training_flops
 from emule_models.data import Dataset
 from emule_models.train import evaluate, fit
 from search.candidate import Candidate
+from search.results import TRAINING_COMPUTE
 from search.spec import CURVE_FRACTIONS, CURVE_SEEDS, check_curve
 from search.validation import class_floor, selection_folds, start_model
 
@@ -365,7 +366,7 @@ def run(tracker, name: str, select: str = "best", fractions: Sequence[float] = F
         curve = fit_curve(runs, len(dataset.pool))
         with tempfile.TemporaryDirectory(prefix="emule-data-curve-") as tmp:
             files = write_files(curve, Path(tmp), f"{record.name}: learning curve of {chosen.trial_id}")
-            tracker.finish_analysis(run_id, record.parent_id, {**curve.metrics(), "training_compute": work.flops},
+            tracker.finish_analysis(run_id, record.parent_id, {**curve.metrics(), TRAINING_COMPUTE: work.flops},
                                     files, curve.summary())
     except BaseException as e:
         tracker.fail_analysis(run_id, f"{type(e).__name__}: {e}")

@@ -45,7 +45,7 @@ from emule_models.data import Dataset
 from emule_models.data.dataset import Split
 from emule_models.data.selection import k_center_radii, nearest_distances
 from search.candidate import Candidate
-from search.results import EPOCH, PRETRAIN_SAMPLES, SAMPLES_SEEN
+from search.results import EPOCH, PRETRAIN_SAMPLES, SAMPLES_SEEN, TRAINING_COMPUTE
 from search.validation import FoldModels, class_floor, cross_validate, describe, selection_folds
 
 STRATEGIES = ("margin", "entropy", "kcenter", "mix")
@@ -351,7 +351,7 @@ def run(tracker, name: str, n: int, select: str = "best", strategy: str = DEFAUL
             shutil.copyfile(out, logged)
             metrics = {"suggested": len(found.rows), "unlabelled_rows": unlabelled,
                        "score_max": float(found.scores.max()), "score_min": float(found.scores.min()),
-                       "training_compute": training_flops(cand.model, seen)}
+                       TRAINING_COMPUTE: training_flops(cand.model, seen)}
             tracker.finish_analysis(run_id, record.parent_id, metrics, [logged],
                                     found.summary(chosen.trial_id, len(kept.models)))
     except BaseException as e:
