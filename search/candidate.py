@@ -143,6 +143,14 @@ def candidate_dataset(cand: Candidate) -> Dataset:
     return load_section(cand.data)
 
 
+def refuse_distilled(cand: Candidate) -> None:
+    """Refuse, in one line, a distilled candidate for an analysis that trains it again on other rows than the
+    search's (its teacher's soft labels were made once per search, for the search's own rows)."""
+    if cand.training.distill_alpha:
+        raise ValueError("--select: the candidate distills from a teacher (training.distill_alpha "
+                         f"{cand.training.distill_alpha:g}); accepted: a candidate that does not distill")
+
+
 def data_in_place(section: dict[str, Any], search: str | None = None, config: str | Path | None = None,
                   need: str = "to train") -> None:
     """Refuse, in one line, a Parquet ``data.path`` that no longer exists where search ``search`` read it, before

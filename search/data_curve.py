@@ -28,7 +28,7 @@ import numpy as np
 from emule_models.cost import training_flops
 from emule_models.data import Dataset
 from emule_models.train import evaluate, fit
-from search.candidate import Candidate
+from search.candidate import Candidate, refuse_distilled
 from search.results import TRAINING_COMPUTE
 from search.spec import CURVE_FRACTIONS, CURVE_SEEDS, check_curve
 from search.validation import class_floor, selection_folds, start_model
@@ -92,9 +92,7 @@ class Run:
 def measure(cand: Candidate, dataset: Dataset, fractions: Sequence[float], seeds: int, device: str = "cpu",
             log: Callable[[str], None] = print) -> list[Run]:
     """Train the candidate on each fold's nested fractions, for each seed; score on the fold's validation rows."""
-    if cand.training.distill_alpha:
-        raise ValueError("--select: the candidate distills from a teacher (training.distill_alpha "
-                         f"{cand.training.distill_alpha:g}); accepted: a candidate that does not distill")
+    refuse_distilled(cand)
     pool = dataset.pool
     folds = selection_folds(cand.data, dataset)
     floor, runs, total = class_floor(pool.labels), [], len(folds) * len(fractions) * seeds

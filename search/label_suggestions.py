@@ -44,7 +44,7 @@ from emule_models.cost import training_flops
 from emule_models.data import Dataset
 from emule_models.data.dataset import Split
 from emule_models.data.selection import k_center_radii, nearest_distances
-from search.candidate import Candidate
+from search.candidate import Candidate, refuse_distilled
 from search.results import EPOCH, PRETRAIN_SAMPLES, SAMPLES_SEEN, TRAINING_COMPUTE
 from search.validation import FoldModels, class_floor, cross_validate, describe, selection_folds
 
@@ -219,13 +219,6 @@ def workload(cand: Candidate, dataset: Dataset) -> Workload:
             rows += count if fraction == 1.0 else min(count, max(1, floor, round(fraction * count)))
     samples = int(rows) * cand.training.epochs
     return Workload(len(folds), cand.training.epochs, samples, training_flops(cand.model, samples))
-
-
-def refuse_distilled(cand: Candidate) -> None:
-    """A distilled candidate's fold models need its teacher's soft labels, made once per search: refused."""
-    if cand.training.distill_alpha:
-        raise ValueError("--select: the candidate distills from a teacher (training.distill_alpha "
-                         f"{cand.training.distill_alpha:g}); accepted: a candidate that does not distill")
 
 
 def train_fold_models(cand: Candidate, dataset: Dataset, device: str = "cpu",

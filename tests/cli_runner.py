@@ -1,13 +1,18 @@
-"""Runs ``emule search`` on many bad specs in one process and checks each was refused cleanly: exit code 2, one
-stderr line ``emule search: ...`` containing the text the spec's first line expects (``# expect: <text>``), no
-traceback, Ray never imported. Shared by the bad-spec and bad-dataset corpora."""
+"""The CLI as tests run it. ``run_search_on`` runs ``emule search`` on many bad specs in one process and checks each
+was refused cleanly: exit code 2, one stderr line ``emule search: ...`` containing the text the spec's first line
+expects (``# expect: <text>``), no traceback, Ray never imported (shared by the bad-spec and bad-dataset corpora).
+``cli`` runs one command in this process."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from search.cli import main
 
 # One process runs the CLI on every file: the start-up cost is paid once, and `ray` staying unimported across
 # all of them shows that none got as far as starting anything.
@@ -53,3 +58,12 @@ def assert_refused(result: dict, path: Path) -> None:
     assert lines[0].startswith("emule search: ")
     assert expected(path) in lines[0], lines[0]
     assert not result["ray"]
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    """``emule ARGS`` in this process: exit code, stdout, stderr (picklable streams: Tune pickles the search's
+    callback, which prints to the stdout of its start)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()

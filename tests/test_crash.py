@@ -4,28 +4,17 @@ and `emule resume` continues the search. (Candidates that fail inside a trial: t
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from pathlib import Path
 
+from cli_runner import cli
 from waves import waves_spec, write_waves
 
 from search import runner
-from search.cli import main
 from search.crash import SearchFailed, error_line, record_failure, write_trace
 from search.results import BUDGET_DONE_TAG
 from search.runner import SESSION_FILE
 from search.tracking import Tracker
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """``emule ARGS`` in this process: exit code, stdout, stderr (picklable streams: Tune pickles the search's
-    callback, which prints to the stdout of its start)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 def failed_now(tracker: Tracker, parent: str, experiment: Path, error: Exception) -> SearchFailed:

@@ -4,15 +4,13 @@ file is one line naming it."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_runner import cli
 from waves import waves_spec, write_waves
 
-from search.cli import main
 from search.datasets import DatasetRecord
 from search.export import load_search, recorded_spec, spec_yaml
 from search.spec_checks import load_spec
@@ -25,15 +23,6 @@ objectives:
   - {metric: param_count, mode: min, reference: 1.0e+6, log: true}
 space: {width: [16]}
 """
-
-
-def cli(*args: str) -> tuple[int, str, str]:
-    """``emule ARGS`` in this process: exit code, stdout, stderr (picklable streams: Tune pickles the search's
-    callback, which prints to the stdout of its start)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, out.getvalue(), err.getvalue()
 
 
 def old_search(t: Tracker, name: str, dataset_uri: str | None, cv_folds: str | None) -> str:
