@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.metrics import SIZE  # noqa: E402
+from search.spec.metrics import SIZE  # noqa: E402
 
 SETS = ("osuleaf", "gunpoint", "italypowerdemand", "basicmotions", "plaid")
 # The field's published test accuracies on the same official splits, quoted beside ours (never measured here).
@@ -93,9 +93,9 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
 def best_candidate(name: str, run: dict, epochs: int, tmp: Path):
     """The best candidate of one ``--family small`` search in a JSON record (``run``: one of a set's runs), rebuilt
     as that search resolved it; with its dataset."""
-    from search.candidate import resolve, spec_dataset
-    from search.spec import KEY_TYPES
-    from search.spec_checks import parse_spec
+    from search.driver.checks import parse_spec
+    from search.spec.schema import KEY_TYPES
+    from search.trial.candidate import resolve, spec_dataset
 
     spec = parse_spec(spec_for(name, run["seed"], 1, epochs, tmp, 1.0, 0, "small"))
     dataset = spec_dataset(spec)
@@ -124,10 +124,10 @@ def _search_spec(name: str, space: dict, options: dict, seed: int, trials: int, 
 def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float,
             pretrain_epochs: int, first_seed: int = 0, family: str = "transformer") -> dict:
     """``seeds`` searches of one set; the best-by-validation candidate of each, and the search's baselines."""
-    from search import yardstick
-    from search.runner import run_search
-    from search.spec_checks import parse_spec
-    from search.tracking import Tracker
+    from search.driver.checks import parse_spec
+    from search.driver.runner import run_search
+    from search.front import yardstick
+    from search.record.tracking import Tracker
 
     runs = []
     for seed in range(first_seed, seeds):

@@ -2,7 +2,7 @@
 
 For a set where the search's time bound (``search.baseline_seconds``) skips a baseline - PLAID's 1-NN DTW, whose
 folds and test split together are estimated at hours here - this gives the number the accuracy targets need, for a
-fraction of the work (no selection folds). The baseline is the search's own (``search.baselines.METHODS``), seeing
+fraction of the work (no selection folds). The baseline is the search's own (``search.trial.baselines.METHODS``), seeing
 the series as the search's baselines do (``series_matrix``: channels concatenated, zero-padded to the longest).
 
     python bench/baseline_test.py --set plaid --baseline nn_dtw_window --jobs 2
@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from emule_models.data import load_builtin
-from search.baselines import METHODS, series_matrix
+from search.trial.baselines import METHODS, series_matrix
 
 
 def main() -> None:

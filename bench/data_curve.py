@@ -1,10 +1,11 @@
 """Does the learning curve extrapolate: fit on at most half the rows, predict all of them, compare with the measure.
 
 For each best-by-validation candidate of a ``bench/accuracy.py --family small`` run (its JSON record), the
-candidate's learning curve is measured exactly as ``emule data-curve`` measures it (``search.data_curve.measure``:
-its recipe, 5-fold selection folds, nested stratified fractions, ``--seeds`` shuffles). The power law is fit on the
-fractions <= ``--fit-up-to`` only and asked for the accuracy with every row of the folds; the error against the
-measured accuracy there is the extrapolation error (issue target: a mean absolute error <= 2 points over the sets).
+candidate's learning curve is measured exactly as ``emule data-curve`` measures it
+(``search.delivery.data_curve.measure``: its recipe, 5-fold selection folds, nested stratified fractions, ``--seeds``
+shuffles). The power law is fit on the fractions <= ``--fit-up-to`` only and asked for the accuracy with every row of
+the folds; the error against the measured accuracy there is the extrapolation error (issue target: a mean absolute error
+<= 2 points over the sets).
 The fit on every fraction, as the command reports it, is shown beside.
 
     python bench/data_curve.py --out bench/results/data_curve.md
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from accuracy import best_candidate  # noqa: E402
 
-from search.data_curve import fit_curve, measure  # noqa: E402
+from search.delivery.data_curve import fit_curve, measure  # noqa: E402
 
 FRACTIONS = (0.1, 0.2, 0.35, 0.5, 1.0)
 

@@ -28,8 +28,8 @@ from accuracy import best_candidate  # noqa: E402
 
 from emule_models.cost import count_parameters  # noqa: E402
 from emule_models.train import evaluate  # noqa: E402
-from search.candidate import build_seeded  # noqa: E402
-from search.validation import fit_fold_ensemble, refit  # noqa: E402
+from search.trial.candidate import build_seeded  # noqa: E402
+from search.trial.validation import fit_fold_ensemble, refit  # noqa: E402
 
 # Published test accuracies of LITE (one model) and LITETime (five LITEs averaged), from the LITE repository's
 # results (MSD-IRIMAS/LITE, default split, mean of 5 runs); "-" where it reports none.

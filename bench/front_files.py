@@ -1,6 +1,6 @@
 """What a refresh of the front's files costs on the driver, per file, and how large they are.
 
-A search rewrites them every 5 finished candidates and at the end (``search.callbacks``), while the trials wait
+A search rewrites them every 5 finished candidates and at the end (``search.driver.callbacks``), while the trials wait
 for the driver: this measures ``pareto.parquet``, ``pareto.csv``, ``pareto.png`` and ``pareto.html`` for fronts
 over N synthetic candidates (3 objectives, the quickstart's), median of a few repeats after a warm-up.
 
@@ -20,10 +20,10 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from search.front import Record, compute_front, front_table
-from search.front_html import write_html
-from search.front_plot import plot_front
-from search.spec import Objective
+from search.front.html import write_html
+from search.front.plot import plot_front
+from search.front.state import Record, compute_front, front_table
+from search.spec.schema import Objective
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
               Objective(metric="param_count", mode="min", reference=1e6, log=True),

@@ -11,9 +11,9 @@ none is), mean over seeds.
 The candidate is fixed - the small end of ``spaces/quickstart.yaml``'s space, as ``bench/results/accuracy_small.md``
 searched it: LITE-like stem (learned + fixed filters, 2 layers, kernel 21, dilation 2), no attention (depth 0),
 width 32, series normalised per sample, AdamW lr 6e-3, batch 32, a fixed number of epochs for every round. The
-strategies score with ``search.label_suggestions.rank`` - the command's own code - on the outputs of the round's
-one model (the command uses the candidate's fold models: an ensemble of k where this uses one, to stay cheap). A seed
-fixes the first 20%, the model's initialisation and the random picks; strategies are paired by seed.
+strategies score with ``search.delivery.label_suggestions.rank`` - the command's own code - on the outputs of the
+round's one model (the command uses the candidate's fold models: an ensemble of k where this uses one, to stay cheap). A
+seed fixes the first 20%, the model's initialisation and the random picks; strategies are paired by seed.
 
     python bench/label_suggestions.py --sets gunpoint italypowerdemand basicmotions --seeds 3 \
         --out bench/results/label_suggestions.md
@@ -80,7 +80,7 @@ def run_chain(job: dict) -> dict:
     """One (set, seed, strategy): the rounds from 20% to the whole pool; ``strategy`` None trains the whole pool."""
     import torch
 
-    from search.label_suggestions import outputs, rank
+    from search.delivery.label_suggestions import outputs, rank
 
     torch.set_num_threads(1)
     ds, seed, epochs, strategy = _data(job["set"]), job["seed"], job["epochs"], job["strategy"]
@@ -132,8 +132,9 @@ def report(results: list[dict], args, minutes: float) -> str:
              f"official train split); each round labels {STEP:.0%} of the pool more, chosen by the strategy from the "
              "unlabelled rest, and trains the fixed candidate again on every labelled row (" + json.dumps(MODEL) +
              f", patch_len = length // 24, AdamW lr {LR:g}, batch {BATCH}, {args.epochs} epochs every round); test "
-             "accuracy on the official test split. The strategies score with `search.label_suggestions.rank` on "
-             "the round's one model (the command uses the candidate's fold models). "
+             "accuracy on the official test split. The strategies score with "
+             "`search.delivery.label_suggestions.rank` on the round's one model (the command uses the candidate's "
+             "fold models). "
              f"Seeds {args.seeds} (first rows, initialisation, random picks; strategies paired by seed). "
              f"{sum(r['seconds'] for r in results) / 60:.0f} min of single-threaded training and scoring in all"
              + (f", {minutes:.1f} min of wall time on {args.workers} processes" if minutes else "") +

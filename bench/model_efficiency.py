@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.metrics import SIZE  # noqa: E402
+from search.spec.metrics import SIZE  # noqa: E402
 
 SETS = ("osuleaf", "plaid")
 WITHIN = 0.01  # "within 1 point" of the best's test accuracy
@@ -73,11 +73,11 @@ def smallest_within(records: list, reference: float):
 
 def latency(tracker, run_id: str, dataset, tmp: Path) -> dict[str, float]:
     """Batch-1 latency (median ms) in ONNX Runtime and torch, one thread each; the ONNX file is checked against
-    torch on real test rows by ``search.deploy.to_onnx``."""
+    torch on real test rows by ``search.delivery.deploy.to_onnx``."""
     import torch
 
-    from search.candidate import Candidate, build_seeded
-    from search.deploy import check_rows, masked_series, to_onnx
+    from search.delivery.deploy import check_rows, masked_series, to_onnx
+    from search.trial.candidate import Candidate, build_seeded
 
     torch.set_num_threads(1)
     model = build_seeded(Candidate.from_dict(tracker.candidate(run_id))).eval()
@@ -94,12 +94,12 @@ def _summary(r) -> dict:
 
 
 def run_one(name: str, seed: int, args, tmp: Path) -> dict:
-    from search import yardstick
-    from search.candidate import load_section
-    from search.distill import distill_spec
-    from search.runner import run_search
-    from search.spec_checks import parse_spec
-    from search.tracking import Tracker
+    from search.delivery.distill import distill_spec
+    from search.driver.checks import parse_spec
+    from search.driver.runner import run_search
+    from search.front import yardstick
+    from search.record.tracking import Tracker
+    from search.trial.candidate import load_section
 
     start = time.perf_counter()
     spec = parse_spec(spec_for(name, seed, args.trials, args.epochs, args.folds, tmp))

@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from search.metrics import SIZE  # noqa: E402
+from search.spec.metrics import SIZE  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -79,7 +79,7 @@ def synthetic_trial(config: dict, epochs: int, epoch_s: float, blocking: bool) -
     import ray
     from ray import tune
 
-    from search.reporting import Reporter
+    from search.trial.reporting import Reporter
 
     t_start = time.time()
     width, depth = int(config.get("width", 32)), int(config.get("depth", 2))
@@ -304,7 +304,7 @@ def _peak_rss() -> int:
 
 # --- one run ---
 def bench_spec(tmp: Path, uri: str, concurrency: int, trials: int, epochs: int, sampler: str, scheduler: str):
-    from search.spec_checks import parse_spec
+    from search.driver.checks import parse_spec
 
     return parse_spec({
         "name": "orchestration",
@@ -325,7 +325,7 @@ def bench_spec(tmp: Path, uri: str, concurrency: int, trials: int, epochs: int, 
 def run_once(cluster, uri: str, store: str, concurrency: int, args) -> dict:
     from ray import tune
 
-    from search.runner import run_search
+    from search.driver.runner import run_search
 
     trials = concurrency * args.waves
     tmp = Path(tempfile.mkdtemp(prefix="emule-orch-"))
@@ -479,8 +479,8 @@ def front_cost(n: int, objectives: int, seed: int = 0) -> dict:
     against extended without recomputation when the newcomer is dominated (after)."""
     import numpy as np
 
-    from search.front import Record, compute_front, extend_front
-    from search.spec import Objective
+    from search.front.state import Record, compute_front, extend_front
+    from search.spec.schema import Objective
 
     objs = [Objective(metric="val_accuracy", mode="max", reference=0.0),
             Objective(metric=SIZE, mode="min", reference=1e7, log=True),
@@ -512,16 +512,16 @@ def driver_capacity(store_uri: str, concurrency: int, trials: int, epochs: int, 
     import random
     from types import SimpleNamespace
 
-    from search.callbacks import SearchCallback
-    from search.searcher import BudgetAwareOptunaSearch
-    from search.space import DefineByRun, build_sampler
-    from search.tracking import Tracker
+    from search.driver.callbacks import SearchCallback
+    from search.driver.searcher import BudgetAwareOptunaSearch
+    from search.record.tracking import Tracker
+    from search.spec.space import DefineByRun, build_sampler
 
     tmp = Path(tempfile.mkdtemp(prefix="emule-cap-"))
     spec = bench_spec(tmp, store_uri, concurrency, trials, epochs, "tpe", "none")
     tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)
     parent = tracker.start_search(f"capacity-{label}", {}, "")
-    from search.candidate import spec_dataset
+    from search.trial.candidate import spec_dataset
 
     dataset = spec_dataset(spec)  # its shape resolves each candidate, as in a search
     callback = SearchCallback(spec, tracker, parent, "capacity", dataset.modalities, len(dataset.classes), trials,

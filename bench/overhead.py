@@ -26,11 +26,11 @@ from ray.tune import Callback
 
 from emule_models.cost import count_parameters, forward_flops, measure
 from emule_models.train import evaluate
-from search.candidate import Candidate, build_seeded, candidate_dataset
-from search.runner import run_search
-from search.spec_checks import load_spec, parse_spec
-from search.tracking import Tracker
-from search.validation import cross_validate, refit, selection_folds
+from search.driver.checks import load_spec, parse_spec
+from search.driver.runner import run_search
+from search.record.tracking import Tracker
+from search.trial.candidate import Candidate, build_seeded, candidate_dataset
+from search.trial.validation import cross_validate, refit, selection_folds
 
 ROOT = Path(__file__).resolve().parents[1]
 

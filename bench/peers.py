@@ -1,5 +1,5 @@
 """The peers of ``bench/search_quality.py``: plain Optuna (the spec's sampler in one process, no Ray) and Syne Tune's
-MO-ASHA, on the product's own trial code (``search.trainable``'s per-epoch results: the same candidate, folds,
+MO-ASHA, on the product's own trial code (``search.trial.trainable``'s per-epoch results: the same candidate, folds,
 refit and ``training_compute``), the same objectives, reference point, seed and compute budget.
 
 Both run in this process, report every result to a ``Trace`` (``bench/trace.py``), which charges its compute and
@@ -16,21 +16,20 @@ import numpy as np
 import optuna
 
 from bench.trace import Trace
-from search.candidate import OPTION_SEP
-from search.searcher import constraint_violations
-from search.space import DefineByRun, build_sampler
-from search.spec import Range, Spec
+from search.driver.searcher import constraint_violations
+from search.spec.schema import OPTION_SEP, Range, Spec
+from search.spec.space import DefineByRun, build_sampler
 
-# Syne Tune's MO-ASHA minimises every metric: the objectives as ``search.pareto.to_minimize`` turns them
+# Syne Tune's MO-ASHA minimises every metric: the objectives as ``search.front.pareto.to_minimize`` turns them
 MINIMIZED = {"val_accuracy": "neg_val_accuracy", "param_count": "log_param_count", "flops": "log_flops"}
 
 
 def in_process_results(config: dict[str, Any], spec: Spec, dataset):
-    """A trial's per-epoch results without Ray: ``search.trainable``'s own generator, with the two Ray lookups it
+    """A trial's per-epoch results without Ray: ``search.trial.trainable``'s own generator, with the two Ray lookups it
     makes for the record (node, GPU ids) answered locally."""
     import time
 
-    import search.trainable as trainable
+    import search.trial.trainable as trainable
 
     trainable._node_id = lambda: "local"
     trainable._gpu_ids = lambda: ""

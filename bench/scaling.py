@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from search.tracking import PARENT_TAG, Tracker
+from search.record.tracking import PARENT_TAG, Tracker
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK = os.sysconf("SC_CLK_TCK")

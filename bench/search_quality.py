@@ -15,7 +15,7 @@ every cross-validation fold included), not epochs. The methods:
   default non-dominated-sort promotion), driven in this process (``bench/peers.py``: Syne Tune's local backends
   start a Python process per trial, whose imports took most of the wall time at this scale).
 
-All run the product's own trial code (``search.trainable``), so a candidate trains, validates and refits the same
+All run the product's own trial code (``search.trial.trainable``), so a candidate trains, validates and refits the same
 way and reports the same ``training_compute``. ``bench/trace.py`` turns each method's results into hypervolume as a
 step function of FLOPs spent and of wall time; the budget ends each search (for EMuLe's searches a stopper on the
 same trace replaces the epoch budget; ``search.trials`` is a cap that also sizes TPE's random start-up).
@@ -47,8 +47,8 @@ from ray.tune.stopper import Stopper
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.trace import Run, Trace  # noqa: E402
-from search.spec import Spec  # noqa: E402
-from search.spec_checks import load_spec, parse_spec  # noqa: E402
+from search.driver.checks import load_spec, parse_spec  # noqa: E402
+from search.spec.schema import Spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 # label -> (runner, the spec's `search:` settings). Random first: its final hypervolume is the target the others race
@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (a quarter: 4 and 12) and NSGA-II's population. `data 1/3`: search.data_fidelity, the first rung learns from a
 # third of the rows; its trials are cheaper, so the cap rises to 144 (x reduction factor again) with the start-up
 # kept at 12 (`cap 144`: the same cap without data fidelity); `start-up 6`: search.startup_trials; `mo-asha-hv`:
-# promotion by hypervolume contribution (search.schedulers, rule 6''); `mo-asha-hv-cost`: that contribution per
+# promotion by hypervolume contribution (search.driver.schedulers, rule 6''); `mo-asha-hv-cost`: that contribution per
 # unit of training FLOPs spent (rule 6''').
 DATA = {"scheduler": "mo-asha", "trials": 144, "startup_trials": 12}
 METHODS = {
@@ -103,7 +103,7 @@ BUDGETS = {"osuleaf": 4e11, "plaid": 1.2e12}
 
 class ComputeBudget(Stopper):
     """A Tune stopper on a ``Trace``: every result is charged there, and the whole search ends once the budget is
-    spent (it stands in for ``search.runner.EpochBudget``, which counts epochs)."""
+    spent (it stands in for ``search.driver.runner.EpochBudget``, which counts epochs)."""
 
     def __init__(self, trace: Trace):
         self.trace = trace
@@ -118,7 +118,7 @@ class ComputeBudget(Stopper):
 
 @contextlib.contextmanager
 def compute_budget(trace: Trace):
-    import search.runner as runner
+    import search.driver.runner as runner
 
     saved = runner.EpochBudget
     runner.EpochBudget = lambda *budget: ComputeBudget(trace)  # noqa: ARG005  (the spec sets no epoch budget)
@@ -134,8 +134,8 @@ def stopped_told_pruned():
     rung values: the samplers then learn nothing from it (multi-objective TPE and NSGA-II read COMPLETE trials)."""
     from optuna.trial import TrialState
 
-    from search.results import BUDGET_DONE, INFEASIBLE, TIMED_OUT
-    from search.searcher import BudgetAwareOptunaSearch
+    from search.driver.searcher import BudgetAwareOptunaSearch
+    from search.spec.results import BUDGET_DONE, INFEASIBLE, TIMED_OUT
 
     saved = BudgetAwareOptunaSearch.on_trial_complete
 
@@ -173,8 +173,8 @@ def make_spec(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Na
 
 def run_one(tmp: Path, dataset: str, method: str, seed: int, args: argparse.Namespace) -> Run:
     from bench.peers import run_optuna, run_syne_moasha
-    from search.candidate import spec_dataset
-    from search.runner import run_search
+    from search.driver.runner import run_search
+    from search.trial.candidate import spec_dataset
 
     runner = METHODS[method][0]
     spec = make_spec(tmp, dataset, method, seed, args)

@@ -1,4 +1,4 @@
-"""What the corner check costs before a search starts: ``search.spec_checks.check_buildable`` builds the
+"""What the corner check costs before a search starts: ``search.driver.checks.check_buildable`` builds the
 ``ModelConfig`` of every corner of the model space on the data's shape (no weights, no training), and refuses a
 space of more than ``MAX_CORNERS`` combinations. This times it on the quickstart's data (OSULeaf) for spaces of a
 growing number of corners, median of a few repeats after a warm-up that loads the data.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from search.spec import parse_schema
-from search.spec_checks import MAX_CORNERS, check_buildable, check_data, corner_counts
+from search.driver.checks import MAX_CORNERS, check_buildable, check_data, corner_counts
+from search.spec.schema import parse_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 # choices every corner of which builds on OSULeaf (series length 427, 128 x 128 silhouette)

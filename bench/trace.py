@@ -3,7 +3,7 @@
 Every result a trial reports goes through ``Trace.result`` in the order the driver sees it. Compute is charged
 from ``training_compute`` (training FLOPs of the trial so far, every selection fold and pretraining included):
 each result adds its increase over the trial's previous one. A result with ``budget_done`` admits the candidate;
-the hypervolume of the admitted candidates is recomputed then (``search.front.compute_front``, the spec's fixed
+the hypervolume of the admitted candidates is recomputed then (``search.front.state.compute_front``, the spec's fixed
 reference point). So the trace is a step function of compute spent and of wall time since the search started.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from search.front import Record, compute_front
-from search.spec import Spec
+from search.front.state import Record, compute_front
+from search.spec.schema import Spec
 
 
 class Trace:

@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from search.crash import USER_ERRORS, SearchFailed
-from search.ray_session import start_timeout
-from search.results import FLOPS, SIZE, TEST_ACCURACY, TRAIN_SAMPLES
-from search.storage import DEFAULT_STORAGE
+from search.driver.crash import USER_ERRORS, SearchFailed
+from search.driver.ray_session import start_timeout
+from search.spec.results import FLOPS, SIZE, TEST_ACCURACY, TRAIN_SAMPLES
+from search.spec.storage import DEFAULT_STORAGE
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1  # a search that failed after it started (recorded FAILED in MLflow)
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", default="best", help="the candidate: best (by validation; default), knee, or a trial id")
     p.add_argument("--fractions", type=float, nargs="+", default=None, metavar="F",
                    help="fractions of each fold's training rows, in (0, 1]; 1 is always added (default: six from "
-                   "0.1 to 1, search.data_curve.FRACTIONS)")
+                   "0.1 to 1, search.delivery.data_curve.FRACTIONS)")
     p.add_argument("--seeds", type=int, default=None, help="shuffles of the rows per fraction (default 3)")
     p.add_argument("--dry-run", action="store_true", help="print what the curve would cost and train nothing")
     _threads_arg(p, "the trainings")
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", default="best", help="the candidate: best (by validation; default), knee, or a trial id")
     p.add_argument("--strategy", default=None, help="margin (default): the two likeliest classes closest; entropy: "
                    "the most even class probabilities; kcenter: the rows farthest from the labelled ones in the "
-                   "models' representation; mix: both at once (BADGE); see search/label_suggestions.py")
+                   "models' representation; mix: both at once (BADGE); see search/delivery/label_suggestions.py")
     p.add_argument("--out", type=Path, default=None, help="the Parquet file to write (default: "
                    "SEARCH.suggest-STRATEGY.parquet here)")
     _threads_arg(p, "the fold models' training")
@@ -212,7 +212,7 @@ def _stored_search_args(p: argparse.ArgumentParser) -> None:
 
 
 def _output_args(p: argparse.ArgumentParser) -> None:
-    from search.progress import STATUS_EVERY
+    from search.driver.progress import STATUS_EVERY
 
     p.add_argument("--quiet", "-q", action="store_true", help="only the start and end of the search and warnings: "
                    "no line per ended trial, no status lines")
@@ -247,34 +247,36 @@ def _store_args(uri: str | None, experiment: str | None) -> str:
     MLFLOW_TRACKING_URI / EMULE_TRACKING_URI."""
     from shlex import quote
 
-    from search.tracking import redact, resolve_uri
+    from search.record.tracking import redact, resolve_uri
 
     args = f" --tracking-uri {quote(redact(uri))}" if uri and uri != resolve_uri(None) else ""
     return args + (f" --experiment {quote(experiment)}" if experiment and experiment != DEFAULT_EXPERIMENT else "")
 
 
 def cmd_search(args) -> int:
-    from search.spec_checks import load_spec
+    from search.driver.checks import load_spec
 
     if args.dry_run:
         return cmd_plan(args)
     spec = load_spec(args.spec)  # every spec error surfaces here, before Ray starts
     _use_threads(args)
-    from search.tracking import Tracker
+    from search.delivery.data_curve import after_search
+    from search.driver.runner import run_search
 
-    Tracker(spec.tracking.uri, spec.tracking.experiment)  # so does an unreachable MLflow
-    from search.runner import run_search
-
-    # today's sys.stdout, not the one bound when run_search was defined: Tune pickles the callback that holds it
+    # The driver's own result, not the API's `Search` read back from MLflow: a search that finished while MLflow
+    # was down still ends with its summary and exit status. Today's sys.stdout, not the one bound when run_search
+    # was defined: Tune pickles the callback that holds it.
     result = run_search(spec, spec_text=args.spec.read_text(), name=args.name, out=sys.stdout, num_cpus=args.num_cpus,
                         ray_address=args.address, extend=args.extend, status_every=args.status_every,
                         quiet=args.quiet)
+    if spec.data_curve is not None and result.status == "complete":
+        after_search(spec, result.name, sys.stdout)
     return _finished(result)
 
 
 def cmd_plan(args) -> int:
-    from search.plan import plan_lines
-    from search.spec_checks import load_spec
+    from search.driver.checks import load_spec
+    from search.driver.plan import plan_lines
 
     for line in plan_lines(load_spec(args.spec), calibrate_time=not getattr(args, "no_timing", False)):
         print(line, flush=True)
@@ -282,7 +284,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from search.resume import resume_search
+    from search.driver.resume import resume_search
 
     _use_threads(args)
     result = resume_search(args.name, storage=args.storage, out=sys.stdout, num_cpus=args.num_cpus,
@@ -291,7 +293,7 @@ def cmd_resume(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    from search.resume import sync_search
+    from search.driver.resume import sync_search
 
     sync_search(args.name, storage=args.storage)
     return 0
@@ -308,8 +310,9 @@ def _finished(result) -> int:
 
 
 def cmd_pareto(args) -> int:
-    from search.export import front_rows, load_search
-    from search.tracking import Tracker
+    from search.delivery.export import front_rows
+    from search.record.searches import load_search
+    from search.record.tracking import Tracker
 
     tracker = Tracker(args.tracking_uri, args.experiment)
     record = load_search(tracker, args.name)
@@ -317,16 +320,16 @@ def cmd_pareto(args) -> int:
     print(f"search {record.name}: {len(rows)} on the Pareto front, hypervolume {record.front.hypervolume:.4g} "
           f"(* = knee)")
     print(_table(rows))
-    from search import yardstick
-    from search.validation import describe
+    from search.front import yardstick
+    from search.trial.validation import describe
 
     best = yardstick.best_by_validation(record.front.members + record.front.others)
     for line in yardstick.lines(best, tracker.baselines(record.parent_id),
                                 describe(record.spec.data)):
         print(line)
-    from search.space import searched
-    from search.summary import ui_lines
-    from search.tracking import redact
+    from search.front.summary import ui_lines
+    from search.record.tracking import redact
+    from search.spec.space import searched
 
     with contextlib.suppress(Exception):  # a search from before views has none; a reader may not write
         tracker.save_front_view(record.parent_id, record.spec.objectives, searched(record.spec))
@@ -336,11 +339,11 @@ def cmd_pareto(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from search.tracking import Tracker
+    from search.record.tracking import Tracker
 
     deploy = args.format == "onnx" or args.register is not None
     if deploy:  # refused before MLflow is read or anything is computed
-        from search import deploy as dep
+        from search.delivery import deploy as dep
 
         if args.format == "onnx":
             try:
@@ -362,8 +365,9 @@ def cmd_export(args) -> int:
                                     "candidate YAML")
         paths = [Path(args.name)]
     else:
-        from search.candidate import Candidate
-        from search.export import candidate_path, select, write_candidates
+        from search.delivery.export import select
+        from search.record.searches import candidate_path, write_candidates
+        from search.trial.candidate import Candidate
 
         limits = {k: v for k, v in ((SIZE, args.max_params), (FLOPS, args.max_flops)) if v is not None}
         tracker = Tracker(args.tracking_uri, args.experiment)
@@ -407,7 +411,7 @@ def _yaml_command(args) -> str:
     limits = "".join(f" {flag} {v:g}" for flag, v in (("--max-params", args.max_params),
                                                         ("--max-flops", args.max_flops)) if v is not None)
     select = f" --select {args.select}" if args.select != "front" else ""
-    from search.tracking import redact
+    from search.record.tracking import redact
 
     where = "".join(f" {flag} {v}" for flag, v in (("--tracking-uri", args.tracking_uri and redact(args.tracking_uri)),
                                                    ("--experiment", args.experiment)) if v not in (None, "emule"))
@@ -415,14 +419,14 @@ def _yaml_command(args) -> str:
 
 
 def cmd_distill(args) -> int:
-    from search.distill import distill_spec
-    from search.tracking import Tracker
+    from search.delivery.distill import distill_spec
+    from search.record.tracking import Tracker
 
     tracker = Tracker(args.tracking_uri, args.experiment)
     # a bad --alpha is refused as the spec field it becomes (distill.alpha), before Ray starts
     spec, text = distill_spec(tracker, args.experiment, args.name, args.alpha, args.temperature, args.space,
                               args.trials, args.ensemble, cross_fit=args.cross_fit)
-    from search.runner import run_search
+    from search.driver.runner import run_search
 
     _use_threads(args)
     # today's sys.stdout, not the one bound when run_search was defined: Tune pickles the callback that holds it
@@ -432,8 +436,8 @@ def cmd_distill(args) -> int:
 
 
 def cmd_data_curve(args) -> int:
-    from search import data_curve
-    from search.tracking import Tracker
+    from search.delivery import data_curve
+    from search.record.tracking import Tracker
 
     fractions = data_curve.FRACTIONS if args.fractions is None else args.fractions
     seeds = data_curve.SEEDS if args.seeds is None else args.seeds
@@ -445,8 +449,8 @@ def cmd_data_curve(args) -> int:
 
 
 def cmd_suggest_labels(args) -> int:
-    from search import label_suggestions
-    from search.tracking import Tracker
+    from search.delivery import label_suggestions
+    from search.record.tracking import Tracker
 
     strategy = args.strategy or label_suggestions.DEFAULT_STRATEGY
     label_suggestions.check_arguments(args.n, strategy, args.out)  # before the store or the data is touched
@@ -457,7 +461,7 @@ def cmd_suggest_labels(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from search.export import retrain
+    from search.delivery.export import retrain
 
     out = args.out or args.config.with_suffix(".pt")
     print(f"torch threads: {_use_threads(args)}")
@@ -531,7 +535,7 @@ def _job_parsers(sub) -> None:
 
 
 def cmd_submit(args) -> int:
-    from search import jobs
+    from search.delivery import jobs
 
     env = {}
     for item in args.env:
@@ -553,7 +557,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from search import jobs
+    from search.delivery import jobs
 
     try:
         state = jobs.wait(args.job_id, args.address, args.timeout) if args.wait else jobs.status(args.job_id,
@@ -567,14 +571,14 @@ def cmd_status(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    from search import jobs
+    from search.delivery import jobs
 
     jobs.logs(args.job_id, args.address, follow=args.follow)
     return _job_exit(jobs.status(args.job_id, args.address)) if args.follow else 0
 
 
 def cmd_stop(args) -> int:
-    from search import jobs
+    from search.delivery import jobs
 
     if jobs.stop(args.job_id, args.address):
         print(f"stop requested for {args.job_id}")

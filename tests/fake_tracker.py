@@ -1,4 +1,4 @@
-"""A small in-memory stand-in for ``search.tracking.Tracker``, for unit tests of the driver's own logic (the
+"""A small in-memory stand-in for ``search.record.tracking.Tracker``, for unit tests of the driver's own logic (the
 search callback, sync's repair): it keeps runs as plain dicts and logs every call, so a test states exactly which
 runs were created, ended or marked and with which tags. The real Tracker is tested against a real MLflow store
 (test_tracking.py, the end-to-end tests)."""
@@ -9,12 +9,12 @@ import io
 from types import SimpleNamespace
 from typing import Any
 
-from search.callbacks import SearchCallback
-from search.candidate import spec_dataset
-from search.front import SearchState
-from search.results import TRIAL_TAG
-from search.spec import Spec
-from search.spec_checks import parse_spec
+from search.driver.callbacks import SearchCallback
+from search.driver.checks import parse_spec
+from search.front.state import SearchState
+from search.spec.results import TRIAL_TAG
+from search.spec.schema import Spec
+from search.trial.candidate import spec_dataset
 
 PARENT = "parent-run"
 # what every trial measures before training (rides along in every result) and where it ran

@@ -16,13 +16,13 @@ from emule_models import build_model
 from emule_models.cost import count_parameters, forward_flops, training_flops
 from emule_models.data import load_builtin
 from emule_models.ensemble import MeanEnsemble
-from search.candidate import Candidate, load_weights
 from search.cli import main
-from search.export import export, retrain
-from search.runner import run_search
-from search.spec_checks import parse_spec
-from search.tracking import Tracker
-from search.validation import selection_folds
+from search.delivery.export import export, retrain
+from search.driver.checks import parse_spec
+from search.driver.runner import run_search
+from search.record.tracking import Tracker
+from search.trial.candidate import Candidate, load_weights
+from search.trial.validation import selection_folds
 
 pytestmark = pytest.mark.slow
 

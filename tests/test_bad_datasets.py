@@ -42,7 +42,7 @@ def test_corpus_is_large_enough_and_current():
 
 def test_unbroken_table_is_accepted(tmp_path):
     """Each case breaks one thing of this table: the refusals are about the defect, not about the rest."""
-    from search.spec_checks import load_spec
+    from search.driver.checks import load_spec
 
     spec = load_spec(_generator().write_baseline(tmp_path))
     assert spec.data["path"] == str(tmp_path / "leaves.parquet")

@@ -8,9 +8,9 @@ import pytest
 from aeon.classification.distance_based import KNeighborsTimeSeriesClassifier
 
 from emule_models.data import load_builtin, synthetic
-from search import baselines
-from search.baselines import METHODS, Method, run_baselines, series_matrix
-from search.validation import selection_folds
+from search.trial import baselines
+from search.trial.baselines import METHODS, Method, run_baselines, series_matrix
+from search.trial.validation import selection_folds
 
 
 @pytest.fixture(scope="module")

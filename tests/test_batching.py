@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from search.batching import MetricBatcher
+from search.record.batching import MetricBatcher
 
 
 class SlowStore:
@@ -112,7 +112,7 @@ def test_a_failing_write_never_blocks_flush():
 def test_log_epochs_writes_each_step_with_its_timestamp(tmp_path):
     from mlflow import MlflowClient
 
-    from search.tracking import Tracker
+    from search.record.tracking import Tracker
 
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
     run = MlflowClient(tracker.uri).create_run(tracker.experiment_id).info.run_id  # a bare run, in no search

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.trace import Trace  # noqa: E402
-from search.spec_checks import parse_spec  # noqa: E402
+from search.driver.checks import parse_spec  # noqa: E402
 
 
 def spec(tmp: Path):

@@ -15,11 +15,11 @@ import shutil
 import pytest
 from servers import MlflowServer, free_port
 
-from search import yardstick
-from search.runner import run_search
-from search.spec_checks import parse_spec
-from search.summary import artifact_link, front_view_key, run_link, runs_link, verdict, view_link
-from search.tracking import Tracker
+from search.driver.checks import parse_spec
+from search.driver.runner import run_search
+from search.front import yardstick
+from search.front.summary import artifact_link, front_view_key, run_link, runs_link, verdict, view_link
+from search.record.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
-"""search.callbacks.SearchCallback driven by hand-made Tune events against a fake Tracker: which runs are created,
-ended or marked, with which tags and metrics, for every way a trial can end. The callback's MLflow side is the
+"""search.driver.callbacks.SearchCallback driven by hand-made Tune events against a fake Tracker: which runs are
+created, ended or marked, with which tags and metrics, for every way a trial can end. The callback's MLflow side is the
 fake's log; what the real Tracker writes is tested against a real store (test_tracking.py, test_e2e.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from fake_tracker import PARENT, STATIC, WHERE, FakeTracker, callback, data_shape, trial, unit_spec
 
-from search.callbacks import SearchCallback
+from search.driver.callbacks import SearchCallback
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +77,9 @@ def test_full_budget_trial_gets_one_run_its_epochs_and_a_place_on_the_front(spec
 
 
 def test_runs_name_their_ray_node_only_on_a_cluster_of_several(spec, shape, monkeypatch):
-    import search.callbacks
+    import search.driver.callbacks
 
-    monkeypatch.setattr(search.callbacks, "ray_nodes", lambda: 2)
+    monkeypatch.setattr(search.driver.callbacks, "ray_nodes", lambda: 2)
     tracker = FakeTracker()
     cb = callback(spec, shape, tracker)
     run_trial(cb, trial("t7"), [epoch(1, "t7", 0.4, gpu_ids="0,1")])
@@ -187,7 +187,7 @@ def test_closing_runs_at_the_end_goes_through_the_failure_guard(spec, shape):
 
 
 def test_live_hypervolume_is_written_at_most_once_a_second_and_the_final_front_always(spec, shape, monkeypatch):
-    import search.callbacks as callbacks
+    import search.driver.callbacks as callbacks
 
     clock = [100.0]
     monkeypatch.setattr(callbacks.time, "monotonic", lambda: clock[0])

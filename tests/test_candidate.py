@@ -11,9 +11,9 @@ from emule_models.attention import ATTENTION
 from emule_models.cost import count_parameters, forward_flops
 from emule_models.fusion import FUSION
 from emule_models.train import TrainConfig, fit
-from search.candidate import Candidate, build_seeded, resolve, spec_dataset
-from search.spec_checks import load_spec
-from search.validation import subset
+from search.driver.checks import load_spec
+from search.trial.candidate import Candidate, build_seeded, resolve, spec_dataset
+from search.trial.validation import subset
 
 FULL = load_spec(Path(__file__).resolve().parents[1] / "spaces" / "full.yaml")
 

@@ -100,7 +100,7 @@ def test_rays_hints_are_dropped_and_other_warnings_kept(logger, dropped):
     """Tune's "Resume experiment with: Tuner.restore(...)" (beside EMuLe's own `emule resume NAME`) and Ray's
     token-authentication notice of every local start: a search's environment filters those lines, only those,
     out of the loggers that print them (Ray's loggers do not propagate: the test's handler sits on the logger)."""
-    from search.runner import set_up_environment
+    from search.driver.runner import set_up_environment
 
     set_up_environment()
     set_up_environment()  # once is enough: no second filter

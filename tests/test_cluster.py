@@ -21,7 +21,7 @@ import cluster_scripts
 import pytest
 import yaml
 
-from search.tracking import PARENT_TAG, SEARCH_TAG, Tracker
+from search.record.tracking import PARENT_TAG, SEARCH_TAG, Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import ray
 import yaml
 
-from search.spec_checks import parse_spec
+from search.driver.checks import parse_spec
 
 CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ray.tune.experiment import Trial
 from ray.tune.search import Searcher
 
-from search.concurrency import SearchSync, SyncedSearch
+from search.driver.concurrency import SearchSync, SyncedSearch
 
 
 class Told(Searcher):

@@ -1,6 +1,6 @@
-"""A search whose driver fails after its parent run exists (search.crash): the parent run is closed as FAILED with
-the error, the open child runs as KILLED, the traceback is kept in a file and in MLflow, the terminal gets one line,
-and `emule resume` continues the search. (Candidates that fail inside a trial: tests/test_failures.py.)"""
+"""A search whose driver fails after its parent run exists (search.driver.crash): the parent run is closed as FAILED
+with the error, the open child runs as KILLED, the traceback is kept in a file and in MLflow, the terminal gets one
+line, and `emule resume` continues the search. (Candidates that fail inside a trial: tests/test_failures.py.)"""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 from cli_runner import cli
 from waves import waves_spec, write_waves
 
-from search import runner
-from search.crash import SearchFailed, error_line, record_failure, write_trace
-from search.results import BUDGET_DONE_TAG
-from search.runner import SESSION_FILE
-from search.tracking import Tracker
+from search.driver import runner
+from search.driver.crash import SearchFailed, error_line, record_failure, write_trace
+from search.driver.runner import SESSION_FILE
+from search.record.tracking import Tracker
+from search.spec.results import BUDGET_DONE_TAG
 
 
 def failed_now(tracker: Tracker, parent: str, experiment: Path, error: Exception) -> SearchFailed:

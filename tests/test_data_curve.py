@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from search.cli import main
-from search.data_curve import Run, check_arguments, fit_curve, nested_rows, power_law
+from search.delivery.data_curve import Run, check_arguments, fit_curve, nested_rows, power_law
 
 
 def test_nested_fractions_keep_every_class_and_grow_by_inclusion():

@@ -22,10 +22,10 @@ from emule_models.fusion import FUSION
 from emule_models.serving import FlatInputs, field_tensors, flat_rows, input_fields
 from emule_models.stems import STEMS
 from emule_models.train import TrainConfig
-from search import deploy
-from search.candidate import Candidate
 from search.cli import main
-from search.tracking import Tracker
+from search.delivery import deploy
+from search.record.tracking import Tracker
+from search.trial.candidate import Candidate
 
 torch.set_num_threads(1)
 
@@ -336,8 +336,8 @@ def test_cli_exports_a_search_front_member_once_it_is_trained(tmp_path, capsys, 
     the weights beside the YAML (the refusal names the commands), then written beside them. The search record is made
     through the tracker, as a search makes it."""
     from emule_models.cost import count_parameters
-    from search.candidate import resolve, spec_dataset
-    from search.spec_checks import parse_spec
+    from search.driver.checks import parse_spec
+    from search.trial.candidate import resolve, spec_dataset
 
     monkeypatch.chdir(tmp_path)  # a SQLite store keeps artifacts under ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -14,16 +14,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.candidate import load_weights
 from search.cli import main
-from search.distill import resolve_search_teacher
-from search.export import export, load_search, retrain, write_candidates
-from search.metrics import SIZE
-from search.runner import run_search
-from search.spec_checks import parse_spec
-from search.teacher import teacher_refs
-from search.tracking import Tracker
-from search.yardstick import best_by_validation
+from search.delivery.export import export, retrain
+from search.driver.checks import parse_spec
+from search.driver.runner import run_search
+from search.driver.teacher_search import resolve_search_teacher
+from search.front.yardstick import best_by_validation
+from search.record.searches import load_search, write_candidates
+from search.record.tracking import Tracker
+from search.spec.metrics import SIZE
+from search.trial.candidate import load_weights
+from search.trial.teacher import teacher_refs
 
 pytestmark = pytest.mark.slow
 

@@ -15,13 +15,14 @@ import yaml
 
 from emule_models import ModelConfig, build_model
 from emule_models.cost import count_parameters
-from search.candidate import load_weights
-from search.export import export, load_search, retrain
-from search.pareto import dominates, to_minimize
-from search.runner import run_search
-from search.spec_checks import parse_spec
-from search.summary import experiment_link, front_view_key, view_link
-from search.tracking import PARENT_TAG, Tracker
+from search.delivery.export import export, retrain
+from search.driver.checks import parse_spec
+from search.driver.runner import run_search
+from search.front.pareto import dominates, to_minimize
+from search.front.summary import experiment_link, front_view_key, view_link
+from search.record.searches import load_search
+from search.record.tracking import PARENT_TAG, Tracker
+from search.trial.candidate import load_weights
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +143,7 @@ def test_dataset_is_an_input_of_every_run(finished_search):
 
 def test_pretraining_is_counted_and_cached(finished_search):
     from emule_models.cost import training_flops
-    from search.candidate import Candidate, spec_dataset
+    from search.trial.candidate import Candidate, spec_dataset
 
     spec, result, tracker, tmp, _ = finished_search
     state = tracker.search_state(result.parent_run_id, spec.objectives)

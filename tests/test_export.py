@@ -1,5 +1,5 @@
-"""A finished search reopens from MLflow alone (search.export.load_search): from any folder, after its data moved,
-and for searches recorded before their spec's paths were resolved. Only what trains reads the data, and a missing
+"""A finished search reopens from MLflow alone (search.record.searches.load_search): from any folder, after its data
+moved, and for searches recorded before their spec's paths were resolved. Only what trains reads the data, and a missing
 file is one line naming it."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import yaml
 from cli_runner import cli
 from waves import waves_spec, write_waves
 
-from search.datasets import DatasetRecord
-from search.export import load_search, recorded_spec, spec_yaml
-from search.spec_checks import load_spec
-from search.tracking import Tracker
+from search.driver.checks import load_spec
+from search.record.datasets import DatasetRecord
+from search.record.searches import load_search, recorded_spec, spec_yaml
+from search.record.tracking import Tracker
 
 OLD_SPEC = """name: old
 data: {path: data/leaves.parquet, label: species, columns: {outline: series}}

@@ -8,9 +8,9 @@ import io
 
 import pytest
 
-from search.runner import run_search
-from search.spec_checks import parse_spec
-from search.tracking import Tracker
+from search.driver.checks import parse_spec
+from search.driver.runner import run_search
+from search.record.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

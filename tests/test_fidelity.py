@@ -10,10 +10,10 @@ import yaml
 from emule_models import ModalitySpec, ModelConfig, build_model
 from emule_models.data.dataset import Split
 from emule_models.train import TrainConfig, epoch_rows, evaluate, train_epochs
-from search.candidate import Candidate, resolve, spec_dataset
-from search.fidelity import data_schedule
-from search.spec import SpecError
-from search.spec_checks import parse_spec
+from search.driver.checks import parse_spec
+from search.spec.fidelity import data_schedule
+from search.spec.schema import SpecError
+from search.trial.candidate import Candidate, resolve, spec_dataset
 from tests.test_spec import with_change
 
 
@@ -106,7 +106,7 @@ def test_a_candidate_carries_its_schedule_through_export():
 
 
 def test_startup_trials_set_how_long_tpe_samples_at_random():
-    from search.space import build_sampler
+    from search.spec.space import build_sampler
 
     raw = with_change("search.sampler", "tpe")
     raw["search"]["trials"] = 48
@@ -118,7 +118,7 @@ def test_startup_trials_set_how_long_tpe_samples_at_random():
 
 
 def test_plan_counts_the_rows_the_early_epochs_skip():
-    from search.plan import workload
+    from search.driver.plan import workload
 
     raw = with_change("search.scheduler", "mo-asha")
     raw["search"].update(grace_period=1, reduction_factor=3)
@@ -133,7 +133,7 @@ def test_plan_counts_the_rows_the_early_epochs_skip():
 
 
 def test_the_epoch_budget_counts_an_epoch_on_a_share_of_the_rows_as_that_share():
-    from search.runner import EpochBudget
+    from search.driver.runner import EpochBudget
 
     budget = EpochBudget(2, ((1, 0.25), (3, 0.5)))
     for epoch in (1, 2, 3):  # 0.25 + 0.5 + 0.5
@@ -148,7 +148,7 @@ def test_the_epoch_budget_counts_an_epoch_on_a_share_of_the_rows_as_that_share()
 
 
 def test_an_export_says_how_the_data_grew():
-    from search.export import fit_description
+    from search.record.searches import fit_description
 
     raw = with_change("search.scheduler", "mo-asha")
     raw["search"]["data_fidelity"] = 1 / 9
@@ -167,7 +167,7 @@ def test_multivariate_tpe_models_the_conditional_space_jointly():
 
     import optuna
 
-    from search.space import DefineByRun, build_sampler
+    from search.spec.space import DefineByRun, build_sampler
 
     raw = yaml.safe_load((Path(__file__).parents[1] / "spaces" / "full.yaml").read_text())
     raw["search"].update(sampler="tpe-multivariate", startup_trials=3)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.front import Record, compute_front, extend_front
-from search.metrics import SIZE
-from search.spec import Objective
+from search.front.state import Record, compute_front, extend_front
+from search.spec.metrics import SIZE
+from search.spec.schema import Objective
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
               Objective(metric=SIZE, mode="min", reference=1e7, log=True),
@@ -46,7 +46,7 @@ def test_a_newcomer_that_ties_or_improves_is_left_to_recomputation():
 def test_the_front_table_names_what_each_member_is():
     """`emule pareto`'s rows: a depth-0 member shows no attention (it has none, whatever was sampled for it), and
     a fold ensemble says so."""
-    from search.export import front_rows
+    from search.delivery.export import front_rows
 
     small = Record("a", "run-a", {"val_accuracy": 0.8, SIZE: 1e3, "flops": 1e5},
                    {"tokenizer": "lite", "attention": "softmax", "depth": "0", "heads": "2", "final": "refit"})

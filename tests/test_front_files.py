@@ -1,4 +1,4 @@
-"""The front's files (search.front, front_plot, front_html) and its description (search.summary), from a front
+"""The front's files (search.front.files, plot, html) and its description (search.front.summary), from a front
 built by the real Pareto code over hand-made candidates whose dominance is known."""
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from search.front import Record, compute_front
-from search.front_files import csv_rows, write_artifacts
-from search.front_html import CHAR_PX, LABEL_PX, MARKER_PX, PANEL_PX, _area, _hover, _label_box, label_positions
-from search.front_plot import _tick, log_ticks
-from search.metrics import rounded
-from search.spec import Objective
-from search.spec_checks import parse_spec
-from search.summary import (
+from search.driver.checks import parse_spec
+from search.front.files import csv_rows, write_artifacts
+from search.front.html import CHAR_PX, LABEL_PX, MARKER_PX, PANEL_PX, _area, _hover, _label_box, label_positions
+from search.front.plot import _tick, log_ticks
+from search.front.state import Record, compute_front
+from search.front.summary import (
     DESCRIPTION_LIMIT,
     candidate_name,
     configuration,
@@ -33,6 +31,8 @@ from search.summary import (
     verdict,
     view_link,
 )
+from search.spec.metrics import rounded
+from search.spec.schema import Objective
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
               Objective(metric="param_count", mode="min", reference=1e6, log=True),

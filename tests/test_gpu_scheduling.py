@@ -26,7 +26,7 @@ import cluster_scripts
 import pytest
 import yaml
 
-from search.tracking import Tracker
+from search.record.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

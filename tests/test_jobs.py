@@ -1,4 +1,4 @@
-"""search.jobs without a cluster: what `emule submit` checks, ships and runs. The real submission runs in
+"""search.delivery.jobs without a cluster: what `emule submit` checks, ships and runs. The real submission runs in
 tests/test_cluster.py."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search import jobs
 from search.cli import main
-from search.spec import SpecError
-from search.spec_checks import load_spec
+from search.delivery import jobs
+from search.driver.checks import load_spec
+from search.spec.schema import SpecError
 
 
 def write_spec(tmp: Path, **changes) -> Path:

@@ -18,7 +18,7 @@ import torch
 from emule_models import ModelConfig, build_model
 from emule_models.data import load_data, synthetic
 from search.cli import main
-from search.label_suggestions import (
+from search.delivery.label_suggestions import (
     STRATEGIES,
     Outputs,
     badge,
@@ -192,9 +192,9 @@ SECTION = "## Which rows to label next: `emule suggest-labels`"
 def test_suggest_labels_end_to_end_on_a_finished_search(ray_local, tmp_path, monkeypatch, capsys):
     """A real search (1 trial, 2 epochs, 2 folds) on a Parquet with null labels, then `emule suggest-labels`: the
     Parquet holds unlabelled rows only, named by row and id, and the analysis is a child run of the search."""
-    from search.runner import run_search
-    from search.spec_checks import parse_spec
-    from search.tracking import Tracker
+    from search.driver.checks import parse_spec
+    from search.driver.runner import run_search
+    from search.record.tracking import Tracker
 
     monkeypatch.chdir(tmp_path)
     section = write_semi(tmp_path / "meters.parquet")

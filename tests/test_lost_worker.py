@@ -18,7 +18,7 @@ import pytest
 import yaml
 from servers import epochs_logged
 
-from search.tracking import Tracker
+from search.record.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

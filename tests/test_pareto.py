@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from search.pareto import (
+from search.front.pareto import (
     crowding_distance,
     dominates,
     hypervolume,

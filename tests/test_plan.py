@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.candidate import spec_dataset
-from search.plan import OUT_OF_PROPORTION, corners, plan_lines, proportion_warning, workload
-from search.spec_checks import load_spec, parse_spec
+from search.driver.checks import load_spec, parse_spec
+from search.driver.plan import OUT_OF_PROPORTION, corners, plan_lines, proportion_warning, workload
+from search.trial.candidate import spec_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = yaml.safe_load((ROOT / "spaces" / "quickstart.yaml").read_text())
@@ -126,7 +126,7 @@ def test_dry_run_prints_the_cost_table_and_starts_nothing(tmp_path):
 
 
 def test_a_distilled_spec_names_the_teacher_trainings_it_adds(tmp_path):
-    from search.candidate import resolve
+    from search.trial.candidate import resolve
 
     spec = parse_spec({"name": "t", "data": {"name": "gunpoint", "cv_folds": 3}, "baselines": [],
                        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
@@ -141,7 +141,7 @@ def test_a_distilled_spec_names_the_teacher_trainings_it_adds(tmp_path):
 
 def test_sub_second_trials_show_tenths_not_zero(monkeypatch):
     """Small data on a fast machine trains a trial in under a second: the estimate says how much, never "0s"."""
-    from search import plan
+    from search.driver import plan
 
     monkeypatch.setattr(plan, "time_corners", lambda shown, *a, **k: [plan.Timing(1e12, 32)] * len(shown))
     spec = parse_spec({"name": "t", "data": {"name": "italypowerdemand", "cv_folds": "holdout"}, "baselines": [],

@@ -17,9 +17,9 @@ from emule_models.data.dataset import Split
 from emule_models.data.scoring import fingerprint
 from emule_models.embed import standardize
 from emule_models.train import TrainConfig
-from search import validation
-from search.candidate import Candidate
-from search.validation import cross_validate, refit, selection_folds
+from search.trial import validation
+from search.trial.candidate import Candidate
+from search.trial.validation import cross_validate, refit, selection_folds
 
 
 def _config(modalities, mode: str = "mixing", tokenizer: str = "patch", **kw) -> ModelConfig:

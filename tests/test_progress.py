@@ -3,7 +3,7 @@ estimate of what is left."""
 
 from __future__ import annotations
 
-from search.progress import QUIET_FACTOR, StatusBoard, TrialClock, duration
+from search.driver.progress import QUIET_FACTOR, StatusBoard, TrialClock, duration
 
 
 def test_a_slow_trial_shows_every_epoch():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from search.ray_session import TIMEOUT_ENV, RayStartError, start_timeout, start_with_retries
-from search.tracking import Tracker
+from search.driver.ray_session import TIMEOUT_ENV, RayStartError, start_timeout, start_with_retries
+from search.record.tracking import Tracker
 
 RAY_TIMED_OUT = "The current node timed out during startup. This could happen because some of the raylet failed"
 

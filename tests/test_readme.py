@@ -18,9 +18,9 @@ import torch
 import yaml
 
 from emule_models.data import load_data
-from search.candidate import load_weights, resolve, spec_dataset
 from search.cli import main
-from search.spec_checks import parse_spec
+from search.driver.checks import parse_spec
+from search.trial.candidate import load_weights, resolve, spec_dataset
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## Deploying a candidate"

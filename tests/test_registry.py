@@ -3,7 +3,10 @@ the value and every accepted name - and every named choice of the project is suc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from emule_models.attention import ATTENTION
 from emule_models.augment import POLICIES
@@ -11,10 +14,13 @@ from emule_models.data import BUILTIN, STRATEGIES, VIEWS
 from emule_models.fusion import FUSION
 from emule_models.registry import Registry
 from emule_models.stems import STEMS
-from search import spec as spec_module
-from search.baselines import METHODS
-from search.schedulers import SCHEDULERS
-from search.space import SAMPLERS
+from search.driver.checks import check_names
+from search.driver.schedulers import SCHEDULERS
+from search.spec.schema import DEFAULT_BASELINES, SpecError, parse_schema
+from search.spec.space import SAMPLERS
+from search.trial.baselines import METHODS
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "spaces" / "quickstart.yaml"
 
 
 def test_register_under_a_given_name_or_the_entry_name():
@@ -84,13 +90,28 @@ def test_every_named_choice_is_a_registry_keyed_by_its_spec_field(registry, fiel
         registry.lookup("nope")
 
 
-def test_the_sampler_registry_builds_every_sampler_the_spec_accepts():
+def test_the_sampler_registry_builds_every_sampler():
     import optuna
 
-    assert sorted(spec_module.SAMPLERS) == SAMPLERS.names()
     for name in SAMPLERS:
         assert isinstance(SAMPLERS.lookup(name)(0, 4, 2), optuna.samplers.BaseSampler)
 
 
-def test_the_spec_accepts_exactly_the_registered_schedulers():
-    assert tuple(spec_module.SCHEDULERS) == tuple(SCHEDULERS)
+@pytest.mark.parametrize(("field", "registry"), [("sampler", SAMPLERS), ("scheduler", SCHEDULERS)])
+def test_a_spec_names_its_sampler_and_scheduler_from_their_registries(field, registry):
+    """The registries are the one list of names: every registered name passes the spec check, another is refused
+    with the registry's names, before any data is read."""
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    for name in registry:
+        check_names(parse_schema({**raw, "search": {**raw["search"], field: name, "grace_period": 1}}))
+    first = next(iter(registry))
+    with pytest.raises(SpecError, match=rf"^search.{field}: 'annealing' not accepted; accepted: \[.*'{first}'"):
+        check_names(parse_schema({**raw, "search": {**raw["search"], field: "annealing"}}))
+
+
+def test_a_spec_names_its_baselines_from_their_registry():
+    raw = yaml.safe_load(QUICKSTART.read_text())
+    check_names(parse_schema({**raw, "baselines": list(METHODS)}))
+    assert set(DEFAULT_BASELINES) <= set(METHODS)
+    with pytest.raises(SpecError, match=r"^baselines: \['knn'\] - 'knn' not accepted; accepted: \["):
+        check_names(parse_schema({**raw, "baselines": ["knn"]}))

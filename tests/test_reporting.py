@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from search.reporting import Reporter
+from search.trial.reporting import Reporter
 
 
 class SlowDriver:

@@ -1,4 +1,4 @@
-"""search.results, the trial contract: the metric/bookkeeping split, the outcome tags, and that no other module
+"""search.spec.results, the trial contract: the metric/bookkeeping split, the outcome tags, and that no other module
 of search/ spells a contract key as a string literal (so a rename is one edit)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 import re
 from pathlib import Path
 
-from search import results as r
+from search.spec import results as r
 
 SEARCH = Path(__file__).resolve().parents[1] / "search"
 # Tune's own names (done, trial_id ...) are Tune's; the rest are ours and spelled once.
@@ -22,13 +22,13 @@ def test_no_module_of_search_spells_a_contract_key():
     # dict(budget_done=True) spells a key too; ``device=device`` is an argument of torch and of our functions
     keyword = re.compile(f"\\b({names.replace('device|', '')})=(?!=)")
     found = []
-    for path in sorted(SEARCH.glob("*.py")):
+    for path in sorted(SEARCH.rglob("*.py")):
         if path.name == "results.py":
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             if (quoted.search(line) or keyword.search(line)) and not line.strip().startswith("#"):
-                found.append(f"{path.name}:{n}: {line.strip()}")
-    assert not found, "spell these through search.results:\n" + "\n".join(found)
+                found.append(f"{path.relative_to(SEARCH)}:{n}: {line.strip()}")
+    assert not found, "spell these through search.spec.results:\n" + "\n".join(found)
 
 
 def test_metrics_leave_out_bookkeeping_tune_keys_and_config_columns():

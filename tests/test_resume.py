@@ -22,9 +22,9 @@ from mlflow import MlflowClient
 from ray import cloudpickle
 from servers import epochs_logged
 
-from search.pareto import dominates, to_minimize
-from search.spec_checks import load_spec
-from search.tracking import Tracker
+from search.driver.checks import load_spec
+from search.front.pareto import dominates, to_minimize
+from search.record.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -11,11 +11,11 @@ import optuna
 import pytest
 from ray import cloudpickle
 
-from search.concurrency import SearchSync
-from search.runner import search_algorithm, spec_scheduler
-from search.schedulers import SCHEDULERS
-from search.space import SAMPLERS, SpecSampler, build_sampler
-from search.spec_checks import parse_spec
+from search.driver.checks import parse_spec
+from search.driver.concurrency import SearchSync
+from search.driver.runner import search_algorithm, spec_scheduler
+from search.driver.schedulers import SCHEDULERS
+from search.spec.space import SAMPLERS, SpecSampler, build_sampler
 
 
 def spec_for(tmp: Path, sampler: str | None, scheduler: str = "none"):
@@ -93,7 +93,7 @@ def test_the_default_sampler_is_nsga2_and_its_size_follows_the_budget(tmp_path):
 
 
 def test_an_unknown_sampler_is_refused_by_name(tmp_path):
-    from search.spec import SpecError
+    from search.spec.schema import SpecError
 
     with pytest.raises(SpecError, match=r"search.sampler.*'annealing'"):
         spec_for(tmp_path, "annealing")

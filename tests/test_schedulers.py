@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from search.fidelity import rung_levels
-from search.schedulers import (
-    CONTINUE,
-    SCHEDULERS,
-    STOP,
-    MOASHAScheduler,
-    MultiObjectiveHalving,
-    build_scheduler,
-    rung_positions,
-)
+from search.driver.halving import CONTINUE, STOP, MultiObjectiveHalving, rung_positions
+from search.driver.moasha import MOASHAScheduler
+from search.driver.schedulers import SCHEDULERS, build_scheduler
+from search.spec.fidelity import rung_levels
 
 # Nine minimized 2-D points with hand-computed order (see test_rung_positions_by_hand):
 #   rank 0: A, B, C   crowding: A, C boundary (inf); B = (4-1)/3 + (5-1)/4 = 2

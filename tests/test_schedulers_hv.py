@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from search.pareto import to_minimize
-from search.schedulers import (
+from search.driver.halving import (
     CONTINUE,
     STOP,
     MultiObjectiveHalving,
-    build_scheduler,
     contribution_positions,
     rung_positions,
 )
+from search.driver.schedulers import build_scheduler
+from search.front.pareto import to_minimize
 
 # (accuracy max, parameters min on log10), reference (0, 1e6): minimized (-accuracy, log10 parameters), ref (0, 6).
 #   A (0.5, 1000)   -> (-0.5, 3)    rank 0

@@ -6,16 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.pareto import to_minimize
-from search.schedulers import (
-    CONTINUE,
-    STOP,
-    MOASHAScheduler,
-    MultiObjectiveHalving,
-    build_scheduler,
-    strata_positions,
-    trained_objective,
-)
+from search.driver.halving import CONTINUE, STOP, MultiObjectiveHalving, strata_positions, trained_objective
+from search.driver.moasha import MOASHAScheduler
+from search.driver.schedulers import build_scheduler
+from search.front.pareto import to_minimize
 
 # (accuracy max, parameters min on log10). Stratum of a trial = those with at most 2x its parameters.
 #   A (0.5, 1000):   stratum {A, B, C} (C's 1500 <= 2000)  n = 3; ahead: C                  p = 1

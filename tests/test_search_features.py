@@ -10,13 +10,14 @@ import optuna
 import pytest
 import yaml
 
-from search.export import export, load_search
-from search.runner import run_search
-from search.searcher import BudgetAwareOptunaSearch
-from search.space import DefineByRun, build_sampler, history_trials, typed_params
-from search.spec import SpecError
-from search.spec_checks import parse_spec
-from search.tracking import Tracker
+from search.delivery.export import export
+from search.driver.checks import parse_spec
+from search.driver.runner import run_search
+from search.driver.searcher import BudgetAwareOptunaSearch
+from search.record.searches import load_search
+from search.record.tracking import Tracker
+from search.spec.schema import SpecError
+from search.spec.space import DefineByRun, build_sampler, history_trials, typed_params
 
 
 def tiny(tmp, **changes) -> dict:

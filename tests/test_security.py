@@ -12,9 +12,9 @@ import torch
 import yaml
 from servers import ENV, MlflowServer, free_port
 
-from search.spec import SpecError
-from search.spec_checks import load_spec
-from search.tracking import redact
+from search.driver.checks import load_spec
+from search.record.tracking import redact
+from search.spec.schema import SpecError
 
 SECRET = "s3cret-Tok3n"
 
@@ -35,7 +35,7 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 
 def test_weights_load_refuses_pickled_code(tmp_path):
-    from search.candidate import load_weights
+    from search.trial.candidate import load_weights
 
     path = tmp_path / "evil.pt"
     torch.save({"candidate": {}, "state_dict": {}, "payload": Path("x")}, path)  # an object, not just tensors
@@ -45,7 +45,7 @@ def test_weights_load_refuses_pickled_code(tmp_path):
 
 @pytest.mark.slow
 def test_local_ray_starts_no_dashboard():
-    code = ("import ray; from search.ray_session import init_ray; init_ray(None, 1); "
+    code = ("import ray; from search.driver.ray_session import init_ray; init_ray(None, 1); "
             "info = ray._private.worker.global_worker.node.address_info; "
             "print('DASHBOARD', info.get('webui_url') or ''); ray.shutdown()")
     proc = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=180)
@@ -85,7 +85,7 @@ def test_credentials_in_tracking_uri_never_logged(tmp_path):
         seen = [search.stdout, search.stderr, export.stdout, export.stderr]
         seen += [p.read_text() for p in (tmp_path / "ex").glob("*.yaml")]
 
-        from search.tracking import Tracker
+        from search.record.tracking import Tracker
 
         tracker = Tracker(uri, "secret")
         runs = tracker.runs("")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.spec import SPACE_KEYS, Range, SpecError
-from search.spec_checks import load_spec, parse_spec
+from search.driver.checks import load_spec, parse_spec
+from search.spec.schema import SPACE_KEYS, Range, SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = yaml.safe_load((ROOT / "spaces" / "quickstart.yaml").read_text())
@@ -147,7 +147,7 @@ def test_recipe_dimensions_are_searchable():
                         augment=["none", "light", "strong"], label_smoothing=[0.0, 0.1], ema=[0.0, 0.99],
                         pretrain_epochs=[0, 20], pretrain_mask_ratio={"low": 0.2, "high": 0.6})
     spec = parse_spec(raw)
-    from search.candidate import resolve, spec_dataset
+    from search.trial.candidate import resolve, spec_dataset
 
     data = spec_dataset(spec)
     cand = resolve(spec, {"tokenizer": "conv", "series_norm": "sample", "conv_kernel": 3, "conv_dilation": 2,
@@ -173,7 +173,7 @@ def test_space_keys_are_the_dataclass_fields():
 
     from emule_models.config import ModelConfig
     from emule_models.train import TrainConfig
-    from search.spec import DATA_KEYS, MODEL_FIXED, MODEL_KEYS, SPACE_KEYS, TRAINING_FIXED, TRAINING_KEYS
+    from search.spec.schema import DATA_KEYS, MODEL_FIXED, MODEL_KEYS, SPACE_KEYS, TRAINING_FIXED, TRAINING_KEYS
 
     assert set(MODEL_KEYS) == {f.name for f in dataclasses.fields(ModelConfig)} - set(MODEL_FIXED)
     assert set(TRAINING_KEYS) == {f.name for f in dataclasses.fields(TrainConfig)} - set(TRAINING_FIXED)
@@ -183,7 +183,7 @@ def test_space_keys_are_the_dataclass_fields():
 @pytest.mark.parametrize("key", SPACE_KEYS)
 def test_every_searchable_key_has_a_rule(key):
     """Each key refuses a value of the wrong kind, naming the key, the value and what its rule accepts."""
-    from search.spec import KEY_TYPES, rule
+    from search.spec.schema import KEY_TYPES, rule
 
     bad = "not-a-name" if KEY_TYPES[key] is not str or rule(key).accepted != "strings" else 7
     with pytest.raises(SpecError) as err:
@@ -195,7 +195,7 @@ def test_int_fields_are_sampled_as_integers():
     """fusion_layer and pretrain_epochs are ints in their dataclasses, so an integer range samples ints."""
     import optuna
 
-    from search.space import suggest
+    from search.spec.space import suggest
 
     trial = optuna.create_study().ask()
     for key in ("fusion_layer", "pretrain_epochs", "depth"):
@@ -228,7 +228,7 @@ def test_data_section_keeps_the_keys_given():
 def test_training_keys_fall_back_in_order():
     """Sampled value, else the spec's training section (distill section), else TrainConfig's own default."""
     from emule_models.train import TrainConfig
-    from search.candidate import resolve, spec_dataset
+    from search.trial.candidate import resolve, spec_dataset
 
     spec = parse_spec(with_change("training", {"epochs": 7, "lr": 0.02, "ema": 0.5}))
     data = spec_dataset(spec)
@@ -250,8 +250,8 @@ def test_front_ends_positions_and_depth_zero_are_searchable():
     drawn point becomes the candidate's model."""
     import optuna
 
-    from search.candidate import resolve, spec_dataset
-    from search.space import DefineByRun
+    from search.spec.space import DefineByRun
+    from search.trial.candidate import resolve, spec_dataset
 
     raw = copy.deepcopy(QUICKSTART)
     raw["space"] = FRONT_ENDS

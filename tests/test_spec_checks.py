@@ -1,4 +1,4 @@
-"""The checks against the data (search.spec_checks): a space too large to check is refused, naming its size, the
+"""The checks against the data (search.driver.checks): a space too large to check is refused, naming its size, the
 limit and what to do; the corners are every combination up to that limit; the boundary runs schema then checks."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from search.spec import SpecError, parse_schema
-from search.spec_checks import MAX_CORNERS, corner_counts, parse_spec, space_corners
+from search.driver.checks import MAX_CORNERS, corner_counts, parse_spec, space_corners
+from search.spec.schema import SpecError, parse_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = yaml.safe_load((ROOT / "spaces" / "quickstart.yaml").read_text())

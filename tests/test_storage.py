@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from search import storage
-from search.spec_checks import parse_spec
+from search.driver.checks import parse_spec
+from search.spec import storage
 
 
 @pytest.mark.parametrize("value, uri", [("s3://b/x", True), ("gs://b", True), ("file:///tmp/x", True),
@@ -58,7 +58,7 @@ def test_spec_storage(tmp_path, monkeypatch):
 
 
 def test_a_sqlite_stores_artifacts_sit_beside_its_database(tmp_path, monkeypatch):
-    from search.tracking import Tracker
+    from search.record.tracking import Tracker
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "store").mkdir()
@@ -81,8 +81,8 @@ def test_files_on_a_real_s3_api(s3_server):
 
 @pytest.mark.parametrize("on_s3", [False, True])
 def test_find_experiment_by_name_or_newest_of_its_spec(tmp_path, request, on_s3):
-    from search.resume import find_experiment
-    from search.runner import SESSION_FILE
+    from search.driver.resume import find_experiment
+    from search.driver.runner import SESSION_FILE
 
     root = request.getfixturevalue("s3_server").uri("runs") if on_s3 else str(tmp_path / "runs")
     for name in ["demo-1", "demo-2", "other-1"]:

@@ -1,4 +1,4 @@
-"""`emule sync`'s repair (search.resume.repair, trial_rows): what Tune recorded while MLflow was away, replayed
+"""`emule sync`'s repair (search.driver.resume.repair, trial_rows): what Tune recorded while MLflow was away, replayed
 through the search's own callback into a fake Tracker. Which runs are created, which epochs logged, which runs
 ended, stopped or discarded, and when the search is marked complete. The whole command against a real store and a
 real S3 API runs in test_tracking_outage.py and test_resume.py."""
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from fake_tracker import PARENT, STATIC, WHERE, FakeTracker, callback, data_shape, trial, unit_spec
 
-from search.resume import repair, trial_rows
+from search.driver.resume import repair, trial_rows
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from emule_models.data import synthetic
 from emule_models.data.dataset import stratified_folds
 from emule_models.distill import predict_logits
 from emule_models.train import TrainConfig, fit
-from search.candidate import Candidate, build_seeded, resolve, spec_dataset
-from search.spec import SpecError
-from search.spec_checks import parse_spec
-from search.teacher import Teacher, cross_fit_parts, soft_labels
-from search.validation import cross_validate, refit
+from search.driver.checks import parse_spec
+from search.spec.schema import SpecError
+from search.trial.candidate import Candidate, build_seeded, resolve, spec_dataset
+from search.trial.teacher import Teacher, cross_fit_parts, soft_labels
+from search.trial.validation import cross_validate, refit
 
 
 def _candidate(data, epochs: int = 2, alpha: float = 0.0, seed: int = 0, width: int = 16) -> Candidate:
@@ -75,8 +75,8 @@ def test_cross_fitted_labels_come_from_teachers_that_never_saw_the_row(made, tmp
 
 
 def test_a_retrained_student_gets_the_cross_fitted_labels_it_was_searched_with(made, tmp_path, monkeypatch):
-    from search.export import student_soft_labels
-    from search.teacher import SOFT_LABELS_CACHE
+    from search.delivery.export import student_soft_labels
+    from search.trial.teacher import SOFT_LABELS_CACHE
 
     data, folds, teacher, _, _ = made
     monkeypatch.chdir(tmp_path)  # the cache a search leaves in its working directory

@@ -1,4 +1,4 @@
-"""search.tracking against a real MLflow SQLite store in a temp dir: the front's marks, the description, dataset
+"""search.record.tracking against a real MLflow SQLite store in a temp dir: the front's marks, the description, dataset
 inputs, the experiment's kind, description and views, records made before the size metric's rename, and which
 store a command opens when none is named (MLflow's MLFLOW_TRACKING_URI first)."""
 
@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from search.candidate import load_section
 from search.cli import main
-from search.datasets import describe
-from search.front import compute_front
-from search.spec import Objective
-from search.summary import experiment_note, front_view, searches_view
-from search.tracking import URI_VARIABLES, Tracker, resolve_uri, store_line, uri_and_source
+from search.front.state import compute_front
+from search.front.summary import experiment_note, front_view, searches_view
+from search.record.datasets import describe
+from search.record.tracking import URI_VARIABLES, Tracker, resolve_uri, store_line, uri_and_source
+from search.spec.schema import Objective
+from search.trial.candidate import load_section
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
               Objective(metric="param_count", mode="min", reference=1e6, log=True)]

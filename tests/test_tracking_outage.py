@@ -11,7 +11,7 @@ import pytest
 import yaml
 from servers import ENV, MlflowServer, free_port
 
-from search.tracking import Tracker
+from search.record.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

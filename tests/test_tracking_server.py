@@ -12,10 +12,10 @@ from pathlib import Path
 import cluster_scripts
 import pytest
 
-from search.export import load_search
-from search.runner import run_search
-from search.spec_checks import parse_spec
-from search.tracking import PARENT_TAG, Tracker
+from search.driver.checks import parse_spec
+from search.driver.runner import run_search
+from search.record.searches import load_search
+from search.record.tracking import PARENT_TAG, Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -14,11 +14,11 @@ import yaml
 from PIL import Image
 
 from emule_models.data import load_builtin
-from search import validation
-from search.runner import run_search
-from search.spec import SpecError
-from search.spec_checks import load_spec
-from search.tracking import Tracker
+from search.driver.checks import load_spec
+from search.driver.runner import run_search
+from search.record.tracking import Tracker
+from search.spec.schema import SpecError
+from search.trial import validation
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ from emule_models import ModelConfig
 from emule_models.data import synthetic
 from emule_models.data.dataset import stratified_folds
 from emule_models.train import TrainConfig, evaluate, fit
-from search import validation
-from search.candidate import Candidate, build_seeded
-from search.validation import AUTO, HOLDOUT, cross_validate, refit, resolve_setting, selection_folds
+from search.trial import validation
+from search.trial.candidate import Candidate, build_seeded
+from search.trial.validation import AUTO, HOLDOUT, cross_validate, refit, resolve_setting, selection_folds
 
 
 def _dataset(n: int = 120, classes: int = 3):

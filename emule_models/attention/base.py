@@ -109,7 +109,7 @@ class Attention(nn.Module):
     @classmethod
     def onnx_reasons(cls, shape: AttentionShape) -> list[str]:
         """Why this variant cannot be written as an ONNX graph for ``shape``; empty when it can. Checked before an
-        ONNX export starts (``search.deploy``); every variant registered so far exports."""
+        ONNX export starts (``search.delivery.deploy``); every variant registered so far exports."""
         return []
 
     @classmethod

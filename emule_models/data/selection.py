@@ -74,7 +74,7 @@ def select(labels: np.ndarray, fraction: float, strategy: str = "random", seed: 
         beta: ``ccs`` only: hardest share dropped first; default ``min(0.1, 1 - fraction)``.
         bins: ``ccs`` only: equal-width score bins.
         min_per_class: the fewest rows of a class the subset keeps, whatever the fraction (tiny data: see
-            ``search.validation.class_floor``).
+            ``search.trial.validation.class_floor``).
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"data_fraction: {fraction} not accepted; accepted: a number in (0, 1]")
