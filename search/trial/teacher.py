@@ -33,7 +33,7 @@ from emule_models.data.scoring import fingerprint
 from emule_models.distill import predict_logits
 from emule_models.train import fit
 from search.trial.candidate import Candidate, load_section, load_weights, read_candidate, spec_dataset
-from search.trial.validation import PRETRAIN_CACHE, Folds, _scores, refit, start_model, subset
+from search.trial.validation import PRETRAIN_CACHE, Folds, refit, selection_scores, start_model, subset
 
 SOFT_LABELS_CACHE = Path(".emule") / "soft_labels"
 VERSION = 1  # bump when how soft labels are made changes, so old caches are not reused
@@ -218,7 +218,7 @@ def _teacher_logits(t: Teacher, dataset: Dataset, fit_rows: np.ndarray | None, c
     else:
         cand = t.candidate
         model, _ = start_model(cand, dataset, learns_from, device, PRETRAIN_CACHE.resolve())
-        rows = subset(cand, pool.labels, fit_rows, _scores(cand, dataset, None))
+        rows = subset(cand, pool.labels, fit_rows, selection_scores(cand, dataset, None))
         fit(model, pool.take(rows), None, cand.training, device=device)
     logits = predict_logits(model, labelled, device=device)
     if path is not None:

@@ -135,7 +135,7 @@ def cross_validate(cand: Candidate, dataset: Dataset, folds: Folds, scores: dict
     ``pretrain_samples`` summed over folds. ``soft``: a teacher's soft labels, for a distilled candidate; fold k's
     model learns from fold k's teacher, which never saw fold k's validation rows. ``keep`` receives the fold
     models as they are built (trained once the last epoch is yielded)."""
-    pool, scores = dataset.pool, _scores(cand, dataset, scores)
+    pool, scores = dataset.pool, selection_scores(cand, dataset, scores)
     runs, pretrained = [], 0
     for k, (fit_rows, val_rows) in enumerate(folds):
         model, seen = start_model(cand, dataset, pool.take(fit_rows), device, pretrain_cache)
@@ -164,7 +164,7 @@ def refit(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | Non
     """The candidate trained once more on the whole pool (its data fraction of it), same recipe and epochs,
     pretrained first where its recipe says so, distilled from ``soft`` (the teacher's refit labels) where it
     distills. Returns (model, training rows, samples seen, pretraining's included)."""
-    pool, scores = dataset.pool, _scores(cand, dataset, scores)
+    pool, scores = dataset.pool, selection_scores(cand, dataset, scores)
     rows = subset(cand, pool.labels, np.arange(len(pool)), scores)
     model, pretrained = start_model(cand, dataset, pool, device, pretrain_cache)
     teacher = soft.for_refit(rows) if distills(cand, soft) else None
@@ -210,7 +210,8 @@ def start_model(cand: Candidate, dataset: Dataset, learns_from: Split, device: s
     return model.to(device), seen
 
 
-def _scores(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+def selection_scores(cand: Candidate, dataset: Dataset,
+                     scores: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
     """The search's shared quality scores; computed here (cached) when the strategy needs them and none were
     passed, as for a retrain."""
     if scores is None and needs_scores(cand.data["selection"]):
