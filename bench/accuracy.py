@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.spec.metrics import SIZE  # noqa: E402
@@ -124,30 +126,32 @@ def _search_spec(name: str, space: dict, options: dict, seed: int, trials: int, 
 def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float,
             pretrain_epochs: int, first_seed: int = 0, family: str = "transformer") -> dict:
     """``seeds`` searches of one set; the best-by-validation candidate of each, and the search's baselines."""
-    from search.driver.checks import parse_spec
-    from search.driver.runner import run_search
-    from search.front import yardstick
-    from search.record.tracking import Tracker
+    import search
 
     runs = []
     for seed in range(first_seed, seeds):
-        spec = parse_spec(spec_for(name, seed, trials, epochs, tmp, baseline_seconds, pretrain_epochs, family))
+        spec = search.load_spec(spec_for(name, seed, trials, epochs, tmp, baseline_seconds, pretrain_epochs, family))
         start = time.perf_counter()
-        result = run_search(spec, name=f"acc-{name}-{seed}", out=io.StringIO())
-        tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)
-        state = tracker.search_state(result.parent_run_id, spec.objectives)
-        best = yardstick.best_by_validation(state.finished.values())
-        runs.append({"seed": seed, "wall_s": time.perf_counter() - start, "finished": len(state.finished),
-                     "val": best.metrics["val_accuracy"], "test": best.metrics["test_accuracy"],
-                     "gap": yardstick.selection_gap(best), "params": best.metrics[SIZE],
-                     "candidate": {k: v for k, v in best.params.items() if "." not in k},
+        result = search.run_search(spec, name=f"acc-{name}-{seed}", out=io.StringIO())
+        best, every = result.best, result.candidates
+        runs.append({"seed": seed, "wall_s": time.perf_counter() - start, "finished": len(every),
+                     "val": best["val_accuracy"], "test": best["test_accuracy"],
+                     "gap": best["val_accuracy"] - best["test_accuracy"], "params": best[SIZE],
+                     "candidate": searched_params(best),
                      # every finished candidate, for the oracle column: what a perfect selection would have found
-                     "candidates": [{"val": c.metrics["val_accuracy"], "test": c.metrics["test_accuracy"],
-                                     "params": c.metrics[SIZE]} for c in state.finished.values()],
-                     "baselines": tracker.baselines(result.parent_run_id)})
+                     "candidates": [{"val": v, "test": t, "params": s} for v, t, s in
+                                    zip(every["val_accuracy"], every["test_accuracy"], every[SIZE])],
+                     "baselines": result.baselines})
         print(f"{name} seed {seed}: best val {runs[-1]['val']:.3f} test {runs[-1]['test']:.3f} "
               f"gap {runs[-1]['gap']:+.3f} ({runs[-1]['wall_s']:.0f} s)", flush=True)
     return {"name": name, "folds": spec.data["cv_folds"], "runs": runs}
+
+
+def searched_params(row) -> dict:
+    """A candidate's searched parameters from its row of ``Search.candidates`` (attention options left out), as
+    plain Python values for the JSON record."""
+    return {k.removeprefix("param."): v.item() if hasattr(v, "item") else v for k, v in row.items()
+            if k.startswith("param.") and "." not in k.removeprefix("param.") and pd.notna(v)}
 
 
 def _mean_std(xs: list[float]) -> str:

@@ -28,7 +28,9 @@ from search.front.state import Record
 from search.front.summary import front_view_key, run_link, ui_address, view_link
 from search.record.searches import load_search
 from search.record.tracking import Tracker, redact
+from search.spec.results import FRONT_MARK, KNEE_MARK
 from search.spec.schema import Spec, SpecError
+from search.spec.space import typed_params
 
 __all__ = ["Search", "SpecError", "export", "load_spec", "open_search", "resume_search", "run_search", "train"]
 
@@ -166,8 +168,9 @@ def export(search: Search | str, out: str | Path, how: str = "front", limits: Ma
 
     Args:
         search: a ``Search`` or a search's name (then ``tracking_uri`` / ``experiment`` say where it is).
-        how: ``front`` (every member), ``knee`` or ``budget`` (the best under ``limits``, e.g.
-            ``{param_count: 1e5}``, in the units of `emule pareto`).
+        how: ``front`` (every member), ``knee``, or ``budget``: the best member by the first objective within
+            ``limits`` (metric name -> the most it may be, e.g. param_count -> 1e5; ``emule export --select
+            budget --max-params``).
     """
     if isinstance(search, Search):
         tracking_uri, experiment, search = search.tracking_uri, search.experiment, search.name
@@ -175,10 +178,13 @@ def export(search: Search | str, out: str | Path, how: str = "front", limits: Ma
                         dict(limits) if limits is not None else None)
 
 
-def train(candidate: str | Path, weights: str | Path, device: str = "cpu") -> dict[str, float]:
-    """Train an exported candidate again from scratch, as the search fit it, save its weights to ``weights``
-    (load them with ``emule_models``), and return its test metrics."""
-    return retrain(Path(candidate), Path(weights), device=device, log=lambda line: None)
+def train(candidate: str | Path, weights: str | Path, device: str = "cpu",
+          out: IO[str] | None = None) -> dict[str, float]:
+    """Train an exported candidate (``export``) again from scratch, as the search fit it; save its weights to
+    ``weights`` (``search.trial.candidate.load_weights`` or ``emule_models`` load them) and return its size, training
+    rows and test accuracy. ``out``: where its progress lines go (default: standard output)."""
+    out = out or sys.stdout
+    return retrain(Path(candidate), Path(weights), device=device, log=lambda line: print(line, file=out, flush=True))
 
 
 def _read(tracker: Tracker, name: str) -> Search:
@@ -189,10 +195,13 @@ def _read(tracker: Tracker, name: str) -> Search:
     for r in front.members + front.others:
         row: dict[str, Any] = {"trial_id": r.trial_id, "run_id": r.run_id, "on_front": r.trial_id in members,
                                "knee": front.knee is not None and r.trial_id == front.knee.trial_id}
-        row.update(r.metrics)
-        row.update({f"param.{k}": v for k, v in sorted(r.params.items())})
+        row.update({k: v for k, v in r.metrics.items() if k not in (FRONT_MARK, KNEE_MARK)})
+        row.update({f"param.{k}": v for k, v in sorted(typed_params(record.spec, r.params).items())})
         rows.append(row)
     candidates = pd.DataFrame(rows, columns=None if rows else list(_FIXED))
+    # a parameter only some candidates have (an option of one attention variant) stays an integer where it is one
+    params = [c for c in candidates.columns if c.startswith("param.")]
+    candidates[params] = candidates[params].convert_dtypes()
     address, experiment_id = ui_address(redact(tracker.uri)), tracker.experiment_id
     status, stop_reason = tracker.search_end(record.parent_id)
     return Search(record.name, status, candidates, tracker.baselines(record.parent_id), record.spec,

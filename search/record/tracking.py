@@ -46,6 +46,8 @@ from search.spec.results import (  # noqa: E402
     ERROR_TAG,
     FAILURE_TAG,
     FEASIBLE_TAG,
+    FRONT_MARK,
+    KNEE_MARK,
     ORPHAN_TAG,
     RUN_KIND_TAG,
     SEARCH_TAG,
@@ -470,7 +472,7 @@ class Tracker:
         now = max(_now(), self.__dict__.get("_marked_at", 0) + 1)
         self._marked_at = now
         for run_id in marked_run_ids:
-            marks = {"pareto": run_id in front, "knee": run_id == knee_run_id}
+            marks = {FRONT_MARK: run_id in front, KNEE_MARK: run_id == knee_run_id}
             self._client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in marks.items()],
                                   tags=[RunTag(k, str(v).lower()) for k, v in marks.items()])
         self.log_front_artifacts(parent_id, artifacts, description)

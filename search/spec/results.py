@@ -62,6 +62,8 @@ MEASURED_WITHOUT_TRAINING = frozenset({*STATIC, TRAIN_SAMPLES, WORK_TIME_S})
 SEARCH_TAG = "emule.search"  # the search a run belongs to: its parent run and each child run
 TRIAL_TAG = "emule.trial_id"  # a child run's trial: how a resumed driver finds the runs it made
 RUN_KIND_TAG = "emule.kind"  # search (a parent run), candidate (a child run) or model (a registered model's run)
+# a finished candidate on the front, and the knee: tags (true/false) and 0/1 metrics of its run
+FRONT_MARK, KNEE_MARK = "pareto", "knee"
 STATUS_TAG = "emule.status"  # a search's state: running, complete, interrupted
 STOP_REASON_TAG = "emule.stop_reason"  # on runs closed as KILLED: what stopped them
 ORPHAN_TAG = "emule.orphan"  # on a discarded run whose trial Tune's saved state lost
