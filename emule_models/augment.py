@@ -102,10 +102,10 @@ class Augmenter:
         last = (lengths - 1)[:, None]  # (B, 1) last real position
         along = (steps / last.clamp_min(1)).clamp(max=1)  # (B, L) position within the real length, 0..1
         if "magnitude_warp" in self.ops:
-            curve = _through_knots(1 + 0.2 * self._randn(b, c, 4, device=dev), along)  # (B, C, L), smooth
+            curve = through_knots(1 + 0.2 * self._randn(b, c, 4, device=dev), along)  # (B, C, L), smooth
             x = torch.where(self._half(b, dev)[:, None, None], x * curve, x)
         if "time_warp" in self.ops:
-            speed = _through_knots(torch.exp(0.2 * self._randn(b, 1, 4, device=dev)), along)[:, 0]  # (B, L)
+            speed = through_knots(torch.exp(0.2 * self._randn(b, 1, 4, device=dev)), along)[:, 0]  # (B, L)
             cum = torch.cumsum(speed * real, -1) - speed[:, :1]  # monotone, 0 at the first step
             end = cum.gather(1, last.long()).clamp_min(1e-6)
             source = torch.where(self._half(b, dev)[:, None], cum / end * last, source)
@@ -158,7 +158,7 @@ class Augmenter:
         return out, lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
 
 
-def _through_knots(knots: torch.Tensor, along: torch.Tensor) -> torch.Tensor:
+def through_knots(knots: torch.Tensor, along: torch.Tensor) -> torch.Tensor:
     """A piecewise-linear curve through ``knots`` (B, C, K), spread evenly over each sample's real length, read
     at ``along`` (B, L) in [0, 1]: (B, C, L)."""
     k = knots.shape[-1]

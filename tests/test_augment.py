@@ -126,12 +126,12 @@ def test_label_smoothing_changes_the_loss_not_the_labels():
 
 
 def test_warp_curves_span_each_samples_real_length():
-    from emule_models.augment import _through_knots
+    from emule_models.augment import through_knots
 
     knots = torch.tensor([[[1.0, 2.0, 3.0, 4.0]]]).expand(2, 1, 4)
     length = 10
     steps = torch.arange(length, dtype=torch.float32).expand(2, length)
     last = torch.tensor([[9.0], [3.0]])  # a full sample, and one with 4 real steps
-    curve = _through_knots(knots, (steps / last).clamp(max=1))
+    curve = through_knots(knots, (steps / last).clamp(max=1))
     assert torch.allclose(curve[0, 0, [0, 3, 6, 9]], torch.tensor([1.0, 2.0, 3.0, 4.0]))
     assert torch.allclose(curve[1, 0, :4], torch.tensor([1.0, 2.0, 3.0, 4.0]))  # all four knots in 4 real steps

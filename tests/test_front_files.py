@@ -14,8 +14,8 @@ import pytest
 
 from search.driver.checks import parse_spec
 from search.front.files import csv_rows, write_artifacts
-from search.front.html import CHAR_PX, LABEL_PX, MARKER_PX, PANEL_PX, _area, _hover, _label_box, label_positions
-from search.front.plot import _tick, log_ticks
+from search.front.html import CHAR_PX, LABEL_PX, MARKER_PX, PANEL_PX, hover, label_box, label_positions, overlap_area
+from search.front.plot import log_ticks, tick
 from search.front.state import Record, compute_front
 from search.front.summary import (
     DESCRIPTION_LIMIT,
@@ -111,9 +111,9 @@ def test_html_is_self_contained_and_interactive(front, tmp_path):
 def test_hover_shows_numbers_as_people_read_them(front):
     r = front.members[0]
     r.params["lr"] = "0.0006324334252044143"
-    hover = _hover(r, OBJECTIVES)
-    assert "lr: 6.32e-4" in hover and "param_count: 50k" in hover and "val_accuracy: 0.8<" in hover
-    assert "0.000632433" not in hover
+    text = hover(r, OBJECTIVES)
+    assert "lr: 6.32e-4" in text and "param_count: 50k" in text and "val_accuracy: 0.8<" in text
+    assert "0.000632433" not in text
 
 
 def test_labels_are_placed_apart():
@@ -123,16 +123,16 @@ def test_labels_are_placed_apart():
     places = label_positions(points, texts)
     assert len(set(places)) == 3
     w, h = PANEL_PX
-    boxes = [_label_box(p, x, y, len(t) * CHAR_PX / w, LABEL_PX / h, MARKER_PX / w, MARKER_PX / h)
+    boxes = [label_box(p, x, y, len(t) * CHAR_PX / w, LABEL_PX / h, MARKER_PX / w, MARKER_PX / h)
              for p, (x, y), t in zip(places, points, texts)]
-    assert all(_area(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert all(overlap_area(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:])
     # a lone point keeps its label above it; one at the top of the panel puts it below (Plotly cuts it there)
     assert label_positions([(0.5, 0.5)], ["a1aaaaaa"]) == ["top center"]
     assert label_positions([(0.5, 1.0)], ["a1aaaaaa"]) == ["bottom center"]
 
 
 def test_log_ticks_tell_nearby_sizes_apart():
-    assert [_tick(v) for v in (2000, 5000, 10_000, 2e6, 500)] == ["2k", "5k", "10k", "2M", "500"]
+    assert [tick(v) for v in (2000, 5000, 10_000, 2e6, 500)] == ["2k", "5k", "10k", "2M", "500"]
     assert log_ticks(4000, 14_000) == [4000, 5000, 6000, 7000, 8000, 9000, 10_000]  # within a decade: every step
     assert log_ticks(3000, 120_000) == [5000, 10_000, 20_000, 50_000, 100_000]
     assert log_ticks(1e3, 1e9) == [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9]  # wide: decades only

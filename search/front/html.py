@@ -49,7 +49,7 @@ def write_html(front: Front, objectives: Sequence[Objective], path: Path, title:
                     encoding="utf-8")
 
 
-def _hover(r: Record, objectives: Sequence[Objective]) -> str:
+def hover(r: Record, objectives: Sequence[Objective]) -> str:
     """A point's hover text: its trial id, objectives and configuration, numbers as people read them (lr 6.32e-4,
     flops 9.44k)."""
     lines = [f"<b>{r.trial_id}</b>"] + [f"{o.metric}: {fmt(r.metrics[o.metric])}" for o in objectives]
@@ -81,14 +81,14 @@ def _pairs(front: Front, objectives: Sequence[Objective], baselines: Mapping[str
                 text=[r.trial_id for r in group] if labelled else None,
                 textposition=_label_places(front, x_obj, y_obj) if labelled else None,
                 textfont=dict(size=9, color="#d62728"), marker=style, name=name, legendgroup=name,
-                showlegend=i == 0, hovertext=[_hover(r, objectives) for r in group], hoverinfo="text"),
+                showlegend=i == 0, hovertext=[hover(r, objectives) for r in group], hoverinfo="text"),
                 row=row, col=col)
         if front.knee is not None:
             fig.add_trace(go.Scatter(
                 x=[front.knee.metrics[x_obj.metric]], y=[front.knee.metrics[y_obj.metric]], mode="markers",
                 marker=dict(symbol="star", size=16, color="gold", line=dict(color="black", width=1)),
                 name=f"knee ({front.knee.trial_id})", legendgroup="knee", showlegend=i == 0,
-                hovertext=[_hover(front.knee, objectives)], hoverinfo="text"), row=row, col=col)
+                hovertext=[hover(front.knee, objectives)], hoverinfo="text"), row=row, col=col)
         for axis, obj in (("x", x_obj), ("y", y_obj)):
             update = fig.update_xaxes if axis == "x" else fig.update_yaxes
             update(title_text=f"{label(obj.metric)} {obj.mode}", type="log" if obj.log else "linear",
@@ -139,18 +139,18 @@ def label_positions(points: Sequence[tuple[float, float]], texts: Sequence[str],
         obstacles = placed + [m for j, m in enumerate(markers) if j != i]
 
         def overlap(position: str, x=x, y=y, w=w, h=h, obstacles=obstacles) -> float:
-            box = _label_box(position, x, y, w, h, r_x, r_y)
-            outside = w * h - _area(box, PANEL)
-            total = outside + sum(_area(box, o) for o in obstacles)
+            box = label_box(position, x, y, w, h, r_x, r_y)
+            outside = w * h - overlap_area(box, PANEL)
+            total = outside + sum(overlap_area(box, o) for o in obstacles)
             return total if total > 1e-9 * w * h else 0.0  # rounding, not overlap
 
         best = min(POSITIONS, key=lambda p: (overlap(p) > 0, overlap(p), POSITIONS.index(p)))
         chosen.append(best)
-        placed.append(_label_box(best, x, y, w, h, r_x, r_y))
+        placed.append(label_box(best, x, y, w, h, r_x, r_y))
     return chosen
 
 
-def _label_box(position: str, x: float, y: float, w: float, h: float, r_x: float,
+def label_box(position: str, x: float, y: float, w: float, h: float, r_x: float,
                r_y: float) -> tuple[float, float, float, float]:
     """The box (x0, y0, x1, y1) a label of size ``w`` x ``h`` takes at ``position`` around the point (x, y)."""
     vertical, horizontal = position.split()
@@ -159,7 +159,7 @@ def _label_box(position: str, x: float, y: float, w: float, h: float, r_x: float
     return x0, y0, x0 + w, y0 + h
 
 
-def _area(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+def overlap_area(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 

@@ -71,7 +71,7 @@ def _panel(ax, front: Front, x_obj: Objective, y_obj: Objective, baselines: Mapp
         # labelled ticks inside the data's range, as plain numbers: decade ticks alone make 4390 and 12966 read
         # the same (and a range within one decade gets none)
         ax.set_xticks(log_ticks(*ax.get_xlim()))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick(v)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: tick(v)))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"{label(x)}, {x_obj.mode}" + (", log scale" if x_obj.log else ""))
     ax.set_ylabel(f"{label(y)}, {y_obj.mode}")
@@ -106,7 +106,7 @@ def log_ticks(lo: float, hi: float, most: int = 8) -> list[float]:
     return ticks
 
 
-def _tick(v: float) -> str:
+def tick(v: float) -> str:
     for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(v) >= scale:
             return f"{v / scale:g}{suffix}"
