@@ -1,7 +1,7 @@
 """Continues a search whose driver stopped, and repairs the MLflow record of one that lost its tracking server.
 
 Both start from what the search left in its storage - Tune's experiment state and the session file beside it -
-read through ``search.storage``, so a search kept on ``s3://`` (or any URI pyarrow opens) resumes and syncs like
+read through ``search.spec.storage``, so a search kept on ``s3://`` (or any URI pyarrow opens) resumes and syncs like
 one in a local folder.
 """
 

@@ -4,7 +4,7 @@ that place a run in the MLflow record and say how its trial ended.
 A trial (``search.trial.trainable``) reports one dict per epoch through Tune; the driver reads them - the searcher
 (what Optuna is told), the schedulers and the epoch budget (``EPOCH`` is their resource), the callbacks (what
 MLflow logs) and resume/sync. Every one of them names a key through this module, so a key is renamed in one
-place. Metric names and units for people (labels, aliases) are in ``search.metrics``.
+place. Metric names and units for people (labels, aliases) are in ``search.spec.metrics``.
 """
 
 from __future__ import annotations
