@@ -10,7 +10,7 @@ comma := ,
 LOCK := requirements.lock
 EXTRAS := test,deploy
 
-.PHONY: setup quickstart test lint lock test-latest bench-overhead
+.PHONY: setup quickstart test lint lock test-latest
 
 setup: $(BIN)/emule
 
