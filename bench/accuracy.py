@@ -147,7 +147,7 @@ def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline
                      "baselines": tracker.baselines(result.parent_run_id)})
         print(f"{name} seed {seed}: best val {runs[-1]['val']:.3f} test {runs[-1]['test']:.3f} "
               f"gap {runs[-1]['gap']:+.3f} ({runs[-1]['wall_s']:.0f} s)", flush=True)
-    return {"name": name, "folds": spec.data["cv_folds"], "runs": runs}
+    return {"name": name, "folds": spec.data.cv_folds, "runs": runs}
 
 
 def _mean_std(xs: list[float]) -> str:
