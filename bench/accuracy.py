@@ -144,7 +144,7 @@ def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline
                      "baselines": result.baselines})
         print(f"{name} seed {seed}: best val {runs[-1]['val']:.3f} test {runs[-1]['test']:.3f} "
               f"gap {runs[-1]['gap']:+.3f} ({runs[-1]['wall_s']:.0f} s)", flush=True)
-    return {"name": name, "folds": spec.data["cv_folds"], "runs": runs}
+    return {"name": name, "folds": spec.data.cv_folds, "runs": runs}
 
 
 def searched_params(row) -> dict:

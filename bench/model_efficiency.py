@@ -120,7 +120,7 @@ def run_one(name: str, seed: int, args, tmp: Path) -> dict:
     lat = {"best": latency(tracker, best.run_id, dataset, tmp)}
     if small is not None:
         lat["smallest"] = latency(tracker, small.run_id, dataset, tmp)
-    row = {"set": name, "seed": seed, "folds": spec.data["cv_folds"], "finished": len(finished),
+    row = {"set": name, "seed": seed, "folds": spec.data.cv_folds, "finished": len(finished),
            "best": _summary(best), "smallest": _summary(small) if small else None, "latency": lat,
            "plain_s": plain_s}
     arms = [("distilled", "", 1)] + ([("crossfit", "_crossfit", args.cross_fit)] if args.cross_fit > 1 else [])

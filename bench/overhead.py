@@ -55,7 +55,7 @@ def plain_loop(candidates: list[Candidate]) -> list[float]:
         model = build_seeded(cand)
         count_parameters(model), forward_flops(cand.model)
         measure(model, cand.model, cand.training.batch_size)
-        for _ in cross_validate(cand, dataset, selection_folds(cand.data, dataset)):
+        for _ in cross_validate(cand, dataset, selection_folds(cand.data_section, dataset)):
             pass
         final, _, _ = refit(cand, dataset)
         evaluate(final, dataset.test)

@@ -45,7 +45,7 @@ def test_unbroken_table_is_accepted(tmp_path):
     from search.driver.checks import load_spec
 
     spec = load_spec(_generator().write_baseline(tmp_path))
-    assert spec.data["path"] == str(tmp_path / "leaves.parquet")
+    assert spec.data.path == str(tmp_path / "leaves.parquet")
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])

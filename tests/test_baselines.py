@@ -8,6 +8,8 @@ import pytest
 from aeon.classification.distance_based import KNeighborsTimeSeriesClassifier
 
 from emule_models.data import load_builtin, synthetic
+from emule_models.data.dataset import stratified_folds
+from search.spec.schema import DataSection
 from search.trial import baselines
 from search.trial.baselines import METHODS, Method, run_baselines, series_matrix
 from search.trial.validation import selection_folds
@@ -19,7 +21,7 @@ def gunpoint():
 
 
 def test_scored_on_the_candidates_folds_and_refit_on_the_pool(gunpoint):
-    folds = selection_folds({"cv_folds": 5, "seed": 0}, gunpoint)
+    folds = selection_folds(DataSection(name="gunpoint", cv_folds=5, seed=0), gunpoint)
     out = run_baselines(gunpoint, folds, ["nn_euclidean"], cache_dir=None)["nn_euclidean"]
     x, y = series_matrix(gunpoint.pool, gunpoint), gunpoint.pool.labels
     by_hand = []
@@ -39,7 +41,8 @@ def test_series_modalities_become_channels_images_are_ignored():
     image_only = type(image_only)(image_only.name, tuple(m for m in image_only.modalities if m.kind == "image"),
                                   image_only.classes, *(_drop_series(s) for s in (image_only.train, image_only.val,
                                                                                    image_only.test)))
-    out = run_baselines(image_only, selection_folds({"cv_folds": 2}, image_only), ["nn_euclidean"], cache_dir=None)
+    folds = stratified_folds(image_only.pool.labels, 2, seed=0)
+    out = run_baselines(image_only, folds, ["nn_euclidean"], cache_dir=None)
     assert out["nn_euclidean"]["skipped"].startswith("no series modality")
 
 
@@ -52,23 +55,24 @@ def test_a_failing_baseline_is_a_skip_with_its_reason(gunpoint, monkeypatch):
         raise RuntimeError("no such kernel")
 
     monkeypatch.setitem(METHODS, "nn_euclidean", Method("1-NN Euclidean", broken, baselines._pairs))
-    out = run_baselines(gunpoint, selection_folds({"cv_folds": 2}, gunpoint), ["nn_euclidean"], cache_dir=None)
+    folds = selection_folds(DataSection(name="gunpoint", cv_folds=2), gunpoint)
+    out = run_baselines(gunpoint, folds, ["nn_euclidean"], cache_dir=None)
     assert out["nn_euclidean"]["skipped"] == "failed: RuntimeError: no such kernel"
 
 
 def test_over_the_time_bound_rocket_falls_back_then_skips(gunpoint):
-    folds = selection_folds({"cv_folds": 2}, gunpoint)
+    folds = selection_folds(DataSection(name="gunpoint", cv_folds=2), gunpoint)
     out = run_baselines(gunpoint, folds, ["rocket", "nn_dtw"], max_seconds=1e-6, cache_dir=None)
     assert "ROCKET estimated" in out["rocket"]["skipped"] and "MiniRocket estimated" in out["rocket"]["skipped"]
     assert "search.baseline_seconds=1e-06" in out["nn_dtw"]["skipped"]
 
 
 def test_results_are_cached_by_data_and_folds(gunpoint, tmp_path, monkeypatch):
-    folds = selection_folds({"cv_folds": 2}, gunpoint)
+    folds = selection_folds(DataSection(name="gunpoint", cv_folds=2), gunpoint)
     first = run_baselines(gunpoint, folds, ["nn_euclidean"], cache_dir=tmp_path)
     monkeypatch.setattr(baselines, "_run", lambda *a, **k: pytest.fail("recomputed a cached baseline"))
     assert run_baselines(gunpoint, folds, ["nn_euclidean"], cache_dir=tmp_path) == first
-    other_folds = selection_folds({"cv_folds": 3}, gunpoint)
+    other_folds = selection_folds(DataSection(name="gunpoint", cv_folds=3), gunpoint)
     with pytest.raises(pytest.fail.Exception):
         run_baselines(gunpoint, other_folds, ["nn_euclidean"], cache_dir=tmp_path)
 
@@ -77,7 +81,7 @@ def test_over_the_time_bound_full_dtw_falls_back_to_a_10_percent_band(gunpoint, 
     real = baselines._estimate
     monkeypatch.setattr(baselines, "_estimate",
                         lambda method, *a: 1e9 if method.label == "1-NN DTW" else real(method, *a))
-    folds = selection_folds({"cv_folds": 2}, gunpoint)
+    folds = selection_folds(DataSection(name="gunpoint", cv_folds=2), gunpoint)
     out = run_baselines(gunpoint, folds, ["nn_dtw"], max_seconds=300, cache_dir=None)["nn_dtw"]
     assert out["label"] == "1-NN DTW (10% window) (for 1-NN DTW)"
     assert out["note"].startswith("1-NN DTW estimated 1000000000 s > search.baseline_seconds=300")
@@ -89,7 +93,7 @@ def test_over_the_time_bound_full_dtw_falls_back_to_a_10_percent_band(gunpoint, 
 
 @pytest.mark.slow  # numba compiles the transforms: about 30 s
 def test_multirocket_hydra_is_a_yardstick_a_spec_can_name(gunpoint):
-    folds = selection_folds({"cv_folds": 3, "seed": 0}, gunpoint)
+    folds = selection_folds(DataSection(name="gunpoint", cv_folds=3, seed=0), gunpoint)
     out = run_baselines(gunpoint, folds, ["multirocket_hydra"], cache_dir=None)["multirocket_hydra"]
     assert out["label"] == "MultiRocket-Hydra", out
     # the bake-off redux: MultiRocket-Hydra 1.000 on GunPoint's official split (resample 0)

@@ -156,7 +156,7 @@ def test_pretraining_is_counted_and_cached(finished_search):
         # every fold model pretrained on its own fit rows: one epoch each, so 4/5 of the pool per fold
         if cand.training.pretrain_epochs:
             pretrained += 1
-            assert m["pretrain_samples"] == (spec.data["cv_folds"] - 1) * len(dataset.pool)
+            assert m["pretrain_samples"] == (spec.data.cv_folds - 1) * len(dataset.pool)
         seen = m["samples_seen"] + m.get("pretrain_samples", 0)
         assert m["training_compute"] == pytest.approx(training_flops(cand.model, seen), rel=1e-6)
     assert pretrained and len(list((tmp / ".emule" / "pretrain").glob("*.pt"))) >= pretrained

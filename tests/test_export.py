@@ -46,12 +46,12 @@ def test_an_old_search_reopens_without_its_data(tmp_path, monkeypatch):
     old_search(t, "old-2", None, None)
     monkeypatch.chdir(tmp_path)  # no data anywhere: the record alone is read
     one = load_search(t, "old-1")
-    assert one.spec.data["path"] == "/projects/leaves/data/leaves.parquet"  # from the recorded dataset input
-    assert one.spec.data["cv_folds"] == 5 and one.pool_rows() == 36
+    assert one.spec.data.path == "/projects/leaves/data/leaves.parquet"  # from the recorded dataset input
+    assert one.spec.data.cv_folds == 5 and one.pool_rows() == 36
     assert [r.trial_id for r in one.front.members] == ["a"]
     two = load_search(t, "old-2")
-    assert two.spec.data["path"] == str(tmp_path / "data" / "leaves.parquet")  # as before: the working directory
-    assert two.spec.data["cv_folds"] == "holdout" and two.pool_rows() is None  # before cross-validation
+    assert two.spec.data.path == str(tmp_path / "data" / "leaves.parquet")  # as before: the working directory
+    assert two.spec.data.cv_folds == "holdout" and two.pool_rows() is None  # before cross-validation
 
 
 def test_the_recorded_spec_reads_back_as_it_ran(tmp_path):

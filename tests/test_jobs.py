@@ -106,7 +106,7 @@ def test_stage_ships_user_data_and_refuses_too_much(tmp_path, monkeypatch):
     out.mkdir()
     jobs.stage(spec, raw, out)
     assert raw["data"]["path"] == "data/mine.parquet" and (out / "data" / "mine.parquet").is_file()
-    assert load_spec(out / jobs.SPEC_NAME).data["path"] == str(out / "data" / "mine.parquet")
+    assert load_spec(out / jobs.SPEC_NAME).data.path == str(out / "data" / "mine.parquet")
     monkeypatch.setattr(jobs, "DATA_LIMIT_MIB", 0)
     spec, raw, _ = jobs.prepare(path)
     with pytest.raises(SpecError, match=r"^data.path: .*mine.parquet' holds 0 MiB; a submitted search ships"):

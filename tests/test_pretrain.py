@@ -134,7 +134,7 @@ def test_pretraining_reads_the_rows_a_model_learns_from_and_unlabelled_rows_neve
 
     monkeypatch.setattr(validation, "pretrained_state", spy)
     cand = _candidate(ds, fraction=0.5)  # pretraining reads every row's inputs, whatever the labelled fraction
-    folds = selection_folds(cand.data, ds)
+    folds = selection_folds(cand.data_section, ds)
     last = list(cross_validate(cand, ds, folds, pretrain_cache=None))[-1]
     _, _, refit_seen = refit(cand, ds, pretrain_cache=None)
     unlabelled = set(range(20000, 20000 + len(ds.unlabelled)))

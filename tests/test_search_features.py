@@ -192,4 +192,4 @@ def test_extend_keeps_the_searchs_validation_scheme(tmp_path):
                                          r"holdout"):
         run_search(spec, extend="feat-old", out=io.StringIO())
     holdout = parse_spec(tiny(tmp_path, data={"cv_folds": "holdout"}))
-    assert holdout.data["cv_folds"] == "holdout"  # what the refusal asks for is accepted
+    assert holdout.data.cv_folds == "holdout"  # what the refusal asks for is accepted

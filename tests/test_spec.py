@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from search.driver.checks import load_spec, parse_spec
-from search.spec.schema import SPACE_KEYS, Range, SpecError
+from search.spec.schema import SPACE_KEYS, DataSection, Range, SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = yaml.safe_load((ROOT / "spaces" / "quickstart.yaml").read_text())
@@ -161,10 +161,10 @@ def test_recipe_dimensions_are_searchable():
 
 
 def test_cv_folds_resolved_against_the_data():
-    assert parse_spec(QUICKSTART).data["cv_folds"] == "holdout"  # the quickstart's own choice, to stay in minutes
-    assert parse_spec(with_change("data.cv_folds", "auto")).data["cv_folds"] == 5  # OSULeaf: every class >= 5 rows
-    assert parse_spec(with_change("data.cv_folds", "holdout")).data["cv_folds"] == "holdout"
-    assert parse_spec(with_change("data.cv_folds", 3)).data["cv_folds"] == 3
+    assert parse_spec(QUICKSTART).data.cv_folds == "holdout"  # the quickstart's own choice, to stay in minutes
+    assert parse_spec(with_change("data.cv_folds", "auto")).data.cv_folds == 5  # OSULeaf: every class >= 5 rows
+    assert parse_spec(with_change("data.cv_folds", "holdout")).data.cv_folds == "holdout"
+    assert parse_spec(with_change("data.cv_folds", 3)).data.cv_folds == 3
 
 
 def test_space_keys_are_the_dataclass_fields():
@@ -221,8 +221,14 @@ def test_data_section_is_typed(path, value, expected):
 
 def test_data_section_keeps_the_keys_given():
     spec = parse_spec(QUICKSTART)
-    assert set(spec.data) == {"name", "val_fraction", "seed", "cv_folds"}
-    assert spec.data["seed"] == 0 and isinstance(spec.data["val_fraction"], float)
+    assert isinstance(spec.data, DataSection) and spec.data.path is None  # read by attribute; not given: None
+    given = {"name", "val_fraction", "seed", "cv_folds"}
+    assert set(spec.data.as_dict()) == given
+    assert spec.data.seed == 0 and isinstance(spec.data.val_fraction, float)
+    # every dump holds the keys given, never the ones left out (the session file dumps without exclude_none)
+    assert set(spec.model_dump(mode="json")["data"]) == given == set(spec.model_dump()["data"])
+    assert spec.model_dump(mode="json")["data"] == spec.model_dump(mode="json", exclude_none=True)["data"]
+    assert parse_spec(spec.model_dump(mode="json")) == spec  # and reads back as it was
 
 
 def test_training_keys_fall_back_in_order():

@@ -84,5 +84,5 @@ def test_boundary_checks_the_data_after_the_schema():
 
 def test_boundary_resolves_the_validation_scheme():
     auto = {**QUICKSTART, "data": {**QUICKSTART["data"], "cv_folds": "auto"}}
-    assert parse_schema(auto).data["cv_folds"] == "auto"
-    assert parse_spec(auto).data["cv_folds"] == 5
+    assert parse_schema(auto).data.cv_folds == "auto"
+    assert parse_spec(auto).data.cv_folds == 5

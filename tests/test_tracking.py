@@ -16,7 +16,7 @@ from search.front.state import compute_front
 from search.front.summary import experiment_note, front_view, searches_view
 from search.record.datasets import describe
 from search.record.tracking import URI_VARIABLES, Tracker, resolve_uri, store_line, uri_and_source
-from search.spec.schema import Objective
+from search.spec.schema import DataSection, Objective
 from search.trial.candidate import load_section
 
 OBJECTIVES = [Objective(metric="val_accuracy", mode="max", reference=0.0),
@@ -91,9 +91,10 @@ def test_front_view_is_saved_on_the_experiment(tmp_path):
 
 
 def test_dataset_input_names_digest_source_and_schema(tmp_path):
-    dataset = load_section({"name": "gunpoint"})
-    record = describe(dataset, {"name": "gunpoint"})
-    assert record == describe(load_section({"name": "gunpoint"}), {"name": "gunpoint"})  # same data, same digest
+    section = DataSection(name="gunpoint")
+    dataset = load_section(section)
+    record = describe(dataset, section)
+    assert record == describe(load_section(DataSection(name="gunpoint")), section)  # same data, same digest
     t = tracker(tmp_path)
     parent = t.start_search("s-1", {}, "name: s\n")
     t.log_dataset([parent], record)

@@ -75,7 +75,7 @@ def test_bad_settings_refused(bad):
 
 def test_holdout_fold_is_the_carved_validation_split():
     ds = _dataset()
-    [(fit_rows, val_rows)] = selection_folds({"cv_folds": HOLDOUT}, ds)
+    [(fit_rows, val_rows)] = selection_folds(_candidate(ds, cv_folds=HOLDOUT).data_section, ds)
     pool = ds.pool
     assert (pool.labels[fit_rows] == ds.train.labels).all() and (pool.labels[val_rows] == ds.val.labels).all()
 
@@ -83,7 +83,7 @@ def test_holdout_fold_is_the_carved_validation_split():
 def test_cross_validation_reports_the_fold_mean():
     ds = _dataset()
     cand = _candidate(ds, cv_folds=3)
-    folds = selection_folds(cand.data, ds)
+    folds = selection_folds(cand.data_section, ds)
     reported = list(cross_validate(cand, ds, folds))
     assert [m["epoch"] for m in reported] == [1, 2]
     separately = []  # each fold trained alone, as the report claims to average

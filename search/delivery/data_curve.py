@@ -73,7 +73,7 @@ class Workload:
 
 
 def workload(cand: Candidate, dataset: Dataset, fractions: Sequence[float], seeds: int) -> Workload:
-    labels, folds = dataset.pool.labels, selection_folds(cand.data, dataset)
+    labels, folds = dataset.pool.labels, selection_folds(cand.data_section, dataset)
     floor = class_floor(labels)
     rows = sum(len(r) for fit_rows, _ in folds for r in nested_rows(labels[fit_rows], fractions, 0, floor))
     samples = seeds * rows * cand.training.epochs
@@ -96,7 +96,7 @@ def measure(cand: Candidate, dataset: Dataset, fractions: Sequence[float], seeds
     """Train the candidate on each fold's nested fractions, for each seed; score on the fold's validation rows."""
     refuse_distilled(cand)
     pool = dataset.pool
-    folds = selection_folds(cand.data, dataset)
+    folds = selection_folds(cand.data_section, dataset)
     floor, runs, total = class_floor(pool.labels), [], len(folds) * len(fractions) * seeds
     start = time.perf_counter()
     for seed in range(seeds):
@@ -352,11 +352,11 @@ def run(tracker, name: str, select: str = "best", fractions: Sequence[float] = F
     fractions = check_arguments(fractions, seeds)
     record = load_search(tracker, name)
     chosen, cand = pick_candidate(tracker, record, select)
-    data_in_place(cand.data, record.name, None, need="to train the candidate on fractions of it")
+    data_in_place(cand.data_section, record.name, None, need="to train the candidate on fractions of it")
     dataset = candidate_dataset(cand)
     work = workload(cand, dataset, fractions, seeds)
     log(f"search {record.name}, trial {chosen.trial_id} (val_accuracy {chosen.metrics.get('val_accuracy', 0):.3f}):")
-    log(work.line(cand, len(selection_folds(cand.data, dataset)), fractions, seeds))
+    log(work.line(cand, len(selection_folds(cand.data_section, dataset)), fractions, seeds))
     if dry_run:
         return None
     run_id = tracker.start_analysis(record.parent_id, "data_curve", f"data-curve {chosen.trial_id}",

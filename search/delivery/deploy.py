@@ -101,7 +101,7 @@ def locate(config: Path, weights: Path | None = None, onnx: bool = False) -> Tra
     cand, source = read_candidate(config)
     weights = weights or config.with_suffix(".pt")
     check_trained(cand, config, weights, onnx)
-    data_in_place(cand.data, source.get("search"), config, need="to check the model on its test rows")
+    data_in_place(cand.data_section, source.get("search"), config, need="to check the model on its test rows")
     return Trained(config, weights, cand, source)
 
 

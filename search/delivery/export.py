@@ -92,7 +92,7 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
     ensemble, one model per selection fold, averaged; the test split only scores it. Saves ``{"candidate",
     "state_dict"}`` to ``weights``."""
     cand, source = read_candidate(path)
-    data_in_place(cand.data, source.get("search"), path)
+    data_in_place(cand.data_section, source.get("search"), path)
     dataset = candidate_dataset(cand)
     size = ensemble_size(cand)
     params = size * count_parameters(build_seeded(cand))
@@ -103,7 +103,7 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
         f"{params} parameters, {fit_description(cand, len(dataset.pool))}")
     report = lambda m: log(f"  epoch {m[EPOCH]:>3}: train_loss {m['train_loss']:.4f}")  # noqa: E731
     if size > 1:
-        folds = selection_folds(cand.data, dataset)
+        folds = selection_folds(cand.data_section, dataset)
         soft = student_soft_labels(cand, dataset, device, log, folds)
         model, rows = fit_fold_ensemble(cand, dataset, device=device, soft=soft, report=report)
     else:

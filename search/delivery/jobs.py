@@ -139,8 +139,8 @@ def check_storage(storage: str) -> None:
 def stage(spec: Spec, raw: dict[str, Any], into: Path) -> Path:
     """Build the job's working directory under ``into``: the packages, the spec, its warm-start files and data."""
     root = Path(__file__).resolve().parents[2]
-    if "path" in spec.data:  # load_spec made it absolute on this machine; ship it beside the spec
-        source = Path(spec.data["path"])
+    if spec.data.path is not None:  # load_spec made it absolute on this machine; ship it beside the spec
+        source = Path(spec.data.path)
         size = source.stat().st_size if source.is_file() else sum(f.stat().st_size for f in source.rglob("*")
                                                                     if f.is_file())
         if size > DATA_LIMIT_MIB * 2**20:

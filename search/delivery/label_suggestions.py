@@ -212,7 +212,7 @@ def workload(cand: Candidate, dataset: Dataset) -> Workload:
     the tiny-data floor (``select``'s quota, whatever the strategy), times the epochs."""
     labels = dataset.pool.labels
     floor, fraction = class_floor(labels), float(cand.data.get("data_fraction", 1.0))
-    folds = selection_folds(cand.data, dataset)
+    folds = selection_folds(cand.data_section, dataset)
     rows = 0
     for fit_rows, _ in folds:
         for count in np.unique(labels[fit_rows], return_counts=True)[1]:
@@ -228,7 +228,7 @@ def train_fold_models(cand: Candidate, dataset: Dataset, device: str = "cpu",
     refuse_distilled(cand)
     kept, epochs, start, last = FoldModels(), cand.training.epochs, time.perf_counter(), {}
     every = max(1, epochs // 10)
-    for last in cross_validate(cand, dataset, selection_folds(cand.data, dataset), keep=kept, device=device):
+    for last in cross_validate(cand, dataset, selection_folds(cand.data_section, dataset), keep=kept, device=device):
         epoch = int(last[EPOCH])
         if epoch % every == 0 or epoch == epochs:
             left = (time.perf_counter() - start) / epoch * (epochs - epoch)
@@ -321,13 +321,13 @@ def run(tracker, name: str, n: int, select: str = "best", strategy: str = DEFAUL
     record = load_search(tracker, name)
     chosen, cand = pick_candidate(tracker, record, select)
     refuse_distilled(cand)
-    data_in_place(cand.data, record.name, None, need="to rank its unlabelled rows")
+    data_in_place(cand.data_section, record.name, None, need="to rank its unlabelled rows")
     dataset = candidate_dataset(cand)
     unlabelled = check_unlabelled(dataset, record.name)
     out = Path(out) if out is not None else default_out(record.name, strategy)
     work = workload(cand, dataset)
     log(f"search {record.name}, trial {chosen.trial_id} (val_accuracy {chosen.metrics.get('val_accuracy', 0):.3f}):")
-    log(work.line(describe(cand.data), unlabelled, len(dataset.pool) if strategy == "kcenter" else None,
+    log(work.line(describe(cand.data_section), unlabelled, len(dataset.pool) if strategy == "kcenter" else None,
                   bool(cand.training.pretrain_epochs)))
     if n > unlabelled:
         log(f"--n {n}: the data has {unlabelled} unlabelled rows; all of them are ranked")

@@ -91,16 +91,16 @@ def check_data(spec: Spec) -> Dataset:
 def resolve_folds(spec: Spec, dataset: Dataset) -> Spec:
     """``data.cv_folds`` made concrete for this dataset (``auto`` picks k-fold or holdout by the pool's size);
     a fold count the smallest class cannot fill is refused here."""
+    given = AUTO if spec.data.cv_folds is None else spec.data.cv_folds
     try:
-        folds = resolve_setting(spec.data.get("cv_folds", AUTO), dataset.pool.labels)
+        folds = resolve_setting(given, dataset.pool.labels)
     except ValueError as e:
         raise SpecError(str(e)) from None
     if folds == HOLDOUT and spec.training.final == FOLD_ENSEMBLE:
-        given = spec.data.get("cv_folds", AUTO)
         raise SpecError(f"training.final: {FOLD_ENSEMBLE} - data.cv_folds is {given}"
                         f"{' (holdout on this data)' if given == AUTO else ''}, and a fold ensemble needs folds; "
                         "accepted: refit, or data.cv_folds >= 2")
-    return spec.model_copy(update={"data": {**spec.data, "cv_folds": folds}})
+    return spec.model_copy(update={"data": spec.data.model_copy(update={"cv_folds": folds})})
 
 
 def check_buildable(spec: Spec) -> None:

@@ -125,7 +125,7 @@ def search_params(spec: Spec) -> dict[str, object]:
     out.update({f"training.{k}": v for k, v in spec.training.model_dump().items()})
     if spec.distill is not None:
         out.update({f"distill.{k}": v for k, v in spec.distill.model_dump().items()})
-    out.update({"data": spec.data_label, "data.cv_folds": spec.data.get("cv_folds"),
+    out.update({"data": spec.data_label, "data.cv_folds": spec.data.cv_folds,
                 "objectives": ",".join(f"{o.metric}:{o.mode}" for o in spec.objectives),
                 "reference_point": ",".join(f"{o.reference:g}" for o in spec.objectives)})
     return out
@@ -174,8 +174,8 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
         parent_id, earlier = record.parent_id, record.front.members + record.front.others
         # searches from before cross-validation recorded no scheme: they were validated on the holdout split
         theirs = tracker.search_param(parent_id, "data.cv_folds", HOLDOUT)
-        if str(spec.data["cv_folds"]) != theirs:
-            raise ValueError(f"data.cv_folds: {spec.data['cv_folds']} differs from search {record.name}'s "
+        if str(spec.data.cv_folds) != theirs:
+            raise ValueError(f"data.cv_folds: {spec.data.cv_folds} differs from search {record.name}'s "
                              f"{theirs}; accepted: {theirs}, so that one front compares like with like")
         history = finished_history(spec, earlier)
         target += len(tracker.candidates(parent_id))

@@ -6,13 +6,13 @@ Pure Python over the decoded ``Dataset``; ``search.record.tracking.Tracker.log_d
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from emule_models.data import Dataset
 from emule_models.data.scoring import fingerprint
+from search.spec.schema import DataSection
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class DatasetRecord:
     profile: dict[str, Any]
 
 
-def describe(dataset: Dataset, section: Mapping[str, Any]) -> DatasetRecord:
+def describe(dataset: Dataset, section: DataSection) -> DatasetRecord:
     """The dataset a search loaded from its spec's ``data`` section.
 
     The digest is over the decoded content of every split (what the candidates saw, after padding), so two
@@ -36,8 +36,8 @@ def describe(dataset: Dataset, section: Mapping[str, Any]) -> DatasetRecord:
     h = hashlib.sha256()
     for split in (dataset.train, dataset.val, dataset.test):
         h.update(fingerprint(split).encode())
-    if section.get("path"):
-        source_type, source = "local", {"uri": str(Path(section["path"]).resolve()), "format": "parquet"}
+    if section.path:
+        source_type, source = "local", {"uri": str(Path(section.path).resolve()), "format": "parquet"}
     else:
         source_type, source = "code", {"tags": {"builtin": dataset.name, "loader": "emule_models.data"}}
     columns = []

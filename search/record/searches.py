@@ -119,8 +119,8 @@ def fit_description(cand: Candidate, pool_rows: int | None) -> str:
     if ensemble_size(cand) > 1:
         k = ensemble_size(cand)
         share = f"{k - 1}/{k} of {'the training rows' if pool_rows is None else rows}"
-        return (f"the {k} fold models of {describe(cand.data)}, probabilities averaged (no refit): each trained on "
-                f"{share} (train + validation; {subset}) for {cand.training.epochs} epochs{grown}, "
+        return (f"the {k} fold models of {describe(cand.data_section)}, probabilities averaged (no refit): each "
+                f"trained on {share} (train + validation; {subset}) for {cand.training.epochs} epochs{grown}, "
                 f"{pretrained}{distilled}the test split only scores it")
     return (f"refit on {rows} (train + validation; {subset}) for {cand.training.epochs} epochs{grown}, "
-            f"{pretrained}{distilled}after selection by {describe(cand.data)}; the test split only scores it")
+            f"{pretrained}{distilled}after selection by {describe(cand.data_section)}; the test split only scores it")

@@ -19,7 +19,16 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from emule_models.attention import ATTENTION
 from emule_models.augment import POLICIES
@@ -359,8 +368,9 @@ class Tracking(Strict):
 
 class DataSection(Strict):
     """The ``data`` section: a built-in by ``name`` or a user's Parquet ``path`` (read by
-    ``emule_models.data.load_data``), and how candidates are validated on it. A spec keeps it as the plain mapping
-    of the keys given, which the loader and every candidate's ``data`` take."""
+    ``emule_models.data.load_data``), and how candidates are validated on it. Read by attribute; a key not given
+    is None, and is left out of every dump (``as_dict``, the spec's YAML and JSON), which hold the keys given, as
+    the loader and every candidate's ``data`` take them."""
 
     name: str | None = Field(None, description="a built-in dataset (`emule datasets`)")
     path: str | None = Field(None, description="a Parquet file or folder, relative to the spec file")
@@ -402,15 +412,26 @@ class DataSection(Strict):
                              f"{[*BUILTIN_KEYS, 'cv_folds']}")
         return self
 
+    @model_serializer(mode="wrap")
+    def _given(self, handler: Callable[[DataSection], dict[str, Any]]) -> dict[str, Any]:
+        """Dumped as the keys given: a key left out is None, and never written (so a spec's YAML, its session file
+        and what a candidate copies are the mapping the user wrote, with its paths and folds resolved)."""
+        return {k: v for k, v in handler(self).items() if v is not None}
+
     def as_dict(self) -> dict[str, Any]:
-        """The keys given, as the loader takes them."""
-        return self.model_dump(exclude_none=True)
+        """The keys given, as the loader (``emule_models.data.load_data``) takes them, ``cv_folds`` included."""
+        return self.model_dump()
+
+    def source(self) -> dict[str, Any]:
+        """The keys that name and shape the dataset: ``as_dict`` less ``cv_folds``, which is how candidates are
+        validated on it, not which rows it holds."""
+        return self.model_dump(exclude={"cv_folds"})
 
 
 class Spec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    data: dict[str, Any] = Field(description="a built-in {name: ...} or a user's Parquet {path: ..., label: ..., "
-                                 "columns: ...}, validated as a DataSection; see emule_models.data.load")
+    data: DataSection = Field(description="a built-in {name: ...} or a user's Parquet {path: ..., label: ..., "
+                              "columns: ...}; see emule_models.data.load")
     proxy: Proxy = Proxy()
     baselines: list[str] | None = Field(None, description="classical baselines computed once per search beside the "
                                         "trials (default: all); [] turns them off")
@@ -427,9 +448,10 @@ class Spec(Strict):
 
     @field_validator("data", mode="before")
     @classmethod
-    def _typed_data(cls, data: Any) -> dict[str, Any]:
+    def _typed_data(cls, data: Any) -> DataSection:
+        """The section validated here, so that its errors read as one line under ``data``."""
         try:
-            return DataSection.model_validate(data).as_dict()
+            return DataSection.model_validate(data)
         except ValidationError as e:
             raise ValueError(one_line(e, under="data", schema=DataSection)) from None
 
@@ -497,7 +519,7 @@ class Spec(Strict):
 
     @property
     def data_label(self) -> str:
-        return str(self.data.get("name") or Path(self.data["path"]).name)
+        return str(self.data.name or Path(str(self.data.path)).name)
 
     def needs_scores(self) -> bool:
         """Whether any selection strategy in the space needs the proxy's quality scores."""
@@ -534,8 +556,9 @@ def parse_schema(raw: Any, base_dir: Path | None = None) -> Spec:
     except ValidationError as e:
         raise SpecError(one_line(e, schema=Spec)) from None
     base = base_dir or Path.cwd()
-    if "path" in spec.data and not Path(spec.data["path"]).is_absolute():
-        spec = spec.model_copy(update={"data": {**spec.data, "path": str((base / spec.data["path"]).resolve())}})
+    if spec.data.path is not None and not Path(spec.data.path).is_absolute():
+        data = spec.data.model_copy(update={"path": str((base / spec.data.path).resolve())})
+        spec = spec.model_copy(update={"data": data})
     if spec.search.warm_start:
         paths = [str((base / p).resolve()) for p in spec.search.warm_start]
         spec = spec.model_copy(update={"search": spec.search.model_copy(update={"warm_start": paths})})

@@ -18,7 +18,7 @@ from emule_models.data import Dataset, load_data, needs_scores, proxy_scores
 from emule_models.ensemble import build_ensemble
 from emule_models.train import FOLD_ENSEMBLE, TrainConfig
 from search.spec.fidelity import search_schedule
-from search.spec.schema import DATA_KEYS, MODEL_KEYS, OPTION_SEP, TRAINING_KEYS, TRAINING_TYPES, Spec
+from search.spec.schema import DATA_KEYS, MODEL_KEYS, OPTION_SEP, TRAINING_KEYS, TRAINING_TYPES, DataSection, Spec
 
 SCORES_CACHE = Path(".emule") / "scores"
 
@@ -27,7 +27,7 @@ SCORES_CACHE = Path(".emule") / "scores"
 class Candidate:
     model: ModelConfig
     training: TrainConfig
-    data: dict[str, Any]  # name, val_fraction, seed, cv_folds, data_fraction, selection
+    data: dict[str, Any]  # the spec's data section (name, val_fraction, seed, cv_folds, ...), data_fraction, selection
     # {"teachers": [Teacher.ref(), ...], "cross_fit": K (when >= 2)}: who made its soft labels, and how
     distill: dict[str, Any] | None = None
 
@@ -44,9 +44,12 @@ class Candidate:
             raise ValueError(f"candidate: unknown keys {unknown}; accepted: ['data', 'distill', 'model', 'training']")
         return cls(ModelConfig.from_dict(d["model"]), TrainConfig(**d["training"]), dict(d["data"]), d.get("distill"))
 
-
-# Which rows and how they are validated, not which dataset: never passed to the loader.
-SUBSET_KEYS = ("data_fraction", "selection", "subset_seed", "proxy", "cv_folds")
+    @property
+    def data_section(self) -> DataSection:
+        """The spec's ``data`` section that ``data`` carries (which dataset, and how candidates were validated on
+        it), less the candidate's own keys (``data_fraction``, ``selection``, ``subset_seed``, ``proxy``). Built
+        without validating again: it was validated as the spec's, and the loader checks what it reads."""
+        return DataSection.model_construct(**{k: v for k, v in self.data.items() if k in DataSection.model_fields})
 
 
 @functools.lru_cache(maxsize=4)
@@ -54,10 +57,10 @@ def _load(section_json: str) -> Dataset:
     return load_data(json.loads(section_json))
 
 
-def load_section(section: dict[str, Any]) -> Dataset:
-    """The dataset a spec's (or candidate's) ``data`` section names; decoded once per process."""
-    source = {k: v for k, v in section.items() if k not in SUBSET_KEYS}
-    return _load(json.dumps(source, sort_keys=True))
+def load_section(section: DataSection) -> Dataset:
+    """The dataset a spec's ``data`` section names (a candidate's: ``Candidate.data_section``); decoded once per
+    process. The loader (``emule_models.data.load_data``) takes the section's keys as a plain mapping."""
+    return _load(json.dumps(section.source(), sort_keys=True))
 
 
 def spec_dataset(spec: Spec) -> Dataset:
@@ -90,7 +93,7 @@ def resolve(spec: Spec, flat: dict[str, Any], modalities: tuple[ModalitySpec, ..
     that a retrain makes the same soft labels; the trials themselves need none (they get the soft labels)."""
     model = ModelConfig(modalities=modalities, num_classes=num_classes, **_model_kwargs(flat, {}))
     training = _training(spec, flat)
-    data = {**spec.data, "data_fraction": 1.0, "selection": "random", "subset_seed": spec.search.seed,
+    data = {**spec.data.as_dict(), "data_fraction": 1.0, "selection": "random", "subset_seed": spec.search.seed,
             **{k: flat[k] for k in DATA_KEYS if k in flat}}
     if needs_scores(data["selection"]):
         data["proxy"] = spec.proxy.model_dump()
@@ -139,7 +142,7 @@ def ensemble_size(cand: Candidate) -> int:
 
 
 def candidate_dataset(cand: Candidate) -> Dataset:
-    return load_section(cand.data)
+    return load_section(cand.data_section)
 
 
 def refuse_distilled(cand: Candidate) -> None:
@@ -150,12 +153,13 @@ def refuse_distilled(cand: Candidate) -> None:
                          f"{cand.training.distill_alpha:g}); accepted: a candidate that does not distill")
 
 
-def data_in_place(section: dict[str, Any], search: str | None = None, config: str | Path | None = None,
+def data_in_place(section: DataSection, search: str | None = None, config: str | Path | None = None,
                   need: str = "to train") -> None:
     """Refuse, in one line, a Parquet ``data.path`` that no longer exists where search ``search`` read it, before
-    anything reads it (``need``: what for). ``config``: the exported YAML that names the path (it may be edited to
-    the new place). Reading the search's results needs no data: the line says so."""
-    path = section.get("path")
+    anything reads it (``need``: what for). ``section``: a spec's ``data`` section (a candidate's:
+    ``Candidate.data_section``). ``config``: the exported YAML that names the path (it may be edited to the new
+    place). Reading the search's results needs no data: the line says so."""
+    path = section.path
     if not path or Path(path).exists():
         return
     where = f" - search {search} read its data there" if search else ""

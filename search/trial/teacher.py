@@ -129,7 +129,7 @@ def check_teacher(t: Teacher, dataset: Dataset) -> None:
                          f"classes, inputs {[m.name for m in t.candidate.model.modalities]}); accepted: a candidate "
                          f"of this dataset ({len(dataset.classes)} classes, inputs "
                          f"{[m.name for m in dataset.modalities]})")
-    if t.weights is not None and fingerprint(load_section(t.candidate.data).pool) != fingerprint(dataset.pool):
+    if t.weights is not None and fingerprint(load_section(t.candidate.data_section).pool) != fingerprint(dataset.pool):
         raise ValueError(f"distill.teacher: the weights {t.weights} were fit on other training rows than this "
                          "search's pool; accepted: a teacher exported from a search of the same data section "
                          "(name, val_fraction, seed), or its YAML without weights (it is then refit)")

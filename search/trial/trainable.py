@@ -103,7 +103,7 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
     # Ray hides GPUs a trial was not given (CUDA_VISIBLE_DEVICES), so this only picks CUDA when one is assigned.
     device = "cuda" if torch.cuda.is_available() else "cpu"
     cand = resolve(spec, config, dataset.modalities, len(dataset.classes))
-    folds = selection_folds(cand.data, dataset)
+    folds = selection_folds(cand.data_section, dataset)
     model = build_seeded(cand).to(device)
     measured = measure(model, cand.model, cand.training.batch_size, device)  # on the trial's own device
     k = ensemble_size(cand)  # what is served: k fold models run one after the other for a fold ensemble

@@ -28,7 +28,7 @@ from emule_models.ensemble import MeanEnsemble
 from emule_models.pretrain import load_pretrained, pretrained_state
 from emule_models.train import fit, train_epochs
 from search.spec.results import EPOCH, PRETRAIN_SAMPLES, SAMPLES_SEEN
-from search.spec.schema import AUTO, HOLDOUT, check_cv_folds
+from search.spec.schema import AUTO, HOLDOUT, DataSection, check_cv_folds
 from search.trial.candidate import Candidate, build_seeded, quality_scores
 
 if TYPE_CHECKING:
@@ -63,26 +63,26 @@ def resolve_setting(value: Any, labels: np.ndarray) -> int | str:
     return value
 
 
-def scheme(data: dict[str, Any]) -> int | str:
-    """The (resolved) validation scheme of a spec or candidate ``data`` section: a fold count or ``holdout`` (what
-    a search from before cross-validation, with no ``cv_folds``, used)."""
-    return data.get("cv_folds", HOLDOUT)
+def scheme(data: DataSection) -> int | str:
+    """The (resolved) validation scheme of a spec's ``data`` section (a candidate's: ``Candidate.data_section``): a
+    fold count or ``holdout`` (what a search from before cross-validation, with no ``cv_folds``, used)."""
+    return HOLDOUT if data.cv_folds is None else data.cv_folds
 
 
-def describe(data: dict[str, Any]) -> str:
+def describe(data: DataSection) -> str:
     """The validation scheme in words."""
     setting = scheme(data)
     return "holdout split" if setting == HOLDOUT else f"{setting}-fold cross-validation"
 
 
-def selection_folds(data: dict[str, Any], dataset: Dataset) -> Folds:
-    """(fit rows, validation rows) pairs over ``dataset.pool`` for a (resolved) spec or candidate ``data``
-    section: k stratified folds seeded by ``data.seed``, or the holdout split."""
+def selection_folds(data: DataSection, dataset: Dataset) -> Folds:
+    """(fit rows, validation rows) pairs over ``dataset.pool`` for a (resolved) spec's ``data`` section (a
+    candidate's: ``Candidate.data_section``): k stratified folds seeded by ``data.seed``, or the holdout split."""
     setting = scheme(data)
     if setting == HOLDOUT:
         n, m = len(dataset.train), len(dataset.val)
         return [(np.arange(n), np.arange(n, n + m))]
-    return stratified_folds(dataset.pool.labels, int(setting), seed=int(data.get("seed", 0)))
+    return stratified_folds(dataset.pool.labels, int(setting), seed=int(data.seed or 0))
 
 
 def class_floor(labels: np.ndarray) -> int:
@@ -179,7 +179,7 @@ def fit_fold_ensemble(cand: Candidate, dataset: Dataset, scores: dict[str, np.nd
     folds, seed and recipe, one model per fold, averaged. ``report`` gets each epoch's fold means. Returns (the
     ensemble, distinct training rows learned from)."""
     kept = FoldModels()
-    for metrics in cross_validate(cand, dataset, selection_folds(cand.data, dataset), scores, device,
+    for metrics in cross_validate(cand, dataset, selection_folds(cand.data_section, dataset), scores, device,
                                   pretrain_cache, soft, keep=kept):
         if report is not None:
             report(metrics)
