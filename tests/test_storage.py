@@ -1,4 +1,5 @@
-"""search.spec.storage and the spec's storage setting: local folders made absolute, URIs kept, files through pyarrow.fs."""
+"""search.spec.storage and the spec's storage setting: local folders made absolute, URIs kept, files through
+pyarrow.fs."""
 
 from __future__ import annotations
 
