@@ -259,6 +259,10 @@ def cmd_search(args) -> int:
     if args.dry_run:
         return cmd_plan(args)
     spec = load_spec(args.spec)  # every spec error surfaces here, before Ray starts
+    from search.record.tracking import Tracker
+
+    # so does an unreachable MLflow, before the driver (and Ray with it) is imported
+    Tracker(spec.tracking.uri, spec.tracking.experiment)
     _use_threads(args)
     from search.delivery.data_curve import after_search
     from search.driver.runner import run_search
