@@ -259,13 +259,17 @@ def cmd_search(args) -> int:
     if args.dry_run:
         return cmd_plan(args)
     spec = load_spec(args.spec)  # every spec error surfaces here, before Ray starts
+    from search.record.tracking import Tracker
+
+    # so does an unreachable MLflow, before the driver (and Ray with it) is imported
+    Tracker(spec.tracking.uri, spec.tracking.experiment)
     _use_threads(args)
     from search.delivery.data_curve import after_search
     from search.driver.runner import run_search
 
     # The driver's own result, not the API's `Search` read back from MLflow: a search that finished while MLflow
     # was down still ends with its summary and exit status. Today's sys.stdout, not the one bound when run_search
-    # was defined: Tune pickles the callback that holds it.
+    # was defined: a caller (a test running the CLI in-process) may have replaced it since.
     result = run_search(spec, spec_text=args.spec.read_text(), name=args.name, out=sys.stdout, num_cpus=args.num_cpus,
                         ray_address=args.address, extend=args.extend, status_every=args.status_every,
                         quiet=args.quiet)
@@ -429,7 +433,7 @@ def cmd_distill(args) -> int:
     from search.driver.runner import run_search
 
     _use_threads(args)
-    # today's sys.stdout, not the one bound when run_search was defined: Tune pickles the callback that holds it
+    # today's sys.stdout, not the one bound when run_search was defined: a caller may have replaced it since
     result = run_search(spec, spec_text=text, name=args.search_name, out=sys.stdout, num_cpus=args.num_cpus,
                         ray_address=args.address, status_every=args.status_every, quiet=args.quiet)
     return _finished(result)

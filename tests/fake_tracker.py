@@ -31,9 +31,7 @@ def data_shape(spec: Spec) -> tuple[tuple, int]:
 
 def callback(spec: Spec, shape: tuple[tuple, int], tracker: FakeTracker) -> SearchCallback:
     """The search's real callback on the fake tracker, printing into a buffer."""
-    cb = SearchCallback(spec, tracker, PARENT, "cb-1", *shape, target=4, status_every=None)
-    cb.out = io.StringIO()
-    return cb
+    return SearchCallback(spec, tracker, PARENT, "cb-1", *shape, target=4, status_every=None, out=io.StringIO())
 
 
 def unit_spec(tmp) -> Spec:

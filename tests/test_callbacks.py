@@ -4,6 +4,9 @@ fake's log; what the real Tracker writes is tested against a real store (test_tr
 
 from __future__ import annotations
 
+import io
+import sys
+
 import pytest
 from fake_tracker import PARENT, STATIC, WHERE, FakeTracker, callback, data_shape, trial, unit_spec
 
@@ -218,3 +221,32 @@ def test_a_progress_line_does_not_count_the_trial_that_just_ended_as_running(spe
     cb.on_trial_complete(0, [first, second], second)
     assert cb.out.getvalue().splitlines()[-1].count("0 running") == 1
     cb.flush()
+
+
+def test_a_pickled_callback_leaves_its_stream_behind_and_takes_the_resuming_runs(spec, shape, tmp_path):
+    """Tune pickles the callback with the experiment's state: the stream it prints to stays out (a file open for
+    writing would not pickle), and a callback restored from that state prints where ``use_output`` says, with that
+    run's status settings - a state pickled while the stream was still in it too."""
+    from ray import cloudpickle  # as Tune pickles it
+
+    with open(tmp_path / "lines.txt", "w") as first:
+        cb = SearchCallback(spec, FakeTracker(), PARENT, "cb-1", *shape, target=4, status_every=None, out=first)
+        restored = cloudpickle.loads(cloudpickle.dumps(cb))
+    assert restored.out is None and restored.status_every is None
+    lines = io.StringIO()
+    restored.use_output(lines, 30.0, quiet=True)
+    restored.setup()  # Tune's, as its loop starts
+    assert (restored.out, restored.status_every, restored.quiet) == (lines, 30.0, True)
+    assert restored.board.every == 0.0  # quiet: no status lines
+    restored.use_output(lines, 30.0, quiet=False)
+    restored.setup()
+    assert restored.board.every == 30.0
+    t = trial("t1")
+    run_trial(restored, t, [epoch(1, "t1", 0.6, budget_done=True)])
+    assert "t1 done" in lines.getvalue()
+
+    older = SearchCallback.__new__(SearchCallback)
+    older.__setstate__({**cb.__getstate__(), "out": sys.stdout})  # pickled before the stream was left out
+    assert older.out is sys.stdout and older.flush() is None  # its writer made again
+    older.use_output(lines, None, quiet=False)
+    assert older.out is lines

@@ -96,8 +96,8 @@ def test_a_driver_that_fails_after_its_trials_ran_is_failed_and_resumes(ray_loca
     def boom(grid, spec):
         raise RuntimeError("boom: the driver's own bug")
 
-    all_done = runner._all_done
-    monkeypatch.setattr(runner, "_all_done", boom)
+    all_done = runner.all_done
+    monkeypatch.setattr(runner, "all_done", boom)
     started = time.monotonic()
     code, _, err = cli("search", str(spec), "--name", "w-1", "--quiet")
     assert code == 1, err
@@ -114,7 +114,7 @@ def test_a_driver_that_fails_after_its_trials_ran_is_failed_and_resumes(ray_loca
     [run] = tracker.candidates(parent)
     assert run.info.status == "FINISHED" and run.data.tags[BUDGET_DONE_TAG] == "true"  # the trial's work is kept
 
-    monkeypatch.setattr(runner, "_all_done", all_done)
+    monkeypatch.setattr(runner, "all_done", all_done)
     code, out, err = cli("resume", "w-1", "--storage", str(tmp_path / "runs"), "--quiet")
     assert code == 0, err
     assert "resuming search w-1" in out and "search w-1 complete: 1 finished" in out

@@ -80,7 +80,7 @@ def _grid(*results):
 def test_a_search_is_complete_when_every_trial_ended_or_the_budget_did(results, budget, complete):
     from types import SimpleNamespace
 
-    from search.driver.runner import _all_done
+    from search.driver.runner import all_done
 
     spec = SimpleNamespace(search=SimpleNamespace(trials=2, epoch_budget=budget))
-    assert _all_done(_grid(*results), spec) is complete
+    assert all_done(_grid(*results), spec) is complete

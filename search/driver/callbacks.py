@@ -11,8 +11,9 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import IO, Any
 
+import ray
 from ray.tune import Callback
 
 from search.driver import stopping
@@ -45,6 +46,7 @@ from search.spec.results import (
 )
 from search.spec.schema import Spec
 from search.trial.candidate import resolve
+from search.trial.teacher import teacher_refs
 from search.trial.validation import HOLDOUT, describe, scheme
 
 LIVE_EVERY_S = 1.0  # the fewest seconds between two writes of the live hypervolume
@@ -70,25 +72,36 @@ class SearchCallback(Callback):
         status_every: seconds between status lines on the running trials (None or 0: none).
         quiet: print neither status lines nor a line per ended trial (the search's start and end lines remain).
         dataset: the search's data (``search.record.datasets.DatasetRecord``), logged as each child run's dataset input.
+        out: where its lines go (None: standard output at print time, and its MLflow warning to standard error).
+
+    Tune pickles the callback with the experiment's state; its output stream stays out of it (a stream belongs to
+    the process that prints, and most do not pickle): a callback restored from that state prints to the standard
+    streams until ``use_output`` gives it the resuming run's settings.
     """
 
     def __init__(self, spec: Spec, tracker: Tracker, parent_id: str, name: str, modalities: tuple,
                  num_classes: int, target: int, refresh_every: int = 5, status_every: float | None = STATUS_EVERY,
-                 quiet: bool = False, refresh_s: float = 10.0, dataset=None):
+                 quiet: bool = False, refresh_s: float = 10.0, dataset=None, out: IO[str] | None = None):
         self.spec, self.tracker, self.parent_id, self.name = spec, tracker, parent_id, name
         self.dataset = dataset
         self.modalities, self.num_classes, self.target = modalities, num_classes, target
         self.refresh_every, self.refresh_s = refresh_every, refresh_s
-        self.status_every, self.quiet = status_every, quiet
-        self.out = None  # sys.stdout at print time: Tune pickles callbacks with the experiment
+        self.status_every, self.quiet, self.out = status_every, quiet, out
         self._writer = self._new_writer()
         self._load_state()
 
+    def use_output(self, out: IO[str] | None, status_every: float | None, quiet: bool) -> None:
+        """This run's output settings (as the constructor's) for a callback restored from Tune's saved state, which
+        kept those of the run that saved it (and no stream). Called before Tune's loop starts: its ``setup`` builds
+        the status board from them."""
+        self.out, self.status_every, self.quiet = out, status_every, quiet
+
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_writer"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_writer", "out")}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _writer=self._new_writer())
+        # a state pickled before the stream was left out carries one (sys.stdout then): ``use_output`` replaces it
+        self.__dict__.update({"out": None, **state}, _writer=self._new_writer())
 
     def _new_writer(self) -> MetricBatcher:
         # per-epoch metrics go to MLflow from one background thread, each run's queued epochs in one write: the
@@ -142,8 +155,6 @@ class SearchCallback(Callback):
             return None
 
     def candidate_of(self, config: dict) -> dict:
-        from search.trial.teacher import teacher_refs
-
         return resolve(self.spec, config, self.modalities, self.num_classes, teacher_refs(self.spec)).to_dict()
 
     # --- Tune hooks ---
@@ -325,8 +336,6 @@ class SearchCallback(Callback):
 
 def ray_nodes() -> int:
     """The alive nodes of the Ray instance this process is connected to (0 when it is connected to none)."""
-    import ray
-
     if not ray.is_initialized():
         return 0
     return sum(1 for node in ray.nodes() if node.get("Alive"))

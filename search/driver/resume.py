@@ -10,20 +10,25 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
+from typing import IO
+
+from ray import tune
+from ray.tune import ExperimentAnalysis
 
 from search.driver import runner, stopping
 from search.driver.callbacks import SearchCallback
 from search.driver.checks import parse_spec
-from search.driver.crash import record_failure
 from search.driver.progress import STATUS_EVERY
 from search.driver.ray_session import shutdown_ray
-from search.driver.runner import SESSION_FILE, SearchResult
+from search.driver.runner import SESSION_FILE, SearchResult, SearchRun
+from search.record.datasets import describe as describe_data
 from search.record.tracking import Tracker, redact
 from search.spec import storage as store
 from search.spec.results import EPOCH, TRIAL_TAG
-from search.spec.schema import Spec
 from search.spec.space import warm_start_points
 from search.spec.storage import DEFAULT_STORAGE
+from search.trial.baselines import run_baselines
 from search.trial.candidate import spec_dataset
 from search.trial.validation import HOLDOUT
 
@@ -36,60 +41,52 @@ def resume_search(name: str, storage: str | None = None, out=sys.stdout, ray_add
     MLflow runs. ``name`` is the search name, or its spec name for the newest search of that spec."""
     runner.set_up_environment()
     with stopping.handled():
-        experiment, session, spec, tracker, dataset = _open(name, storage)
-        parent_id = session["parent_run_id"]
+        run, dataset = _open(name, storage, out, ray_address=ray_address, num_cpus=num_cpus,
+                             status_every=status_every, quiet=quiet)
+        tracker, parent_id = run.tracker, run.parent_id
         whole = tracker.close_whole(parent_id)
         if whole:
-            print(f"closed {whole} MLflow runs whose outcome was written before the driver stopped", file=out,
-                  flush=True)
-        readable = tune_state_readable(experiment)
-        closed = close_ended(experiment, session, spec, tracker, dataset) if readable else 0
+            run.say(f"closed {whole} MLflow runs whose outcome was written before the driver stopped")
+        readable = tune_state_readable(run.experiment)
+        closed = close_ended(run, dataset) if readable else 0
         if closed:
-            print(f"closed {closed} MLflow runs of trials that Tune recorded as ended before the driver stopped",
-                  file=out, flush=True)
-        finished = tracker.search_state(parent_id, spec.objectives).finished
-        print(f"resuming search {store.name(experiment)} from {experiment} ({len(finished)} finished); "
-              f"MLflow: {redact(tracker.uri)}", file=out, flush=True)
+            run.say(f"closed {closed} MLflow runs of trials that Tune recorded as ended before the driver stopped")
+        finished = tracker.search_state(parent_id, run.spec.objectives).finished
+        run.say(f"resuming search {run.name} from {run.experiment} ({len(finished)} finished); "
+                f"MLflow: {redact(tracker.uri)}")
         tracker.reopen_search(parent_id)
         try:
-            return _resume(experiment, session, spec, tracker, dataset, finished, readable, out, ray_address,
-                           num_cpus, status_every, quiet)
+            return _resume(run, dataset, finished, readable)
         except KeyboardInterrupt:
-            return runner.stopped_early(spec, tracker, parent_id, store.name(experiment), experiment, out)
+            return run.stopped_early()
         except Exception as e:  # the parent run is RUNNING again: it is closed as FAILED, not left so
-            raise record_failure(tracker, parent_id, store.name(experiment), experiment, e, SESSION_FILE,
-                                 out) from e
+            raise run.failed(e) from e
 
 
-def _resume(experiment: str, session: dict, spec: Spec, tracker: Tracker, dataset, finished: dict, readable: bool,
-            out, ray_address: str | None, num_cpus: int | None, status_every: float | None,
-            quiet: bool) -> SearchResult:
-    from ray import tune
-
-    parent_id, name = session["parent_run_id"], store.name(experiment)
+def _resume(run: SearchRun, dataset, finished: dict, readable: bool) -> SearchResult:
+    spec, experiment = run.spec, run.experiment
     if not readable:  # stopped before Tune saved anything: start it again in place
         if store.modified(store.join(experiment, "tuner.pkl")) is not None:
-            print("Tune's saved state is unreadable (the driver was stopped while writing it): the remaining trials "
-                  "start again from what MLflow holds", file=out, flush=True)
+            run.say("Tune's saved state is unreadable (the driver was stopped while writing it): the remaining "
+                    "trials start again from what MLflow holds")
         remaining = spec.search.model_copy(update={"trials": max(0, spec.search.trials - len(finished))})
         history = runner.finished_history(spec, finished.values())
-        return runner.launch(spec.model_copy(update={"search": remaining}), tracker, parent_id, name, experiment,
-                             dataset, warm_start_points(spec), history, session["target"], out, ray_address, num_cpus,
-                             None, status_every, quiet)
+        return replace(run, spec=spec.model_copy(update={"search": remaining})).launch(
+            dataset, warm_start_points(spec), history)
     # trials MLflow holds as finished but Tune's last saved state does not (the crash fell in between)
     replay = {tid: {k: v for k, v in r.metrics.items()} for tid, r in finished.items()}
-    started_ray = runner.start_ray(name, ray_address, num_cpus)
+    started_ray = run.start_ray()
     try:
-        baselines = runner.start_baselines(spec, dataset, out)
-        tuner = tune.Tuner.restore(experiment, trainable=runner.trainable(spec, dataset, replay, out),
+        baselines = runner.start_baselines(spec, dataset, run.out)
+        tuner = tune.Tuner.restore(experiment, trainable=runner.trainable(spec, dataset, replay, run.out),
                                    resume_unfinished=True, resume_errored=False)
     except BaseException:
         shutdown_ray(started_ray)
         raise
     callback = _search_callback(tuner)
-    if callback is not None:  # restored from the experiment state: this run's output settings
-        callback.out, callback.status_every, callback.quiet = out, status_every, quiet
-    return runner.fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, baselines, callback)
+    if callback is not None:  # restored from the experiment state, with the settings of the run that saved it
+        callback.use_output(run.out, run.status_every, run.quiet)
+    return run.fit(tuner, started_ray, baselines, callback)
 
 
 def tune_state_readable(experiment: str) -> bool:
@@ -117,53 +114,46 @@ def _search_callback(tuner) -> SearchCallback | None:
 def sync_search(name: str, storage: str | None = None, out=sys.stdout) -> SearchResult:
     """Log to MLflow what a search recorded while MLflow was unreachable, from Tune's experiment state: missing
     child runs, epochs and final results, then the front. Runs already complete are left as they are."""
-    from ray.tune import ExperimentAnalysis
-
     runner.set_up_environment()
-    experiment, session, spec, tracker, dataset = _open(name, storage)
-    parent_id, name = session["parent_run_id"], store.name(experiment)
-    callback = _record_keeper(experiment, session, spec, tracker, dataset)
-    callback.out = out
-    analysis = ExperimentAnalysis(experiment)
+    run, dataset = _open(name, storage, out)
+    spec, tracker, parent_id = run.spec, run.tracker, run.parent_id
+    callback = _record_keeper(run, dataset)
+    analysis = ExperimentAnalysis(run.experiment)
     synced = repair(callback, analysis.trials, trial_rows(analysis.trial_dataframes), spec.search.trials)
     state = tracker.search_state(parent_id, spec.objectives)
     baselines = {}
     if spec.baseline_names:  # the search's own task died with its driver; cached results come back at once
-        from search.trial.baselines import run_baselines
-
-        print("classical baselines (from the cache when the search computed them) ...", file=out, flush=True)
+        run.say("classical baselines (from the cache when the search computed them) ...")
         baselines = run_baselines(*runner.baseline_inputs(spec, dataset))
     for line in runner.record_accuracy(spec, tracker, parent_id, state, baselines):
-        print(line, file=out, flush=True)
-    print(f"synced {synced} trials of {name} to {redact(tracker.uri)}; {len(state.finished)} finished, "
-          f"Pareto front {len(state.front.members)}, hypervolume {state.front.hypervolume:.4g}", file=out, flush=True)
-    return SearchResult(name, parent_id, state.front, len(state.finished), state.failed, state.stopped,
-                        state.infeasible, "complete", experiment)
+        run.say(line)
+    run.say(f"synced {synced} trials of {run.name} to {redact(tracker.uri)}; {len(state.finished)} finished, "
+            f"Pareto front {len(state.front.members)}, hypervolume {state.front.hypervolume:.4g}")
+    return SearchResult(run.name, parent_id, state.front, len(state.finished), state.failed, state.stopped,
+                        state.infeasible, "complete", run.experiment)
 
 
-def _record_keeper(experiment: str, session: dict, spec: Spec, tracker: Tracker, dataset) -> SearchCallback:
-    """The search's callback, outside a Tune run, to bring MLflow up to what Tune recorded."""
-    from search.record.datasets import describe as describe_data
+def _record_keeper(run: SearchRun, dataset, quiet: bool = False) -> SearchCallback:
+    """The search's callback, outside a Tune run, to bring MLflow up to what Tune recorded: it prints on the run's
+    output, or (``quiet``: a resume closing the runs of ended trials) nothing but an MLflow failure, on standard
+    error."""
+    return SearchCallback(run.spec, run.tracker, run.parent_id, run.name, dataset.modalities, len(dataset.classes),
+                          run.target, quiet=quiet, dataset=describe_data(dataset, run.spec.data),
+                          out=None if quiet else run.out)
 
-    return SearchCallback(spec, tracker, session["parent_run_id"], store.name(experiment), dataset.modalities,
-                          len(dataset.classes), session["target"], dataset=describe_data(dataset, spec.data))
 
-
-def close_ended(experiment: str, session: dict, spec: Spec, tracker: Tracker, dataset) -> int:
+def close_ended(run: SearchRun, dataset) -> int:
     """Runs still open in MLflow whose trials Tune saved as ended - runs close on a background thread, so a driver
     killed between Tune's save and the close leaves them so - brought up to Tune's record of the trial (epochs
     missing, tags) and closed. Returns how many."""
-    from ray.tune import ExperimentAnalysis
-
-    open_trials = {r.data.tags.get(TRIAL_TAG) for r in tracker.candidates(session["parent_run_id"])
+    open_trials = {r.data.tags.get(TRIAL_TAG) for r in run.tracker.candidates(run.parent_id)
                    if r.info.status == "RUNNING"}
     if not open_trials:
         return 0
-    analysis = ExperimentAnalysis(experiment)
+    analysis = ExperimentAnalysis(run.experiment)
     stale = [t for t in analysis.trials if t.status in ("TERMINATED", "ERROR") and t.trial_id in open_trials]
     if stale:
-        callback = _record_keeper(experiment, session, spec, tracker, dataset)
-        callback.quiet = True
+        callback = _record_keeper(run, dataset, quiet=True)
         frames = {t.trial_id: analysis.trial_dataframes.get(t.trial_id) for t in stale}
         bring_up(callback, stale, trial_rows(frames))
         callback.on_experiment_end(analysis.trials)
@@ -214,14 +204,18 @@ def bring_up(callback: SearchCallback, trials: list, rows: dict[str, list[dict]]
     return synced
 
 
-def _open(name: str, storage: str | None):
-    """A search's experiment folder (or URI), its session record, spec, tracker and dataset."""
+def _open(name: str, storage: str | None, out: IO[str], **options) -> tuple[SearchRun, object]:
+    """Search ``name``'s run as its storage recorded it (experiment folder or URI, session file: spec, parent run,
+    tracker, target), printing on ``out`` with ``options`` (``SearchRun``'s Ray and output settings), and its
+    dataset."""
     experiment = find_experiment(name, storage)
     session = read_session(experiment)
     # a search started before cross-validation kept its holdout split: it must not switch schemes on resume
     session["spec"]["data"].setdefault("cv_folds", HOLDOUT)
     spec = parse_spec(session["spec"])
-    return experiment, session, spec, Tracker(session["tracking_uri"], session["experiment"]), spec_dataset(spec)
+    run = SearchRun(spec, Tracker(session["tracking_uri"], session["experiment"]), session["parent_run_id"],
+                    store.name(experiment), experiment, session["target"], out, **options)
+    return run, spec_dataset(spec)
 
 
 def read_session(experiment: str) -> dict:

@@ -16,8 +16,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import optuna
+import ray
+from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.stopper import Stopper
 
@@ -25,12 +28,18 @@ from emule_models.train import share_at
 from search.driver import stopping
 from search.driver.callbacks import SearchCallback
 from search.driver.concurrency import SearchSync, SyncedSearch
-from search.driver.crash import record_failure
+from search.driver.crash import SearchFailed, record_failure
+from search.driver.plan import proportion_warning
 from search.driver.progress import STATUS_EVERY
 from search.driver.ray_session import RayStartError, init_ray, shutdown_ray
 from search.driver.schedulers import build_scheduler
 from search.driver.searcher import BudgetAwareOptunaSearch
+from search.driver.teacher_search import resolve_search_teacher
+from search.front import yardstick
+from search.front.files import write_artifacts
 from search.front.state import Front, SearchState
+from search.front.summary import describe_front, ui_lines
+from search.record.datasets import describe as describe_data
 from search.record.searches import load_search, spec_yaml
 from search.record.tracking import Tracker, redact
 from search.spec import storage as store
@@ -38,8 +47,12 @@ from search.spec.fidelity import search_schedule
 from search.spec.results import BUDGET_DONE, DONE, EPOCH, INFEASIBLE, TIMED_OUT
 from search.spec.schema import Spec
 from search.spec.space import DefineByRun, build_sampler, history_trials, searched, typed_params, warm_start_points
+from search.trial.baselines import CACHE as BASELINES_CACHE
+from search.trial.baselines import METHODS, run_baselines
 from search.trial.candidate import quality_scores, spec_dataset
-from search.trial.validation import HOLDOUT
+from search.trial.teacher import SOFT_LABELS_CACHE, read_teachers, soft_labels
+from search.trial.trainable import train_candidate
+from search.trial.validation import HOLDOUT, PRETRAIN_CACHE, describe, scheme, selection_folds, tiny_data_note
 
 
 def set_up_environment() -> None:
@@ -155,17 +168,16 @@ def run_search(spec: Spec, spec_text: str | None = None, name: str | None = None
     """
     set_up_environment()
     with stopping.handled():
-        result = _run_search(spec, spec_text, name, out, ray_address, num_cpus, callbacks, extend, status_every,
-                             quiet, custom_trainable)
+        result = _run_search(spec, spec_text, name, extend, out=out, ray_address=ray_address, num_cpus=num_cpus,
+                             status_every=status_every, quiet=quiet, callbacks=tuple(callbacks or ()),
+                             custom_trainable=custom_trainable)
     return result
 
 
-def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_address: str | None,
-                num_cpus: int | None, callbacks: list | None, extend: str | None, status_every: float | None,
-                quiet: bool, custom_trainable=None) -> SearchResult:
+def _run_search(spec: Spec, spec_text: str | None, name: str | None, extend: str | None, **options) -> SearchResult:
+    """A new search (or an extension of ``extend``) made into a ``SearchRun`` and started; ``options`` are the
+    run's output and Ray settings (``SearchRun``'s fields from ``out`` on)."""
     tracker = Tracker(spec.tracking.uri, spec.tracking.experiment)  # fails fast when unreachable
-    from search.driver.teacher_search import resolve_search_teacher
-
     spec, teacher_tags = resolve_search_teacher(spec, tracker)  # {search: NAME} -> that search's best, as YAML
     points = warm_start_points(spec)
     history, target = [], spec.search.trials
@@ -186,79 +198,224 @@ def _run_search(spec: Spec, spec_text: str | None, name: str | None, out, ray_ad
         if teacher_tags:
             tracker.tag_search(parent_id, teacher_tags)
     tracker.save_front_view(parent_id, spec.objectives, searched(spec))  # where the description's link leads
+    # a local folder, a shared path or a URI (s3://, gs://)
+    run = SearchRun(spec, tracker, parent_id, name, store.join(spec.storage_uri(), name), target, **options)
     try:
-        return _start(spec, tracker, parent_id, name, points, history, target, extend, out, ray_address, num_cpus,
-                      callbacks, status_every, quiet, custom_trainable)
+        return run.start(points, history, extend)
     except KeyboardInterrupt:
-        return stopped_early(spec, tracker, parent_id, name, spec.storage_uri(), out)
+        return run.stopped_early()
     except Exception as e:  # the parent run exists: it is closed as FAILED, not left RUNNING
-        raise record_failure(tracker, parent_id, name, store.join(spec.storage_uri(), name), e, SESSION_FILE,
-                             out) from e
+        raise run.failed(e) from e
 
 
-def _start(spec: Spec, tracker: Tracker, parent_id: str, name: str, points: list, history: list, target: int,
-           extend: str | None, out, ray_address: str | None, num_cpus: int | None, callbacks: list | None,
-           status_every: float | None, quiet: bool, custom_trainable=None) -> SearchResult:
-    dataset = spec_dataset(spec)
-    from search.trial.validation import describe, scheme
+@dataclass(frozen=True)
+class SearchRun:
+    """One run of a search's driver - a new search, an extension, or a resume - with what its steps share, fixed
+    once its parent run exists. Its steps: ``start`` (the session file and first lines) then ``launch`` (a Tuner for
+    a new or never-saved experiment), or a Tuner restored by ``search.driver.resume``; then ``fit`` (Tune's loop),
+    which ends in ``close`` (the end in MLflow, the summary); ``stopped_early`` when a stop signal came before Tune's
+    loop ran, ``failed`` when the driver raised. A step that runs on another spec (a resume's remaining trials) runs
+    on a copy: ``dataclasses.replace(run, spec=...)``.
 
-    # the session file first: from the start line on, a stopped driver can be resumed
-    experiment = store.join(spec.storage_uri(), name)  # a local folder, a shared path or a URI (s3://, gs://)
-    store.write_text(store.join(experiment, SESSION_FILE), json.dumps({
-        "spec": spec.model_dump(mode="json"), "parent_run_id": parent_id, "tracking_uri": tracker.uri,
-        "experiment": spec.tracking.experiment, "target": target}))
-    rows = (f"{len(dataset.train)} train / {len(dataset.val)} val" if scheme(spec.data) == HOLDOUT
-            else f"{len(dataset.train) + len(dataset.val)} training rows, {describe(spec.data)}")
-    print(f"search {name}: {spec.search.trials} trials on {spec.data_label} "
-          f"({rows} / {len(dataset.test)} test), sampler "
-          f"{spec.search.sampler}, scheduler {spec.search.scheduler}, {spec.search.concurrency} at a time"
-          f"{f', extending {extend} ({len(history)} finished)' if extend else ''}; MLflow: {redact(tracker.uri)}",
-          file=out, flush=True)
-    from search.driver.plan import proportion_warning
-    from search.trial.validation import tiny_data_note
+    Attributes:
+        spec, tracker: the search's spec and its MLflow access.
+        parent_id, name: its parent run and its name.
+        experiment: its folder or URI (Tune's state and the session file).
+        target: the trials it will have under its parent run when done (an extension's include the earlier ones).
+        out: where its lines go.
+        ray_address, num_cpus: the Ray instance (a local one with ``num_cpus`` unless an address).
+        status_every, quiet, custom_trainable: as ``run_search``'s.
+        callbacks: Tune callbacks beside the search's own.
+    """
 
-    for line in (tiny_data_note(dataset.pool.labels), proportion_warning(spec, dataset)):
-        if line:
-            print(line, file=out, flush=True)
-    return launch(spec, tracker, parent_id, name, experiment, dataset, points, history, target, out, ray_address,
-                  num_cpus, callbacks, status_every, quiet, custom_trainable)
+    spec: Spec
+    tracker: Tracker
+    parent_id: str
+    name: str
+    experiment: str
+    target: int
+    out: IO[str]
+    ray_address: str | None = None
+    num_cpus: int | None = None
+    status_every: float | None = STATUS_EVERY
+    quiet: bool = False
+    callbacks: tuple = ()
+    custom_trainable: Any = None
 
+    def start(self, points: list, history: list, extend: str | None = None) -> SearchResult:
+        """Write the session file, print the search's first lines, and ``launch`` it (``history``: the finished
+        candidates of the search it extends, ``extend``)."""
+        spec, tracker = self.spec, self.tracker
+        dataset = spec_dataset(spec)
+        # the session file first: from the start line on, a stopped driver can be resumed
+        store.write_text(store.join(self.experiment, SESSION_FILE), json.dumps({
+            "spec": spec.model_dump(mode="json"), "parent_run_id": self.parent_id, "tracking_uri": tracker.uri,
+            "experiment": spec.tracking.experiment, "target": self.target}))
+        rows = (f"{len(dataset.train)} train / {len(dataset.val)} val" if scheme(spec.data) == HOLDOUT
+                else f"{len(dataset.train) + len(dataset.val)} training rows, {describe(spec.data)}")
+        self.say(f"search {self.name}: {spec.search.trials} trials on {spec.data_label} "
+                 f"({rows} / {len(dataset.test)} test), sampler "
+                 f"{spec.search.sampler}, scheduler {spec.search.scheduler}, {spec.search.concurrency} at a time"
+                 f"{f', extending {extend} ({len(history)} finished)' if extend else ''}; "
+                 f"MLflow: {redact(tracker.uri)}")
+        for line in (tiny_data_note(dataset.pool.labels), proportion_warning(spec, dataset)):
+            if line:
+                self.say(line)
+        return self.launch(dataset, points, history)
 
-def launch(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment, dataset, points: list,
-           history: list, target: int, out, ray_address: str | None, num_cpus: int | None,
-           callbacks: list | None, status_every: float | None = STATUS_EVERY, quiet: bool = False,
-           custom_trainable=None) -> SearchResult:
-    """Build the Tuner for a new (or never-saved) experiment and run it."""
-    from ray import tune
+    def launch(self, dataset, points: list, history: list) -> SearchResult:
+        """Build the Tuner for a new (or never-saved) experiment and run it (``points``: warm-start configurations,
+        ``history``: finished candidates the sampler learns from)."""
+        spec, tracker = self.spec, self.tracker
+        record = describe_data(dataset, spec.data)
+        tracker.log_dataset([self.parent_id], record)  # the parent run's Dataset column; each child run gets it too
+        callback = SearchCallback(spec, tracker, self.parent_id, self.name, dataset.modalities, len(dataset.classes),
+                                  self.target, status_every=self.status_every, quiet=self.quiet, dataset=record,
+                                  out=self.out)
+        search_alg, scheduler = search_algorithm(spec, points, history), spec_scheduler(spec)
+        started_ray = self.start_ray()
+        try:
+            baselines = start_baselines(spec, dataset, self.out)
+            tuner = tune.Tuner(
+                self.custom_trainable or trainable(spec, dataset, out=self.out),
+                # metric/mode stay off TuneConfig: there they would make the search single-objective.
+                tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
+                                            num_samples=spec.search.trials, reuse_actors=True),
+                run_config=tune.RunConfig(name=self.name, storage_path=spec.storage_uri(),
+                                          callbacks=[callback, SearchSync(search_alg), JsonLoggerCallback(),
+                                                     *self.callbacks],
+                                          stop=EpochBudget(spec.search.epoch_budget,
+                                                           search_schedule(spec.search, spec.training.epochs)),
+                                          failure_config=tune.FailureConfig(max_failures=spec.search.retries),
+                                          verbose=0),
+            )
+        except BaseException:  # a stop signal while the proxy scores ran, say: Ray goes down with the driver
+            shutdown_ray(started_ray)
+            raise
+        return self.fit(tuner, started_ray, baselines, callback)
 
-    from search.record.datasets import describe as describe_data
+    def start_ray(self) -> bool:
+        """``init_ray`` for this search, whose failure says how to continue the search once Ray starts (its session
+        file and MLflow run are written by then). Returns whether it started a local instance."""
+        try:
+            return init_ray(self.ray_address, self.num_cpus)
+        except RayStartError as e:
+            raise RayStartError(f"{e}. The search is kept: continue it with `emule resume {self.name}`") from None
 
-    record = describe_data(dataset, spec.data)
-    tracker.log_dataset([parent_id], record)  # the parent run's Dataset column; each child run gets it too
-    callback = SearchCallback(spec, tracker, parent_id, name, dataset.modalities, len(dataset.classes), target,
-                              status_every=status_every, quiet=quiet, dataset=record)
-    callback.out = out
-    search_alg, scheduler = search_algorithm(spec, points, history), spec_scheduler(spec)
-    started_ray = start_ray(name, ray_address, num_cpus)
-    try:
-        baselines = start_baselines(spec, dataset, out)
-        tuner = tune.Tuner(
-            custom_trainable or trainable(spec, dataset, out=out),
-            # metric/mode stay off TuneConfig: there they would make the search single-objective.
-            tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=spec.search.trials,
-                                        reuse_actors=True),
-            run_config=tune.RunConfig(name=name, storage_path=spec.storage_uri(),
-                                      callbacks=[callback, SearchSync(search_alg), JsonLoggerCallback(),
-                                                 *(callbacks or [])],
-                                      stop=EpochBudget(spec.search.epoch_budget,
-                                                       search_schedule(spec.search, spec.training.epochs)),
-                                      failure_config=tune.FailureConfig(max_failures=spec.search.retries),
-                                      verbose=0),
-        )
-    except BaseException:  # a stop signal while the proxy scores ran, say: Ray goes down with the driver
-        shutdown_ray(started_ray)
-        raise
-    return fit(tuner, spec, tracker, parent_id, name, experiment, started_ray, out, baselines, callback)
+    def fit(self, tuner, started_ray: bool, baselines=None, callback: SearchCallback | None = None) -> SearchResult:
+        """Run Tune's loop of ``tuner`` to its end (or a stop signal), collect the baselines' task, shut down the
+        Ray instance this run started, and ``close``."""
+        stops = stopping.current()
+        status, results = "interrupted", {}
+        try:
+            with stops.tune_loop():  # a stop signal ends Tune's loop in order: state saved, runs closed with the reason
+                grid = tuner.fit()
+            if callback is not None:
+                callback.settle(grid)
+            status = "complete" if all_done(grid, self.spec) else "interrupted"
+            if status == "complete":
+                results = self._collect_baselines(baselines)
+            elif baselines is not None:  # a resume starts them again (or finds them cached)
+                ray.cancel(baselines, force=True)
+        except KeyboardInterrupt:
+            if baselines is not None:
+                ray.cancel(baselines, force=True)
+        except Exception:  # the driver failed (``failed`` closes the records): the writes queued so far land
+            if callback is not None:
+                try:
+                    callback.flush()
+                except Exception:  # the writer itself is what failed: Tune's saved state holds the results
+                    pass
+            raise
+        finally:
+            if started_ray:
+                ray.shutdown()
+        with stops.closing():  # closing the records takes seconds: a first signal now waits for it
+            return self.close(status, stops.received, results, callback)
+
+    def _collect_baselines(self, job) -> dict[str, dict]:
+        """The baselines' results; waits for them after the last trial (saying so), since they are part of the
+        search's record - at most twice their time bounds, then they are cancelled."""
+        if job is None:
+            return {}
+        ready, _ = ray.wait([job], timeout=0)
+        limit = 2 * self.spec.search.baseline_seconds * len(self.spec.baseline_names) + 60
+        if not ready:
+            self.say(f"waiting for the classical baselines to finish (at most {limit:.0f} s) ...")
+        try:
+            return ray.get(job, timeout=limit)
+        except Exception as e:  # overran, or the task died (node lost ...): the search result stands without them
+            ray.cancel(job, force=True)
+            self.say(f"warning: classical baselines did not finish ({type(e).__name__}); the search result stands "
+                     "without them")
+            return {}
+
+    def close(self, status: str, reason: str | None, results: dict, callback: SearchCallback | None) -> SearchResult:
+        """Record the search's end in MLflow and print its summary (``reason``: the stop signal that ended Tune's
+        loop; ``results``: the baselines')."""
+        spec, tracker, parent_id, name = self.spec, self.tracker, self.parent_id, self.name
+        reason = reason if status != "complete" else None
+        accuracy = []
+        try:
+            if callback is not None:  # the runs' closing writes still queued on the callback's thread go first
+                callback.flush()
+            if status != "complete":  # Tune's loop cut short (a second signal): its callbacks closed nothing
+                tracker.stop_running(parent_id, reason or "the search ended before the trial did")
+            tracker.finish_search(parent_id, status, reason)
+            summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
+            tracker.save_front_view(parent_id, spec.objectives, searched(spec))  # a resumed older search has none yet
+        except Exception as e:  # tracking went away: the experiment state still holds every result
+            self.say(f"warning: MLflow unreachable at the end ({type(e).__name__}); after it is back: "
+                     f"emule sync {name}")
+            summary = callback.state if callback is not None else SearchState()
+        else:
+            try:
+                accuracy = record_accuracy(spec, tracker, parent_id, summary, results)
+            except Exception as e:  # the candidates are all logged; only the yardstick is missing
+                self.say(f"warning: logging the baselines and selection gap failed ({type(e).__name__}: {e}); the "
+                         "search's results stand")
+        front = summary.front
+        self.say(f"search {name} {status}{f' by {reason}' if reason else ''}: {len(summary.finished)} finished, "
+                 f"{summary.stopped} stopped early, "
+                 f"{summary.infeasible} infeasible, {summary.failed} failed; Pareto front {len(front.members)} "
+                 f"candidates, hypervolume {front.hypervolume:.4g}")
+        for line in accuracy:
+            self.say(line)
+        self.say(tracker.store_line())
+        if summary.finished:
+            for line in ui_lines(redact(tracker.uri), tracker.experiment_id, parent_id, spec.objectives):
+                self.say(line)
+        if status != "complete":
+            self.say(f"continue it with: emule resume {name}")
+        return SearchResult(name, parent_id, front, len(summary.finished), summary.failed, summary.stopped,
+                            summary.infeasible, status, str(self.experiment), reason, tracker.uri,
+                            spec.tracking.experiment)
+
+    def stopped_early(self) -> SearchResult:
+        """A stop signal before Tune's loop ran (data, proxy scores, Ray starting): the search is recorded
+        interrupted, with the signal as the reason."""
+        stops = stopping.current()
+        with stops.closing():
+            try:
+                self.tracker.finish_search(self.parent_id, "interrupted", stops.received or "SIGINT")
+                summary = self.tracker.search_state(self.parent_id, self.spec.objectives)
+            except Exception as e:  # tracking went away as well
+                self.say(f"warning: MLflow unreachable at the end ({type(e).__name__})")
+                summary = SearchState()
+            self.say(f"search {self.name} interrupted by {stops.received or 'SIGINT'} before its trials ran; continue "
+                     f"it with: emule resume {self.name}")
+        return SearchResult(self.name, self.parent_id, summary.front, len(summary.finished), summary.failed,
+                            summary.stopped, summary.infeasible, "interrupted", str(self.experiment),
+                            stops.received or "SIGINT")
+
+    def failed(self, error: BaseException) -> SearchFailed:
+        """The driver raised ``error`` after the parent run existed: the records closed (``record_failure``);
+        returns the ``SearchFailed`` to raise."""
+        return record_failure(self.tracker, self.parent_id, self.name, self.experiment, error, SESSION_FILE, self.out)
+
+    def say(self, line: str) -> None:
+        """One line on this run's output, at once."""
+        print(line, file=self.out, flush=True)
 
 
 def search_algorithm(spec: Spec, points: list | None = None, history: list | None = None) -> SyncedSearch:
@@ -278,32 +435,6 @@ def spec_scheduler(spec: Spec):
                            reference=[o.reference for o in spec.objectives])
 
 
-def start_ray(name: str, address: str | None, num_cpus: int | None) -> bool:
-    """``init_ray`` for search ``name``, whose failure says how to continue the search once Ray starts (its session
-    file and MLflow run are written by then)."""
-    try:
-        return init_ray(address, num_cpus)
-    except RayStartError as e:
-        raise RayStartError(f"{e}. The search is kept: continue it with `emule resume {name}`") from None
-
-
-def stopped_early(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str, out) -> SearchResult:
-    """A stop signal before Tune's loop ran (data, proxy scores, Ray starting): the search is recorded
-    interrupted, with the signal as the reason."""
-    stops = stopping.current()
-    with stops.closing():
-        try:
-            tracker.finish_search(parent_id, "interrupted", stops.received or "SIGINT")
-            summary = tracker.search_state(parent_id, spec.objectives)
-        except Exception as e:  # tracking went away as well
-            print(f"warning: MLflow unreachable at the end ({type(e).__name__})", file=out, flush=True)
-            summary = SearchState()
-        print(f"search {name} interrupted by {stops.received or 'SIGINT'} before its trials ran; continue it with: "
-              f"emule resume {name}", file=out, flush=True)
-    return SearchResult(name, parent_id, summary.front, len(summary.finished), summary.failed, summary.stopped,
-                        summary.infeasible, "interrupted", str(experiment), stops.received or "SIGINT")
-
-
 def finished_history(spec: Spec, records) -> list:
     """Finished candidates as Optuna trials, for a sampler to learn from without training them again."""
     return history_trials(spec, [(typed_params(spec, r.params), [r.metrics[m] for m in spec.metrics])
@@ -313,11 +444,6 @@ def finished_history(spec: Spec, records) -> list:
 def trainable(spec: Spec, dataset, replay: dict | None = None, out=sys.stdout):
     """The trial function with the data (and the quality scores, computed once here when the space's selection
     strategies need them) placed in the object store once for all trials."""
-    from ray import tune
-
-    from search.trial.trainable import train_candidate
-    from search.trial.validation import PRETRAIN_CACHE
-
     scores = None
     if spec.needs_scores():
         scores = quality_scores(dataset, spec.proxy.model_dump(), log=lambda m: print(m, file=out, flush=True))
@@ -334,9 +460,6 @@ def _soft_labels(spec: Spec, dataset, out):
     """The distillation teacher's soft labels for every fold and the refit, made here once for all trials."""
     if spec.distill is None:
         return None
-    from search.trial.teacher import SOFT_LABELS_CACHE, read_teachers, soft_labels
-    from search.trial.validation import selection_folds
-
     say = lambda m: print(m, file=out, flush=True)  # noqa: E731
     teachers = read_teachers(spec.distill.teacher)
     folds = selection_folds(spec.data, dataset)
@@ -355,10 +478,6 @@ def start_baselines(spec: Spec, dataset, out):
     names = spec.baseline_names
     if not names:
         return None
-    import ray
-
-    from search.trial.baselines import METHODS, run_baselines
-
     print(f"classical baselines ({', '.join(METHODS[n].label for n in names)}) run beside the trials on the same "
           f"folds; each skipped past an estimated {spec.search.baseline_seconds:g} s", file=out, flush=True)
     return ray.remote(num_cpus=0, max_retries=0)(run_baselines).remote(*baseline_inputs(spec, dataset))
@@ -367,117 +486,14 @@ def start_baselines(spec: Spec, dataset, out):
 def baseline_inputs(spec: Spec, dataset) -> tuple:
     """``run_baselines``' arguments for a search: its folds, names, seed, bound, and the cache where the driver
     runs (as the proxy scores'), not in whatever folder a Ray worker starts in."""
-    from search.trial.baselines import CACHE
-    from search.trial.validation import selection_folds
-
     return (dataset, selection_folds(spec.data, dataset), spec.baseline_names, spec.search.seed,
-            spec.search.baseline_seconds, str(CACHE.resolve()))
-
-
-def _collect_baselines(job, spec: Spec, out) -> dict[str, dict]:
-    """The baselines' results; waits for them after the last trial (saying so), since they are part of the
-    search's record - at most twice their time bounds, then they are cancelled."""
-    if job is None:
-        return {}
-    import ray
-
-    ready, _ = ray.wait([job], timeout=0)
-    limit = 2 * spec.search.baseline_seconds * len(spec.baseline_names) + 60
-    if not ready:
-        print(f"waiting for the classical baselines to finish (at most {limit:.0f} s) ...", file=out, flush=True)
-    try:
-        return ray.get(job, timeout=limit)
-    except Exception as e:  # overran, or the task died (node lost ...): the search result stands without them
-        ray.cancel(job, force=True)
-        print(f"warning: classical baselines did not finish ({type(e).__name__}); the search result stands "
-              "without them", file=out, flush=True)
-        return {}
-
-
-def fit(tuner, spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str | Path, started_ray: bool,
-         out, baselines=None, callback: SearchCallback | None = None) -> SearchResult:
-    import ray
-
-    stops = stopping.current()
-    status, results = "interrupted", {}
-    try:
-        with stops.tune_loop():  # a stop signal ends Tune's loop in order: state saved, runs closed with the reason
-            grid = tuner.fit()
-        if callback is not None:
-            callback.settle(grid)
-        status = "complete" if _all_done(grid, spec) else "interrupted"
-        if status == "complete":
-            results = _collect_baselines(baselines, spec, out)
-        elif baselines is not None:  # a resume starts them again (or finds them cached)
-            ray.cancel(baselines, force=True)
-    except KeyboardInterrupt:
-        if baselines is not None:
-            ray.cancel(baselines, force=True)
-    except Exception:  # the driver failed (``record_failure`` closes the records): the writes queued so far land
-        if callback is not None:
-            try:
-                callback.flush()
-            except Exception:  # the writer itself is what failed: Tune's saved state holds the results
-                pass
-        raise
-    finally:
-        if started_ray:
-            ray.shutdown()
-    with stops.closing():  # closing the records takes seconds: a first signal now waits for it
-        return _close(spec, tracker, parent_id, name, experiment, status, stops.received, out, results, callback)
-
-
-def _close(spec: Spec, tracker: Tracker, parent_id: str, name: str, experiment: str | Path, status: str,
-           reason: str | None, out, results: dict, callback: SearchCallback | None) -> SearchResult:
-    """Record the search's end in MLflow and print its summary."""
-    reason = reason if status != "complete" else None
-    accuracy = []
-    try:
-        if callback is not None:  # the runs' closing writes still queued on the callback's thread go first
-            callback.flush()
-        if status != "complete":  # Tune's loop cut short (a second signal): its callbacks closed nothing
-            tracker.stop_running(parent_id, reason or "the search ended before the trial did")
-        tracker.finish_search(parent_id, status, reason)
-        summary = tracker.search_state(parent_id, spec.objectives)  # the record as MLflow now holds it
-        tracker.save_front_view(parent_id, spec.objectives, searched(spec))  # a resumed older search has none yet
-    except Exception as e:  # tracking went away: the experiment state still holds every result
-        print(f"warning: MLflow unreachable at the end ({type(e).__name__}); after it is back: emule sync {name}",
-              file=out, flush=True)
-        summary = callback.state if callback is not None else SearchState()
-    else:
-        try:
-            accuracy = record_accuracy(spec, tracker, parent_id, summary, results)
-        except Exception as e:  # the candidates are all logged; only the yardstick is missing
-            print(f"warning: logging the baselines and selection gap failed ({type(e).__name__}: {e}); the "
-                  "search's results stand", file=out, flush=True)
-    front = summary.front
-    print(f"search {name} {status}{f' by {reason}' if reason else ''}: {len(summary.finished)} finished, "
-          f"{summary.stopped} stopped early, "
-          f"{summary.infeasible} infeasible, {summary.failed} failed; Pareto front {len(front.members)} candidates, "
-          f"hypervolume {front.hypervolume:.4g}", file=out, flush=True)
-    for line in accuracy:
-        print(line, file=out, flush=True)
-    print(tracker.store_line(), file=out, flush=True)
-    if summary.finished:
-        from search.front.summary import ui_lines
-
-        for line in ui_lines(redact(tracker.uri), tracker.experiment_id, parent_id, spec.objectives):
-            print(line, file=out, flush=True)
-    if status != "complete":
-        print(f"continue it with: emule resume {name}", file=out, flush=True)
-    return SearchResult(name, parent_id, front, len(summary.finished), summary.failed, summary.stopped,
-                        summary.infeasible, status, str(experiment), reason, tracker.uri, spec.tracking.experiment)
+            spec.search.baseline_seconds, str(BASELINES_CACHE.resolve()))
 
 
 def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: SearchState,
                      baselines: dict[str, dict]) -> list[str]:
     """Baselines and the selection gap on the parent run, the front plot redrawn with the baseline lines; returns
     the same as lines for the terminal."""
-    from search.front import yardstick
-    from search.front.files import write_artifacts
-    from search.front.summary import describe_front
-    from search.trial.validation import describe
-
     best = yardstick.best_by_validation(summary.finished.values())
     if baselines:
         tracker.log_baselines(parent_id, baselines, yardstick.baseline_metrics(baselines))
@@ -497,7 +513,7 @@ def record_accuracy(spec: Spec, tracker: Tracker, parent_id: str, summary: Searc
 ENDED = (DONE, BUDGET_DONE, INFEASIBLE, TIMED_OUT)  # result keys that mark a trial's last result
 
 
-def _all_done(grid, spec: Spec) -> bool:
+def all_done(grid, spec: Spec) -> bool:
     """The epoch budget ended the search, or every trial was started and ended: Tune marks a trial's last result
     ``done`` when it finished or a scheduler stopped it, never when a stop signal interrupted it. A trial's own
     last result says it ended too (its full budget, infeasible, timed out): a driver killed between that result
