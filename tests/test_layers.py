@@ -20,3 +20,18 @@ def test_layer_contracts_hold():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     contracts = (ROOT / "pyproject.toml").read_text().count("[[tool.importlinter.contracts]]")
     assert contracts >= 4 and f"{contracts} kept, 0 broken" in proc.stdout
+
+
+def test_no_module_imports_another_modules_private_name():
+    """A name that starts with ``_`` is its module's own: another module (a test included) that needs it asks for
+    it to be made public."""
+    import ast
+
+    found = []
+    folders = ("search", "emule_models", "tests", "bench", "cluster")
+    for path in sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("search", "emule_models"):
+                found += [f"{path.relative_to(ROOT)}:{node.lineno}: {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_")]
+    assert not found, "\n".join(found)
