@@ -406,7 +406,7 @@ class SearchRun:
                      f"it with: emule resume {self.name}")
         return SearchResult(self.name, self.parent_id, summary.front, len(summary.finished), summary.failed,
                             summary.stopped, summary.infeasible, "interrupted", str(self.experiment),
-                            stops.received or "SIGINT")
+                            stops.received or "SIGINT", self.tracker.uri, self.tracker.experiment)
 
     def failed(self, error: BaseException) -> SearchFailed:
         """The driver raised ``error`` after the parent run existed: the records closed (``record_failure``);
