@@ -3,10 +3,10 @@ until the search ends - a measure of how the driver's code is laid out, not of i
 
 A tiny real search (GunPoint, 2 candidates x 1 epoch, a local Ray instance, MLflow in a temp dir) runs under a
 profiler that records every call into a module of ``search`` whose arguments include the ``Spec`` object, or an
-object that holds it as ``spec`` (a method's ``self``). Printed: the distinct modules called so, and how often the
-calls come back to a module they had left (the sequence of modules with repeats collapsed: A B A counts one
-return). Run on another checkout (``git worktree``), it measures that layout: modules are found by their name in
-either layout (``search.runner`` or ``search.driver.runner``).
+object that holds it as ``spec`` (a method's ``self``); the spec's own methods do not count. Printed: the distinct
+modules called so, and how often the calls come back to a module they had left (the sequence of modules with repeats
+collapsed: A B A counts one return). Run on another checkout (``git worktree``), it measures that layout: modules
+are found by their name in either layout (``search.runner`` or ``search.driver.runner``).
 
     python bench/spec_path.py
 """
@@ -56,6 +56,8 @@ def main() -> None:
             return
         code = frame.f_code
         arguments = list(frame.f_locals.values())[: code.co_argcount + code.co_kwonlyargcount]
+        if name == spec_type.__module__ and arguments and isinstance(arguments[0], spec_type):
+            return  # the spec's own methods and properties (spec.metrics, spec.storage_uri()): no hand-off
         # the spec itself, or an object that carries it (a method's ``self`` holding ``spec``)
         if any(isinstance(v, spec_type) or isinstance(getattr(v, "spec", None), spec_type) for v in arguments):
             calls.append(name)
@@ -73,6 +75,8 @@ def main() -> None:
         seen.add(m)
     print(f"modules the spec passes through: {len(seen)}; calls that return to a module left before: {returns}")
     print("  " + " ".join(sorted(seen)))
+    if "--path" in sys.argv:
+        print("  path: " + " > ".join(m.removeprefix("search.") for m in path))
 
 
 if __name__ == "__main__":
