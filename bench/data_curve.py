@@ -55,9 +55,10 @@ def report(rows: list[dict], args, wall_s: float) -> str:
     lines = [
         "# Learning curves: extrapolation from half the rows",
         "",
-        f"Command: `python bench/data_curve.py --record {args.record} --search-seeds {args.search_seeds} --seeds "
+        f"Command: `python bench/data_curve.py --record {' '.join(map(str, args.record))}"
+        f"{f' --keep {args.keep}' if args.keep else ''} --search-seeds {args.search_seeds} --seeds "
         f"{args.seeds} --fit-up-to {args.fit_up_to:g}{' --sets ' + ' '.join(args.sets) if args.sets else ''} --out "
-        f"{args.out}` ({wall_s / 60:.0f} min, one thread).",
+        f"{args.out}` ({wall_s / 60:.0f} min, one thread{', for the curves not kept' if args.keep else ''}).",
         "",
         f"Per set and search seed, the best candidate of the small-family search in the record, measured as `emule "
         f"data-curve` measures it: fractions {', '.join(f'{f:g}' for f in FRACTIONS)} of each of its 5 folds' "
@@ -87,7 +88,10 @@ def report(rows: list[dict], args, wall_s: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--record", type=Path, default=Path("bench/results/accuracy_small.json"))
+    ap.add_argument("--record", type=Path, nargs="+", default=[Path("bench/results/accuracy_small.json")],
+                    help="accuracy.py JSON records (several: their seeds of a set one after the other)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="an earlier run's JSON rows, kept in the report; curves already in it are not measured again")
     ap.add_argument("--epochs", type=int, default=60, help="the epochs of the searches in the record")
     ap.add_argument("--sets", nargs="*", default=[])
     ap.add_argument("--search-seeds", type=int, default=1, help="the first N search seeds of each set in the record")
@@ -96,18 +100,26 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    start, rows = time.perf_counter(), []
+    start = time.perf_counter()
+    rows = json.loads(args.keep.read_text()) if args.keep else []
+    done = {(r["set"], r["search_seed"]) for r in rows}
+    runs: dict[str, list] = {}
+    for path in args.record:
+        for entry in json.loads(path.read_text()):
+            runs.setdefault(entry["name"], []).extend(entry["runs"])
     with tempfile.TemporaryDirectory(prefix="emule-curve-") as tmp:
-        for entry in json.loads(args.record.read_text()):
-            if args.sets and entry["name"] not in args.sets:
+        for name, its_runs in runs.items():
+            if args.sets and name not in args.sets:
                 continue
-            for run in entry["runs"][:args.search_seeds]:
-                rows.append(one(entry["name"], run, args, Path(tmp)))
+            for run in its_runs[:args.search_seeds]:
+                if (name, run["seed"]) in done:
+                    continue
+                rows.append(one(name, run, args, Path(tmp)))
                 text = report(rows, args, time.perf_counter() - start)
                 if args.out:
                     args.out.write_text(text)
                     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print(text)
+    print(report(rows, args, time.perf_counter() - start))
 
 
 if __name__ == "__main__":
