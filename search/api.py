@@ -29,7 +29,7 @@ from search.front.summary import front_view_key, run_link, ui_address, view_link
 from search.record.searches import load_search
 from search.record.tracking import Tracker, redact
 from search.spec.results import FRONT_MARK, KNEE_MARK
-from search.spec.schema import Spec, SpecError
+from search.spec.schema import DEFAULT_EXPERIMENT, Spec, SpecError
 from search.spec.space import typed_params
 
 __all__ = ["Search", "SpecError", "export", "load_spec", "open_search", "resume_search", "run_search", "train"]
@@ -113,7 +113,7 @@ class Search:
 _FIXED = ("trial_id", "run_id", "on_front", "knee")
 
 
-def open_search(name: str, tracking_uri: str | None = None, experiment: str = "emule") -> Search:
+def open_search(name: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> Search:
     """A finished (or stopped) search, read from MLflow: from any folder, after its data moved.
 
     Args:
@@ -163,7 +163,7 @@ def resume_search(name: str, *, storage: str | None = None, num_cpus: int | None
 
 
 def export(search: Search | str, out: str | Path, how: str = "front", limits: Mapping[str, float] | None = None,
-           tracking_uri: str | None = None, experiment: str = "emule") -> list[Path]:
+           tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> list[Path]:
     """Write chosen candidates as YAML files (model, data and training, and where each came from) into ``out``.
 
     Args:

@@ -72,6 +72,7 @@ DISTILL_KEYS = ("distill_alpha", "distill_temperature")  # searchable only with 
 # search.driver.schedulers.SCHEDULERS, search.trial.baselines.METHODS), which sit in layers above the schema:
 # search.driver.checks checks the names against them, before any data is read.
 DEFAULT_BASELINES = ("nn_euclidean", "nn_dtw", "rocket")  # the baselines of a spec that names none
+DEFAULT_EXPERIMENT = "emule"  # the MLflow experiment of a spec that names none
 # Metrics a trial reports that can be objectives, with the direction that makes sense for each.
 # The model size is `param_count`; its former name `params` is accepted (search.spec.metrics.ALIASES).
 OBJECTIVE_METRICS = {"val_accuracy": "max", SIZE: "min", FLOPS: "min", LATENCY_MS: "min",
@@ -363,7 +364,7 @@ class DataCurve(Strict):
 class Tracking(Strict):
     uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, then "
                             "$EMULE_TRACKING_URI, then sqlite:///<cwd>/mlflow.db")
-    experiment: str = "emule"
+    experiment: str = DEFAULT_EXPERIMENT
 
 
 class DataSection(Strict):
