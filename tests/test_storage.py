@@ -94,3 +94,29 @@ def test_find_experiment_by_name_or_newest_of_its_spec(tmp_path, request, on_s3)
     assert find_experiment("demo", root) == storage.join(root, "demo-2")
     with pytest.raises(LookupError, match=r"^search: no search named 'nope' under .*--storage"):
         find_experiment("nope", root)
+
+
+@pytest.mark.parametrize("cut", [None, "experiment_state-2026-01-01_00-00-02.json",
+                                 "searcher-state-2026-01-01_00-00-02.pkl", "search_gen_state-2026-01-01_00-00-02.json",
+                                 "callback-states-2026-01-01_00-00-02.pkl"])
+def test_tune_state_reads_back_only_when_every_part_does(tmp_path, cut):
+    """A kill while Tune copies its state to the storage path can cut any part of it (found cutting the searcher's
+    pickle): the newest of each kind must read back whole, older sessions' files do not count."""
+    import json
+    import pickle
+
+    from search.driver.resume import tune_state_readable
+
+    (tmp_path / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
+    for session in ["2026-01-01_00-00-01", "2026-01-01_00-00-02"]:
+        (tmp_path / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": []}))
+        for part in ["searcher-state", "search_gen_state", "callback-states"]:
+            suffix = "json" if part == "search_gen_state" else "pkl"
+            (tmp_path / f"{part}-{session}.{suffix}").write_bytes(pickle.dumps({"state": list(range(100))}))
+    (tmp_path / "searcher-state-2026-01-01_00-00-01.pkl").write_bytes(b"")  # an older session's: not read
+    if cut is not None:
+        whole = (tmp_path / cut).read_bytes()
+        (tmp_path / cut).write_bytes(whole[: len(whole) // 2])
+    assert tune_state_readable(str(tmp_path)) is (cut is None)
+    (tmp_path / "tuner.pkl").unlink()
+    assert not tune_state_readable(str(tmp_path))  # Tune saved nothing yet

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import sys
 from dataclasses import replace
 from typing import IO
@@ -90,17 +91,30 @@ def _resume(run: SearchRun, dataset, finished: dict, readable: bool) -> SearchRe
 
 
 def tune_state_readable(experiment: str) -> bool:
-    """Whether Tune saved an experiment state here that reads back: a driver killed while Tune wrote it leaves the
-    file empty or cut short, and Tune could not restore from it."""
-    # named by the time they were written: the newest sorts last
-    states = [e for e in store.entries(experiment) if e.startswith("experiment_state-") and e.endswith(".json")]
-    if store.modified(store.join(experiment, "tuner.pkl")) is None or not states:
+    """Whether Tune saved an experiment state here that reads back whole. Tune writes each part atomically in its
+    staging folder, then copies them to the storage path file by file: a driver killed during that copy leaves a
+    part empty or cut short, and Tune, unable to restore it, would start the experiment over."""
+    if store.modified(store.join(experiment, "tuner.pkl")) is None:
         return False
-    try:
-        json.loads(store.read_text(store.join(experiment, states[-1])))
-    except (OSError, ValueError):
-        return False
+    entries = store.entries(experiment)
+    for prefix, load in _SAVED_PARTS:
+        # named by the session that wrote them: the newest sorts last, and it is the one Tune restores
+        saved = [e for e in entries if e.startswith(prefix)]
+        if not saved and prefix == _EXPERIMENT_STATE:
+            return False
+        try:
+            if saved:
+                load(store.read_bytes(store.join(experiment, saved[-1])))
+        except Exception:  # a cut pickle fails in many ways (EOFError, UnpicklingError, ValueError, ...)
+            return False
     return True
+
+
+_EXPERIMENT_STATE = "experiment_state-"
+# what Tune restores from: the trials (JSON), then the searcher's, its wrappers' and the callbacks' states (pickles,
+# the wrappers' under a .json name)
+_SAVED_PARTS = ((_EXPERIMENT_STATE, json.loads), ("searcher-state-", pickle.loads),
+                ("search_gen_state-", pickle.loads), ("callback-states-", pickle.loads))
 
 
 def _search_callback(tuner) -> SearchCallback | None:

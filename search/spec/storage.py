@@ -43,10 +43,14 @@ def write_text(target: str, text: str) -> None:
         f.write(text.encode())
 
 
-def read_text(target: str) -> str:
+def read_bytes(target: str) -> bytes:
     fs, path = _filesystem(target)
     with fs.open_input_stream(path) as f:
-        return f.read().decode()
+        return f.read()
+
+
+def read_text(target: str) -> str:
+    return read_bytes(target).decode()
 
 
 def modified(target: str) -> float | None:
