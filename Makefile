@@ -27,9 +27,10 @@ quickstart: setup
 	$(BIN)/emule search spaces/quickstart.yaml
 
 # Two test processes, each test file whole in one of them (its module fixtures - a local cluster, a server - start
-# once); each process has its own local Ray instance.
+# once); each process has its own local Ray instance. The 15 slowest tests are listed at the end, to keep the suite
+# within its 15 minutes.
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 lint: setup
 	$(BIN)/ruff check search emule_models tests bench cluster
