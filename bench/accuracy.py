@@ -182,7 +182,7 @@ def smallest_within_a_point(run: dict) -> dict | None:
 
 
 def _how_small(results: list[dict]) -> list[str]:
-    lines = ["", "How small (#29's last target: a front member within 1 point of the best at <= 1/20 of its "
+    lines = ["", "How small (the target: a front member within 1 point of the best at <= 1/20 of its "
              "parameters): per search, the smallest member of its front (validation accuracy against parameters) "
              "whose test accuracy is at least the best-by-validation candidate's minus 0.01, the best itself where "
              "none is smaller.", "",

@@ -7,6 +7,7 @@ one in a local folder.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import pickle
@@ -16,6 +17,10 @@ from typing import IO
 
 from ray import tune
 from ray.tune import ExperimentAnalysis
+from ray.tune.callback import CallbackList
+from ray.tune.execution.tune_controller import TuneController
+from ray.tune.search import Searcher
+from ray.tune.search.search_generator import SearchGenerator
 
 from search.driver import runner, stopping
 from search.driver.callbacks import SearchCallback
@@ -94,27 +99,25 @@ def tune_state_readable(experiment: str) -> bool:
     """Whether Tune saved an experiment state here that reads back whole. Tune writes each part atomically in its
     staging folder, then copies them to the storage path file by file: a driver killed during that copy leaves a
     part empty or cut short, and Tune, unable to restore it, would start the experiment over."""
-    if store.modified(store.join(experiment, "tuner.pkl")) is None:
-        return False
     entries = store.entries(experiment)
-    for prefix, load in _SAVED_PARTS:
-        # named by the session that wrote them: the newest sorts last, and it is the one Tune restores
-        saved = [e for e in entries if e.startswith(prefix)]
-        if not saved and prefix == _EXPERIMENT_STATE:
-            return False
-        try:
-            if saved:
-                load(store.read_bytes(store.join(experiment, saved[-1])))
-        except Exception:  # a cut pickle fails in many ways (EOFError, UnpicklingError, ValueError, ...)
-            return False
+    # each part's newest file (named by the session that wrote it), matched as Tune's restore matches it
+    newest = [(max(fnmatch.filter(entries, template.format("*")), default=None), load)
+              for template, load in _SAVED_PARTS]
+    if "tuner.pkl" not in entries or newest[0][0] is None:  # no trials saved: nothing to restore
+        return False
+    try:
+        for name, load in newest:
+            if name is not None:
+                load(store.read_bytes(store.join(experiment, name)))
+    except Exception:  # a cut pickle fails in many ways (EOFError, UnpicklingError, ValueError, ...)
+        return False
     return True
 
 
-_EXPERIMENT_STATE = "experiment_state-"
-# what Tune restores from: the trials (JSON), then the searcher's, its wrappers' and the callbacks' states (pickles,
-# the wrappers' under a .json name)
-_SAVED_PARTS = ((_EXPERIMENT_STATE, json.loads), ("searcher-state-", pickle.loads),
-                ("search_gen_state-", pickle.loads), ("callback-states-", pickle.loads))
+# what Tune restores from, by its own file names: the trials (JSON) first, then the searcher's, its wrappers' and the
+# callbacks' states (pickles, the wrappers' under a .json name)
+_SAVED_PARTS = ((TuneController.CKPT_FILE_TMPL, json.loads), (Searcher.CKPT_FILE_TMPL, pickle.loads),
+                (SearchGenerator.CKPT_FILE_TMPL, pickle.loads), (CallbackList.CKPT_FILE_TMPL, pickle.loads))
 
 
 def _search_callback(tuner) -> SearchCallback | None:
