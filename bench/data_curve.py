@@ -14,6 +14,7 @@ The fit on every fraction, as the command reports it, is shown beside.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from accuracy import best_candidate  # noqa: E402
 
-from search.delivery.data_curve import fit_curve, measure  # noqa: E402
+from search.delivery.data_curve import Run, fit_curve, measure  # noqa: E402
 
 FRACTIONS = (0.1, 0.2, 0.35, 0.5, 1.0)
 
@@ -35,20 +36,33 @@ def one(name: str, run: dict, args, tmp: Path) -> dict:
     cand, dataset = best_candidate(name, run, args.epochs, tmp)
     start = time.perf_counter()
     runs = measure(cand, dataset, FRACTIONS, args.seeds, log=lambda _: None)
-    seconds = time.perf_counter() - start
-    full = fit_curve(runs, len(dataset.pool))
-    table = full.table()
-    all_rows, measured = table[-1]["rows"], table[-1]["accuracy"]
-    early = fit_curve([r for r in runs if r.fraction <= args.fit_up_to], round(all_rows))
-    predicted = early.predicted.get("now", (float("nan"),) * 3)
-    row = {"set": name, "search_seed": run["seed"], "rows": all_rows, "measured": measured,
-           "predicted": predicted[0], "low": predicted[1], "high": predicted[2],
-           "error": predicted[0] - measured, "enough": full.enough(), "flat": full.flat,
-           "x2": full.predicted.get("x2", (float("nan"),) * 3)[0], "table": table, "seconds": seconds}
-    print(f"{name} seed {run['seed']}: measured {measured:.3f} at {all_rows:.0f} rows, predicted from <= "
-          f"{args.fit_up_to:g} {predicted[0]:.3f} [{predicted[1]:.3f}, {predicted[2]:.3f}] ({seconds:.0f} s)",
+    row = curve_row(name, run["seed"], runs, len(dataset.pool), args.fit_up_to, time.perf_counter() - start)
+    print(f"{name} seed {run['seed']}: measured {row['measured']:.3f} at {row['rows']:.0f} rows, predicted from <= "
+          f"{args.fit_up_to:g} {row['predicted']:.3f} [{row['low']:.3f}, {row['high']:.3f}] ({row['seconds']:.0f} s)",
           flush=True)
     return row
+
+
+def curve_row(name: str, search_seed: int, runs: list[Run], labelled: int, fit_up_to: float, seconds: float) -> dict:
+    """One report row: the curve's measures, what the fit on the fractions <= ``fit_up_to`` predicts at every row of
+    the folds, and the models themselves (so a later run can fit them again without training)."""
+    full = fit_curve(runs, labelled)
+    table = full.table()
+    all_rows, measured = table[-1]["rows"], table[-1]["accuracy"]
+    early = fit_curve([r for r in runs if r.fraction <= fit_up_to], round(all_rows))
+    predicted = early.predicted.get("now", (float("nan"),) * 3)
+    return {"set": name, "search_seed": search_seed, "rows": all_rows, "labelled": labelled, "measured": measured,
+            "predicted": predicted[0], "low": predicted[1], "high": predicted[2], "error": predicted[0] - measured,
+            "enough": full.enough(), "flat": full.flat, "x2": full.predicted.get("x2", (float("nan"),) * 3)[0],
+            "table": table, "seconds": seconds, "runs": [dataclasses.asdict(r) for r in runs]}
+
+
+def refit(row: dict, fit_up_to: float) -> dict:
+    """A kept row fit again from its models (rows kept before they carried their models stay as they were)."""
+    if "runs" not in row:
+        return row
+    runs = [Run(**r) for r in row["runs"]]
+    return curve_row(row["set"], row["search_seed"], runs, row["labelled"], fit_up_to, row["seconds"])
 
 
 def report(rows: list[dict], args, wall_s: float) -> str:
@@ -91,7 +105,8 @@ def main() -> None:
     ap.add_argument("--record", type=Path, nargs="+", default=[Path("bench/results/accuracy_small.json")],
                     help="accuracy.py JSON records (several: their seeds of a set one after the other)")
     ap.add_argument("--keep", type=Path, default=None,
-                    help="an earlier run's JSON rows, kept in the report; curves already in it are not measured again")
+                    help="an earlier run's JSON rows, kept in the report (fit again from their models where they carry "
+                         "them); curves already in it are not measured again")
     ap.add_argument("--epochs", type=int, default=60, help="the epochs of the searches in the record")
     ap.add_argument("--sets", nargs="*", default=[])
     ap.add_argument("--search-seeds", type=int, default=1, help="the first N search seeds of each set in the record")
@@ -101,7 +116,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
-    rows = json.loads(args.keep.read_text()) if args.keep else []
+    rows = [refit(r, args.fit_up_to) for r in json.loads(args.keep.read_text())] if args.keep else []
     done = {(r["set"], r["search_seed"]) for r in rows}
     runs: dict[str, list] = {}
     for path in args.record:
