@@ -32,11 +32,15 @@ def runs_from(law, fractions=(0.1, 0.2, 0.35, 0.5, 0.75, 1.0), rows=400, folds=5
             for s in range(seeds) for k in range(folds) for f in fractions]
 
 
-def test_a_known_power_law_is_recovered_within_its_interval():
-    a, b, c = 0.95, 1.2, 0.6
+@pytest.mark.parametrize("a, b, c", [
+    (1.0, 0.8, 0.4),  # the error falls as a power law towards zero
+    (0.9, 8.0, 1.0),  # a ceiling below perfect: the curve bends over where it is measured
+])
+def test_a_known_power_law_is_recovered_within_its_interval(a, b, c):
     truth = lambda n: power_law(np.asarray(n, float), a, b, c)  # noqa: E731
     curve = fit_curve(runs_from(truth), labelled=500, bootstrap=200)
     assert curve.fit is not None and not curve.flat
+    assert curve.ceiling == (None if a < 1 else 1.0)  # the law the points show: a ceiling only where they bend
     for times in (2, 4):
         value, low, high = curve.predicted[f"x{times}"]
         assert low <= float(truth(times * 500)) <= high
@@ -45,6 +49,15 @@ def test_a_known_power_law_is_recovered_within_its_interval():
     assert low <= need <= high and need > 500  # a point more takes more rows than there are
     text = "\n".join(curve.lines())
     assert "with 2x the labelled rows (1000)" in text and "flat" not in text
+
+
+def test_a_ceiling_the_points_do_not_show_is_not_fit():
+    """Four noisy points from ten to fifty rows, as a tiny set gives: too few for three parameters (AICc), so the
+    error law is fit, whatever the truth's ceiling."""
+    truth = lambda n: power_law(np.asarray(n, float), 0.95, 1.0, 0.5)  # noqa: E731
+    curve = fit_curve(runs_from(truth, fractions=(0.2, 0.35, 0.5, 1.0), rows=50, noise=0.03), labelled=50)
+    assert curve.ceiling == 1.0 and curve.fit[0] == 1.0
+    assert "no ceiling below perfect seen" in "\n".join(curve.lines())
 
 
 def test_a_flat_curve_is_called_flat():
