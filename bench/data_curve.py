@@ -3,10 +3,10 @@
 For each best-by-validation candidate of a ``bench/accuracy.py --family small`` run (its JSON record), the
 candidate's learning curve is measured exactly as ``emule data-curve`` measures it
 (``search.delivery.data_curve.measure``: its recipe, 5-fold selection folds, nested stratified fractions, ``--seeds``
-shuffles). The power law is fit on the fractions <= ``--fit-up-to`` only and asked for the accuracy with every row of
-the folds; the error against the measured accuracy there is the extrapolation error (issue target: a mean absolute error
-<= 2 points over the sets).
-The fit on every fraction, as the command reports it, is shown beside.
+shuffles). The command's fit is made on the fractions <= ``--fit-up-to`` only and asked for the accuracy with every
+row of the folds; the error against the measured accuracy there is the extrapolation error (target: a mean absolute
+error <= 2 points over the sets). Beside it, the baseline: a plain unweighted ``a - b n^-c`` through the same points.
+The fit on every fraction, as the command reports it, is shown too. Kept curves (``--keep``) are fit again.
 
     python bench/data_curve.py --out bench/results/data_curve.md
 """

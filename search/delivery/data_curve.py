@@ -262,6 +262,8 @@ class Curve:
 
     def metrics(self) -> dict[str, float]:
         out = {"data_curve_enough_fraction": self.enough(), "data_curve_full_accuracy": self.table()[-1]["accuracy"]}
+        if self.fit is not None:
+            out["data_curve_ceiling"] = self.fit[0]  # 1.0: the error law; below: the ceiling the points showed
         for key, (value, low, high) in self.predicted.items():
             out.update({f"data_curve_{key}": value, f"data_curve_{key}_low": low, f"data_curve_{key}_high": high})
         return out
