@@ -57,7 +57,7 @@ def curve_row(name: str, search_seed: int, runs: list[Run], labelled: int, fit_u
     plain_predicted = float(power_law(all_rows, *plain)) if plain else float("nan")
     return {"set": name, "search_seed": search_seed, "rows": all_rows, "labelled": labelled, "measured": measured,
             "predicted": predicted[0], "low": predicted[1], "high": predicted[2], "error": predicted[0] - measured,
-            "law": "error" if early.ceiling is not None else "ceiling", "plain": plain_predicted,
+            "law": "ceiling" if early.ceiling_seen else "error", "plain": plain_predicted,
             "plain_error": plain_predicted - measured,
             "enough": full.enough(), "flat": full.flat, "x2": full.predicted.get("x2", (float("nan"),) * 3)[0],
             "table": table, "seconds": seconds, "runs": [dataclasses.asdict(r) for r in runs]}

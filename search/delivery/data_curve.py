@@ -192,7 +192,7 @@ class Curve:
     runs: list[Run]
     labelled: int  # the training pool's rows: what a user has labelled (the deployed model learns from all of them)
     fit: tuple[float, float, float] | None = None
-    ceiling: float | None = PERFECT  # the fit's fixed ceiling (the error law), or None where it fit one
+    ceiling_seen: bool = False  # the fit has a ceiling below perfect (else the error law, ceiling 1)
     predicted: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # name -> (value, low, high)
 
     def table(self) -> list[dict[str, float]]:
@@ -228,8 +228,8 @@ class Curve:
             out.append("no power law fits these points: nothing is extrapolated")
             return out
         a, b, c = self.fit
-        law = ("error falling as a power law; no ceiling below perfect seen" if self.ceiling is not None else
-               "a ceiling below perfect, seen in the points")
+        law = ("a ceiling below perfect, seen in the points" if self.ceiling_seen else
+               "error falling as a power law; no ceiling below perfect seen")
         out.append(f"fit: accuracy(n) = {a:.3f} - {b:.3g} x n^-{c:.3g} (n: labelled rows learned from; {law})")
         now = self.predicted["now"]
         out.append(f"with all {self.labelled} labelled rows (as the deployed model learns): {_ranged(now)}")
@@ -280,7 +280,8 @@ def fit_curve(runs: list[Run], labelled: int, bootstrap: int = BOOTSTRAP, seed: 
     table = curve.table()
     rows = np.array([t["rows"] for t in table])
     sigma = point_sigma([t["accuracy_std"] for t in table], [t["models"] for t in table])
-    curve.ceiling, curve.fit = choose_law(rows, np.array([t["accuracy"] for t in table]), sigma)
+    fixed, curve.fit = choose_law(rows, np.array([t["accuracy"] for t in table]), sigma)
+    curve.ceiling_seen = fixed is None
     if curve.fit is None:
         return curve
     units = sorted({(r.fold, r.seed) for r in runs})
@@ -292,7 +293,7 @@ def fit_curve(runs: list[Run], labelled: int, bootstrap: int = BOOTSTRAP, seed: 
     for _ in range(bootstrap):
         picked = [units[i] for i in rng.integers(len(units), size=len(units))]
         means = np.mean([by_unit[u] for u in picked], axis=0)
-        params = fit_power_law(rows, means, sigma, curve.ceiling)
+        params = fit_power_law(rows, means, sigma, fixed)
         if params is not None:
             draws.append(params)
     draws = draws or [curve.fit]
