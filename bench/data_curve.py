@@ -71,14 +71,15 @@ def refit(row: dict, fit_up_to: float) -> dict:
     return curve_row(row["set"], row["search_seed"], runs, row["labelled"], fit_up_to, row["seconds"])
 
 
-def report(rows: list[dict], args, wall_s: float) -> str:
+def report(rows: list[dict], args) -> str:
     lines = [
         "# Learning curves: extrapolation from half the rows",
         "",
         f"Command: `python bench/data_curve.py --record {' '.join(map(str, args.record))}"
         f"{f' --keep {args.keep}' if args.keep else ''} --search-seeds {args.search_seeds} --seeds "
         f"{args.seeds} --fit-up-to {args.fit_up_to:g}{' --sets ' + ' '.join(args.sets) if args.sets else ''} --out "
-        f"{args.out}` ({wall_s / 60:.0f} min, one thread{', for the curves not kept' if args.keep else ''}).",
+        f"{args.out}` ({sum(r['seconds'] for r in rows) / 60:.0f} min of training on one thread; each curve's in "
+        "column s; kept curves are fit again, not trained).",
         "",
         f"Per set and search seed, the best candidate of the small-family search in the record, measured as `emule "
         f"data-curve` measures it: fractions {', '.join(f'{f:g}' for f in FRACTIONS)} of each of its 5 folds' "
@@ -126,13 +127,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    start = time.perf_counter()
     rows = [refit(r, args.fit_up_to) for r in json.loads(args.keep.read_text())] if args.keep else []
     done = {(r["set"], r["search_seed"]) for r in rows}
     runs: dict[str, list] = {}
     for path in args.record:
         for entry in json.loads(path.read_text()):
             runs.setdefault(entry["name"], []).extend(entry["runs"])
+
+    def save() -> str:
+        text = report(rows, args)
+        if args.out:
+            args.out.write_text(text)
+            args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        return text
+
     with tempfile.TemporaryDirectory(prefix="emule-curve-") as tmp:
         for name, its_runs in runs.items():
             if args.sets and name not in args.sets:
@@ -141,11 +149,8 @@ def main() -> None:
                 if (name, run["seed"]) in done:
                     continue
                 rows.append(one(name, run, args, Path(tmp)))
-                text = report(rows, args, time.perf_counter() - start)
-                if args.out:
-                    args.out.write_text(text)
-                    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print(report(rows, args, time.perf_counter() - start))
+                save()
+    print(save())
 
 
 if __name__ == "__main__":
