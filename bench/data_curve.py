@@ -36,7 +36,8 @@ FRACTIONS = (0.1, 0.2, 0.35, 0.5, 1.0)
 def one(name: str, run: dict, args, tmp: Path) -> dict:
     cand, dataset = best_candidate(name, run, args.epochs, tmp)
     start = time.perf_counter()
-    runs = measure(cand, dataset, FRACTIONS, args.seeds, log=lambda _: None)
+    say = lambda line: print(f"{name} seed {run['seed']}:{line}", flush=True)  # noqa: E731
+    runs = measure(cand, dataset, FRACTIONS, args.seeds, log=say)
     row = curve_row(name, run["seed"], runs, len(dataset.pool), args.fit_up_to, time.perf_counter() - start)
     print(f"{name} seed {run['seed']}: measured {row['measured']:.3f} at {row['rows']:.0f} rows, predicted from <= "
           f"{args.fit_up_to:g} {row['predicted']:.3f} [{row['low']:.3f}, {row['high']:.3f}] ({row['seconds']:.0f} s)",
