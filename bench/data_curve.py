@@ -65,9 +65,7 @@ def curve_row(name: str, search_seed: int, runs: list[Run], labelled: int, fit_u
 
 
 def refit(row: dict, fit_up_to: float) -> dict:
-    """A kept row fit again from its models (rows kept before they carried their models stay as they were)."""
-    if "runs" not in row:
-        return row
+    """A kept row fit again from its models."""
     runs = [Run(**r) for r in row["runs"]]
     return curve_row(row["set"], row["search_seed"], runs, row["labelled"], fit_up_to, row["seconds"])
 
@@ -96,14 +94,14 @@ def report(rows: list[dict], args) -> str:
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
-        plain = (f"{r['plain']:.3f} | {r['plain_error']:+.3f}" if "plain" in r else "- | -")
         lines.append(f"| {r['set']} | {r['search_seed']} | {r['rows']:.0f} | {r['measured']:.3f} | {r['predicted']:.3f}"
-                     f" [{r['low']:.3f}, {r['high']:.3f}] | {r.get('law', '-')} | {r['error']:+.3f} | {plain} | "
+                     f" [{r['low']:.3f}, {r['high']:.3f}] | {r['law']} | {r['error']:+.3f} | {r['plain']:.3f} | "
+                     f"{r['plain_error']:+.3f} | "
                      f"{r['enough']:g} | {'yes' if r['flat'] else 'no'} | {r['x2']:.3f} | {r['seconds']:.0f} |")
     for key, what in (("error", "Mean absolute extrapolation error"), ("plain_error", "The plain power law's")):
         per_set: dict[str, list[float]] = {}
         for r in rows:
-            if r.get(key, float("nan")) == r.get(key, float("nan")):
+            if r[key] == r[key]:  # NaN where the fit failed
                 per_set.setdefault(r["set"], []).append(abs(r[key]))
         errors = [e for v in per_set.values() for e in v]
         if errors:
