@@ -37,10 +37,10 @@ def predict_logits(model: nn.Module, split: Split, batch_size: int = 256, device
     """``model``'s logits on every row of ``split``, in order (N, K) float32, in eval mode."""
     was_training = model.training
     model.to(device).eval()
-    out, order = [], np.arange(len(split))
+    out, order = [], split.by_length()  # batches of like lengths; the rows are put back in order below
     for start in range(0, len(split), batch_size):
         inputs, valid, _ = split.batch(order[start:start + batch_size], device)
         out.append(model(inputs, valid).float().cpu().numpy())
     model.train(was_training)
     classes = model.cfg.num_classes if hasattr(model, "cfg") else 0
-    return np.concatenate(out) if out else np.zeros((0, classes), np.float32)
+    return np.concatenate(out)[np.argsort(order)] if out else np.zeros((0, classes), np.float32)

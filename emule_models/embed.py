@@ -15,6 +15,9 @@ from emule_models.config import ModalitySpec, ModelConfig
 from emule_models.position import absolute_params, absolute_position
 from emule_models.stems import STEMS
 
+# Stems skip the padding after a batch's longest series (exact: see ``real_extent``); a switch for benchmarks only
+TRIM_PADDING = True
+
 
 class SeriesEmbed(nn.Module):
     """(B, C, L) series, padded to L, -> (B, T, W) patch tokens and a (B, T) mask of patches holding real data.
@@ -82,10 +85,14 @@ class SeriesEmbed(nn.Module):
         if self.mode == "independent":
             x = x.reshape(b * c, 1, length)  # (B*C, 1, L): one stem shared by the channels
             real = None if valid is None else valid.repeat_interleave(c, 0)  # (B*C, L)
-        h = self.stem(x, real)  # (B', W, L)
+        steps = real_extent(real, length)
+        # the stem runs up to the batch's last real step only: its features at real steps never see beyond them
+        # (``emule_models.stems``), so the padding after it is skipped, not computed and masked
+        h = self.stem(x[..., :steps], None if real is None else real[:, :steps])  # (B', W, steps)
         if real is not None:  # padded steps must not win a real patch's maximum
-            h = h.masked_fill(~real[:, None, :], float("-inf"))
-        tokens = F.max_pool1d(F.pad(h, (0, self.tail), value=float("-inf")), self.patch_len, self.stride)
+            h = h.masked_fill(~real[:, None, :steps], float("-inf"))
+        h = F.pad(h, (0, length - steps + self.tail), value=float("-inf"))  # (B', W, L + tail)
+        tokens = F.max_pool1d(h, self.patch_len, self.stride)
         tokens = tokens[..., : self.patches]  # (B', W, N)
         tokens = tokens.masked_fill(torch.isinf(tokens), 0.0)  # a patch without real steps (masked downstream)
         tokens = self._placed(tokens.transpose(1, 2))  # (B', N, W)
@@ -93,6 +100,15 @@ class SeriesEmbed(nn.Module):
             tokens = tokens.reshape(b, c, self.patches, -1) + self.channel  # (B, C, N, W)
             return tokens.reshape(b, c * self.patches, -1), mask.repeat(1, c)
         return tokens, mask
+
+
+def real_extent(real: torch.Tensor | None, length: int) -> int:
+    """Steps up to and including the batch's last real one (``length`` when every step is real or under export,
+    where the traced graph must not depend on one example's lengths). ``TRIM_PADDING`` off: always ``length``."""
+    if real is None or not TRIM_PADDING or torch.compiler.is_compiling():
+        return length
+    seen = real.any(0).nonzero()  # (S, 1): the steps real in some row
+    return int(seen[-1, 0]) + 1 if len(seen) else length
 
 
 class ImageEmbed(nn.Module):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from emule_models import ModalitySpec, ModelConfig, build_model
 from emule_models.attention import ATTENTION
-from emule_models.embed import ImageEmbed, SeriesEmbed
+from emule_models.embed import ImageEmbed, SeriesEmbed, real_extent
 from emule_models.fusion import FUSION
 from emule_models.layers import MultiHeadAttention
 from emule_models.model import example_inputs
@@ -298,6 +298,37 @@ def test_a_stem_sees_a_padded_series_as_the_unpadded_one(tokenizer, training):
         valid = valid_steps(1, 22, [real])
         padded = torch.where(valid[:, None, :], x, 0.0)  # the tokenizer zeroes padding before the stem
         torch.testing.assert_close(stem(padded, valid)[..., :real], stem(x[..., :real]), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("tokenizer", sorted(STEMS))
+@pytest.mark.parametrize("mode", ["mixing", "independent"])
+@pytest.mark.parametrize("training", [True, False])
+def test_skipping_a_batchs_trailing_padding_changes_no_token(tokenizer, mode, training, monkeypatch):
+    """The stem runs up to the batch's last real step only (``real_extent``); the tokens, batch norm's running
+    statistics and the gradients are those of the stem run over every padded step."""
+    cfg = config(tokenizer=tokenizer, channel_mode=mode, conv_kernel=9, conv_dilation=2, stem_layers=2, width=8)
+    x = torch.randn(3, 2, 22)
+    valid = valid_steps(3, 22, [13, 9, 4])  # every row ends before the padded length
+    assert real_extent(valid, 22) == 13
+    runs = []
+    for trim in (False, True):
+        monkeypatch.setattr("emule_models.embed.TRIM_PADDING", trim)
+        torch.manual_seed(0)
+        embed = SeriesEmbed(cfg, cfg.modalities[0]).train(training)
+        tokens, mask = embed(x, valid)
+        tokens.pow(2).sum().backward()
+        runs.append((tokens, mask, [p.grad for p in embed.parameters()], [b.clone() for b in embed.buffers()]))
+    (padded, padded_mask, padded_grads, padded_buffers), (skipped, skipped_mask, grads, buffers) = runs
+    assert torch.equal(padded_mask, skipped_mask)
+    torch.testing.assert_close(skipped, padded, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads + buffers, padded_grads + padded_buffers, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # sums over more zeros: rounding only
+
+
+def test_real_extent_is_the_whole_length_without_padding_or_a_real_step():
+    assert real_extent(None, 22) == 22
+    assert real_extent(valid_steps(2, 22, [22, 3]), 22) == 22
+    assert real_extent(valid_steps(2, 22, [0, 0]), 22) == 22
 
 
 @pytest.mark.parametrize("tokenizer,options", [("lite", dict(stem_filters="learned")),

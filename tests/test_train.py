@@ -1,14 +1,18 @@
 """The learning-rate schedules: cosine per batch, or reduced on a plateau of the training loss per epoch (LITE and
-InceptionTime's schedule), with its patience and floor following the epochs and the rate; both train end to end."""
+InceptionTime's schedule), with its patience and floor following the epochs and the rate; both train end to end.
+Evaluation batches rows of like lengths and answers in row order."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from emule_models import ModelConfig, build_model
 from emule_models.data import synthetic
-from emule_models.train import LR_SCHEDULES, TrainConfig, adamw, fit, step
+from emule_models.distill import predict_logits
+from emule_models.train import LR_SCHEDULES, TrainConfig, adamw, evaluate, fit, step
 
 
 def loss_of(param: torch.nn.Parameter) -> torch.Tensor:
@@ -56,3 +60,24 @@ def test_an_unknown_schedule_is_refused_by_name():
     accepted = r"accepted: \['cosine', 'plateau'\]"
     with pytest.raises(ValueError, match=rf"training.lr_schedule: 'step' not accepted; {accepted}"):
         TrainConfig(lr_schedule="step")
+
+
+def test_evaluation_batches_rows_by_length_and_answers_in_row_order():
+    """``evaluate`` and ``predict_logits`` batch rows of like lengths (less padding to run); the logits come back
+    row for row, as one row at a time gives them, and accuracy and loss are the split's."""
+    data = synthetic(n=90, length=40, classes=3, seed=0, variable_length=True)
+    test = data.test
+    order = test.by_length()
+    steps = test.valid["series"].sum(1)
+    assert sorted(order) == list(range(len(test))) and (np.diff(steps[order]) >= 0).all()
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(modalities=data.modalities, num_classes=3, depth=1, width=16, heads=2,
+                                    patch_len=4, tokenizer="lite", conv_kernel=9)).eval()
+    logits = predict_logits(model, test, batch_size=7)
+    with torch.no_grad():
+        one_by_one = torch.cat([model(*test.batch(np.array([i]))[:2]) for i in range(len(test))]).numpy()
+    np.testing.assert_allclose(logits, one_by_one, rtol=1e-4, atol=1e-5)
+    labels = torch.from_numpy(test.labels)
+    scores = evaluate(model, test, batch_size=7)
+    assert scores["accuracy"] == pytest.approx((logits.argmax(1) == test.labels).mean())
+    assert scores["loss"] == pytest.approx(F.cross_entropy(torch.from_numpy(logits), labels).item(), rel=1e-5)

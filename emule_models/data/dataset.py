@@ -32,6 +32,14 @@ class Split:
         return Split({k: v[idx] for k, v in self.inputs.items()}, self.labels[idx],
                      {k: v[idx] for k, v in self.valid.items()})
 
+    def by_length(self) -> np.ndarray:
+        """Row indices, shortest series first (as given when no series is padded): batches of neighbouring rows
+        then carry little padding, which the stems skip (``emule_models.embed.real_extent``)."""
+        if not self.valid:
+            return np.arange(len(self))
+        steps = sum(v.sum(1) for v in self.valid.values())  # (N,)
+        return np.argsort(steps, kind="stable")
+
     def batch(self, idx: np.ndarray, device: torch.device | str = "cpu"):
         """Tensors for the rows ``idx``: (inputs, valid, labels), one fancy-index per array."""
         inputs = {k: torch.from_numpy(v[idx]).to(device) for k, v in self.inputs.items()}

@@ -155,17 +155,19 @@ class Outputs:
 def outputs(models: Sequence[torch.nn.Module], split: Split, device: str = "cpu") -> Outputs:
     """Each model's class probabilities and pooled representation of every row of ``split``, in eval mode."""
     probs, pooled = [], []
+    order = split.by_length()  # batches of like lengths; the rows are put back in order below
+    row_order = np.argsort(order)
     with torch.no_grad():
         for model in models:
             model.eval()
             p, h = [], []
             for start in range(0, len(split), BATCH):
-                inputs, valid, _ = split.batch(np.arange(start, min(start + BATCH, len(split))), device)
+                inputs, valid, _ = split.batch(order[start:start + BATCH], device)
                 features = model.features(inputs, valid)  # (B, W)
                 p.append(torch.softmax(model.head(features), -1).cpu())  # (B, K)
                 h.append(features.cpu())
-            probs.append(torch.cat(p).numpy())
-            pooled.append(torch.cat(h).numpy())
+            probs.append(torch.cat(p).numpy()[row_order])
+            pooled.append(torch.cat(h).numpy()[row_order])
     return Outputs(np.stack(probs), np.stack(pooled))
 
 
