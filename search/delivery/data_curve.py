@@ -14,7 +14,7 @@ or with a ceiling below perfect, ``a - b * n**-c``, whichever the small-sample A
 ceiling is fit only where enough points show one. Intervals come from a bootstrap over the (fold, seed) runs. It
 predicts the accuracy with 2x and 4x the labelled rows and the rows that +1 and +3 points would take; a predicted
 gain at 4x under ``FLAT_GAIN`` is called flat - more labels will not pay. Extrapolating from half the rows, this
-was off by 2.0 points on average on the bundled sets, a plain unweighted power law by 3.1
+was off by 1.96 points on average on the five bundled sets, a plain unweighted power law by 2.9
 (``bench/results/data_curve.md``); Mahmood et al. (CVPR 2022) show such estimates are best refined over several
 rounds of labelling.
 """
