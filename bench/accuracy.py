@@ -93,6 +93,16 @@ def spec_for(name: str, seed: int, trials: int, epochs: int, tmp: Path, baseline
     return _search_spec(name, space, options, seed, trials, epochs, tmp, baseline_seconds)
 
 
+def runs_by_set(records: list[Path]) -> dict[str, list[dict]]:
+    """Each set's search runs in ``--family small`` JSON records; a set in several records gets their runs one
+    after the other."""
+    runs: dict[str, list[dict]] = {}
+    for path in records:
+        for entry in json.loads(path.read_text()):
+            runs.setdefault(entry["name"], []).extend(entry["runs"])
+    return runs
+
+
 def best_candidate(name: str, run: dict, epochs: int, tmp: Path):
     """The best candidate of one ``--family small`` search in a JSON record (``run``: one of a set's runs), rebuilt
     as that search resolved it; with its dataset."""

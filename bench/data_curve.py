@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from accuracy import best_candidate  # noqa: E402
+from accuracy import best_candidate, runs_by_set  # noqa: E402
 
 from search.delivery.data_curve import Run, fit_curve, fit_power_law, measure, power_law  # noqa: E402
 
@@ -128,10 +128,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = [refit(r, args.fit_up_to) for r in json.loads(args.keep.read_text())] if args.keep else []
     done = {(r["set"], r["search_seed"]) for r in rows}
-    runs: dict[str, list] = {}
-    for path in args.record:
-        for entry in json.loads(path.read_text()):
-            runs.setdefault(entry["name"], []).extend(entry["runs"])
+    runs = runs_by_set(args.record)
 
     def save() -> str:
         text = report(rows, args)

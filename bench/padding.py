@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from accuracy import best_candidate  # noqa: E402
+from accuracy import best_candidate, runs_by_set  # noqa: E402
 
 from emule_models import embed  # noqa: E402
 from emule_models.distill import predict_logits  # noqa: E402
@@ -97,17 +97,15 @@ def report(rows: list[dict], command: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--record", nargs="+", required=True, help="bench/accuracy.py --family small JSON records")
+    parser.add_argument("--record", type=Path, nargs="+", required=True,
+                        help="bench/accuracy.py --family small JSON records")
     parser.add_argument("--sets", nargs="+", required=True)
     parser.add_argument("--epochs", type=int, default=3, help="training epochs timed each way")
     parser.add_argument("--seeds", type=int, default=1, help="search seeds per set (their best candidates)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    runs = {}
-    for path in args.record:
-        for entry in json.loads(Path(path).read_text()):
-            runs.setdefault(entry["name"], entry["runs"])
+    runs = runs_by_set(args.record)
     missing = [s for s in args.sets if s not in runs]
     if missing:
         parser.error(f"--sets: {missing} not in the records; they hold {sorted(runs)}")
