@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+if "EMULE_CACHE_DIR" not in os.environ:  # the parsed built-in datasets: shared by this process's searches, subprocesses
+    # and Ray workers (they inherit the variable), kept out of the user's own cache, removed at the end
+    os.environ["EMULE_CACHE_DIR"] = tempfile.mkdtemp(prefix="emule-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["EMULE_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

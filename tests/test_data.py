@@ -4,6 +4,7 @@ built-ins and the synthetic generator. Tiny data; every Parquet file is real (py
 from __future__ import annotations
 
 import io
+import os
 import re
 
 import numpy as np
@@ -424,6 +425,41 @@ def test_the_catalogue_lists_what_the_builtins_decode_to():
 def test_builtin_as_parquet(tmp_path):
     ds = load_builtin("basicmotions")
     _same(ds, read_parquet(write_parquet(ds, tmp_path / "bm.parquet")))
+
+
+def test_a_builtin_is_parsed_once_then_read_back_from_the_cache(tmp_path, monkeypatch):
+    from emule_models.data.builtin import CACHE_ENV, _cached_table, table_cache_dir
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    parse = BUILTIN["gunpoint"].table.__wrapped__  # the parser itself, past the per-process memo
+    parsed = []
+
+    def counted() -> pa.Table:
+        parsed.append(1)
+        return parse()
+
+    first = _cached_table("gunpoint", counted)
+    [path] = table_cache_dir().glob("gunpoint-*.arrow")
+    assert _cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 1
+    path.write_bytes(path.read_bytes()[:1000])  # a file left partial: parsed again and written whole
+    assert _cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 2
+    assert _cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 2
+    assert [p.name for p in table_cache_dir().iterdir()] == [path.name]  # no temporary file left beside it
+    monkeypatch.setenv(CACHE_ENV, "/proc/no-cache-here")  # a cache that cannot be written costs only the parse
+    assert _cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 3
+
+
+def test_a_process_loading_a_cached_builtin_does_not_import_its_package(tmp_path):
+    """What the cache is for: each trial's actor, each command, loads the table without importing sktime."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "EMULE_CACHE_DIR": str(tmp_path)}
+    load = ("import sys; from emule_models.data import load_builtin; d = load_builtin('osuleaf'); "
+            "print(len(d.train), 'sktime' in sys.modules)")
+    runs = [subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs == ["159 True\n", "159 False\n"], runs
 
 
 # ------------------------------------------------------------------------------------------------ synthetic

@@ -4,17 +4,27 @@ Each built-in is first an Arrow table (one row per sample, a ``split`` column wi
 split, its spec in the schema metadata) and is decoded by the same code as a user's Parquet file. Validation is
 carved from train, seeded and stratified. ``BUILTIN[name].table()`` gives the table, e.g. to write it as Parquet.
 Each built-in's description and sizes are listed, without decoding it, in ``emule_models.catalogue``.
+
+The table is parsed from the package's files once per machine and kept as an Arrow IPC file in the user's cache
+folder (``$EMULE_CACHE_DIR``, else ``platformdirs.user_cache_dir("emule")``): importing sktime to parse it takes
+seconds, and every process that loads the dataset - each trial's actor, each ``emule`` command - would pay them.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from emule_models.catalogue import CATALOGUE
 from emule_models.data.arrow import METADATA_KEY, ColumnSpec, TableSpec, dataset_from_table, series_array
@@ -59,11 +69,59 @@ def builtin(name: str, views: tuple[tuple[str, str, str], ...] = ()):
     ``emule_models.catalogue.CATALOGUE``. ``views``: (view, source, name) always added."""
 
     def wrap(table_fn: Callable[[], pa.Table]) -> Callable[[], pa.Table]:
-        cached = functools.lru_cache(maxsize=None)(table_fn)  # tables are immutable: parse the files once
+        @functools.cache  # tables are immutable: parsed once per machine, read once per process
+        @functools.wraps(table_fn)
+        def cached() -> pa.Table:
+            return _cached_table(name, table_fn)
+
         BUILTIN.add(name, Builtin(name, CATALOGUE[name].description, cached, views))
         return cached
 
     return wrap
+
+
+CACHE_ENV = "EMULE_CACHE_DIR"
+
+
+def table_cache_dir() -> Path:
+    """Where parsed built-in tables are kept: ``$EMULE_CACHE_DIR``, else the user's cache folder for EMuLe."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]) / "datasets"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("emule")) / "datasets"
+
+
+def _cached_table(name: str, parse: Callable[[], pa.Table]) -> pa.Table:
+    """``parse()``'s table, read from the cache file when there is one. The file's name carries the bundling
+    package's version and a digest of the code that builds tables, so a new sktime or a changed layout parses
+    again. A cache that cannot be written (a read-only home) only costs the parse."""
+    path = table_cache_dir() / f"{name}-{_table_fingerprint()}.arrow"
+    try:
+        with pa.OSFile(str(path), "rb") as source:
+            return ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid):  # absent, or not whole
+        pass
+    table = parse()
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}-")
+        with os.fdopen(fd, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)  # whole or absent: a process loading it meanwhile never reads a partial file
+    except OSError:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+    return table
+
+
+@functools.cache
+def _table_fingerprint() -> str:
+    h = hashlib.sha256(metadata.version("sktime").encode())
+    for module in (__file__, Path(__file__).with_name("arrow.py")):  # how the tables are built
+        h.update(Path(module).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def load_builtin(name: str, seed: int = 0, val_fraction: float = 0.2, view: str | None = None,
