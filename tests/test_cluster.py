@@ -104,9 +104,10 @@ def test_submitted_search_runs_on_both_nodes(cluster, tmp_path):
 
 
 def test_stop_ends_a_running_search_in_order_and_resume_completes_it(cluster, tmp_path):
-    """`emule stop` sends SIGTERM: the driver ends Tune's loop in order within the job's grace period, so MLflow
-    holds no RUNNING run and the search says interrupted; `emule resume` (here, on a local Ray) completes it with
-    no duplicate child runs. The status lines are in `emule logs` meanwhile."""
+    """`emule stop` sends SIGTERM (as `timeout`, systemd and Kubernetes do; handled as Ctrl-C is): the driver ends
+    Tune's loop in order within the job's grace period, so MLflow holds no RUNNING run, the runs it stopped say why,
+    and the search says interrupted; `emule resume` (here, on a local Ray) completes it with no duplicate child
+    runs and nothing left marked stopped. The status lines are in `emule logs` meanwhile."""
     spec = write_spec(tmp_path / "spec.yaml", tmp_path, 3, 8, str(tmp_path / "runs"))
     sub = emule(cluster, "submit", str(spec), "--address", cluster.dashboard_url, "--job-id", "emule-test-stop",
                 "--name", "stopped", "--status-every", "1")
@@ -132,6 +133,7 @@ def test_stop_ends_a_running_search_in_order_and_resume_completes_it(cluster, tm
     assert parent.data.tags["emule.stop_reason"] == "SIGTERM"
     runs = tracker.candidates(parent.info.run_id)
     assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    assert all(r.data.tags["emule.stop_reason"] == "SIGTERM" for r in runs if r.info.status == "KILLED")
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     resumed = subprocess.run([sys.executable, "-m", "search.cli", "resume", "stopped", "--storage",
@@ -143,6 +145,7 @@ def test_stop_ends_a_running_search_in_order_and_resume_completes_it(cluster, tm
     assert len(runs) == 3 and len(set(trial_ids)) == 3  # no duplicate child runs
     assert all(r.info.status == "FINISHED" for r in runs)
     assert tracker.run(parent.info.run_id).data.tags["emule.status"] == "complete"
+    assert not [r for r in tracker.runs("") if "emule.stop_reason" in r.data.tags]  # the resume ended what stopped
 
 
 def test_cli_errors_are_one_line(cluster, tmp_path):

@@ -1,4 +1,5 @@
-"""Fault injection on the driver: SIGKILL at several points, Ctrl-C and SIGTERM, then `emule resume`.
+"""Fault injection on the driver: SIGKILL at several points and Ctrl-C, then `emule resume` (SIGTERM, as `emule
+stop` sends it, is tests/test_cluster.py's).
 
 Each case runs the real CLI in a subprocess (its own local Ray, a real MLflow store in a temp dir), kills it at a
 chosen moment, resumes, and checks: every trial ends exactly once in MLflow (no duplicate child runs), trials
@@ -255,29 +256,6 @@ def test_ctrl_c_records_interrupted_then_resume_completes(tmp_path):
     check_record(tmp_path, spec, before)
 
 
-def test_sigterm_mid_trial_closes_every_run_then_resume_completes(tmp_path):
-    """What `timeout`, systemd, Kubernetes and `emule stop` send: handled as Ctrl-C is."""
-    spec = write_spec(tmp_path)
-    db = tmp_path / "mlflow.db"
-    proc = emule("search", str(spec), cwd=tmp_path)
-    out = kill_when(proc, lambda lines: epochs_logged(db) >= EPOCHS + 2, sig=signal.SIGTERM)
-    assert proc.returncode == 128 + signal.SIGTERM, out
-    assert "interrupted by SIGTERM" in out and "emule resume" in out
-    tracker = Tracker(f"sqlite:///{db}", "crash")
-    [parent] = tracker.runs("tags.`emule.kind` = 'search'")
-    assert parent.info.status == "KILLED"
-    assert parent.data.tags["emule.status"] == "interrupted" and parent.data.tags["emule.stop_reason"] == "SIGTERM"
-    runs = tracker.candidates(parent.info.run_id)
-    assert not [r for r in runs if r.info.status == "RUNNING"]
-    killed = [r for r in runs if r.info.status == "KILLED"]
-    assert killed and all(r.data.tags["emule.stop_reason"] == "SIGTERM" for r in killed)
-    before = finished_trials(tmp_path)
-    resume(tmp_path)
-    check_record(tmp_path, spec, before)
-    runs = tracker.runs("")
-    assert not [r for r in runs if "emule.stop_reason" in r.data.tags]  # the resume ended what was stopped
-
-
 def test_a_search_kept_on_s3_resumes_and_syncs(tmp_path, s3_server):
     """Tune's state and the session file on a real S3 API (127.0.0.1): a driver killed between trials resumes from
     there, and `emule sync` reads the finished experiment back from there."""
@@ -296,35 +274,36 @@ def test_a_search_kept_on_s3_resumes_and_syncs(tmp_path, s3_server):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crash.yaml", "mlflow.db", "mlruns"]  # nothing local
 
 
-@pytest.mark.parametrize("tune_state", ["saved", "cut"])
-def test_runs_left_open_by_a_kill_inside_their_close_are_closed_on_resume(tmp_path, tune_state):
+def test_runs_left_open_by_a_kill_inside_their_close_are_closed_on_resume(tmp_path):
     """Runs close on the driver's writer thread - outcome tags with the last epochs, then the status - so a kill
     can leave a run open in two ways. Tags written, status not: the record is whole, and the resume closes it as
     it is. Neither written, after Tune saved the trial as ended: the resume closes it from Tune's record, without
     training it again; with Tune's state cut by the kill, its trial is trained anew in a run of its own and the
     open one set aside. (Tune's state reaches the storage path in periodic syncs, so a kill rarely falls there:
-    the state is made by hand from a finished search.)"""
+    the state is made by hand from a finished search - once with Tune's state saved, then, on two other runs of
+    the resumed search, with it cut.)"""
     spec = write_spec(tmp_path)
     done = subprocess.run([sys.executable, "-m", "search.cli", "search", str(spec)], cwd=tmp_path, env=ENV,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "crash")
     [parent] = tracker.runs("tags.`emule.kind` = 'search'")
-    untagged, tagged = tracker.candidates(parent.info.run_id)[:2]
-    tracker.reopen(untagged.info.run_id)  # a kill before the closing write
-    MlflowClient(tracker.uri).update_run(tagged.info.run_id, status="RUNNING")  # a kill before the status
-    if tune_state == "cut":
-        for state in (tmp_path / "runs").rglob("experiment_state-*.json"):
-            state.write_text("")
-    before = finished_trials(tmp_path)
-    assert untagged.data.tags["emule.trial_id"] not in before and len(before) == TRIALS - 1
-    out = resume(tmp_path)
-    assert "closed 1 MLflow runs whose outcome was written before the driver stopped" in out
-    check_record(tmp_path, spec, before)
-    closed = tracker.run(tagged.info.run_id).info
-    assert closed.end_time == tracker.metric_history(tagged.info.run_id, "val_accuracy")[-1].timestamp
-    if tune_state == "saved":
-        assert "closed 1 MLflow runs of trials that Tune recorded as ended" in out
-        assert len(tracker.metric_history(untagged.info.run_id, "val_accuracy")) == EPOCHS  # not trained again
-    else:
-        assert tracker.run(untagged.info.run_id).info.lifecycle_stage == "deleted"
+    runs = tracker.candidates(parent.info.run_id)
+    for tune_state, (untagged, tagged) in (("saved", runs[:2]), ("cut", runs[2:4])):
+        tracker.reopen(untagged.info.run_id)  # a kill before the closing write
+        MlflowClient(tracker.uri).update_run(tagged.info.run_id, status="RUNNING")  # a kill before the status
+        if tune_state == "cut":
+            for state in (tmp_path / "runs").rglob("experiment_state-*.json"):
+                state.write_text("")
+        before = finished_trials(tmp_path)
+        assert untagged.data.tags["emule.trial_id"] not in before and len(before) == TRIALS - 1
+        out = resume(tmp_path)
+        assert "closed 1 MLflow runs whose outcome was written before the driver stopped" in out
+        check_record(tmp_path, spec, before)
+        closed = tracker.run(tagged.info.run_id).info
+        assert closed.end_time == tracker.metric_history(tagged.info.run_id, "val_accuracy")[-1].timestamp
+        if tune_state == "saved":
+            assert "closed 1 MLflow runs of trials that Tune recorded as ended" in out
+            assert len(tracker.metric_history(untagged.info.run_id, "val_accuracy")) == EPOCHS  # not trained again
+        else:
+            assert tracker.run(untagged.info.run_id).info.lifecycle_stage == "deleted"
