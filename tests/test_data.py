@@ -428,7 +428,7 @@ def test_builtin_as_parquet(tmp_path):
 
 
 def test_a_builtin_is_parsed_once_then_read_back_from_the_cache(tmp_path, monkeypatch):
-    from emule_models.data.builtin import CACHE_ENV, _cached_table, table_cache_dir
+    from emule_models.data.builtin import CACHE_ENV, cached_table, table_cache_dir
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     parse = BUILTIN["gunpoint"].table.__wrapped__  # the parser itself, past the per-process memo
@@ -438,15 +438,15 @@ def test_a_builtin_is_parsed_once_then_read_back_from_the_cache(tmp_path, monkey
         parsed.append(1)
         return parse()
 
-    first = _cached_table("gunpoint", counted)
+    first = cached_table("gunpoint", counted)
     [path] = table_cache_dir().glob("gunpoint-*.arrow")
-    assert _cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 1
+    assert cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 1
     path.write_bytes(path.read_bytes()[:1000])  # a file left partial: parsed again and written whole
-    assert _cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 2
-    assert _cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 2
+    assert cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 2
+    assert cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 2
     assert [p.name for p in table_cache_dir().iterdir()] == [path.name]  # no temporary file left beside it
     monkeypatch.setenv(CACHE_ENV, "/proc/no-cache-here")  # a cache that cannot be written costs only the parse
-    assert _cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 3
+    assert cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 3
 
 
 def test_a_process_loading_a_cached_builtin_does_not_import_its_package(tmp_path):

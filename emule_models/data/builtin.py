@@ -72,7 +72,7 @@ def builtin(name: str, views: tuple[tuple[str, str, str], ...] = ()):
         @functools.cache  # tables are immutable: parsed once per machine, read once per process
         @functools.wraps(table_fn)
         def cached() -> pa.Table:
-            return _cached_table(name, table_fn)
+            return cached_table(name, table_fn)
 
         BUILTIN.add(name, Builtin(name, CATALOGUE[name].description, cached, views))
         return cached
@@ -92,7 +92,7 @@ def table_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("emule")) / "datasets"
 
 
-def _cached_table(name: str, parse: Callable[[], pa.Table]) -> pa.Table:
+def cached_table(name: str, parse: Callable[[], pa.Table]) -> pa.Table:
     """``parse()``'s table, read from the cache file when there is one. The file's name carries the bundling
     package's version and a digest of the code that builds tables, so a new sktime or a changed layout parses
     again. A cache that cannot be written (a read-only home) only costs the parse."""
