@@ -438,6 +438,9 @@ def test_a_builtin_is_parsed_once_then_read_back_from_the_cache(tmp_path, monkey
         parsed.append(1)
         return parse()
 
+    stale = table_cache_dir() / "gunpoint-0000000000000000.arrow"  # an earlier layout's: replaced
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
     first = cached_table("gunpoint", counted)
     [path] = table_cache_dir().glob("gunpoint-*.arrow")
     assert cached_table("gunpoint", counted).equals(first, check_metadata=True) and len(parsed) == 1

@@ -110,6 +110,9 @@ def cached_table(name: str, parse: Callable[[], pa.Table]) -> pa.Table:
         with os.fdopen(fd, "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         os.replace(tmp, path)  # whole or absent: a process loading it meanwhile never reads a partial file
+        for stale in path.parent.glob(f"{name}-*.arrow"):  # left by an earlier sktime or layout
+            if stale != path:
+                stale.unlink(missing_ok=True)
     except OSError:
         if tmp:
             Path(tmp).unlink(missing_ok=True)
