@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -135,8 +136,10 @@ def _search_spec(name: str, space: dict, options: dict, seed: int, trials: int, 
 
 
 def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline_seconds: float,
-            pretrain_epochs: int, first_seed: int = 0, family: str = "transformer") -> dict:
-    """``seeds`` searches of one set; the best-by-validation candidate of each, and the search's baselines."""
+            pretrain_epochs: int, first_seed: int = 0, family: str = "transformer",
+            after_seed: Callable[[dict], None] = lambda record: None) -> dict:
+    """``seeds`` searches of one set; the best-by-validation candidate of each, and the search's baselines.
+    ``after_seed`` gets the set's record so far after every search (a long run cut short keeps its seeds)."""
     import search
 
     runs = []
@@ -155,6 +158,7 @@ def run_set(name: str, seeds: int, trials: int, epochs: int, tmp: Path, baseline
                      "baselines": result.baselines})
         print(f"{name} seed {seed}: best val {runs[-1]['val']:.3f} test {runs[-1]['test']:.3f} "
               f"gap {runs[-1]['gap']:+.3f} ({runs[-1]['wall_s']:.0f} s)", flush=True)
+        after_seed({"name": name, "folds": spec.data.cv_folds, "runs": runs})
     return {"name": name, "folds": spec.data.cv_folds, "runs": runs}
 
 
@@ -309,13 +313,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="emule-accuracy-") as tmp:
         seeds = {**{n: args.seeds for n in args.sets}, **{k: int(v) for k, v in
                                                           (x.split(":") for x in args.seeds_per_set)}}
+
+        def write(so_far: list[dict]) -> str:
+            text = report(so_far, args, time.perf_counter() - start)
+            if args.out:  # after every search: a long run cut short keeps what it measured
+                args.out.write_text(text)
+                args.out.with_suffix(".json").write_text(json.dumps(so_far, indent=1, default=str))
+            return text
+
         for name in args.sets:
             results.append(run_set(name, seeds[name], args.trials, args.epochs, Path(tmp), args.baseline_seconds,
-                                   args.pretrain_epochs, args.first_seed, args.family))
-            text = report(results, args, time.perf_counter() - start)
-            if args.out:  # after every set: a long run cut short keeps what it measured
-                args.out.write_text(text)
-                args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+                                   args.pretrain_epochs, args.first_seed, args.family,
+                                   after_seed=lambda record: write([*results, record])))
+            text = write(results)
     ray.shutdown()
     print(text)
 
