@@ -213,6 +213,8 @@ def _how_small(results: list[dict]) -> list[str]:
 
 def report(results: list[dict], args, wall_s: float) -> str:
     fewer = f" (except {', '.join(args.seeds_per_set)})" if args.seeds_per_set else ""
+    seeds = (f"search seeds {args.first_seed} to {args.seeds - 1} (a run split in parts)" if args.first_seed
+             else f"{args.seeds} search seeds")
     lines = ["# Honest accuracy: the best-by-validation candidate against the classical baselines", "",
              "Recorded with:", "", f"    {' '.join(['python', 'bench/accuracy.py', *sys.argv[1:]])}", "",
              f"Per set: {args.trials} candidates x {args.epochs} epochs "
@@ -221,7 +223,7 @@ def report(results: list[dict], args, wall_s: float) -> str:
                 "(TPE over the small-model space of spaces/quickstart.yaml, the same for every set: the LITE-like "
                 "front end - and ConvTran's disjoint one on multichannel sets - with no attention or one softmax "
                 "layer, per-sample normalisation, no other regulariser), ")
-             + f"{args.seeds} search seeds{fewer}; selection by `data.cv_folds: auto`; the test "
+             + f"{seeds}{fewer}; selection by `data.cv_folds: auto`; the test "
              "accuracy is the refit's (every training row); baselines computed by the search on the same folds "
              f"(aeon 1.6; time bound {args.baseline_seconds:g} s each; a baseline run in place of one over the "
              "bound is named in its cell). `oracle test`: the best test accuracy among each search's candidates, what "
