@@ -316,20 +316,17 @@ def main() -> None:
         seeds = {**{n: args.seeds for n in args.sets}, **{k: int(v) for k, v in
                                                           (x.split(":") for x in args.seeds_per_set)}}
 
-        def write(so_far: list[dict]) -> str:
-            text = report(so_far, args, time.perf_counter() - start)
+        def write(so_far: list[dict]) -> None:
             if args.out:  # after every search: a long run cut short keeps what it measured
-                args.out.write_text(text)
+                args.out.write_text(report(so_far, args, time.perf_counter() - start))
                 args.out.with_suffix(".json").write_text(json.dumps(so_far, indent=1, default=str))
-            return text
 
         for name in args.sets:
             results.append(run_set(name, seeds[name], args.trials, args.epochs, Path(tmp), args.baseline_seconds,
                                    args.pretrain_epochs, args.first_seed, args.family,
                                    after_seed=lambda record: write([*results, record])))
-            text = write(results)
     ray.shutdown()
-    print(text)
+    print(report(results, args, time.perf_counter() - start))
 
 
 if __name__ == "__main__":
