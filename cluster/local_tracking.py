@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL-backed MLflow server on 127.0.0.1, started with cluster/mlflow_server.sh: the cluster
 tracking setup on one machine, for development and tests.
 
-    python cluster/local_tracking.py start [--dir /tmp/emule-mlflow]   # prints the tracking URI
+    python cluster/local_tracking.py start [--dir /tmp/emule-mlflow] [--timeout 180]   # prints the tracking URI
     python cluster/local_tracking.py stop [--dir ...]
 
 Under ``--dir``: a PostgreSQL cluster of its own (``initdb``, ``pg_ctl``, a free port, connections from 127.0.0.1
@@ -32,6 +32,8 @@ DEFAULT_DIR = Path("/tmp/emule-mlflow")
 STATE = "tracking.json"
 RECIPE = Path(__file__).resolve().with_name("mlflow_server.sh")
 DB_USER, DB_NAME = "emule", "mlflow"
+# a fresh server's first start runs MLflow's schema migrations: over a minute on a busy 2-core machine
+START_TIMEOUT_S = 180
 
 
 @dataclass
@@ -54,7 +56,7 @@ def postgres_bin() -> Path | None:
     return versions[-1].parent if versions else None
 
 
-def start(root: Path = DEFAULT_DIR, timeout_s: float = 60) -> LocalTracking:
+def start(root: Path = DEFAULT_DIR, timeout_s: float = START_TIMEOUT_S) -> LocalTracking:
     """Start PostgreSQL and an MLflow server on it under ``root``; return when ``/health`` answers."""
     root = Path(root).resolve()
     pg_bin = postgres_bin()
@@ -112,7 +114,8 @@ def _wait_healthy(tracking: LocalTracking, server: subprocess.Popen, timeout_s: 
         except OSError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"mlflow server at {tracking.uri} did not answer /health within {timeout_s:.0f}s")
+    raise TimeoutError(f"mlflow server at {tracking.uri} did not answer /health within {timeout_s:.0f}s (its log: "
+                       f"{Path(tracking.root) / 'mlflow.log'}; a slow machine may need a longer --timeout)")
 
 
 def load(root: Path = DEFAULT_DIR) -> LocalTracking:
@@ -181,10 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A throwaway PostgreSQL-backed MLflow server on 127.0.0.1.")
     parser.add_argument("command", choices=["start", "stop"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"its folder (default {DEFAULT_DIR})")
+    parser.add_argument("--timeout", type=float, default=START_TIMEOUT_S, metavar="SECONDS",
+                        help=f"how long start waits for PostgreSQL and the MLflow server (default {START_TIMEOUT_S})")
     args = parser.parse_args(argv)
+    if args.timeout <= 0:
+        parser.error(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     if args.command == "start":
         t0 = time.monotonic()
-        t = start(args.dir)
+        t = start(args.dir, args.timeout)
         print(f"MLflow on PostgreSQL up in {time.monotonic() - t0:.0f}s: {t.uri} (store {t.db_uri}, artifacts "
               f"{t.artifacts})")
         print(f"  emule search SPEC  with  tracking: {{uri: {t.uri}}}   |   mlflow ui: open {t.uri}")

@@ -65,3 +65,10 @@ def test_local_scripts_answer_help():
     for script in ("local_cluster.py", "local_tracking.py"):
         done = subprocess.run([sys.executable, str(CLUSTER / script), "--help"], capture_output=True, text=True)
         assert done.returncode == 0 and "127.0.0.1" in done.stdout
+
+
+def test_local_tracking_refuses_a_timeout_that_is_not_positive(tmp_path):
+    done = subprocess.run([sys.executable, str(CLUSTER / "local_tracking.py"), "start", "--dir", str(tmp_path),
+                           "--timeout", "0"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--timeout must be a positive number of seconds, got 0" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # refused before anything is set up

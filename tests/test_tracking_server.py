@@ -33,9 +33,8 @@ def server():
         pytest.skip("running as root, and `runuser` (util-linux) is missing to run PostgreSQL as the postgres user")
     root = Path(tempfile.mkdtemp(prefix="emule-mlf-"))
     try:
-        # a readiness wait, not a timing: a fresh server runs MLflow's schema migrations on Postgres first, which took
-        # over 60 s once beside the other test process on 2 cores
-        yield local_tracking.start(root, timeout_s=180)
+        # its default readiness wait (a wait, not a timing) covers a fresh server's schema migrations on 2 busy cores
+        yield local_tracking.start(root)
     finally:
         local_tracking.stop(root)
         shutil.rmtree(root, ignore_errors=True)
