@@ -1,0 +1,121 @@
+"""Training length: what more epochs, and the plateau schedule, buy the small family's best candidates.
+
+For each best-by-validation candidate of a ``bench/accuracy.py --family small`` run (its JSON record), the same
+candidate is refit on every training row at each ``--budgets`` entry (``EPOCHS:SCHEDULE``, e.g. ``60:cosine
+200:plateau``), side by side in one run, from the same seed; nothing else changes (its learning rate is the one its
+search chose). Test accuracy on the official test split, mean over the search seeds, and each refit's training time
+(one process, one thread, as a trial trains; ``--processes`` refits at once). The searches choose at their own epochs:
+this measures the training, not the selection.
+
+    python bench/training_length.py --record bench/results/accuracy_small_plaid.json \
+        bench/results/accuracy_small_plaid12.json --budgets 200:cosine 200:plateau \
+        --out bench/results/training_length_plaid.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from accuracy import best_candidate  # noqa: E402
+
+from emule_models.train import LR_SCHEDULES, evaluate  # noqa: E402
+from search.trial.validation import refit  # noqa: E402
+
+
+def budget(text: str) -> tuple[int, str]:
+    """``EPOCHS:SCHEDULE`` -> (epochs, schedule); refused in one line naming what is accepted."""
+    epochs, _, schedule = text.partition(":")
+    if not epochs.isdigit() or int(epochs) < 1 or schedule not in LR_SCHEDULES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not EPOCHS:SCHEDULE with EPOCHS a positive whole "
+                                         f"number and SCHEDULE one of {list(LR_SCHEDULES)} (e.g. 200:plateau)")
+    return int(epochs), schedule
+
+
+def refit_at(name: str, run: dict, search_epochs: int, epochs: int, schedule: str) -> dict:
+    """The run's best candidate refit at ``epochs`` with ``schedule``: test accuracy and seconds."""
+    torch.set_num_threads(1)  # as a trial trains
+    with tempfile.TemporaryDirectory(prefix="emule-length-") as tmp:
+        cand, dataset = best_candidate(name, run, search_epochs, Path(tmp))
+        cand = dataclasses.replace(cand, training=dataclasses.replace(cand.training, epochs=epochs,
+                                                                      lr_schedule=schedule))
+        start = time.perf_counter()
+        model, _, _ = refit(cand, dataset)
+        seconds, test = time.perf_counter() - start, evaluate(model, dataset.test)["accuracy"]
+    print(f"{name} seed {run['seed']} {epochs}:{schedule}: test {test:.3f} ({seconds:.0f} s; its search logged "
+          f"{run['test']:.3f} at {search_epochs})", flush=True)
+    return {"set": name, "seed": run["seed"], "epochs": epochs, "schedule": schedule, "test": test,
+            "seconds": seconds, "logged": run["test"]}
+
+
+def report(rows: list[dict], args, wall_s: float) -> str:
+    mean = statistics.mean
+    labels = [f"{e}:{s}" for e, s in args.budgets]
+    lines = [
+        "# Training length: the small family's best candidates refit at more epochs",
+        "",
+        f"Command: `python bench/training_length.py --record {' '.join(map(str, args.record))} --epochs {args.epochs}"
+        f"{' --sets ' + ' '.join(args.sets) if args.sets else ''} --budgets {' '.join(labels)} --processes "
+        f"{args.processes} --out {args.out}` ({wall_s / 60:.0f} min; each refit on one thread).",
+        "",
+        f"Each cell: test accuracy of the search seeds' best-by-validation candidates (chosen at {args.epochs} "
+        "epochs), each refit on every training row at `EPOCHS:SCHEDULE` from the same seed, mean +- std over the "
+        "seeds, and the mean seconds of one refit. `cosine` anneals the rate to zero; `plateau` halves it when the "
+        "training loss stalls (LITE's and InceptionTime's schedule). `logged`: the searches' own test accuracy.",
+        "",
+        "| set | seeds | logged | " + " | ".join(labels) + " |",
+        "|---|---:|---:|" + "---:|" * len(labels),
+    ]
+    for name in dict.fromkeys(r["set"] for r in rows):
+        of_set = [r for r in rows if r["set"] == name]
+        seeds = sorted({r["seed"] for r in of_set})
+        cells = []
+        for label in labels:
+            got = [r for r in of_set if f"{r['epochs']}:{r['schedule']}" == label]
+            tests = [r["test"] for r in got]
+            spread = f" +- {statistics.stdev(tests):.3f}" if len(tests) > 1 else ""
+            cells.append(f"{mean(tests):.3f}{spread} ({mean(r['seconds'] for r in got):.0f} s)" if got else "-")
+        logged = mean({r["seed"]: r["logged"] for r in of_set}.values())
+        lines.append(f"| {name} | {len(seeds)} | {logged:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--record", type=Path, nargs="+", required=True,
+                    help="bench/accuracy.py --family small JSON records: their best candidates are refit")
+    ap.add_argument("--epochs", type=int, default=60, help="the epochs of the searches in the record")
+    ap.add_argument("--sets", nargs="*", default=[], help="only these sets of the record (default: all)")
+    ap.add_argument("--budgets", nargs="+", type=budget, default=[(60, "cosine"), (200, "cosine"), (200, "plateau")],
+                    metavar="EPOCHS:SCHEDULE")
+    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    jobs = [(entry["name"], run, args.epochs, epochs, schedule)
+            for record in args.record for entry in json.loads(record.read_text())
+            if not args.sets or entry["name"] in args.sets
+            for run in entry["runs"] for epochs, schedule in args.budgets]
+    if not jobs:
+        ap.error(f"--sets: none of {args.sets} is in {' '.join(map(str, args.record))}")
+    start, rows = time.perf_counter(), []
+    with ProcessPoolExecutor(args.processes) as pool:
+        for row in pool.map(refit_at, *zip(*jobs)):
+            rows.append(row)
+            if args.out:  # after every refit: a run cut short keeps what it measured
+                args.out.write_text(report(rows, args, time.perf_counter() - start))
+                args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    print(report(rows, args, time.perf_counter() - start))
+
+
+if __name__ == "__main__":
+    main()
