@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from accuracy import best_candidate  # noqa: E402
+from accuracy import best_candidate, runs_by_set  # noqa: E402
 
 from emule_models.train import LR_SCHEDULES, evaluate  # noqa: E402
 from search.trial.validation import refit  # noqa: E402
@@ -78,7 +78,6 @@ def report(rows: list[dict], args, wall_s: float) -> str:
     ]
     for name in dict.fromkeys(r["set"] for r in rows):
         of_set = [r for r in rows if r["set"] == name]
-        seeds = sorted({r["seed"] for r in of_set})
         cells = []
         for label in labels:
             got = [r for r in of_set if f"{r['epochs']}:{r['schedule']}" == label]
@@ -86,7 +85,7 @@ def report(rows: list[dict], args, wall_s: float) -> str:
             spread = f" +- {statistics.stdev(tests):.3f}" if len(tests) > 1 else ""
             cells.append(f"{mean(tests):.3f}{spread} ({mean(r['seconds'] for r in got):.0f} s)" if got else "-")
         logged = mean({r["seed"]: r["logged"] for r in of_set}.values())
-        lines.append(f"| {name} | {len(seeds)} | {logged:.3f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {len({r['seed'] for r in of_set})} | {logged:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -101,10 +100,8 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    jobs = [(entry["name"], run, args.epochs, epochs, schedule)
-            for record in args.record for entry in json.loads(record.read_text())
-            if not args.sets or entry["name"] in args.sets
-            for run in entry["runs"] for epochs, schedule in args.budgets]
+    jobs = [(name, run, args.epochs, epochs, schedule) for name, runs in runs_by_set(args.record).items()
+            if not args.sets or name in args.sets for run in runs for epochs, schedule in args.budgets]
     if not jobs:
         ap.error(f"--sets: none of {args.sets} is in {' '.join(map(str, args.record))}")
     start, rows = time.perf_counter(), []
