@@ -15,22 +15,19 @@ this measures the training, not the selection.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-from accuracy import best_candidate, runs_by_set  # noqa: E402
+from accuracy import runs_by_set  # noqa: E402
+from variants import refit_variant  # noqa: E402
 
-from emule_models.train import LR_SCHEDULES, evaluate  # noqa: E402
-from search.trial.validation import refit  # noqa: E402
+from emule_models.train import LR_SCHEDULES  # noqa: E402
 
 
 def budget(text: str) -> tuple[int, str]:
@@ -44,18 +41,9 @@ def budget(text: str) -> tuple[int, str]:
 
 def refit_at(name: str, run: dict, search_epochs: int, epochs: int, schedule: str) -> dict:
     """The run's best candidate refit at ``epochs`` with ``schedule``: test accuracy and seconds."""
-    torch.set_num_threads(1)  # as a trial trains
-    with tempfile.TemporaryDirectory(prefix="emule-length-") as tmp:
-        cand, dataset = best_candidate(name, run, search_epochs, Path(tmp))
-        cand = dataclasses.replace(cand, training=dataclasses.replace(cand.training, epochs=epochs,
-                                                                      lr_schedule=schedule))
-        start = time.perf_counter()
-        model, _, _ = refit(cand, dataset)
-        seconds, test = time.perf_counter() - start, evaluate(model, dataset.test)["accuracy"]
-    print(f"{name} seed {run['seed']} {epochs}:{schedule}: test {test:.3f} ({seconds:.0f} s; its search logged "
-          f"{run['test']:.3f} at {search_epochs})", flush=True)
-    return {"set": name, "seed": run["seed"], "epochs": epochs, "schedule": schedule, "test": test,
-            "seconds": seconds, "logged": run["test"]}
+    row = refit_variant(name, run, search_epochs, f"{epochs}:{schedule}",
+                        {"epochs": str(epochs), "lr_schedule": schedule})
+    return {**row, "epochs": epochs, "schedule": schedule}
 
 
 def report(rows: list[dict], args, wall_s: float) -> str:
