@@ -15,17 +15,13 @@ this measures the training, not the selection.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from accuracy import runs_by_set  # noqa: E402
-from variants import refit_variant  # noqa: E402
+from variants import record_parser, refit_each, refit_variant  # noqa: E402
 
 from emule_models.train import LR_SCHEDULES  # noqa: E402
 
@@ -78,28 +74,11 @@ def report(rows: list[dict], args, wall_s: float) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--record", type=Path, nargs="+", required=True,
-                    help="bench/accuracy.py --family small JSON records: their best candidates are refit")
-    ap.add_argument("--epochs", type=int, default=60, help="the epochs of the searches in the record")
-    ap.add_argument("--sets", nargs="*", default=[], help="only these sets of the record (default: all)")
+    ap = record_parser(__doc__)
     ap.add_argument("--budgets", nargs="+", type=budget, default=[(60, "cosine"), (200, "cosine"), (200, "plateau")],
                     metavar="EPOCHS:SCHEDULE")
-    ap.add_argument("--processes", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    jobs = [(name, run, args.epochs, epochs, schedule) for name, runs in runs_by_set(args.record).items()
-            if not args.sets or name in args.sets for run in runs for epochs, schedule in args.budgets]
-    if not jobs:
-        ap.error(f"--sets: none of {args.sets} is in {' '.join(map(str, args.record))}")
-    start, rows = time.perf_counter(), []
-    with ProcessPoolExecutor(args.processes) as pool:
-        for row in pool.map(refit_at, *zip(*jobs)):
-            rows.append(row)
-            if args.out:  # after every refit: a run cut short keeps what it measured
-                args.out.write_text(report(rows, args, time.perf_counter() - start))
-                args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print(report(rows, args, time.perf_counter() - start))
+    refit_each(ap, args, refit_at, args.budgets, lambda rows, seconds: report(rows, args, seconds))
 
 
 if __name__ == "__main__":

@@ -131,30 +131,43 @@ def report(rows: list[dict], args, command: str, wall_s: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def record_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a bench that refits a small-family record's best candidates (this one, training_length)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--record", type=Path, nargs="+", required=True,
                     help="bench/accuracy.py --family small JSON records: their best candidates are refit")
     ap.add_argument("--epochs", type=int, default=60, help="the epochs of the searches in the record")
     ap.add_argument("--sets", nargs="*", default=[], help="only these sets of the record (default: all)")
-    ap.add_argument("--variant", nargs="+", type=variant, required=True, metavar="LABEL=KEY:VALUE[,KEY:VALUE...]")
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
-    variants = [(AS_FOUND, {}), *args.variant]
-    jobs = [(name, run, args.epochs, label, changes) for name, runs in runs_by_set(args.record).items()
-            if not args.sets or name in args.sets for run in runs for label, changes in variants]
+    return ap
+
+
+def refit_each(ap: argparse.ArgumentParser, args, refit_one, settings: list[tuple], report) -> None:
+    """``refit_one(name, run, args.epochs, *setting)`` for every run of the record's sets and every setting,
+    ``args.processes`` at once; ``report(rows, seconds)`` written to ``args.out`` after each refit (a run cut short
+    keeps what it measured), with the rows as JSON beside it, and printed at the end."""
+    jobs = [(name, run, args.epochs, *setting) for name, runs in runs_by_set(args.record).items()
+            if not args.sets or name in args.sets for run in runs for setting in settings]
     if not jobs:
         ap.error(f"--sets: none of {args.sets} is in {' '.join(map(str, args.record))}")
-    command = "python bench/variants.py " + " ".join(sys.argv[1:])
     start, rows = time.perf_counter(), []
     with ProcessPoolExecutor(args.processes) as pool:
-        for row in pool.map(refit_variant, *zip(*jobs)):
+        for row in pool.map(refit_one, *zip(*jobs)):
             rows.append(row)
-            if args.out:  # after every refit: a run cut short keeps what it measured
-                args.out.write_text(report(rows, args, command, time.perf_counter() - start))
+            if args.out:
+                args.out.write_text(report(rows, time.perf_counter() - start))
                 args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print(report(rows, args, command, time.perf_counter() - start))
+    print(report(rows, time.perf_counter() - start))
+
+
+def main() -> None:
+    ap = record_parser(__doc__)
+    ap.add_argument("--variant", nargs="+", type=variant, required=True, metavar="LABEL=KEY:VALUE[,KEY:VALUE...]")
+    args = ap.parse_args()
+    command = "python bench/variants.py " + " ".join(sys.argv[1:])
+    refit_each(ap, args, refit_variant, [(AS_FOUND, {}), *args.variant],
+               lambda rows, seconds: report(rows, args, command, seconds))
 
 
 if __name__ == "__main__":
