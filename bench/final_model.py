@@ -1,11 +1,13 @@
-"""Refit or fold ensemble: what a candidate should deploy once selection is over.
+"""Refit or ensemble: what a candidate should deploy once selection is over.
 
 For each best-by-validation candidate of a ``bench/accuracy.py --family small`` run (its JSON record), the same
-candidate is fit both ways, side by side in one run, from the same seed: ``refit``, one model trained again on every
-training row (what the search reported), and ``fold_ensemble``, the k models of its k-fold selection, each on k-1
-folds, averaged in probability (k times the parameters, FLOPs and latency). Reported per set: test accuracy of each
-(mean over the search seeds), the difference, the parameters, and the training time of each (one process, one
-thread, as a trial trains). The field's LITE against LITETime (five LITEs averaged) is quoted beside it.
+candidate is fit each way, side by side in one run, from the same seed: ``refit``, one model trained again on every
+training row (what the search reported); with ``--ensembles fold``, ``fold_ensemble``, the k models of its k-fold
+selection, each on k-1 folds, averaged in probability; with ``--ensembles seeds``, a seed ensemble, k refits on every
+training row from seeds s, s+1, ... (the first is the refit), averaged the same way - LITETime's five LITEs. Either
+ensemble has k times the parameters, FLOPs and latency. Reported per set: test accuracy of each (mean over the search
+seeds), the difference, the parameters, and the training time of each (one thread per process, as a trial trains).
+The field's LITE against LITETime is quoted beside it.
 
     python bench/final_model.py --record bench/results/accuracy_small.json --out bench/results/final_model.md
 """
@@ -19,14 +21,16 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from accuracy import best_candidate  # noqa: E402
+from accuracy import best_candidate, runs_by_set  # noqa: E402
 
 from emule_models.cost import count_parameters  # noqa: E402
+from emule_models.ensemble import MeanEnsemble  # noqa: E402
 from emule_models.train import evaluate  # noqa: E402
 from search.trial.candidate import build_seeded  # noqa: E402
 from search.trial.validation import fit_fold_ensemble, refit  # noqa: E402
@@ -37,74 +41,106 @@ LITE = {"osuleaf": ("-", "0.946"), "gunpoint": ("-", "1.000"), "italypowerdemand
         "basicmotions": ("0.950", "1.000"), "plaid": ("0.907", "0.920")}
 
 
-def both_ways(name: str, run: dict, epochs: int, tmp: Path) -> dict:
-    """The run's best candidate, fit as a refit and as a fold ensemble; test accuracy, parameters, seconds."""
+ENSEMBLES = {"fold": "fold ensemble", "seeds": "seed ensemble"}
+KEYS = {"fold": "ensemble", "seeds": "seeds"}  # each ensemble's keys in a run's results (``ensemble``: as recorded)
+
+
+def each_way(name: str, run: dict, epochs: int, ensembles: tuple[str, ...]) -> dict:
+    """The run's best candidate, fit as a refit and as each of ``ensembles``; test accuracy, parameters, seconds."""
+    torch.set_num_threads(1)  # as a trial trains
+    with tempfile.TemporaryDirectory(prefix="emule-final-") as tmp:
+        return fit_each_way(name, run, epochs, ensembles, Path(tmp))
+
+
+def fit_each_way(name: str, run: dict, epochs: int, ensembles: tuple[str, ...], tmp: Path) -> dict:
     cand, dataset = best_candidate(name, run, epochs, tmp)
-    one = count_parameters(build_seeded(cand))
+    k = int(cand.data["cv_folds"])
+    out = {"seed": run["seed"], "params": count_parameters(build_seeded(cand)), "k": k, "logged": run["test"]}
     start = time.perf_counter()
     model, _, _ = refit(cand, dataset)
-    refit_s, refit_test = time.perf_counter() - start, evaluate(model, dataset.test)["accuracy"]
-    ensemble_cand = dataclasses.replace(cand, training=dataclasses.replace(cand.training, final="fold_ensemble"))
-    start = time.perf_counter()
-    ensemble, _ = fit_fold_ensemble(ensemble_cand, dataset)
-    ensemble_s, ensemble_test = time.perf_counter() - start, evaluate(ensemble, dataset.test)["accuracy"]
-    k = len(ensemble.members)
-    print(f"{name} seed {run['seed']}: refit {refit_test:.3f} ({refit_s:.0f} s; search logged {run['test']:.3f}), "
-          f"{k}-fold ensemble {ensemble_test:.3f} ({ensemble_s:.0f} s)", flush=True)
-    return {"seed": run["seed"], "params": one, "k": k, "logged": run["test"], "refit": refit_test,
-            "refit_s": refit_s, "ensemble": ensemble_test, "ensemble_s": ensemble_s}
+    out["refit_s"], out["refit"] = time.perf_counter() - start, evaluate(model, dataset.test)["accuracy"]
+    said = [f"refit {out['refit']:.3f} ({out['refit_s']:.0f} s; search logged {run['test']:.3f})"]
+    if "fold" in ensembles:
+        fold_cand = dataclasses.replace(cand, training=dataclasses.replace(cand.training, final="fold_ensemble"))
+        start = time.perf_counter()
+        ensemble, _ = fit_fold_ensemble(fold_cand, dataset)
+        out["ensemble_s"], out["ensemble"] = time.perf_counter() - start, evaluate(ensemble, dataset.test)["accuracy"]
+        said.append(f"{len(ensemble.members)}-fold ensemble {out['ensemble']:.3f} ({out['ensemble_s']:.0f} s)")
+    if "seeds" in ensembles:
+        members, start = [model], time.perf_counter()
+        for i in range(1, k):  # the refit is the first member: k - 1 more, each from the next seed
+            seeded = dataclasses.replace(cand, training=dataclasses.replace(cand.training, seed=cand.training.seed + i))
+            members.append(refit(seeded, dataset)[0])
+        out["seeds_s"] = out["refit_s"] + time.perf_counter() - start
+        out["seeds"] = evaluate(MeanEnsemble(members), dataset.test)["accuracy"]
+        said.append(f"{k}-seed ensemble {out['seeds']:.3f} ({out['seeds_s']:.0f} s)")
+    print(f"{name} seed {run['seed']}: " + ", ".join(said), flush=True)
+    return out
 
 
 def report(results: dict[str, list[dict]], args, wall_s: float) -> str:
     mean = statistics.mean
+    ways = [w for w in ENSEMBLES if w in args.ensembles]
+    names = " or ".join(ENSEMBLES[w] for w in ways)
+    option = "" if ways == ["fold"] else f" --ensembles {' '.join(ways)}"
+    defined = {
+        "fold": "*Fold ensemble*: the k fold models of its k-fold selection, probabilities averaged, at k times the "
+                "parameters and FLOPs.",
+        "seeds": "*Seed ensemble*: k refits on every training row from the candidate's seed and the next k-1 (the "
+                 "first is the refit), probabilities averaged, at k times the parameters and FLOPs.",
+    }
     lines = [
-        "# Refit or fold ensemble: the deployed model of the same candidate",
+        f"# Refit or {names}: the deployed model of the same candidate",
         "",
-        f"Command: `python bench/final_model.py --record {args.record} --epochs {args.epochs}"
-        f"{' --sets ' + ' '.join(args.sets) if args.sets else ''} --out {args.out}` ({wall_s / 60:.0f} min on "
-        f"{torch.get_num_threads()} thread(s)).",
+        f"Command: `python bench/final_model.py --record {' '.join(map(str, args.record))} --epochs {args.epochs}"
+        f"{' --sets ' + ' '.join(args.sets) if args.sets else ''}{option} --processes {args.processes} --out "
+        f"{args.out}` ({wall_s / 60:.0f} min; one thread per process).",
         "",
         "Each row: the best-by-validation candidates of the small-family searches in the record (one per search "
-        "seed), fit both ways from the same seed. *Refit*: one model on every training row (what the search "
-        "reports; the search's own figure in brackets). *Fold ensemble*: the k fold models of its k-fold selection, "
-        "probabilities averaged, at k times the parameters and FLOPs. Test accuracy on the official test split, "
-        "mean over seeds; times are the training of each, one thread.",
+        "seed), fit each way from the same seed. *Refit*: one model on every training row (what the search "
+        "reports; the search's own figure in brackets). " + " ".join(defined[w] for w in ways) + " Test accuracy on "
+        "the official test split, mean over seeds; times are the training of each, one thread.",
         "",
-        "| set | seeds | params (one model) | refit test | fold ensemble test | ensemble - refit | k | refit s | "
-        "ensemble s | LITE / LITETime (published) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| set | seeds | params (one model) | refit test | "
+        + "".join(f"{ENSEMBLES[w]} test | ensemble - refit | " for w in ways)
+        + "k | refit s | " + "".join(f"{ENSEMBLES[w].split()[0]} s | " for w in ways) + "LITE / LITETime (published) |",
+        "|---|---:|---:|---:|" + "---:|---:|" * len(ways) + "---:|---:|" + "---:|" * len(ways) + "---|",
     ]
     for name, rows in results.items():
         lite = LITE.get(name, ("-", "-"))
+        cells = "".join(f"{mean(r[KEYS[w]] for r in rows):.3f} | {mean(r[KEYS[w]] - r['refit'] for r in rows):+.3f} | "
+                        for w in ways)
+        times = "".join(f"{mean(r[KEYS[w] + '_s'] for r in rows):.0f} | " for w in ways)
         lines.append(
             f"| {name} | {len(rows)} | {mean(r['params'] for r in rows):,.0f} | {mean(r['refit'] for r in rows):.3f} "
-            f"({mean(r['logged'] for r in rows):.3f}) | {mean(r['ensemble'] for r in rows):.3f} | "
-            f"{mean(r['ensemble'] - r['refit'] for r in rows):+.3f} | {rows[0]['k']} | "
-            f"{mean(r['refit_s'] for r in rows):.0f} | {mean(r['ensemble_s'] for r in rows):.0f} | "
-            f"{lite[0]} / {lite[1]} |")
+            f"({mean(r['logged'] for r in rows):.3f}) | {cells}{rows[0]['k']} | "
+            f"{mean(r['refit_s'] for r in rows):.0f} | {times}{lite[0]} / {lite[1]} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--record", type=Path, default=Path("bench/results/accuracy_small.json"),
-                    help="a bench/accuracy.py --family small JSON record: its best candidates are refit both ways")
+    ap.add_argument("--record", type=Path, nargs="+", default=[Path("bench/results/accuracy_small.json")],
+                    help="bench/accuracy.py --family small JSON records: their best candidates are refit each way")
     ap.add_argument("--epochs", type=int, default=60, help="the epochs of the searches in the record")
     ap.add_argument("--sets", nargs="*", default=[], help="only these sets of the record (default: all)")
+    ap.add_argument("--ensembles", nargs="+", choices=list(ENSEMBLES), default=["fold"],
+                    help="the ensembles fit beside the refit (default: fold)")
+    ap.add_argument("--processes", type=int, default=1, help="search runs fit at once, one thread each")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    torch.set_num_threads(1)  # as a trial trains
+    jobs = [(name, run, args.epochs, tuple(args.ensembles)) for name, runs in runs_by_set(args.record).items()
+            if not args.sets or name in args.sets for run in runs]
+    if not jobs:
+        ap.error(f"--sets: none of {args.sets} is in {' '.join(map(str, args.record))}")
     start, results = time.perf_counter(), {}
-    with tempfile.TemporaryDirectory(prefix="emule-final-") as tmp:
-        for entry in json.loads(args.record.read_text()):
-            if args.sets and entry["name"] not in args.sets:
-                continue
-            results[entry["name"]] = [both_ways(entry["name"], run, args.epochs, Path(tmp)) for run in entry["runs"]]
-            text = report(results, args, time.perf_counter() - start)
-            if args.out:  # after every set: a run cut short keeps what it measured
-                args.out.write_text(text)
+    with ProcessPoolExecutor(args.processes) as pool:
+        for (name, *_), row in zip(jobs, pool.map(each_way, *zip(*jobs))):
+            results.setdefault(name, []).append(row)
+            if args.out:  # after every run: a run cut short keeps what it measured
+                args.out.write_text(report(results, args, time.perf_counter() - start))
                 args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    print(text)
+    print(report(results, args, time.perf_counter() - start))
 
 
 if __name__ == "__main__":
