@@ -2,12 +2,12 @@
 
 For each best-by-validation candidate of a ``bench/accuracy.py --family small`` run (its JSON record), the same
 candidate is fit each way, side by side in one run, from the same seed: ``refit``, one model trained again on every
-training row (what the search reported); with ``--ensembles fold``, ``fold_ensemble``, the k models of its k-fold
-selection, each on k-1 folds, averaged in probability; with ``--ensembles seeds``, a seed ensemble, k refits on every
-training row from seeds s, s+1, ... (the first is the refit), averaged the same way - LITETime's five LITEs. Either
-ensemble has k times the parameters, FLOPs and latency. Reported per set: test accuracy of each (mean over the search
-seeds), the difference, the parameters, and the training time of each (one thread per process, as a trial trains).
-The field's LITE against LITETime is quoted beside it.
+training row (what the search reported); with ``--ensembles fold``, ``fold_ensemble``, the k models of its
+k-fold selection, each on k-1 folds, averaged in probability; with ``--ensembles seeds``, ``seed_ensemble``: k
+refits on every training row from seeds s, s+1, ... (the first is the refit), averaged the same way - LITETime's five
+LITEs. Either ensemble has k times the parameters, FLOPs and latency. Reported per set: test accuracy of each (mean
+over the search seeds), the difference, the parameters, and the training time of each (one thread per process, as a
+trial trains). The field's LITE against LITETime is quoted beside it.
 
     python bench/final_model.py --record bench/results/accuracy_small.json --out bench/results/final_model.md
 """
@@ -30,10 +30,9 @@ import torch  # noqa: E402
 from accuracy import best_candidate, runs_by_set  # noqa: E402
 
 from emule_models.cost import count_parameters  # noqa: E402
-from emule_models.ensemble import MeanEnsemble  # noqa: E402
 from emule_models.train import evaluate  # noqa: E402
 from search.trial.candidate import build_seeded  # noqa: E402
-from search.trial.validation import fit_fold_ensemble, refit  # noqa: E402
+from search.trial.validation import fit_fold_ensemble, fit_seed_ensemble, refit  # noqa: E402
 
 # Published test accuracies of LITE (one model) and LITETime (five LITEs averaged), from the LITE repository's
 # results (MSD-IRIMAS/LITE, default split, mean of 5 runs); "-" where it reports none.
@@ -66,13 +65,12 @@ def fit_each_way(name: str, run: dict, epochs: int, ensembles: tuple[str, ...], 
         ensemble, _ = fit_fold_ensemble(fold_cand, dataset)
         out["ensemble_s"], out["ensemble"] = time.perf_counter() - start, evaluate(ensemble, dataset.test)["accuracy"]
         said.append(f"{len(ensemble.members)}-fold ensemble {out['ensemble']:.3f} ({out['ensemble_s']:.0f} s)")
-    if "seeds" in ensembles:
-        members, start = [model], time.perf_counter()
-        for i in range(1, k):  # the refit is the first member: k - 1 more, each from the next seed
-            seeded = dataclasses.replace(cand, training=dataclasses.replace(cand.training, seed=cand.training.seed + i))
-            members.append(refit(seeded, dataset)[0])
-        out["seeds_s"] = out["refit_s"] + time.perf_counter() - start
-        out["seeds"] = evaluate(MeanEnsemble(members), dataset.test)["accuracy"]
+    if "seeds" in ensembles:  # as a search deploys it (``final: seed_ensemble``): its first member is the refit
+        seeded = dataclasses.replace(cand, training=dataclasses.replace(cand.training, final="seed_ensemble",
+                                                                        ensemble_seeds=k))
+        start = time.perf_counter()
+        ensemble, _, _ = fit_seed_ensemble(seeded, dataset)
+        out["seeds_s"], out["seeds"] = time.perf_counter() - start, evaluate(ensemble, dataset.test)["accuracy"]
         said.append(f"{k}-seed ensemble {out['seeds']:.3f} ({out['seeds_s']:.0f} s)")
     print(f"{name} seed {run['seed']}: " + ", ".join(said), flush=True)
     return out
@@ -86,8 +84,9 @@ def report(results: dict[str, list[dict]], args, wall_s: float) -> str:
     defined = {
         "fold": "*Fold ensemble*: the k fold models of its k-fold selection, probabilities averaged, at k times the "
                 "parameters and FLOPs.",
-        "seeds": "*Seed ensemble*: k refits on every training row from the candidate's seed and the next k-1 (the "
-                 "first is the refit), probabilities averaged, at k times the parameters and FLOPs.",
+        "seeds": "*Seed ensemble* (`final: seed_ensemble`): k refits on every training row from the candidate's "
+                 "seed and the next k-1 (the first is the refit), probabilities averaged, at k times the parameters "
+                 "and FLOPs.",
     }
     lines = [
         f"# Refit or {names}: the deployed model of the same candidate",

@@ -31,11 +31,14 @@ if TYPE_CHECKING:  # the data package trains proxy models with this module: it m
 # schedule LITE and InceptionTime train with (patience 50 of 1500 epochs, floor 1e-4 under 1e-3), which keeps the
 # rate up for as long as the model still learns and suits the hundreds of epochs tiny models need.
 LR_SCHEDULES = ("cosine", "plateau")
-# What a candidate deploys once selection is over: ``refit``, one model trained again on every training row; or
+# What a candidate deploys once selection is over: ``refit``, one model trained again on every training row;
 # ``fold_ensemble``, the k models cross-validation already trained (each on k-1 folds), probabilities averaged
-# (``emule_models.ensemble``): no refit to pay, k times the parameters, FLOPs and latency to serve.
+# (``emule_models.ensemble``): no refit to pay, k times the parameters, FLOPs and latency to serve; or
+# ``seed_ensemble``, ``ensemble_seeds`` refits on every training row from consecutive seeds, averaged the same way -
+# LITETime's five LITEs: that many refits to pay and models to serve.
 FOLD_ENSEMBLE = "fold_ensemble"
-FINALS = ("refit", FOLD_ENSEMBLE)
+SEED_ENSEMBLE = "seed_ensemble"
+FINALS = ("refit", FOLD_ENSEMBLE, SEED_ENSEMBLE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     lr_schedule: str = "cosine"  # one of LR_SCHEDULES
     final: str = "refit"  # one of FINALS: what is deployed (the training loop itself does not read it)
+    ensemble_seeds: int = 5  # the models of a seed ensemble (``final: seed_ensemble``), from seeds seed, seed+1, ...
     augment: str = "none"  # a policy in emule_models.augment.POLICIES
     label_smoothing: float = 0.0
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off
@@ -69,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"training.lr_schedule: {self.lr_schedule!r} not accepted; accepted: {list(LR_SCHEDULES)}")
         if self.final not in FINALS:
             raise ValueError(f"training.final: {self.final!r} not accepted; accepted: {list(FINALS)}")
+        if self.ensemble_seeds < 2:
+            raise ValueError(f"training.ensemble_seeds: {self.ensemble_seeds} not accepted; accepted: an integer >= 2")
         if self.pretrain_epochs < 0:
             raise ValueError(f"training.pretrain_epochs: {self.pretrain_epochs} must be >= 0")
         if not 0.0 < self.pretrain_mask_ratio < 1.0:

@@ -174,6 +174,58 @@ def test_a_fold_ensemble_is_exported_trained_and_written_as_onnx(ensembled, tmp_
     assert "ONNX Runtime matches torch" in capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def seed_ensembled(ray_local, tmp_path_factory):
+    """A search whose candidate deploys two refits from consecutive seeds (``final: seed_ensemble``)."""
+    tmp = tmp_path_factory.mktemp("seeds")
+    home = os.getcwd()
+    os.chdir(tmp)
+    spec = parse_spec({
+        "name": "seeds", "data": {"name": "gunpoint", "cv_folds": "holdout"}, "baselines": ["nn_euclidean"],
+        "objectives": [{"metric": "val_accuracy", "mode": "max", "reference": 0.0}],
+        "space": {"tokenizer": "lite", "depth": 0, "width": 8, "patch_len": 30},
+        "training": {"epochs": 2, "final": "seed_ensemble", "ensemble_seeds": 2},
+        "search": {"trials": 1, "concurrency": 1, "storage": str(tmp / "runs")},
+        "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "experiment": "seeds"},
+    })
+    try:
+        result = run_search(spec, name="seeds-run", out=io.StringIO())
+    finally:
+        os.chdir(home)
+    return spec, result, Tracker(spec.tracking.uri, "seeds")
+
+
+def test_a_seed_ensemble_reports_what_it_serves_and_what_its_refits_cost(seed_ensembled):
+    """2 models to serve (parameters, FLOPs); 2 refits on every training row paid and counted."""
+    spec, result, tracker = seed_ensembled
+    assert result.status == "complete"
+    [run] = tracker.candidates(result.parent_run_id)
+    m = run.data.metrics
+    cand = Candidate.from_dict(tracker.candidate(run.info.run_id))
+    assert cand.training.final == "seed_ensemble" and cand.training.ensemble_seeds == 2
+    assert m["param_count"] == 2 * count_parameters(build_model(cand.model))
+    assert m["flops"] == 2 * forward_flops(cand.model)
+    pool = len(load_builtin("gunpoint").pool)
+    assert m["train_samples"] == pool and m["refit_compute"] == training_flops(cand.model, 2 * 2 * pool)
+
+
+def test_a_seed_ensemble_is_exported_trained_and_written_as_onnx(seed_ensembled, tmp_path, capsys):
+    spec, result, tracker = seed_ensembled
+    [path] = export(tracker, "seeds-run", tmp_path, "knee")
+    doc = yaml.safe_load(path.read_text())
+    assert doc["source"]["fit"].startswith("2 refits from seeds 0 to 1, probabilities averaged: each on the ")
+    torch.set_num_threads(1)  # as in the trial
+    assert main(["train", str(path)]) == 0
+    model = load_weights(path.with_suffix(".pt"))
+    assert isinstance(model, MeanEnsemble) and len(model.members) == 2
+    assert count_parameters(model) == doc["source"]["metrics"]["param_count"]
+    again = retrain(path, tmp_path / "w.pt", log=lambda _: None)  # the same seeds: the same ensemble
+    assert again["test_accuracy"] == pytest.approx(doc["source"]["metrics"]["test_accuracy"], abs=0.02)
+    capsys.readouterr()
+    assert main(["export", str(path), "--format", "onnx"]) == 0
+    assert "ONNX Runtime matches torch" in capsys.readouterr().out
+
+
 def test_data_curve_runs_on_a_finished_search_and_is_logged_beside_it(ensembled, capsys, monkeypatch, tmp_path):
     """`emule data-curve`: its cost first, then the curve, as a child run of the search that is no candidate."""
     spec, result, tracker, search_out = ensembled

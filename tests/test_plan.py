@@ -62,6 +62,16 @@ def test_a_fold_ensemble_trains_no_refit():
     assert "the fold models kept as the ensemble (no refit)" in plan_lines(spec, calibrate_time=False)[0]
 
 
+def test_a_seed_ensemble_trains_a_refit_per_seed():
+    spec = spec_with(data={"cv_folds": 5}, space={"width": 16},
+                     training={"epochs": 10, "final": "seed_ensemble", "ensemble_seeds": 3})
+    data = spec_dataset(spec)
+    work = workload(spec, data)
+    assert work.models == 5 + 3 and work.trained == (10 * (4 + 3) * len(data.pool),) * 2
+    assert "+ 3 refits on every training row from consecutive seeds, averaged" in plan_lines(
+        spec, calibrate_time=False)[0]
+
+
 def test_an_out_of_proportion_corner_is_warned_and_a_flops_cap_silences_it():
     spec = spec_with(**LOPSIDED)
     warning = proportion_warning(spec)

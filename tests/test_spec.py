@@ -83,7 +83,12 @@ def test_quickstart_loads():
     ("training.lr_schedule", "step", "training.lr_schedule: 'step' - not accepted; accepted: ['cosine', 'plateau']"),
     ("space.lr_schedule", ["cosine", "step"],
      "space.lr_schedule: 'step' not accepted; accepted: ['cosine', 'plateau']"),
-    ("training.final", "best", "training.final: 'best' - not accepted; accepted: ['refit', 'fold_ensemble']"),
+    ("training.final", "best", "training.final: 'best' - not accepted; accepted: ['refit', 'fold_ensemble', "
+                               "'seed_ensemble']"),
+    ("training.ensemble_seeds", 3, "training.ensemble_seeds: 3 - only a seed ensemble reads it; accepted: "
+                                   "training.final: seed_ensemble beside it (final is refit)"),
+    ("training", {"final": "seed_ensemble", "ensemble_seeds": 1},
+     "training.ensemble_seeds: 1 - Input should be greater than or equal to 2"),
     ("training.final", "fold_ensemble", "training.final: fold_ensemble - data.cv_folds is holdout, and a fold "
                                         "ensemble needs folds; accepted: refit, or data.cv_folds >= 2"),
     ("space.final", ["refit", "fold_ensemble"], "space: 'final' is not a searchable setting"),

@@ -14,8 +14,16 @@ from emule_models.data import synthetic
 from emule_models.data.dataset import stratified_folds
 from emule_models.train import TrainConfig, evaluate, fit
 from search.trial import validation
-from search.trial.candidate import Candidate, build_seeded
-from search.trial.validation import AUTO, HOLDOUT, cross_validate, refit, resolve_setting, selection_folds
+from search.trial.candidate import Candidate, build_seeded, ensemble_size
+from search.trial.validation import (
+    AUTO,
+    HOLDOUT,
+    cross_validate,
+    fit_seed_ensemble,
+    refit,
+    resolve_setting,
+    selection_folds,
+)
 
 
 def _dataset(n: int = 120, classes: int = 3):
@@ -121,6 +129,24 @@ def test_refit_keeps_the_candidates_data_fraction():
     ds = _dataset()
     _, rows, _ = refit(_candidate(ds, cv_folds=3, epochs=1, fraction=0.5), ds)
     assert abs(rows - 0.5 * len(ds.pool)) <= len(ds.classes)  # per-class rounding
+
+
+def test_a_seed_ensemble_is_refits_from_consecutive_seeds_on_the_same_rows():
+    """Its first member is the candidate's own refit; the others start from the next seeds and learn from the same
+    rows (its data fraction, seeded by the data, not by the training seed)."""
+    ds = _dataset()
+    cand = _candidate(ds, cv_folds=3, epochs=1, fraction=0.5)
+    cand = dataclasses.replace(cand, training=dataclasses.replace(cand.training, final="seed_ensemble",
+                                                                  ensemble_seeds=3))
+    ensemble, rows, seen = fit_seed_ensemble(cand, ds)
+    alone, alone_rows, alone_seen = refit(cand, ds)
+    assert len(ensemble.members) == 3 and ensemble_size(cand) == 3
+    assert rows == alone_rows and seen == 3 * alone_seen
+    first, second = (torch.cat([p.flatten() for p in m.parameters()]) for m in ensemble.members[:2])
+    assert torch.equal(first, torch.cat([p.flatten() for p in alone.parameters()]))  # the same seed, the same model
+    assert not torch.equal(first, second)
+    probs = torch.stack([torch.softmax(m(*ds.test.batch(np.arange(8))[:2]), -1) for m in ensemble.members]).mean(0)
+    assert torch.allclose(torch.softmax(ensemble(*ds.test.batch(np.arange(8))[:2]), -1), probs, atol=1e-6)
 
 
 

@@ -3,7 +3,7 @@
 ``export`` writes one YAML per chosen front member: the full candidate (model + data + training) plus where it
 came from and what it scored. ``retrain`` reads such a file, trains it again and saves the weights;
 ``emule_models.build_model(candidate["model"])`` rebuilds the same architecture (``search.trial.candidate.load_weights``
-the saved model, a fold ensemble's k models included).
+the saved model, an ensemble's k models included).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from emule_models.cost import count_parameters
-from emule_models.train import evaluate
+from emule_models.train import FOLD_ENSEMBLE, SEED_ENSEMBLE, evaluate
 from search.front.state import Front, Record
 from search.front.yardstick import best_by_validation
 from search.record.searches import SearchRecord, fit_description, load_search, write_candidates
@@ -31,7 +31,7 @@ from search.trial.candidate import (
     ensemble_size,
     read_candidate,
 )
-from search.trial.validation import fit_fold_ensemble, refit, selection_folds
+from search.trial.validation import fit_fold_ensemble, fit_seed_ensemble, refit, selection_folds
 
 SELECTIONS = ("front", "knee", "budget")
 
@@ -89,7 +89,8 @@ def select(tracker: Tracker, name: str, how: str = "front",
 def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[str, float]:
     """Fit an exported candidate again from scratch, as the search fit its reported model: once on every
     training row (train + validation; its data fraction of them), its own recipe and epochs - or, for a fold
-    ensemble, one model per selection fold, averaged; the test split only scores it. Saves ``{"candidate",
+    ensemble, one model per selection fold, averaged; for a seed ensemble, one such refit per seed, averaged; the
+    test split only scores it. Saves ``{"candidate",
     "state_dict"}`` to ``weights``."""
     cand, source = read_candidate(path)
     data_in_place(cand.data_section, source.get("search"), path)
@@ -102,10 +103,13 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
     log(f"training {path.name}: {cand.model.attention} depth {cand.model.depth} width {cand.model.width}, "
         f"{params} parameters, {fit_description(cand, len(dataset.pool))}")
     report = lambda m: log(f"  epoch {m[EPOCH]:>3}: train_loss {m['train_loss']:.4f}")  # noqa: E731
-    if size > 1:
+    if cand.training.final == FOLD_ENSEMBLE:
         folds = selection_folds(cand.data_section, dataset)
         soft = student_soft_labels(cand, dataset, device, log, folds)
         model, rows = fit_fold_ensemble(cand, dataset, device=device, soft=soft, report=report)
+    elif cand.training.final == SEED_ENSEMBLE:
+        soft = student_soft_labels(cand, dataset, device, log)
+        model, rows, _ = fit_seed_ensemble(cand, dataset, device=device, soft=soft, report=report)
     else:
         model, rows, _ = refit(cand, dataset, device=device, soft=student_soft_labels(cand, dataset, device, log),
                                report=report)

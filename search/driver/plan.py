@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from emule_models import ModelConfig
 from emule_models.cost import forward_flops, param_count
 from emule_models.data import Dataset
-from emule_models.train import FOLD_ENSEMBLE, share_at
+from emule_models.train import FOLD_ENSEMBLE, SEED_ENSEMBLE, share_at
 from search.driver.checks import space_corners
 from search.driver.progress import duration
 from search.spec.fidelity import search_schedule
-from search.spec.schema import MODEL_KEYS, OPTION_SEP, Spec, choices
+from search.spec.schema import MODEL_KEYS, OPTION_SEP, Spec, Training, choices
 from search.trial.candidate import resolve, spec_dataset
 from search.trial.validation import HOLDOUT, describe, scheme, selection_folds
 
@@ -94,11 +94,19 @@ def trainable(spec: Spec, found: list[Corner], with_params: bool = True) -> list
     return [c for c in kept if c.params <= limits.max_params]
 
 
+def final_refits(training: Training) -> int:
+    """The refits a trial trains after selection: none for a fold ensemble (it deploys its fold models), one per
+    seed for a seed ensemble, else one."""
+    if training.final == FOLD_ENSEMBLE:
+        return 0
+    return training.ensemble_seeds if training.final == SEED_ENSEMBLE else 1
+
+
 def workload(spec: Spec, dataset: Dataset) -> Workload:
     """Samples one trial processes, from the spec's validation scheme and the data's sizes."""
     folds = selection_folds(spec.data, dataset)
-    refits = int(spec.training.final != FOLD_ENSEMBLE)  # a fold ensemble deploys its fold models: no refit
-    fit_rows = sum(len(fit) for fit, _ in folds) + refits * len(dataset.pool)  # every fold, then the refit
+    refits = final_refits(spec.training)
+    fit_rows = sum(len(fit) for fit, _ in folds) + refits * len(dataset.pool)  # every fold, then the refits
     unlabelled = 0 if dataset.unlabelled is None else len(dataset.unlabelled)
     fractions = [float(v) for v in choices(spec.space.get("data_fraction", 1.0))]
     pretrain = [int(v) for v in choices(spec.space.get("pretrain_epochs", spec.training.pretrain_epochs))]
@@ -192,8 +200,10 @@ def plan_lines(spec: Spec, calibrate_time: bool = True) -> list[str]:
     work = workload(spec, dataset)
     s = spec.search
     setting = scheme(spec.data)
-    final = (" + a refit on every training row" if setting != HOLDOUT else " + a refit on train and val") \
-        if spec.training.final != FOLD_ENSEMBLE else ", the fold models kept as the ensemble (no refit)"
+    rows = "every training row" if setting != HOLDOUT else "train and val"
+    refits = final_refits(spec.training)
+    final = (", the fold models kept as the ensemble (no refit)" if not refits else f" + a refit on {rows}"
+             if refits == 1 else f" + {refits} refits on {rows} from consecutive seeds, averaged")
     training = f"{spec.training.epochs} epochs x {describe(spec.data)}{final}"
     lines = [f"plan {spec.name}: {s.trials} trials, {s.concurrency} at a time, {s.cpus_per_trial:g} CPU"
              f"{f' and {s.gpus_per_trial:g} GPU' if s.gpus_per_trial else ''} each; {training} "

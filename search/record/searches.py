@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from emule_models.train import SEED_ENSEMBLE
 from search.front.state import Front, Record
 from search.record.tracking import Tracker, redact
 from search.spec.schema import AUTO, HOLDOUT, Spec, parse_schema
@@ -116,8 +117,12 @@ def fit_description(cand: Candidate, pool_rows: int | None) -> str:
     grown = ("; the first epochs on a growing share of those rows: "
              + ", ".join(f"{share:.0%} up to epoch {last}" for last, share in t.data_schedule)
              if t.data_schedule else "")
-    if ensemble_size(cand) > 1:
-        k = ensemble_size(cand)
+    k = ensemble_size(cand)
+    if t.final == SEED_ENSEMBLE:
+        return (f"{k} refits from seeds {t.seed} to {t.seed + k - 1}, probabilities averaged: each on {rows} (train + "
+                f"validation; {subset}) for {t.epochs} epochs{grown}, {pretrained}{distilled}after selection by "
+                f"{describe(cand.data_section)}; the test split only scores it")
+    if k > 1:
         share = f"{k - 1}/{k} of {'the training rows' if pool_rows is None else rows}"
         return (f"the {k} fold models of {describe(cand.data_section)}, probabilities averaged (no refit): each "
                 f"trained on {share} (train + validation; {subset}) for {cand.training.epochs} epochs{grown}, "

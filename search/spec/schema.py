@@ -38,7 +38,7 @@ from emule_models.data.load import BUILTIN_KEYS
 from emule_models.fusion import FUSION
 from emule_models.position import POSITIONS
 from emule_models.stems import STEM_FILTERS
-from emule_models.train import FINALS, LR_SCHEDULES, TrainConfig
+from emule_models.train import FINALS, LR_SCHEDULES, SEED_ENSEMBLE, TrainConfig
 from search.spec.metrics import ALIASES, canonical
 from search.spec.results import FLOPS, LATENCY_MS, SIZE, TRAINING_COMPUTE
 from search.spec.storage import DEFAULT_STORAGE, is_uri
@@ -49,9 +49,9 @@ OPTION_SEP = "."  # sampler parameter "performer.features" -> attention_options[
 # ModelConfig fields a sampler never proposes: the data fixes the first two, `attention_options` the third.
 MODEL_FIXED = ("modalities", "num_classes", "attention_options")
 # TrainConfig fields that are no hyperparameters: epochs are the budget a scheduler cuts, the seed is search.seed,
-# the data schedule follows from search.data_fidelity; the final model is a deployment choice that validation
-# cannot rank (a fold ensemble's validation accuracy is its members' fold mean, the same as a refit's).
-TRAINING_FIXED = ("epochs", "seed", "data_schedule", "final")
+# the data schedule follows from search.data_fidelity; the final model (and a seed ensemble's size) is a deployment
+# choice that validation cannot rank (an ensemble's validation accuracy is its members' fold mean, as a refit's is).
+TRAINING_FIXED = ("epochs", "seed", "data_schedule", "final", "ensemble_seeds")
 
 
 def _searchable(cls: type, fixed: tuple[str, ...]) -> dict[str, type]:
@@ -228,8 +228,10 @@ class Training(Strict):
     lr_schedule: str = Field("cosine", description="cosine, or plateau: halved when the training loss stalls "
                              "(emule_models.train.LR_SCHEDULES)")
     final: str = Field("refit", description="the model a candidate deploys: refit (one model trained again on "
-                       "every training row) or fold_ensemble (the cross-validation fold models, probabilities "
-                       "averaged: no refit, k times the parameters, FLOPs and latency; needs data.cv_folds >= 2)")
+                       "every training row), fold_ensemble (the cross-validation fold models, probabilities "
+                       "averaged: no refit, k times the parameters, FLOPs and latency; needs data.cv_folds >= 2) or "
+                       "seed_ensemble (ensemble_seeds refits from consecutive seeds, averaged the same way)")
+    ensemble_seeds: int = Field(5, ge=2, description="the models of a seed ensemble (final: seed_ensemble)")
     weight_decay: float = Field(0.01, ge=0)
     augment: str = Field("none", description="augmentation policy: none, light, strong (emule_models.augment)")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -244,6 +246,14 @@ class Training(Strict):
         if v not in accepted:
             raise ValueError(f"not accepted; accepted: {list(accepted)}")
         return v
+
+    @model_validator(mode="after")
+    def _seeds_for_an_ensemble(self) -> Training:
+        # compared with the default, not with the keys given: a stored spec holds every key of this section
+        if self.ensemble_seeds != Training.model_fields["ensemble_seeds"].default and self.final != SEED_ENSEMBLE:
+            raise ValueError(f"training.ensemble_seeds: {self.ensemble_seeds} - only a seed ensemble reads it; "
+                             f"accepted: training.final: {SEED_ENSEMBLE} beside it (final is {self.final})")
+        return self
 
 
 class Distill(Strict):

@@ -16,7 +16,7 @@ import yaml
 from emule_models import ModalitySpec, ModelConfig, MultimodalClassifier, build_model
 from emule_models.data import Dataset, load_data, needs_scores, proxy_scores
 from emule_models.ensemble import build_ensemble
-from emule_models.train import FOLD_ENSEMBLE, TrainConfig
+from emule_models.train import FOLD_ENSEMBLE, SEED_ENSEMBLE, TrainConfig
 from search.spec.fidelity import search_schedule
 from search.spec.schema import DATA_KEYS, MODEL_KEYS, OPTION_SEP, TRAINING_KEYS, TRAINING_TYPES, DataSection, Spec
 
@@ -112,6 +112,7 @@ def _training(spec: Spec, flat: dict[str, Any]) -> TrainConfig:
     given = {**spec.training.model_dump(), **distill, **{k: flat[k] for k in TRAINING_KEYS if k in flat}}
     values = {k: TRAINING_TYPES[k](given[k]) for k in TRAINING_KEYS if k in given}
     return TrainConfig(epochs=spec.training.epochs, seed=spec.search.seed, final=spec.training.final,
+                       ensemble_seeds=spec.training.ensemble_seeds,
                        data_schedule=search_schedule(spec.search, spec.training.epochs), **values)
 
 
@@ -136,9 +137,12 @@ def build_seeded(cand: Candidate) -> MultimodalClassifier:
 
 
 def ensemble_size(cand: Candidate) -> int:
-    """How many models the candidate deploys: its k fold models for ``final: fold_ensemble``, else 1 (the refit).
-    Its parameters, FLOPs, latency and serving memory are that many times one model's."""
-    return int(cand.data["cv_folds"]) if cand.training.final == FOLD_ENSEMBLE else 1
+    """How many models the candidate deploys: its k fold models for ``final: fold_ensemble``, ``ensemble_seeds``
+    refits for ``final: seed_ensemble``, else 1 (the refit). Its parameters, FLOPs, latency and serving memory are
+    that many times one model's."""
+    if cand.training.final == FOLD_ENSEMBLE:
+        return int(cand.data["cv_folds"])
+    return cand.training.ensemble_seeds if cand.training.final == SEED_ENSEMBLE else 1
 
 
 def candidate_dataset(cand: Candidate) -> Dataset:
@@ -180,7 +184,7 @@ def read_candidate(path: Path) -> tuple[Candidate, dict[str, Any]]:
 
 
 def load_weights(weights: Path) -> torch.nn.Module:
-    """A model saved by ``emule train`` (``search.delivery.export.retrain``), rebuilt from its config - a fold
+    """A model saved by ``emule train`` (``search.delivery.export.retrain``), rebuilt from its config - an
     ensemble's k models as one ``MeanEnsemble`` - (weights only: no code is unpickled)."""
     blob = torch.load(weights, map_location="cpu", weights_only=True)
     cand = Candidate.from_dict(blob["candidate"])

@@ -4,8 +4,9 @@ The dataset arrives through the Ray object store (``tune.with_parameters``), dec
 trial re-reads or re-decodes it. Every result carries the objectives, so a scheduler can rank at any epoch;
 only the last one has ``budget_done`` (the full training budget was spent), which is what admits a trial to the
 Pareto front. Validation metrics are means over the selection folds (``search.trial.validation``); the test accuracy
-comes from the candidate's final model after the last selection epoch: a refit on every training row, or its fold
-models averaged (``training.final: fold_ensemble``; its size, FLOPs, latency and serving memory are k models').
+comes from the candidate's final model after the last selection epoch: a refit on every training row, its fold
+models averaged (``training.final: fold_ensemble``), or refits from several seeds averaged (``seed_ensemble``); an
+ensemble's size, FLOPs, latency and serving memory are its k models'.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ray import tune
 
 from emule_models.cost import count_parameters, forward_flops, measure, training_flops
 from emule_models.data import Dataset
-from emule_models.train import TimeLimitExceeded, evaluate, stops_at_exit, time_limit
+from emule_models.train import FOLD_ENSEMBLE, SEED_ENSEMBLE, TimeLimitExceeded, evaluate, stops_at_exit, time_limit
 from search.spec.results import (
     BUDGET_DONE,
     DEVICE,
@@ -51,7 +52,7 @@ from search.spec.schema import Spec
 from search.trial.candidate import build_seeded, ensemble_size, resolve
 from search.trial.reporting import Reporter
 from search.trial.teacher import SoftLabels
-from search.trial.validation import FoldModels, cross_validate, refit, selection_folds
+from search.trial.validation import FoldModels, cross_validate, fit_seed_ensemble, refit, selection_folds
 
 
 def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
@@ -106,7 +107,7 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
     folds = selection_folds(cand.data_section, dataset)
     model = build_seeded(cand).to(device)
     measured = measure(model, cand.model, cand.training.batch_size, device)  # on the trial's own device
-    k = ensemble_size(cand)  # what is served: k fold models run one after the other for a fold ensemble
+    k = ensemble_size(cand)  # what is served: an ensemble's k models run one after the other
     static = {SIZE: k * count_parameters(model), FLOPS: k * forward_flops(cand.model),
               LATENCY_MS: k * measured["latency_ms_batch1"],
               LATENCY_TRAIN_BATCH_MS: measured["latency_ms_train_batch"],
@@ -123,16 +124,19 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
         return
 
     # Every epoch reports the mean over the selection folds: schedulers and the front rank on it.
-    kept = FoldModels() if k > 1 else None
+    kept = FoldModels() if cand.training.final == FOLD_ENSEMBLE else None
     for metrics in cross_validate(cand, dataset, folds, scores, device, pretrain_cache, soft, keep=kept):
         # pretraining is counted as training samples: same encoder, a reconstruction head instead of the classifier
         seen = metrics[SAMPLES_SEEN] + metrics.get(PRETRAIN_SAMPLES, 0)
         row = {**metrics, **static, TRAINING_COMPUTE: training_flops(cand.model, seen)}
         if metrics[EPOCH] == cand.training.epochs:
-            # Selection is over for this candidate: its final model (a refit on every training row, or the fold
-            # models averaged), then the test split, once.
+            # Selection is over for this candidate: its final model (a refit on every training row, the fold
+            # models averaged, or refits from several seeds averaged), then the test split, once.
             if kept is not None:
                 final, rows, seen = kept.ensemble(), kept.rows_learned_from(), 0
+            elif cand.training.final == SEED_ENSEMBLE:
+                final, rows, seen = fit_seed_ensemble(cand, dataset, scores, device, pretrain_cache=pretrain_cache,
+                                                      soft=soft)
             else:
                 final, rows, seen = refit(cand, dataset, scores, device, pretrain_cache=pretrain_cache, soft=soft)
             test = evaluate(final, dataset.test, device=device)

@@ -4,7 +4,8 @@ Selection sees only the training pool (the train split plus the validation rows 
 stratified folds of it (``data.cv_folds: k``), one model per fold trained in step so every epoch reports the fold
 mean, or the single holdout split. The candidate's test accuracy - and the model a user exports - come from one
 refit on the whole pool with the same recipe and epochs, or, with ``training.final: fold_ensemble``, from the k fold
-models averaged (``FoldModels``). The test split is never used for any choice.
+models averaged (``FoldModels``), or, with ``seed_ensemble``, from refits from several seeds averaged. The test split
+is never used for any choice.
 
 With ``pretrain_epochs`` each of those models first pretrains (``emule_models.pretrain``) on the inputs of the
 rows it learns from - all of them, whatever the data fraction, since pretraining reads no label - and on the
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +185,21 @@ def fit_fold_ensemble(cand: Candidate, dataset: Dataset, scores: dict[str, np.nd
         if report is not None:
             report(metrics)
     return kept.ensemble(), kept.rows_learned_from()
+
+
+def fit_seed_ensemble(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None = None,
+                      device: str = "cpu", report=None, pretrain_cache: str | Path | None = PRETRAIN_CACHE,
+                      soft: SoftLabels | None = None) -> tuple[MeanEnsemble, int, int]:
+    """A ``final: seed_ensemble`` candidate's deployed model: ``ensemble_seeds`` refits on the same rows, from the
+    candidate's seed and the ones after it, averaged. Returns (the ensemble, training rows, samples seen by all its
+    members)."""
+    members, seen = [], 0
+    for i in range(cand.training.ensemble_seeds):
+        seeded = replace(cand, training=replace(cand.training, seed=cand.training.seed + i))
+        model, rows, samples = refit(seeded, dataset, scores, device, report, pretrain_cache, soft)
+        members.append(model)
+        seen += samples
+    return MeanEnsemble(members), rows, seen
 
 
 def distills(cand: Candidate, soft: SoftLabels | None) -> bool:
