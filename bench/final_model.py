@@ -14,20 +14,18 @@ trial trains). The field's LITE against LITETime is quoted beside it.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from accuracy import best_candidate, runs_by_set  # noqa: E402
+from accuracy import best_candidate  # noqa: E402
+from variants import record_parser, refit_each  # noqa: E402
 
 from emule_models.cost import count_parameters  # noqa: E402
 from emule_models.train import evaluate  # noqa: E402
@@ -54,7 +52,8 @@ def each_way(name: str, run: dict, epochs: int, ensembles: tuple[str, ...]) -> d
 def fit_each_way(name: str, run: dict, epochs: int, ensembles: tuple[str, ...], tmp: Path) -> dict:
     cand, dataset = best_candidate(name, run, epochs, tmp)
     k = int(cand.data["cv_folds"])
-    out = {"seed": run["seed"], "params": count_parameters(build_seeded(cand)), "k": k, "logged": run["test"]}
+    out = {"set": name, "seed": run["seed"], "params": count_parameters(build_seeded(cand)), "k": k,
+           "logged": run["test"]}
     start = time.perf_counter()
     model, _, _ = refit(cand, dataset)
     out["refit_s"], out["refit"] = time.perf_counter() - start, evaluate(model, dataset.test)["accuracy"]
@@ -76,8 +75,9 @@ def fit_each_way(name: str, run: dict, epochs: int, ensembles: tuple[str, ...], 
     return out
 
 
-def report(results: dict[str, list[dict]], args, wall_s: float) -> str:
+def report(rows: list[dict], args, wall_s: float) -> str:
     mean = statistics.mean
+    results = {name: [r for r in rows if r["set"] == name] for name in dict.fromkeys(r["set"] for r in rows)}
     ways = [w for w in ENSEMBLES if w in args.ensembles]
     names = " or ".join(ENSEMBLES[w] for w in ways)
     option = "" if ways == ["fold"] else f" --ensembles {' '.join(ways)}"
@@ -118,28 +118,12 @@ def report(results: dict[str, list[dict]], args, wall_s: float) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--record", type=Path, nargs="+", default=[Path("bench/results/accuracy_small.json")],
-                    help="bench/accuracy.py --family small JSON records: their best candidates are refit each way")
-    ap.add_argument("--epochs", type=int, default=60, help="the epochs of the searches in the record")
-    ap.add_argument("--sets", nargs="*", default=[], help="only these sets of the record (default: all)")
+    ap = record_parser(__doc__)
     ap.add_argument("--ensembles", nargs="+", choices=list(ENSEMBLES), default=["fold"],
                     help="the ensembles fit beside the refit (default: fold)")
-    ap.add_argument("--processes", type=int, default=1, help="search runs fit at once, one thread each")
-    ap.add_argument("--out", type=Path, default=None)
+    ap.set_defaults(processes=1)
     args = ap.parse_args()
-    jobs = [(name, run, args.epochs, tuple(args.ensembles)) for name, runs in runs_by_set(args.record).items()
-            if not args.sets or name in args.sets for run in runs]
-    if not jobs:
-        ap.error(f"--sets: none of {args.sets} is in {' '.join(map(str, args.record))}")
-    start, results = time.perf_counter(), {}
-    with ProcessPoolExecutor(args.processes) as pool:
-        for (name, *_), row in zip(jobs, pool.map(each_way, *zip(*jobs))):
-            results.setdefault(name, []).append(row)
-            if args.out:  # after every run: a run cut short keeps what it measured
-                args.out.write_text(report(results, args, time.perf_counter() - start))
-                args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
-    print(report(results, args, time.perf_counter() - start))
+    refit_each(ap, args, each_way, [(tuple(args.ensembles),)], lambda rows, seconds: report(rows, args, seconds))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import torch  # noqa: E402
 from accuracy import best_candidate, runs_by_set  # noqa: E402
 
 from emule_models.config import ModelConfig  # noqa: E402
+from emule_models.cost import count_parameters  # noqa: E402
 from emule_models.data.dataset import Dataset, Split  # noqa: E402
 from emule_models.train import TrainConfig, evaluate  # noqa: E402
 from search.trial.validation import refit  # noqa: E402
@@ -92,7 +93,7 @@ def refit_variant(name: str, run: dict, search_epochs: int, label: str, changes:
         start = time.perf_counter()
         model, _, _ = refit(cand, dataset)
         seconds, test = time.perf_counter() - start, evaluate(model, dataset.test)["accuracy"]
-    params = sum(p.numel() for p in model.parameters())
+    params = count_parameters(model)
     print(f"{name} seed {run['seed']} {label}: test {test:.3f}, {params} params ({seconds:.0f} s; its search "
           f"logged {run['test']:.3f})", flush=True)
     return {"set": name, "seed": run["seed"], "variant": label, "changes": changes, "test": test, "params": params,
@@ -132,7 +133,8 @@ def report(rows: list[dict], args, command: str, wall_s: float) -> str:
 
 
 def record_parser(doc: str) -> argparse.ArgumentParser:
-    """The arguments of a bench that refits a small-family record's best candidates (this one, training_length)."""
+    """The arguments of a bench that refits a small-family record's best candidates (this one, training_length,
+    final_model)."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--record", type=Path, nargs="+", required=True,
                     help="bench/accuracy.py --family small JSON records: their best candidates are refit")
