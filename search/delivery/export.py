@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from emule_models.cost import count_parameters
-from emule_models.train import FOLD_ENSEMBLE, SEED_ENSEMBLE, evaluate
+from emule_models.train import FOLD_ENSEMBLE, evaluate
 from search.front.state import Front, Record
 from search.front.yardstick import best_by_validation
 from search.record.searches import SearchRecord, fit_description, load_search, write_candidates
@@ -31,7 +31,7 @@ from search.trial.candidate import (
     ensemble_size,
     read_candidate,
 )
-from search.trial.validation import fit_fold_ensemble, fit_seed_ensemble, refit, selection_folds
+from search.trial.validation import fit_final, fit_fold_ensemble, selection_folds
 
 SELECTIONS = ("front", "knee", "budget")
 
@@ -107,12 +107,9 @@ def retrain(path: Path, weights: Path, device: str = "cpu", log=print) -> dict[s
         folds = selection_folds(cand.data_section, dataset)
         soft = student_soft_labels(cand, dataset, device, log, folds)
         model, rows = fit_fold_ensemble(cand, dataset, device=device, soft=soft, report=report)
-    elif cand.training.final == SEED_ENSEMBLE:
-        soft = student_soft_labels(cand, dataset, device, log)
-        model, rows, _ = fit_seed_ensemble(cand, dataset, device=device, soft=soft, report=report)
     else:
-        model, rows, _ = refit(cand, dataset, device=device, soft=student_soft_labels(cand, dataset, device, log),
-                               report=report)
+        model, rows, _ = fit_final(cand, dataset, device=device, soft=student_soft_labels(cand, dataset, device, log),
+                                   report=report)
     test = evaluate(model, dataset.test, device=device)
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"candidate": cand.to_dict(), "state_dict": model.state_dict()}, weights)

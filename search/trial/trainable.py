@@ -21,7 +21,7 @@ from ray import tune
 
 from emule_models.cost import count_parameters, forward_flops, measure, training_flops
 from emule_models.data import Dataset
-from emule_models.train import FOLD_ENSEMBLE, SEED_ENSEMBLE, TimeLimitExceeded, evaluate, stops_at_exit, time_limit
+from emule_models.train import FOLD_ENSEMBLE, TimeLimitExceeded, evaluate, stops_at_exit, time_limit
 from search.spec.results import (
     BUDGET_DONE,
     DEVICE,
@@ -52,7 +52,7 @@ from search.spec.schema import Spec
 from search.trial.candidate import build_seeded, ensemble_size, resolve
 from search.trial.reporting import Reporter
 from search.trial.teacher import SoftLabels
-from search.trial.validation import FoldModels, cross_validate, fit_seed_ensemble, refit, selection_folds
+from search.trial.validation import FoldModels, cross_validate, fit_final, selection_folds
 
 
 def train_candidate(config: dict[str, Any], spec: Spec, dataset: Dataset,
@@ -134,11 +134,8 @@ def _results(config: dict[str, Any], spec: Spec, dataset: Dataset, scores: dict[
             # models averaged, or refits from several seeds averaged), then the test split, once.
             if kept is not None:
                 final, rows, seen = kept.ensemble(), kept.rows_learned_from(), 0
-            elif cand.training.final == SEED_ENSEMBLE:
-                final, rows, seen = fit_seed_ensemble(cand, dataset, scores, device, pretrain_cache=pretrain_cache,
-                                                      soft=soft)
             else:
-                final, rows, seen = refit(cand, dataset, scores, device, pretrain_cache=pretrain_cache, soft=soft)
+                final, rows, seen = fit_final(cand, dataset, scores, device, pretrain_cache=pretrain_cache, soft=soft)
             test = evaluate(final, dataset.test, device=device)
             row.update({TEST_ACCURACY: test["accuracy"], TEST_LOSS: test["loss"], TRAIN_SAMPLES: rows,
                         REFIT_COMPUTE: training_flops(cand.model, seen), BUDGET_DONE: True,

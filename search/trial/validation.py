@@ -27,7 +27,7 @@ from emule_models.data import Dataset, needs_scores, select
 from emule_models.data.dataset import Split, check_fold_count, concat, smallest_class, stratified_folds
 from emule_models.ensemble import MeanEnsemble
 from emule_models.pretrain import load_pretrained, pretrained_state
-from emule_models.train import fit, train_epochs
+from emule_models.train import SEED_ENSEMBLE, fit, train_epochs
 from search.spec.results import EPOCH, PRETRAIN_SAMPLES, SAMPLES_SEEN
 from search.spec.schema import AUTO, HOLDOUT, DataSection, check_cv_folds
 from search.trial.candidate import Candidate, build_seeded, quality_scores
@@ -200,6 +200,15 @@ def fit_seed_ensemble(cand: Candidate, dataset: Dataset, scores: dict[str, np.nd
         members.append(model)
         seen += samples
     return MeanEnsemble(members), rows, seen
+
+
+def fit_final(cand: Candidate, dataset: Dataset, scores: dict[str, np.ndarray] | None = None, device: str = "cpu",
+              report=None, pretrain_cache: str | Path | None = PRETRAIN_CACHE,
+              soft: SoftLabels | None = None) -> tuple[torch.nn.Module, int, int]:
+    """What a candidate that deploys no fold models is fit on every training row for: its seed ensemble
+    (``final: seed_ensemble``), else its refit. Returns (model, training rows, samples seen)."""
+    fit_on_all = fit_seed_ensemble if cand.training.final == SEED_ENSEMBLE else refit
+    return fit_on_all(cand, dataset, scores, device, report, pretrain_cache, soft)
 
 
 def distills(cand: Candidate, soft: SoftLabels | None) -> bool:
